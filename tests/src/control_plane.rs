@@ -1,0 +1,257 @@
+//! An owned control plane: started by a test (or once per test binary via
+//! [`ControlPlane::shared`]), cleaned up on drop and, failing that, by its watchdog.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use kube::config::Kubeconfig;
+
+use crate::client::{self, Credentials};
+use crate::pki::{self, ADMIN_USER};
+use crate::process::{self, Layout, Ports, Processes};
+use crate::watchdog::Watchdog;
+use crate::{Error, Result, io_err, tools};
+
+/// How to start a control plane. `Default` is what tests want.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneOptions {
+    /// Directory with etcd, kube-apiserver, kubectl and helm; `None` means [`tools::tools_bin_dir`].
+    pub bin_dir: Option<PathBuf>,
+    /// Where to write the admin kubeconfig; `None` means `<temp dir>/kubeconfig`.
+    pub kubeconfig_path: Option<PathBuf>,
+    /// How long to wait for the apiserver to be ready.
+    pub ready_timeout: Duration,
+    /// Extra kube-apiserver flags (e.g. `--feature-gates=...`), appended last so they win.
+    pub extra_apiserver_args: Vec<String>,
+}
+
+impl Default for ControlPlaneOptions {
+    fn default() -> Self {
+        ControlPlaneOptions {
+            bin_dir: None,
+            kubeconfig_path: None,
+            ready_timeout: Duration::from_secs(60),
+            extra_apiserver_args: Vec::new(),
+        }
+    }
+}
+
+/// A running etcd + kube-apiserver pair with a throwaway CA and an admin kubeconfig.
+///
+/// Clients are never cached here: a `kube::Client` is bound to the tokio runtime that created
+/// it, and every `#[tokio::test]` has its own runtime; ask for a fresh one per test.
+#[derive(Debug)]
+pub struct ControlPlane {
+    bin_dir: PathBuf,
+    server: String,
+    ca_pem: String,
+    kubeconfig: PathBuf,
+    startup: Duration,
+    procs: Processes,
+    watchdog: Option<Watchdog>,
+    // Declared last: fields drop in order, so processes are dead before their files go.
+    dir: tempfile::TempDir,
+}
+
+/// Everything `launch` produces; owned and detached modes keep different parts of it.
+pub(crate) struct Launched {
+    pub procs: Processes,
+    pub server: String,
+    pub ca_pem: String,
+    pub kubeconfig: PathBuf,
+    pub startup: Duration,
+}
+
+/// Generates the PKI, spawns etcd and kube-apiserver in `layout.dir`, writes the kubeconfig and
+/// waits until ready. `on_spawned` runs right after the processes exist, before the (slowest)
+/// wait, so the owned mode's watchdog covers a panic or Ctrl-C during startup too.
+pub(crate) fn launch(
+    bin_dir: &Path,
+    layout: &Layout,
+    kubeconfig: &Path,
+    opts: &ControlPlaneOptions,
+    on_spawned: impl FnOnce(&Processes) -> Result<()>,
+) -> Result<Launched> {
+    let started = Instant::now();
+    let pki = pki::generate(&layout.pki_dir())?;
+    let ports = Ports::pick()?;
+    let server = ports.server_url();
+    let yaml = client::render_kubeconfig(
+        &server,
+        &pki.ca_pem,
+        ADMIN_USER,
+        Credentials::ClientCert {
+            cert_pem: &pki.admin_cert_pem,
+            key_pem: &pki.admin_key_pem,
+        },
+    )?;
+    if let Some(parent) = kubeconfig.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("creating the kubeconfig directory", parent))?;
+    }
+    std::fs::write(kubeconfig, &yaml).map_err(io_err("writing the kubeconfig", kubeconfig))?;
+
+    let mut procs = process::spawn(bin_dir, layout, &pki, ports, &opts.extra_apiserver_args)?;
+    on_spawned(&procs)?;
+    process::wait_ready(&mut procs, yaml, opts.ready_timeout)?;
+    Ok(Launched {
+        procs,
+        server,
+        ca_pem: pki.ca_pem,
+        kubeconfig: kubeconfig.to_path_buf(),
+        startup: started.elapsed(),
+    })
+}
+
+impl ControlPlane {
+    /// Starts a control plane owned by the caller; blocks until it is ready. Everything lives
+    /// in a fresh temp dir that is removed, with the processes, on drop.
+    pub fn start(opts: ControlPlaneOptions) -> Result<ControlPlane> {
+        let bin_dir = match &opts.bin_dir {
+            Some(dir) => dir.clone(),
+            None => tools::tools_bin_dir()?,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("mcall-control-plane-")
+            .tempdir()
+            .map_err(io_err("creating a temp dir in", std::env::temp_dir()))?;
+        let layout = Layout {
+            dir: dir.path().to_path_buf(),
+        };
+        let kubeconfig = opts
+            .kubeconfig_path
+            .clone()
+            .unwrap_or_else(|| dir.path().join("kubeconfig"));
+        let mut watchdog = None;
+        let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, |procs| {
+            let pids: Vec<u32> = [procs.etcd_pid(), procs.apiserver_pid()].into_iter().flatten().collect();
+            watchdog = Some(Watchdog::spawn(&pids, dir.path())?);
+            Ok(())
+        });
+        let launched = match launched {
+            Ok(l) => l,
+            Err(e) => {
+                // `launch` already killed the processes (Processes' Drop); the temp dir goes
+                // when `dir` drops. Disarm so the watchdog does not linger until we exit.
+                if let Some(w) = watchdog {
+                    w.disarm();
+                }
+                return Err(e);
+            }
+        };
+        Ok(ControlPlane {
+            bin_dir,
+            server: launched.server,
+            ca_pem: launched.ca_pem,
+            kubeconfig: launched.kubeconfig,
+            startup: launched.startup,
+            procs: launched.procs,
+            watchdog,
+            dir,
+        })
+    }
+
+    /// The control plane shared by all tests of this test binary, started on first use.
+    ///
+    /// Panics if it cannot start (there is nothing a test could do instead); the error is
+    /// remembered so later tests fail fast with the same message instead of retrying.
+    pub fn shared() -> &'static ControlPlane {
+        static SHARED: OnceLock<std::result::Result<ControlPlane, String>> = OnceLock::new();
+        let plane = SHARED.get_or_init(|| {
+            ControlPlane::start(ControlPlaneOptions::default()).map_err(|e| e.to_string())
+        });
+        match plane {
+            Ok(plane) => plane,
+            Err(e) => panic!("starting the shared test control plane failed: {e}"),
+        }
+    }
+
+    /// A fresh admin (`system:masters`) client. Build one per test: clients are tied to the
+    /// tokio runtime that created them.
+    pub async fn admin_client(&self) -> Result<Client> {
+        let what = format!("the admin of {}", self.server);
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).map_err(|source| Error::LoadKubeconfig {
+            what: what.clone(),
+            source,
+        })?;
+        client::client_from_kubeconfig(kubeconfig, &what).await
+    }
+
+    /// A client authenticating as ServiceAccount `namespace/name` with a bearer token from the
+    /// TokenRequest API (no client certificate). Creates the ServiceAccount if absent; grants
+    /// nothing, so RBAC applies exactly as to an in-cluster workload.
+    pub async fn service_account_client(&self, namespace: &str, name: &str) -> Result<Client> {
+        let admin = self.admin_client().await?;
+        let token = client::service_account_token(&admin, namespace, name).await?;
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let yaml = client::render_kubeconfig(&self.server, &self.ca_pem, &user, Credentials::Token(&token))?;
+        client::client_from_yaml(&yaml, &user).await
+    }
+
+    /// The admin kubeconfig (certificates embedded).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The apiserver URL, `https://127.0.0.1:<port>`.
+    pub fn server_url(&self) -> &str {
+        &self.server
+    }
+
+    /// The CA that signed the serving and client certificates, PEM.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// Directory with the pinned etcd, kube-apiserver, kubectl and helm.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// This plane's working directory (PKI, etcd data, logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// kube-apiserver's log file, for debugging a failing test.
+    pub fn apiserver_log(&self) -> &Path {
+        &self.procs.apiserver_log
+    }
+
+    /// Wall time from `start` until the plane was ready (PKI, spawn, readiness).
+    pub fn startup_time(&self) -> Duration {
+        self.startup
+    }
+
+    /// `kubectl --kubeconfig <admin kubeconfig>`; add the subcommand and run it.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join("kubectl"));
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+
+    /// `helm` with `KUBECONFIG` set, and helm's cache/config/data dirs inside this plane's
+    /// directory so tests neither read nor pollute the user's `~/.config/helm`.
+    pub fn helm(&self) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join("helm"));
+        let home = self.dir.path().join("helm");
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", home.join("cache"))
+            .env("HELM_CONFIG_HOME", home.join("config"))
+            .env("HELM_DATA_HOME", home.join("data"));
+        cmd
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        // Disarm first so the watchdog cannot race us; then kill and reap the processes; the
+        // temp dir is removed when `dir` drops after this.
+        if let Some(w) = self.watchdog.take() {
+            w.disarm();
+        }
+        self.procs.kill();
+    }
+}

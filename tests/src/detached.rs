@@ -1,0 +1,288 @@
+//! Detached mode for humans (`cargo xtask cluster up|down|status`): the same control plane,
+//! but its processes outlive the command that started them and are found again through pid
+//! files in a state directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::control_plane::{ControlPlaneOptions, launch};
+use crate::process::Layout;
+use crate::{ControlPlane, Error, Result, client, io_err, tools};
+
+const ETCD_PID: &str = "etcd.pid";
+const APISERVER_PID: &str = "kube-apiserver.pid";
+const SERVER_FILE: &str = "server";
+const KUBECONFIG: &str = "kubeconfig";
+
+/// A freshly started detached control plane.
+#[derive(Debug, Clone)]
+pub struct DetachedInfo {
+    /// Absolute state directory.
+    pub state_dir: PathBuf,
+    /// Absolute path of the admin kubeconfig (`<state_dir>/kubeconfig`).
+    pub kubeconfig: PathBuf,
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+    pub etcd_pid: u32,
+    pub apiserver_pid: u32,
+    pub apiserver_log: PathBuf,
+    pub startup_time: Duration,
+}
+
+/// What `status_detached` found.
+#[derive(Debug, Clone)]
+pub struct DetachedStatus {
+    /// Pid of a live etcd recorded in the state dir.
+    pub etcd_pid: Option<u32>,
+    /// Pid of a live kube-apiserver recorded in the state dir.
+    pub apiserver_pid: Option<u32>,
+    /// The apiserver answered the readiness probe.
+    pub healthy: bool,
+    /// Why it is not healthy (empty when healthy).
+    pub detail: String,
+    pub server: Option<String>,
+    pub kubeconfig: PathBuf,
+}
+
+impl DetachedStatus {
+    /// Whether any of the processes is still running.
+    pub fn is_running(&self) -> bool {
+        self.etcd_pid.is_some() || self.apiserver_pid.is_some()
+    }
+}
+
+fn detached_err(state_dir: &Path, reason: impl Into<String>) -> Error {
+    Error::Detached {
+        state_dir: state_dir.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver that keep running after the caller exits, with all state
+    /// (PKI, etcd data, logs, pid files, `kubeconfig`) in `state_dir`. Each start is a fresh,
+    /// empty cluster. Fails if a plane recorded in `state_dir` is still running.
+    pub fn start_detached(state_dir: &Path) -> Result<DetachedInfo> {
+        std::fs::create_dir_all(state_dir).map_err(io_err("creating the state directory", state_dir))?;
+        let state_dir = state_dir
+            .canonicalize()
+            .map_err(io_err("resolving the state directory", state_dir))?;
+        let status = ControlPlane::status_detached(&state_dir)?;
+        if status.is_running() {
+            return Err(detached_err(
+                &state_dir,
+                format!(
+                    "a control plane is already running there (etcd pid {:?}, kube-apiserver pid {:?}); stop it first",
+                    status.etcd_pid, status.apiserver_pid
+                ),
+            ));
+        }
+        let layout = Layout {
+            dir: state_dir.clone(),
+        };
+        // Fresh cluster: the CA is new each time, so old data would be unusable anyway.
+        for dir in [layout.etcd_data(), layout.pki_dir(), layout.apiserver_cert_dir()] {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(io_err("removing stale", &dir))?;
+            }
+        }
+        remove_state_files(&state_dir)?;
+
+        let bin_dir = tools::tools_bin_dir()?;
+        let kubeconfig = state_dir.join(KUBECONFIG);
+        let opts = ControlPlaneOptions::default();
+        // Pid files are written as soon as the processes exist, so `down` finds them even if
+        // this command is interrupted while waiting for readiness.
+        let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, |procs| {
+            for (file, pid) in [(ETCD_PID, procs.etcd_pid()), (APISERVER_PID, procs.apiserver_pid())] {
+                let path = state_dir.join(file);
+                let pid = pid.map(|p| p.to_string()).unwrap_or_default();
+                std::fs::write(&path, pid).map_err(io_err("writing pid file", &path))?;
+            }
+            Ok(())
+        });
+        let launched = match launched {
+            Ok(l) => l,
+            Err(e) => {
+                // The processes were killed by `launch`; drop their stale pid files too.
+                let _ = remove_state_files(&state_dir);
+                return Err(e);
+            }
+        };
+        let server_path = state_dir.join(SERVER_FILE);
+        std::fs::write(&server_path, &launched.server).map_err(io_err("writing", &server_path))?;
+        let apiserver_log = launched.procs.apiserver_log.clone();
+        let (etcd_pid, apiserver_pid) = launched.procs.detach();
+        Ok(DetachedInfo {
+            state_dir,
+            kubeconfig: launched.kubeconfig,
+            server: launched.server,
+            etcd_pid,
+            apiserver_pid,
+            apiserver_log,
+            startup_time: launched.startup,
+        })
+    }
+
+    /// Stops a detached control plane: SIGTERM, up to 10 s grace, then SIGKILL; removes the
+    /// pid files. Returns whether anything was running.
+    pub fn stop_detached(state_dir: &Path) -> Result<bool> {
+        let mut stopped = false;
+        // apiserver first: it is etcd's only client and shuts down more cleanly that way.
+        for (file, binary) in [(APISERVER_PID, "kube-apiserver"), (ETCD_PID, "etcd")] {
+            if let Some(pid) = live_pid(state_dir, file, binary) {
+                terminate(state_dir, pid, binary)?;
+                stopped = true;
+            }
+        }
+        remove_state_files(state_dir)?;
+        Ok(stopped)
+    }
+
+    /// Whether the detached plane in `state_dir` runs, and whether it is healthy (`/readyz`
+    /// and the bootstrap objects, checked with the admin kubeconfig).
+    pub fn status_detached(state_dir: &Path) -> Result<DetachedStatus> {
+        let kubeconfig = state_dir.join(KUBECONFIG);
+        let etcd_pid = live_pid(state_dir, ETCD_PID, "etcd");
+        let apiserver_pid = live_pid(state_dir, APISERVER_PID, "kube-apiserver");
+        let server = std::fs::read_to_string(state_dir.join(SERVER_FILE))
+            .ok()
+            .map(|s| s.trim().to_string());
+        let (healthy, detail) = if etcd_pid.is_none() || apiserver_pid.is_none() {
+            (false, "etcd and kube-apiserver are not both running".to_string())
+        } else {
+            match std::fs::read_to_string(&kubeconfig) {
+                Err(e) => (false, format!("reading {}: {e}", kubeconfig.display())),
+                Ok(yaml) => match probe_once(yaml) {
+                    Ok(()) => (true, String::new()),
+                    Err(e) => (false, e),
+                },
+            }
+        };
+        Ok(DetachedStatus {
+            etcd_pid,
+            apiserver_pid,
+            healthy,
+            detail,
+            server,
+            kubeconfig,
+        })
+    }
+}
+
+fn remove_state_files(state_dir: &Path) -> Result<()> {
+    for file in [ETCD_PID, APISERVER_PID, SERVER_FILE] {
+        let path = state_dir.join(file);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_err("removing", path)(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The pid recorded in `file`, if that process is alive and still runs `binary` (guards
+/// against the pid having been reused by an unrelated process since).
+fn live_pid(state_dir: &Path, file: &str, binary: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(state_dir.join(file)).ok()?.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let argv0 = cmdline.split(|b| *b == 0).next()?;
+    let runs_binary = Path::new(std::str::from_utf8(argv0).ok()?)
+        .file_name()
+        .is_some_and(|n| n == binary);
+    (runs_binary && is_alive(pid)).then_some(pid)
+}
+
+/// Alive means present in /proc and not a zombie: a detached process whose parent is gone is
+/// reaped by init, but one started by this very process stays a zombie until we exit.
+fn is_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // Format: `pid (comm) state ...`; comm may contain spaces or parens, so split at the last ')'.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X') | None)
+}
+
+/// Sends `signal` via the shell's `kill` builtin (std has no kill-by-pid, and we forbid unsafe).
+fn signal(pid: u32, signal: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", "kill -s \"$1\" \"$2\" 2>/dev/null", "mcall-kill", signal, &pid.to_string()])
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn wait_exit(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !is_alive(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    !is_alive(pid)
+}
+
+fn terminate(state_dir: &Path, pid: u32, binary: &str) -> Result<()> {
+    signal(pid, "TERM");
+    if wait_exit(pid, Duration::from_secs(10)) {
+        return Ok(());
+    }
+    signal(pid, "KILL");
+    if wait_exit(pid, Duration::from_secs(5)) {
+        return Ok(());
+    }
+    Err(detached_err(
+        state_dir,
+        format!("{binary} (pid {pid}) is still alive after SIGTERM and SIGKILL"),
+    ))
+}
+
+/// One readiness probe (bounded to 5 s) on its own thread and runtime, so callers need no
+/// runtime and may even be inside one.
+fn probe_once(kubeconfig_yaml: String) -> std::result::Result<(), String> {
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("building a tokio runtime: {e}"))?;
+        rt.block_on(async {
+            let client = client::client_from_yaml(&kubeconfig_yaml, "admin")
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::time::timeout(Duration::from_secs(5), client::probe_ready(&client))
+                .await
+                .map_err(|_| "the readiness probe took over 5 s".to_string())?
+        })
+    });
+    handle
+        .join()
+        .map_err(|_| "the readiness probe thread panicked".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_files_of_dead_or_foreign_processes_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(live_pid(dir.path(), ETCD_PID, "etcd"), None);
+        // Our own pid is alive but is not etcd.
+        std::fs::write(dir.path().join(ETCD_PID), std::process::id().to_string()).unwrap();
+        assert_eq!(live_pid(dir.path(), ETCD_PID, "etcd"), None);
+        assert!(is_alive(std::process::id()));
+    }
+
+    #[test]
+    fn stop_with_nothing_running_is_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!ControlPlane::stop_detached(dir.path()).unwrap());
+        let status = ControlPlane::status_detached(dir.path()).unwrap();
+        assert!(!status.is_running() && !status.healthy);
+    }
+}

@@ -1,0 +1,128 @@
+//! Test harness for mcall: a real, throwaway Kubernetes control plane (etcd + kube-apiserver)
+//! built from pinned sources by `xtask/tools/build-tools.sh`.
+//!
+//! There is no cluster and no container engine on the machines this project runs on, so
+//! integration tests start their own control plane: [`ControlPlane::shared`] gives every test in
+//! a test binary the same plane (started once, ~seconds), [`create_test_namespace`] isolates
+//! tests from each other, and [`ControlPlane::admin_client`] /
+//! [`ControlPlane::service_account_client`] hand out clients. Processes are killed on drop and,
+//! for the never-dropped shared plane, by a watchdog once the test process is gone.
+//!
+//! Humans get the same plane as long-running processes via [`ControlPlane::start_detached`]
+//! (used by `cargo xtask cluster up|down|status`).
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+mod client;
+mod control_plane;
+mod detached;
+mod pki;
+mod process;
+mod tools;
+mod watchdog;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use client::create_test_namespace;
+pub use control_plane::{ControlPlane, ControlPlaneOptions};
+pub use detached::{DetachedInfo, DetachedStatus};
+pub use tools::tools_bin_dir;
+
+/// Re-exported so tests use exactly the versions the harness was built against.
+pub use k8s_openapi;
+pub use kube;
+
+/// Everything the harness can fail at; each variant names the operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("locating the control-plane tools failed: {0}")]
+    LocateTools(String),
+
+    #[error("building the control-plane tools with {script} failed: {reason}")]
+    BuildTools { script: PathBuf, reason: String },
+
+    #[error("generating the throwaway PKI ({what}) failed: {source}")]
+    GeneratePki {
+        what: &'static str,
+        #[source]
+        source: rcgen::Error,
+    },
+
+    #[error("{op} {path} failed: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("picking a free loopback port failed: {0}")]
+    PickPort(#[source] std::io::Error),
+
+    #[error("spawning {what} ({binary}) failed: {source}")]
+    Spawn {
+        what: &'static str,
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{what} exited during startup ({status}); last lines of {log}:\n{tail}")]
+    ProcessExited {
+        what: &'static str,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+
+    #[error(
+        "the control plane did not become ready within {timeout:?} (last check: {last_error}); \
+         last lines of {log}:\n{tail}"
+    )]
+    NotReady {
+        timeout: Duration,
+        last_error: String,
+        log: PathBuf,
+        tail: String,
+    },
+
+    #[error("rendering the {what} kubeconfig failed: {reason}")]
+    RenderKubeconfig { what: &'static str, reason: String },
+
+    #[error("loading the kubeconfig for {what} failed: {source}")]
+    LoadKubeconfig {
+        what: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+
+    #[error("building a kube client for {what} failed: {source}")]
+    BuildClient {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("{op} failed: {source}")]
+    Kube {
+        op: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("the readiness probe thread failed: {0}")]
+    ProbeThread(String),
+
+    #[error("managing the detached control plane in {state_dir} failed: {reason}")]
+    Detached { state_dir: PathBuf, reason: String },
+}
+
+/// The harness's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Shorthand for wrapping an `io::Error` with the operation and path that failed.
+pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { op, path, source }
+}

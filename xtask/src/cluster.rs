@@ -1,0 +1,90 @@
+//! `cargo xtask cluster up|down|status`: a local etcd + kube-apiserver for humans, kept in
+//! `<root>/target/mcall` and running until `down`. Tests do not use this; they start their
+//! own plane through `mcall_tests::ControlPlane`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use mcall_tests::ControlPlane;
+
+/// Where the detached control plane keeps its state (PKI, etcd data, logs, pid files,
+/// kubeconfig). Under `target/` so `cargo clean` and .gitignore cover it.
+fn state_dir(root: &Path) -> PathBuf {
+    root.join("target").join("mcall")
+}
+
+/// Starts the control plane unless it already runs and is healthy; prints how to use it.
+pub fn up(root: &Path) -> Result<()> {
+    let dir = state_dir(root);
+    let status = ControlPlane::status_detached(&dir)
+        .with_context(|| format!("checking the control plane in {}", dir.display()))?;
+    if status.healthy {
+        println!(
+            "control plane already running at {} (etcd pid {}, kube-apiserver pid {})",
+            status.server.as_deref().unwrap_or("?"),
+            pid(status.etcd_pid),
+            pid(status.apiserver_pid),
+        );
+        println!("export KUBECONFIG={}", status.kubeconfig.display());
+        return Ok(());
+    }
+    if status.is_running() {
+        // Half up (one process died) or not answering: replace it rather than guess.
+        eprintln!(
+            "control plane in {} is running but unhealthy ({}); restarting it",
+            dir.display(),
+            status.detail
+        );
+        ControlPlane::stop_detached(&dir).context("stopping the unhealthy control plane")?;
+    }
+    eprintln!("starting etcd and kube-apiserver in {} ...", dir.display());
+    let info = ControlPlane::start_detached(&dir).context("starting the control plane")?;
+    eprintln!(
+        "control plane ready at {} in {:.1?} (etcd pid {}, kube-apiserver pid {}; log {})",
+        info.server,
+        info.startup_time,
+        info.etcd_pid,
+        info.apiserver_pid,
+        info.apiserver_log.display()
+    );
+    eprintln!("stop it with `cargo xtask cluster down`; use it with:");
+    println!("export KUBECONFIG={}", info.kubeconfig.display());
+    Ok(())
+}
+
+/// Stops the control plane; fine when nothing runs.
+pub fn down(root: &Path) -> Result<()> {
+    let dir = state_dir(root);
+    let stopped = ControlPlane::stop_detached(&dir)
+        .with_context(|| format!("stopping the control plane in {}", dir.display()))?;
+    if stopped {
+        println!("control plane stopped");
+    } else {
+        println!("no control plane running (state dir {})", dir.display());
+    }
+    Ok(())
+}
+
+/// Reports whether the control plane runs and answers; an error when it runs but is unhealthy.
+pub fn status(root: &Path) -> Result<()> {
+    let dir = state_dir(root);
+    let status = ControlPlane::status_detached(&dir)
+        .with_context(|| format!("checking the control plane in {}", dir.display()))?;
+    if !status.is_running() {
+        println!("no control plane running (start one with `cargo xtask cluster up`)");
+        return Ok(());
+    }
+    println!(
+        "etcd pid {}, kube-apiserver pid {}, server {}",
+        pid(status.etcd_pid),
+        pid(status.apiserver_pid),
+        status.server.as_deref().unwrap_or("?")
+    );
+    anyhow::ensure!(status.healthy, "control plane is unhealthy: {}", status.detail);
+    println!("healthy; export KUBECONFIG={}", status.kubeconfig.display());
+    Ok(())
+}
+
+fn pid(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "-".to_string(), |p| p.to_string())
+}
