@@ -83,8 +83,9 @@ pub(crate) async fn client_from_kubeconfig(kubeconfig: Kubeconfig, what: &str) -
 }
 
 /// One readiness check. Ready means: `/readyz` says ok (this includes the RBAC bootstrap
-/// post-start hook), the `default` namespace exists (created by the apiserver's bootstrap
-/// controller, which `/readyz` does not wait for), and the bootstrap RBAC objects that
+/// post-start hook), the `default` and `kube-system` namespaces exist (created by the
+/// apiserver's bootstrap controller, which `/readyz` does not wait for; leader-election leases
+/// and the like live in kube-system), and the bootstrap RBAC objects that
 /// non-admin users rely on exist. The admin is in `system:masters`, which bypasses RBAC, so
 /// the admin being served says nothing about the latter.
 pub(crate) async fn probe_ready(client: &Client) -> std::result::Result<(), String> {
@@ -98,10 +99,12 @@ pub(crate) async fn probe_ready(client: &Client) -> std::result::Result<(), Stri
     if body.trim() != "ok" {
         return Err(format!("GET /readyz answered {body:?}"));
     }
-    Api::<Namespace>::all(client.clone())
-        .get("default")
-        .await
-        .map_err(|e| format!("GET namespace default: {e}"))?;
+    for ns in ["default", "kube-system"] {
+        Api::<Namespace>::all(client.clone())
+            .get(ns)
+            .await
+            .map_err(|e| format!("GET namespace {ns}: {e}"))?;
+    }
     for role in ["admin", "edit", "view"] {
         Api::<ClusterRole>::all(client.clone())
             .get(role)

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use kube::Api;
 use kube::api::{ListParams, ObjectMeta, PostParams};
-use mcall_tests::{ControlPlane, create_test_namespace};
+use mcall_tests::{ControlPlane, ControlPlaneOptions, create_test_namespace};
 
 /// The status code of a failed API call, or a panic naming what failed otherwise.
 fn api_code<T: std::fmt::Debug>(result: kube::Result<T>, what: &str) -> u16 {
@@ -163,4 +163,33 @@ async fn kubectl_works_against_the_plane() {
         stdout.lines().any(|l| l == format!("namespace/{ns}")),
         "{ns} missing from:\n{stdout}"
     );
+}
+
+/// Owned planes die with their owner; detached ones run until stopped. Sequential on purpose:
+/// each start is a full etcd + apiserver, and the machine has two cores.
+#[test]
+fn owned_and_detached_planes_clean_up() {
+    let plane = ControlPlane::start(ControlPlaneOptions::default()).expect("start an owned plane");
+    let dir = plane.dir().to_path_buf();
+    let log = plane.apiserver_log().to_path_buf();
+    assert!(log.is_file(), "{}", log.display());
+    drop(plane);
+    assert!(!dir.exists(), "{} should be removed on drop", dir.display());
+
+    let state = tempfile::tempdir().expect("state dir");
+    let info = ControlPlane::start_detached(state.path()).expect("start a detached plane");
+    eprintln!("detached plane ready after {:?}", info.startup_time);
+    assert!(info.kubeconfig.is_file());
+    let status = ControlPlane::status_detached(state.path()).expect("status");
+    assert!(status.healthy, "detached plane unhealthy: {}", status.detail);
+    assert_eq!(status.apiserver_pid, Some(info.apiserver_pid));
+
+    // Starting twice in the same state dir is refused rather than orphaning the first.
+    let again = ControlPlane::start_detached(state.path());
+    assert!(again.is_err(), "a second detached start should fail");
+
+    assert!(ControlPlane::stop_detached(state.path()).expect("stop"));
+    let status = ControlPlane::status_detached(state.path()).expect("status after stop");
+    assert!(!status.is_running(), "{status:?}");
+    assert!(!ControlPlane::stop_detached(state.path()).expect("second stop"));
 }

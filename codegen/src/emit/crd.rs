@@ -87,7 +87,10 @@ fn root_schema(ir: &Ir, kind: &Kind) -> Value {
     let mut properties = Map::new();
     properties.insert("spec".into(), object(&kind.spec_type));
     if let Some(status) = &kind.status_type {
-        properties.insert("status".into(), object(status));
+        let mut status = object(status);
+        // A new object has no status; the operator writes it.
+        status["nullable"] = json!(true);
+        properties.insert("status".into(), status);
     }
     let mut root = Map::new();
     root.insert("type".into(), json!("object"));

@@ -28,6 +28,10 @@ pub fn field_schema(types: &Types, field: &Field, dialect: Dialect) -> Map<Strin
     if let Some(default) = &field.default {
         out.insert("default".into(), default.clone());
     }
+    // An optional field is an `Option` in Rust, which accepts null; the schema says so too.
+    if dialect == Dialect::Crd && !field.required && field.default.is_none() {
+        out.insert("nullable".into(), json!(true));
+    }
     add_rules(&mut out, &field.rules, dialect);
     out
 }
