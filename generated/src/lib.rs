@@ -5,14 +5,14 @@
 #![deny(rust_2018_idioms)]
 
 mcall_macros::spec_guard!(
-    fingerprint = "4217631889c9de96ca4195a2f15d10a1", dir = "../spec"
+    fingerprint = "6a9bd174b8a8c2792337b2e848b73cb9", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "4217631889c9de96ca4195a2f15d10a1";
+pub const SPEC_FINGERPRINT: &str = "6a9bd174b8a8c2792337b2e848b73cb9";
 
 pub mod types;
 pub mod mcall_task;

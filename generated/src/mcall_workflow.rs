@@ -230,10 +230,10 @@ pub struct WorkflowTask {
     #[serde(default = "default_workflow_task_retry_count")]
     #[schemars(range(min = 0, max = 100))]
     pub retry_count: i64,
-    /// Names of tasks of this workflow that must finish first.
+    /// Names of tasks of this workflow that must finish first (at most 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        length(max = 100),
+        length(max = 20),
         inner(length(max = 63)),
         extend("x-kubernetes-list-type" = "set")
     )]

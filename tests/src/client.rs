@@ -26,7 +26,12 @@ pub(crate) enum Credentials<'a> {
 
 /// Renders a single-context kubeconfig with everything embedded (no file references), so the
 /// file can be copied around or used after the PKI directory is gone.
-pub(crate) fn render_kubeconfig(server: &str, ca_pem: &str, user: &str, creds: Credentials<'_>) -> Result<String> {
+pub(crate) fn render_kubeconfig(
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    creds: Credentials<'_>,
+) -> Result<String> {
     let user_entry = match creds {
         Credentials::ClientCert { cert_pem, key_pem } => serde_json::json!({
             "client-certificate-data": BASE64.encode(cert_pem),
@@ -119,7 +124,11 @@ pub(crate) async fn probe_ready(client: &Client) -> std::result::Result<(), Stri
 }
 
 /// Ensures the ServiceAccount exists and returns a token for it from the TokenRequest API.
-pub(crate) async fn service_account_token(admin: &Client, namespace: &str, name: &str) -> Result<String> {
+pub(crate) async fn service_account_token(
+    admin: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<String> {
     let api: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
     let sa = ServiceAccount {
         metadata: ObjectMeta {
@@ -161,7 +170,8 @@ pub(crate) async fn service_account_token(admin: &Client, namespace: &str, name:
         .ok_or_else(|| Error::Kube {
             op: format!("requesting a token for ServiceAccount {namespace}/{name}"),
             source: kube::Error::Api(
-                kube::core::Status::failure("the TokenRequest response has no token", "NoToken").boxed(),
+                kube::core::Status::failure("the TokenRequest response has no token", "NoToken")
+                    .boxed(),
             ),
         })
 }
@@ -241,6 +251,9 @@ mod tests {
         .unwrap();
         let kc = Kubeconfig::from_yaml(&yaml).unwrap();
         assert_eq!(kc.current_context.as_deref(), Some("mcall"));
-        assert_eq!(kc.clusters[0].cluster.as_ref().unwrap().server.as_deref(), Some("https://127.0.0.1:1"));
+        assert_eq!(
+            kc.clusters[0].cluster.as_ref().unwrap().server.as_deref(),
+            Some("https://127.0.0.1:1")
+        );
     }
 }

@@ -89,7 +89,8 @@ pub(crate) fn launch(
         },
     )?;
     if let Some(parent) = kubeconfig.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err("creating the kubeconfig directory", parent))?;
+        std::fs::create_dir_all(parent)
+            .map_err(io_err("creating the kubeconfig directory", parent))?;
     }
     std::fs::write(kubeconfig, &yaml).map_err(io_err("writing the kubeconfig", kubeconfig))?;
 
@@ -126,7 +127,10 @@ impl ControlPlane {
             .unwrap_or_else(|| dir.path().join("kubeconfig"));
         let mut watchdog = None;
         let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, |procs| {
-            let pids: Vec<u32> = [procs.etcd_pid(), procs.apiserver_pid()].into_iter().flatten().collect();
+            let pids: Vec<u32> = [procs.etcd_pid(), procs.apiserver_pid()]
+                .into_iter()
+                .flatten()
+                .collect();
             watchdog = Some(Watchdog::spawn(&pids, dir.path())?);
             Ok(())
         });
@@ -172,10 +176,11 @@ impl ControlPlane {
     /// tokio runtime that created them.
     pub async fn admin_client(&self) -> Result<Client> {
         let what = format!("the admin of {}", self.server);
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).map_err(|source| Error::LoadKubeconfig {
-            what: what.clone(),
-            source,
-        })?;
+        let kubeconfig =
+            Kubeconfig::read_from(&self.kubeconfig).map_err(|source| Error::LoadKubeconfig {
+                what: what.clone(),
+                source,
+            })?;
         client::client_from_kubeconfig(kubeconfig, &what).await
     }
 
@@ -186,7 +191,12 @@ impl ControlPlane {
         let admin = self.admin_client().await?;
         let token = client::service_account_token(&admin, namespace, name).await?;
         let user = format!("system:serviceaccount:{namespace}:{name}");
-        let yaml = client::render_kubeconfig(&self.server, &self.ca_pem, &user, Credentials::Token(&token))?;
+        let yaml = client::render_kubeconfig(
+            &self.server,
+            &self.ca_pem,
+            &user,
+            Credentials::Token(&token),
+        )?;
         client::client_from_yaml(&yaml, &user).await
     }
 

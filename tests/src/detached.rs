@@ -64,7 +64,8 @@ impl ControlPlane {
     /// (PKI, etcd data, logs, pid files, `kubeconfig`) in `state_dir`. Each start is a fresh,
     /// empty cluster. Fails if a plane recorded in `state_dir` is still running.
     pub fn start_detached(state_dir: &Path) -> Result<DetachedInfo> {
-        std::fs::create_dir_all(state_dir).map_err(io_err("creating the state directory", state_dir))?;
+        std::fs::create_dir_all(state_dir)
+            .map_err(io_err("creating the state directory", state_dir))?;
         let state_dir = state_dir
             .canonicalize()
             .map_err(io_err("resolving the state directory", state_dir))?;
@@ -82,7 +83,11 @@ impl ControlPlane {
             dir: state_dir.clone(),
         };
         // Fresh cluster: the CA is new each time, so old data would be unusable anyway.
-        for dir in [layout.etcd_data(), layout.pki_dir(), layout.apiserver_cert_dir()] {
+        for dir in [
+            layout.etcd_data(),
+            layout.pki_dir(),
+            layout.apiserver_cert_dir(),
+        ] {
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(io_err("removing stale", &dir))?;
             }
@@ -95,7 +100,10 @@ impl ControlPlane {
         // Pid files are written as soon as the processes exist, so `down` finds them even if
         // this command is interrupted while waiting for readiness.
         let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, |procs| {
-            for (file, pid) in [(ETCD_PID, procs.etcd_pid()), (APISERVER_PID, procs.apiserver_pid())] {
+            for (file, pid) in [
+                (ETCD_PID, procs.etcd_pid()),
+                (APISERVER_PID, procs.apiserver_pid()),
+            ] {
                 let path = state_dir.join(file);
                 let pid = pid.map(|p| p.to_string()).unwrap_or_default();
                 std::fs::write(&path, pid).map_err(io_err("writing pid file", &path))?;
@@ -150,7 +158,10 @@ impl ControlPlane {
             .ok()
             .map(|s| s.trim().to_string());
         let (healthy, detail) = if etcd_pid.is_none() || apiserver_pid.is_none() {
-            (false, "etcd and kube-apiserver are not both running".to_string())
+            (
+                false,
+                "etcd and kube-apiserver are not both running".to_string(),
+            )
         } else {
             match std::fs::read_to_string(&kubeconfig) {
                 Err(e) => (false, format!("reading {}: {e}", kubeconfig.display())),
@@ -187,7 +198,11 @@ fn remove_state_files(state_dir: &Path) -> Result<()> {
 /// The pid recorded in `file`, if that process is alive and still runs `binary` (guards
 /// against the pid having been reused by an unrelated process since).
 fn live_pid(state_dir: &Path, file: &str, binary: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(state_dir.join(file)).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(state_dir.join(file))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let argv0 = cmdline.split(|b| *b == 0).next()?;
     let runs_binary = Path::new(std::str::from_utf8(argv0).ok()?)
@@ -203,14 +218,22 @@ fn is_alive(pid: u32) -> bool {
         return false;
     };
     // Format: `pid (comm) state ...`; comm may contain spaces or parens, so split at the last ')'.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
     !matches!(state, Some('Z' | 'X') | None)
 }
 
 /// Sends `signal` via the shell's `kill` builtin (std has no kill-by-pid, and we forbid unsafe).
 fn signal(pid: u32, signal: &str) -> bool {
     Command::new("sh")
-        .args(["-c", "kill -s \"$1\" \"$2\" 2>/dev/null", "mcall-kill", signal, &pid.to_string()])
+        .args([
+            "-c",
+            "kill -s \"$1\" \"$2\" 2>/dev/null",
+            "mcall-kill",
+            signal,
+            &pid.to_string(),
+        ])
         .stdin(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())

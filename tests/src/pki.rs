@@ -56,7 +56,9 @@ pub(crate) fn generate(dir: &Path) -> Result<Pki> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(pki_err("CA certificate"))?;
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .map_err(pki_err("CA certificate"))?;
     let ca_pem = ca_cert.pem();
     let issuer = Issuer::new(ca_params, ca_key);
 

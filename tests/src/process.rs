@@ -73,7 +73,10 @@ impl Processes {
 
     /// Kills both processes (apiserver first: it is etcd's only client) and reaps them.
     pub fn kill(&mut self) {
-        for child in [self.apiserver.take(), self.etcd.take()].into_iter().flatten() {
+        for child in [self.apiserver.take(), self.etcd.take()]
+            .into_iter()
+            .flatten()
+        {
             kill_and_reap(child);
         }
     }
@@ -85,7 +88,9 @@ impl Processes {
             ("kube-apiserver", &mut self.apiserver, &self.apiserver_log),
         ];
         for (what, child, log) in entries {
-            let Some(child) = child.as_mut() else { continue };
+            let Some(child) = child.as_mut() else {
+                continue;
+            };
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(Error::ProcessExited {
                     what,
@@ -167,7 +172,12 @@ pub(crate) fn spawn(
         "--unsafe-no-fsync=true".to_string(),
         "--log-level=error".to_string(),
     ];
-    procs.etcd = Some(spawn_logged("etcd", &bin_dir.join("etcd"), &etcd_args, &procs.etcd_log)?);
+    procs.etcd = Some(spawn_logged(
+        "etcd",
+        &bin_dir.join("etcd"),
+        &etcd_args,
+        &procs.etcd_log,
+    )?);
 
     std::fs::create_dir_all(layout.apiserver_cert_dir())
         .map_err(io_err("creating", layout.apiserver_cert_dir()))?;
@@ -183,11 +193,16 @@ pub(crate) fn spawn(
         "--authorization-mode=RBAC".to_string(),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
         format!("--service-account-key-file={}", pki.sa_public_key.display()),
-        format!("--service-account-signing-key-file={}", pki.sa_signing_key.display()),
+        format!(
+            "--service-account-signing-key-file={}",
+            pki.sa_signing_key.display()
+        ),
         "--service-cluster-ip-range=10.96.0.0/24".to_string(),
         // Fewer moving parts and less startup work: no API priority & fairness bookkeeping,
         // no profiling endpoints, no `kubernetes` endpoint lease reconciler (nothing here
-        // routes to the apiserver through the Service).
+        // routes to the apiserver through the Service). With `none` the apiserver logs a
+        // misleading "Found stale data, removed previous endpoints" error at startup: its
+        // no-op RemoveEndpoints returns success, which the caller reads as stale data.
         "--enable-priority-and-fairness=false".to_string(),
         "--profiling=false".to_string(),
         "--endpoint-reconciler-type=none".to_string(),
@@ -209,7 +224,9 @@ pub(crate) fn spawn(
 
 fn spawn_logged(what: &'static str, binary: &Path, args: &[String], log: &Path) -> Result<Child> {
     let out = File::create(log).map_err(io_err("creating log file", log))?;
-    let err = out.try_clone().map_err(io_err("duplicating log file handle", log))?;
+    let err = out
+        .try_clone()
+        .map_err(io_err("duplicating log file handle", log))?;
     Command::new(binary)
         .args(args)
         .stdin(Stdio::null())
@@ -252,7 +269,11 @@ enum Probe {
 /// `#[tokio::test]` calling [`crate::ControlPlane::shared`]), where `block_on` would panic; so
 /// the probe runs on its own thread with a small current-thread runtime, and this thread
 /// watches the processes meanwhile.
-pub(crate) fn wait_ready(procs: &mut Processes, kubeconfig_yaml: String, timeout: Duration) -> Result<()> {
+pub(crate) fn wait_ready(
+    procs: &mut Processes,
+    kubeconfig_yaml: String,
+    timeout: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<Probe>();
@@ -260,7 +281,10 @@ pub(crate) fn wait_ready(procs: &mut Processes, kubeconfig_yaml: String, timeout
     let probe = std::thread::Builder::new()
         .name("mcall-readiness".into())
         .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = tx.send(Probe::Failed(format!("building a tokio runtime: {e}")));
@@ -278,7 +302,8 @@ pub(crate) fn wait_ready(procs: &mut Processes, kubeconfig_yaml: String, timeout
                 // A send error means the waiting side gave up; stop quietly then.
                 while !thread_stop.load(Ordering::Relaxed) {
                     // Bounded so a wedged request cannot outlive the deadline by much.
-                    let probe = tokio::time::timeout(Duration::from_secs(5), client::probe_ready(&client));
+                    let probe =
+                        tokio::time::timeout(Duration::from_secs(5), client::probe_ready(&client));
                     let report = match probe.await {
                         Ok(Ok(())) => Probe::Ready,
                         Ok(Err(e)) => Probe::Pending(e),
@@ -314,7 +339,9 @@ pub(crate) fn wait_ready(procs: &mut Processes, kubeconfig_yaml: String, timeout
             Ok(Probe::Failed(reason)) => break Err(Error::ProbeThread(reason)),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                break Err(Error::ProbeThread("the probe thread exited unexpectedly".into()));
+                break Err(Error::ProbeThread(
+                    "the probe thread exited unexpectedly".into(),
+                ));
             }
         }
     };

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use crate::{Error, Result};
 
@@ -15,8 +16,18 @@ const REQUIRED: [&str; 4] = ["etcd", "kube-apiserver", "kubectl", "helm"];
 ///
 /// Honours `MCALL_TOOLS_BIN` when set. Otherwise runs `xtask/tools/build-tools.sh`, which builds
 /// the tools on first use (minutes; its progress is shown on stderr) and afterwards just prints
-/// the cached directory as the last line of stdout.
+/// the cached directory as the last line of stdout. A success is remembered for the rest of
+/// the process, so several control planes in one test binary run the script once.
 pub fn tools_bin_dir() -> Result<PathBuf> {
+    static FOUND: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(dir) = FOUND.get() {
+        return Ok(dir.clone());
+    }
+    let dir = locate()?;
+    Ok(FOUND.get_or_init(|| dir).clone())
+}
+
+fn locate() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(TOOLS_BIN_ENV) {
         let dir = PathBuf::from(dir);
         check_bin_dir(&dir).map_err(|missing| {

@@ -32,12 +32,19 @@ async fn shared_plane_is_ready_and_serves_namespaces() {
         .expect("GET /readyz");
     assert_eq!(readyz.trim(), "ok");
 
-    let ns = create_test_namespace(&client, "harness-ready").await.expect("create namespace");
-    let got = Api::<Namespace>::all(client.clone()).get(&ns).await.expect("get namespace");
+    let ns = create_test_namespace(&client, "harness-ready")
+        .await
+        .expect("create namespace");
+    let got = Api::<Namespace>::all(client.clone())
+        .get(&ns)
+        .await
+        .expect("get namespace");
     assert_eq!(got.metadata.name.as_deref(), Some(ns.as_str()));
 
     // Names are unique even with the same prefix, so tests on the shared plane never collide.
-    let other = create_test_namespace(&client, "harness-ready").await.expect("second namespace");
+    let other = create_test_namespace(&client, "harness-ready")
+        .await
+        .expect("second namespace");
     assert_ne!(ns, other);
 }
 
@@ -45,7 +52,9 @@ async fn shared_plane_is_ready_and_serves_namespaces() {
 async fn rbac_is_enforced_for_service_accounts() {
     let plane = ControlPlane::shared();
     let admin = plane.admin_client().await.expect("admin client");
-    let ns = create_test_namespace(&admin, "harness-rbac").await.expect("create namespace");
+    let ns = create_test_namespace(&admin, "harness-rbac")
+        .await
+        .expect("create namespace");
 
     let sa = plane
         .service_account_client(&ns, "limited")
@@ -55,7 +64,9 @@ async fn rbac_is_enforced_for_service_accounts() {
 
     // No bindings yet: authenticated (so not 401) but not authorized.
     let code = api_code(
-        Api::<Namespace>::all(sa.clone()).list(&ListParams::default()).await,
+        Api::<Namespace>::all(sa.clone())
+            .list(&ListParams::default())
+            .await,
         "listing namespaces as the service account",
     );
     assert_eq!(code, 403);
@@ -122,7 +133,9 @@ async fn rbac_is_enforced_for_service_accounts() {
 
     // Still nothing beyond the grant: namespaces stay forbidden, and so do other verbs.
     let code = api_code(
-        Api::<Namespace>::all(sa.clone()).list(&ListParams::default()).await,
+        Api::<Namespace>::all(sa.clone())
+            .list(&ListParams::default())
+            .await,
         "listing namespaces after the configmap binding",
     );
     assert_eq!(code, 403);
@@ -144,7 +157,9 @@ async fn rbac_is_enforced_for_service_accounts() {
 async fn kubectl_works_against_the_plane() {
     let plane = ControlPlane::shared();
     let admin = plane.admin_client().await.expect("admin client");
-    let ns = create_test_namespace(&admin, "harness-kubectl").await.expect("create namespace");
+    let ns = create_test_namespace(&admin, "harness-kubectl")
+        .await
+        .expect("create namespace");
 
     // kubectl blocks; run it off the async worker.
     let mut cmd = plane.kubectl();
@@ -181,7 +196,11 @@ fn owned_and_detached_planes_clean_up() {
     eprintln!("detached plane ready after {:?}", info.startup_time);
     assert!(info.kubeconfig.is_file());
     let status = ControlPlane::status_detached(state.path()).expect("status");
-    assert!(status.healthy, "detached plane unhealthy: {}", status.detail);
+    assert!(
+        status.healthy,
+        "detached plane unhealthy: {}",
+        status.detail
+    );
     assert_eq!(status.apiserver_pid, Some(info.apiserver_pid));
 
     // Starting twice in the same state dir is refused rather than orphaning the first.
@@ -192,4 +211,26 @@ fn owned_and_detached_planes_clean_up() {
     let status = ControlPlane::status_detached(state.path()).expect("status after stop");
     assert!(!status.is_running(), "{status:?}");
     assert!(!ControlPlane::stop_detached(state.path()).expect("second stop"));
+}
+
+/// A plane that cannot start says which process died and shows the end of its log.
+#[test]
+fn start_failure_names_the_process_and_shows_its_log() {
+    let opts = ControlPlaneOptions {
+        extra_apiserver_args: vec!["--no-such-flag".into()],
+        ..Default::default()
+    };
+    let err = ControlPlane::start(opts).expect_err("an unknown flag must fail the start");
+    let msg = err.to_string();
+    assert!(
+        matches!(
+            err,
+            mcall_tests::Error::ProcessExited {
+                what: "kube-apiserver",
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("unknown flag: --no-such-flag"), "{msg}");
 }

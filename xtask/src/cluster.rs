@@ -19,7 +19,8 @@ pub fn up(root: &Path) -> Result<()> {
     let status = ControlPlane::status_detached(&dir)
         .with_context(|| format!("checking the control plane in {}", dir.display()))?;
     if status.healthy {
-        println!(
+        // Only the export line goes to stdout, so `eval "$(cargo xtask cluster up)"` works.
+        eprintln!(
             "control plane already running at {} (etcd pid {}, kube-apiserver pid {})",
             status.server.as_deref().unwrap_or("?"),
             pid(status.etcd_pid),
@@ -80,7 +81,11 @@ pub fn status(root: &Path) -> Result<()> {
         pid(status.apiserver_pid),
         status.server.as_deref().unwrap_or("?")
     );
-    anyhow::ensure!(status.healthy, "control plane is unhealthy: {}", status.detail);
+    anyhow::ensure!(
+        status.healthy,
+        "control plane is unhealthy: {}",
+        status.detail
+    );
     println!("healthy; export KUBECONFIG={}", status.kubeconfig.display());
     Ok(())
 }

@@ -2,9 +2,14 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod bench;
+mod ci;
+mod cluster;
+mod demo;
 mod generate;
+mod helm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -24,6 +29,36 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Build (or reuse from the cache) kube-apiserver, etcd, kubectl and helm; print their directory.
+    Tools,
+    /// Start a local control plane (etcd + kube-apiserver) and write target/mcall/kubeconfig.
+    Up,
+    /// Stop the local control plane.
+    Down,
+    /// Tell whether the local control plane runs and is healthy.
+    Status,
+    /// The main job on the local control plane: CRDs, operator, examples, then `kubectl get`.
+    Demo,
+    /// Run the CI pipeline, or one stage of it.
+    Ci {
+        #[arg(value_enum)]
+        stage: Option<ci::Stage>,
+    },
+    /// Install the chart for an environment (dev, staging, prod) with its generated values.
+    Deploy {
+        env: String,
+        /// Render and validate without installing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Kubeconfig to use (default: helm's usual lookup).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// Measure and record a benchmark in bench/results/ and BENCHMARKS.md.
+    Bench {
+        #[arg(value_enum)]
+        which: bench::Which,
+    },
 }
 
 fn main() -> Result<()> {
@@ -31,9 +66,35 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match cli.command {
         Command::Generate { check } => generate::run(&root, check),
+        Command::Tools => {
+            println!("{}", tools_bin_dir()?.display());
+            Ok(())
+        }
+        Command::Up => cluster::up(&root),
+        Command::Down => cluster::down(&root),
+        Command::Status => cluster::status(&root),
+        Command::Demo => demo::run(&root),
+        Command::Ci { stage } => ci::run(&root, stage),
+        Command::Deploy { env, dry_run, kubeconfig } => {
+            helm::deploy(&root, &tools_bin_dir()?, &env, dry_run, kubeconfig.as_deref())
+        }
+        Command::Bench { which } => bench::run(&root, which),
     }
 }
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// The pinned Go-built tools, built on first use.
+fn tools_bin_dir() -> Result<PathBuf> {
+    Ok(mcall_tests::tools_bin_dir()?)
+}
+
+/// Runs a command in `dir`, inheriting the terminal; fails naming the command.
+fn run_command(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
+    let status = std::process::Command::new(program).args(args).current_dir(dir).status()
+        .map_err(|e| anyhow::anyhow!("starting `{program}` failed: {e}"))?;
+    anyhow::ensure!(status.success(), "`{program} {}` failed ({status})", args.join(" "));
+    Ok(())
 }

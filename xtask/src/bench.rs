@@ -1,0 +1,60 @@
+//! `cargo xtask bench <which>`: measurements written to bench/results/ and summarized in
+//! BENCHMARKS.md. Timing lives here, never in tests.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    /// Warm `generate` (parse + validate + emit everything, no disk writes).
+    Generate,
+}
+
+pub fn run(root: &Path, which: Which) -> Result<()> {
+    match which {
+        Which::Generate => generate(root),
+    }
+}
+
+fn generate(root: &Path) -> Result<()> {
+    const RUNS: usize = 50;
+    crate::generate::generate(root)?; // warm-up: file cache, allocator
+    let mut samples: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            crate::generate::generate(root).map(|_| t.elapsed())
+        })
+        .collect::<Result<_>>()?;
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (p50, p99, max) = (ms(samples[RUNS / 2]), ms(samples[RUNS * 99 / 100]), ms(samples[RUNS - 1]));
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let result = format!(
+        "{{\n  \"benchmark\": \"generate\",\n  \"runs\": {RUNS},\n  \"profile\": \"{profile}\",\n  \"p50_ms\": {p50:.2},\n  \"p99_ms\": {p99:.2},\n  \"max_ms\": {max:.2},\n  \"goal_ms\": 1000\n}}\n"
+    );
+    let dir = root.join("bench/results");
+    std::fs::create_dir_all(&dir).context("creating bench/results")?;
+    std::fs::write(dir.join("generate.json"), &result).context("writing bench/results/generate.json")?;
+    println!("{result}");
+    let row = format!("| generate (warm, {profile}, {RUNS} runs) | {p50:.1} ms | {p99:.1} ms | ≤ 1000 ms |");
+    update_table(root, "generate", &row)
+}
+
+/// Replaces (or adds) the row of `name` in BENCHMARKS.md.
+fn update_table(root: &Path, name: &str, row: &str) -> Result<()> {
+    let path = root.join("BENCHMARKS.md");
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        "# Benchmarks\n\nRecorded by `cargo xtask bench <name>`; raw results in `bench/results/`.\n\n| benchmark | p50 | p99 | goal |\n|---|---|---|---|\n".to_owned()
+    });
+    let prefix = format!("| {name} ");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    match lines.iter().position(|l| l.starts_with(&prefix)) {
+        Some(i) => lines[i] = row.to_owned(),
+        None => lines.push(row.to_owned()),
+    }
+    text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(&path, text).context("writing BENCHMARKS.md")
+}

@@ -1,0 +1,209 @@
+//! The Helm chart: `lint` proves it renders for every environment, `deploy` installs one.
+//!
+//! Both run the pinned `helm` from the tools cache (`xtask/tools/build-tools.sh` prints its
+//! directory). Environments (namespace, release name, values file) come from
+//! `spec/environments.yaml`, so a new environment there is linted and deployable without code
+//! changes here.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+use mcall_codegen::SpecFiles;
+use mcall_codegen::emit::CHART_DIR;
+use mcall_codegen::emit::values::helm_command;
+use mcall_codegen::ir::Environment;
+
+/// Namespaces used to render the namespaced (Role per namespace) variant of the chart.
+const WATCH_NAMESPACES: [&str; 2] = ["team-a", "team-b"];
+
+/// `helm lint --strict` with the default values and each environment's values file, then
+/// `helm template` of each environment watching all namespaces and watching
+/// [`WATCH_NAMESPACES`]. Runs every check, prints one line per check, and fails with helm's
+/// output of each failed one.
+pub fn lint(root: &Path, bin_dir: &Path) -> Result<()> {
+    let helm = helm_binary(bin_dir)?;
+    let environments = environments(root)?;
+    let mut checks: Vec<Check> = vec![Check::lint("default values", None)];
+    for env in environments.values() {
+        checks.push(Check::lint(&env.name, Some(values_file(env))));
+    }
+    for env in environments.values() {
+        checks.push(Check::template(env, false));
+        checks.push(Check::template(env, true));
+    }
+
+    let mut failed = Vec::new();
+    for check in &checks {
+        match check.run(&helm, root) {
+            Ok(()) => println!("ok      {}", check.label),
+            Err(e) => {
+                println!("FAILED  {}", check.label);
+                failed.push(format!("{}:\n{e:#}", check.label));
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{} of {} helm checks failed\n\n{}", failed.len(), checks.len(), failed.join("\n\n"));
+    }
+    println!("helm lint: {} checks passed ({} environments)", checks.len(), environments.len());
+    Ok(())
+}
+
+/// `helm upgrade --install` of environment `env` (the command in its values file's header),
+/// with `--dry-run=client` when `dry_run` (helm still reads the release history from the
+/// cluster but changes nothing) and `--kubeconfig` when given. helm's output goes to the
+/// terminal.
+pub fn deploy(root: &Path, bin_dir: &Path, env: &str, dry_run: bool, kubeconfig: Option<&Path>) -> Result<()> {
+    let helm = helm_binary(bin_dir)?;
+    let environments = environments(root)?;
+    let Some(environment) = environments.get(env) else {
+        let known: Vec<&str> = environments.keys().map(String::as_str).collect();
+        bail!("unknown environment `{env}`; spec/environments.yaml declares: {}", known.join(", "));
+    };
+    let values = root.join(values_file(environment));
+    ensure!(
+        values.is_file(),
+        "{} is missing: run `cargo xtask generate`",
+        values.display()
+    );
+
+    // The same command the values file documents, with the pinned helm in place of `helm`.
+    let command = helm_command(environment);
+    let mut words = command.split_whitespace();
+    ensure!(words.next() == Some("helm"), "unexpected install command `{command}`");
+    let mut args: Vec<OsString> = words.map(OsString::from).collect();
+    if dry_run {
+        args.push("--dry-run=client".into());
+    }
+    if let Some(kubeconfig) = kubeconfig {
+        args.push("--kubeconfig".into());
+        args.push(kubeconfig.into());
+    }
+
+    println!(
+        "deploy {env}{}: {}",
+        if dry_run { " (dry run)" } else { "" },
+        std::iter::once(helm.as_os_str())
+            .chain(args.iter().map(OsString::as_os_str))
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let status = Command::new(&helm)
+        .args(&args)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("running {}", helm.display()))?;
+    ensure!(status.success(), "helm upgrade --install of {env} failed ({status})");
+    println!(
+        "deploy {env}: {} release {} in namespace {}",
+        if dry_run { "rendered" } else { "installed" },
+        environment.release_name,
+        environment.namespace
+    );
+    Ok(())
+}
+
+/// The environments of `spec/environments.yaml`, by name.
+fn environments(root: &Path) -> Result<BTreeMap<String, Environment>> {
+    let spec_dir = root.join("spec");
+    let files = SpecFiles::read_dir(&spec_dir).with_context(|| format!("reading {}", spec_dir.display()))?;
+    let ir = mcall_codegen::parse(&files).map_err(|errors| anyhow::anyhow!("invalid spec:\n{errors}"))?;
+    Ok(ir.settings.environments)
+}
+
+/// The environment's values file, relative to the workspace root.
+fn values_file(env: &Environment) -> String {
+    format!("{CHART_DIR}/values-{}.yaml", env.name)
+}
+
+fn helm_binary(bin_dir: &Path) -> Result<PathBuf> {
+    let helm = bin_dir.join("helm");
+    ensure!(
+        helm.is_file(),
+        "no helm in {}: build the pinned tools with `bash xtask/tools/build-tools.sh` (it prints the bin directory)",
+        bin_dir.display()
+    );
+    Ok(helm)
+}
+
+/// One helm invocation and what its output must show.
+struct Check {
+    label: String,
+    args: Vec<String>,
+    /// Substrings the output must contain (the rendered objects that prove the templates ran).
+    expect: Vec<String>,
+    /// Substrings the output must not contain.
+    reject: Vec<String>,
+}
+
+impl Check {
+    fn lint(what: &str, values: Option<String>) -> Self {
+        let mut args = vec!["lint".to_string(), "--strict".to_string(), CHART_DIR.to_string()];
+        let label = match values {
+            Some(values) => {
+                let label = format!("helm lint --strict ({what}: {values})");
+                args.extend(["--values".to_string(), values]);
+                label
+            }
+            None => format!("helm lint --strict ({what})"),
+        };
+        Self { label, args, expect: vec!["0 chart(s) failed".to_string()], reject: Vec::new() }
+    }
+
+    fn template(env: &Environment, watch_namespaces: bool) -> Self {
+        let mut args = vec![
+            "template".to_string(),
+            env.release_name.clone(),
+            CHART_DIR.to_string(),
+            "--namespace".to_string(),
+            env.namespace.clone(),
+            "--values".to_string(),
+            values_file(env),
+        ];
+        let mut expect = vec!["kind: Deployment".to_string(), "kind: ServiceAccount".to_string()];
+        let mut reject = Vec::new();
+        let label;
+        if watch_namespaces {
+            args.extend(["--set".to_string(), format!("watchNamespaces={{{}}}", WATCH_NAMESPACES.join(","))]);
+            label = format!("helm template {} (watchNamespaces={})", env.name, WATCH_NAMESPACES.join(","));
+            for ns in WATCH_NAMESPACES {
+                expect.push(format!("namespace: {ns}"));
+            }
+            expect.push(format!("value: \"{}\"", WATCH_NAMESPACES.join(",")));
+            reject.push("kind: ClusterRole".to_string());
+        } else {
+            label = format!("helm template {} (all namespaces)", env.name);
+            expect.push("kind: ClusterRoleBinding".to_string());
+        }
+        Self { label, args, expect, reject }
+    }
+
+    fn run(&self, helm: &Path, root: &Path) -> Result<()> {
+        let output = Command::new(helm)
+            .args(&self.args)
+            .current_dir(root)
+            .output()
+            .with_context(|| format!("running {}", helm.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let shown = || format!("$ helm {}\n{}{}", self.args.join(" "), stdout.trim_end(), indent_stderr(&stderr));
+        if !output.status.success() {
+            bail!("helm exited with {}\n{}", output.status, shown());
+        }
+        if let Some(missing) = self.expect.iter().find(|s| !stdout.contains(s.as_str())) {
+            bail!("the output lacks `{missing}`\n{}", shown());
+        }
+        if let Some(found) = self.reject.iter().find(|s| stdout.contains(s.as_str())) {
+            bail!("the output contains `{found}`\n{}", shown());
+        }
+        Ok(())
+    }
+}
+
+fn indent_stderr(stderr: &str) -> String {
+    if stderr.trim().is_empty() { String::new() } else { format!("\n{}", stderr.trim_end()) }
+}
