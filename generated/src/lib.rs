@@ -5,14 +5,14 @@
 #![deny(rust_2018_idioms)]
 
 mcall_macros::spec_guard!(
-    fingerprint = "6a9bd174b8a8c2792337b2e848b73cb9", dir = "../spec"
+    fingerprint = "0e8335e10094b79f84a15e3ec52579b4", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "6a9bd174b8a8c2792337b2e848b73cb9";
+pub const SPEC_FINGERPRINT: &str = "0e8335e10094b79f84a15e3ec52579b4";
 
 pub mod types;
 pub mod mcall_task;

@@ -92,6 +92,19 @@ pub fn deploy(root: &Path, bin_dir: &Path, env: &str, dry_run: bool, kubeconfig:
             .collect::<Vec<_>>()
             .join(" ")
     );
+    // Helm installs crds/ only on first install and never upgrades them; apply them first so a
+    // deploy after a spec change also updates the API.
+    let mut crds = Command::new(bin_dir.join("kubectl"));
+    crds.args(["apply", "--server-side", "--force-conflicts", "-f", "helm/mcall-operator/crds/"]).current_dir(root);
+    if dry_run {
+        crds.arg("--dry-run=client");
+    }
+    if let Some(kubeconfig) = kubeconfig {
+        crds.arg("--kubeconfig").arg(kubeconfig);
+    }
+    let applied = crds.status().context("running kubectl apply for the CRDs")?;
+    ensure!(applied.success(), "applying the CRDs failed ({applied})");
+
     let status = Command::new(&helm)
         .args(&args)
         .current_dir(root)

@@ -23,6 +23,11 @@ pub fn all(ir: &Ir) -> GeneratedFiles {
     files
 }
 
+/// The header of Helm templates: a template comment, so it never renders into the manifests.
+pub(crate) fn helm_template_header(source: &str) -> String {
+    format!("{{{{- /*\n{}\nSource: {source}\n*/}}}}\n", crate::GENERATED_NOTICE)
+}
+
 /// The `# @generated` header of YAML files.
 pub(crate) fn yaml_header(source: &str) -> String {
     format!("# {}\n# Source: {source}\n", crate::GENERATED_NOTICE)

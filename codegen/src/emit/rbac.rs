@@ -3,12 +3,12 @@
 
 use std::fmt::Write;
 
-use super::{CHART_DIR, yaml_header};
+use super::{CHART_DIR, helm_template_header};
 use crate::GeneratedFiles;
 use crate::ir::{Ir, RbacRule};
 
 pub fn emit(ir: &Ir) -> GeneratedFiles {
-    let mut out = yaml_header("spec/rbac.yaml");
+    let mut out = helm_template_header("spec/rbac.yaml");
     out.push_str(
         r#"{{- if .Values.rbac.create }}
 {{- $fullname := include "mcall-operator.fullname" . }}
