@@ -127,8 +127,13 @@ pub struct Field {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schema {
     String(StringRules),
-    Integer { format: IntFormat, range: Range },
-    Number { range: Range },
+    Integer {
+        format: IntFormat,
+        range: Range,
+    },
+    Number {
+        range: Range,
+    },
     Boolean,
     DateTime,
     /// Free-form JSON (`x-kubernetes-preserve-unknown-fields`).
@@ -136,7 +141,10 @@ pub enum Schema {
     /// An object or enum in `Ir::types`.
     Named(String),
     List(Box<ListSchema>),
-    Map { values: Box<Schema>, max_properties: Option<u64> },
+    Map {
+        values: Box<Schema>,
+        max_properties: Option<u64>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -9,8 +9,8 @@ use crate::ir::*;
 use crate::values::{self, Completeness};
 use crate::{SpecFiles, naming, raw};
 
-mod rules;
 mod deploy;
+mod rules;
 
 const API_FILE: &str = "api.yaml";
 const RBAC_FILE: &str = "rbac.yaml";
@@ -37,18 +37,35 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
         .filter_map(|name| cx.load(files, name).map(|k| (name.clone(), k)))
         .collect();
     if kind_files.is_empty() && !files.files.keys().any(|n| n.starts_with(KINDS_DIR)) {
-        cx.error(KINDS_DIR, "(directory)", "no kinds: add at least one kinds/<kind>.yaml");
+        cx.error(
+            KINDS_DIR,
+            "(directory)",
+            "no kinds: add at least one kinds/<kind>.yaml",
+        );
     }
 
     let mut group = String::new();
     if let Some(api) = api {
         if !is_dns_subdomain(&api.group) || !api.group.contains('.') {
-            cx.error(API_FILE, "group", format!("{:?} is not a DNS subdomain with a dot, e.g. mcall.tz.io", api.group));
+            cx.error(
+                API_FILE,
+                "group",
+                format!(
+                    "{:?} is not a DNS subdomain with a dot, e.g. mcall.tz.io",
+                    api.group
+                ),
+            );
         }
         group = api.group;
         cx.shared = api.types.keys().cloned().collect();
         for (name, node) in &api.types {
-            cx.lower_named(API_FILE, &format!("types.{name}"), node, name, &Module::Shared);
+            cx.lower_named(
+                API_FILE,
+                &format!("types.{name}"),
+                node,
+                name,
+                &Module::Shared,
+            );
         }
     }
 
@@ -61,14 +78,24 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
     let mut seen_plurals = BTreeSet::new();
     for k in &kinds {
         if !seen_plurals.insert(k.plural.clone()) {
-            cx.error(KINDS_DIR, &k.kind, format!("plural {:?} is used by two kinds", k.plural));
+            cx.error(
+                KINDS_DIR,
+                &k.kind,
+                format!("plural {:?} is used by two kinds", k.plural),
+            );
         }
     }
 
     // Checks that need every type to be known.
     cx.check_pending();
-    for (file, kind) in kind_files.iter().filter(|(_, k)| kinds.iter().any(|l| l.kind == k.kind)) {
-        let lowered = kinds.iter().find(|l| l.kind == kind.kind).expect("filtered");
+    for (file, kind) in kind_files
+        .iter()
+        .filter(|(_, k)| kinds.iter().any(|l| l.kind == k.kind))
+    {
+        let lowered = kinds
+            .iter()
+            .find(|l| l.kind == kind.kind)
+            .expect("filtered");
         cx.check_printer_columns(file, lowered);
     }
 
@@ -93,8 +120,18 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
 
 /// A check that must wait until every type has been declared.
 enum Pending {
-    Default { file: String, path: String, schema: Schema, value: serde_json::Value },
-    ListMapKeys { file: String, path: String, items: Schema, keys: Vec<String> },
+    Default {
+        file: String,
+        path: String,
+        schema: Schema,
+        value: serde_json::Value,
+    },
+    ListMapKeys {
+        file: String,
+        path: String,
+        items: Schema,
+        keys: Vec<String>,
+    },
 }
 
 #[derive(Default)]
@@ -110,7 +147,11 @@ struct Lowerer {
 
 impl Lowerer {
     fn error(&mut self, file: &str, path: &str, message: impl Into<String>) {
-        self.errors.push(SpecError { file: file.to_owned(), path: path.to_owned(), message: message.into() });
+        self.errors.push(SpecError {
+            file: file.to_owned(),
+            path: path.to_owned(),
+            message: message.into(),
+        });
     }
 
     fn load<T: DeserializeOwned>(&mut self, files: &SpecFiles, name: &str) -> Option<T> {
@@ -134,29 +175,50 @@ impl Lowerer {
             TypeDef::Enum(e) => e.name.clone(),
         };
         if !naming::is_plain_ident(&name) || !name.starts_with(|c: char| c.is_ascii_uppercase()) {
-            self.error(file, path, format!("type name {name:?} is not a PascalCase Rust identifier"));
+            self.error(
+                file,
+                path,
+                format!("type name {name:?} is not a PascalCase Rust identifier"),
+            );
             return;
         }
         let origin = format!("spec/{file}: {path}");
         if let Some(first) = self.origins.get(&name) {
-            let message = format!("type name {name} is declared twice (first at {first}); set a distinct rustName or use a shared type with ref");
+            let message = format!(
+                "type name {name} is declared twice (first at {first}); set a distinct rustName or use a shared type with ref"
+            );
             self.error(file, path, message);
             return;
         }
         self.origins.insert(name.clone(), origin);
-        self.types.insert(name, TypeDecl { module: module.clone(), def });
+        self.types.insert(
+            name,
+            TypeDecl {
+                module: module.clone(),
+                def,
+            },
+        );
     }
 
     // === kinds ===
 
     fn lower_kind(&mut self, file: &str, k: &raw::KindFile) -> Option<Kind> {
         let errors_before = self.errors.len();
-        if !naming::is_plain_ident(&k.kind) || !k.kind.starts_with(|c: char| c.is_ascii_uppercase()) {
-            self.error(file, "kind", format!("{:?} is not a PascalCase kind name", k.kind));
+        if !naming::is_plain_ident(&k.kind) || !k.kind.starts_with(|c: char| c.is_ascii_uppercase())
+        {
+            self.error(
+                file,
+                "kind",
+                format!("{:?} is not a PascalCase kind name", k.kind),
+            );
         }
         for (what, value) in [("plural", &k.plural), ("singular", &k.singular)] {
             if !naming::is_dns_label(value) || value.contains('-') {
-                self.error(file, what, format!("{value:?} must be lowercase letters and digits"));
+                self.error(
+                    file,
+                    what,
+                    format!("{value:?} must be lowercase letters and digits"),
+                );
             }
         }
         if k.plural == k.singular {
@@ -164,14 +226,22 @@ impl Lowerer {
         }
         for (i, s) in k.short_names.iter().chain(&k.categories).enumerate() {
             if !naming::is_dns_label(s) {
-                self.error(file, &format!("shortNames/categories[{i}]"), format!("{s:?} must be a lowercase DNS label"));
+                self.error(
+                    file,
+                    &format!("shortNames/categories[{i}]"),
+                    format!("{s:?} must be a lowercase DNS label"),
+                );
             }
         }
         let namespaced = match k.scope.as_str() {
             "Namespaced" => true,
             "Cluster" => false,
             other => {
-                self.error(file, "scope", format!("{other:?} is not Namespaced or Cluster"));
+                self.error(
+                    file,
+                    "scope",
+                    format!("{other:?} is not Namespaced or Cluster"),
+                );
                 true
             }
         };
@@ -179,17 +249,41 @@ impl Lowerer {
             self.error(file, "versions", format!("exactly one version is supported (found {}); several versions need a conversion webhook, which mcall does not have", k.versions.len()));
             return None;
         };
-        let version_ok = regex::Regex::new(r"^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$").expect("static");
+        let version_ok =
+            regex::Regex::new(r"^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$").expect("static");
         if !version_ok.is_match(&version.name) {
-            self.error(file, "versions[0].name", format!("{:?} is not a Kubernetes version name such as v1", version.name));
+            self.error(
+                file,
+                "versions[0].name",
+                format!(
+                    "{:?} is not a Kubernetes version name such as v1",
+                    version.name
+                ),
+            );
         }
         if !version.served || !version.storage {
-            self.error(file, "versions[0]", "the only version must be served and the storage version");
+            self.error(
+                file,
+                "versions[0]",
+                "the only version must be served and the storage version",
+            );
         }
         let module = Module::Kind(naming::module_name(&k.kind));
-        let spec_type = self.lower_root(file, "versions[0].spec", &version.spec, &format!("{}Spec", k.kind), &module);
+        let spec_type = self.lower_root(
+            file,
+            "versions[0].spec",
+            &version.spec,
+            &format!("{}Spec", k.kind),
+            &module,
+        );
         let status_type = version.status.as_ref().and_then(|s| {
-            self.lower_root(file, "versions[0].status", s, &format!("{}Status", k.kind), &module)
+            self.lower_root(
+                file,
+                "versions[0].status",
+                s,
+                &format!("{}Status", k.kind),
+                &module,
+            )
         });
         let printer_columns = version
             .printer_columns
@@ -225,12 +319,26 @@ impl Lowerer {
     }
 
     /// The spec or status node of a kind: always an object.
-    fn lower_root(&mut self, file: &str, path: &str, node: &raw::Node, default_name: &str, module: &Module) -> Option<String> {
+    fn lower_root(
+        &mut self,
+        file: &str,
+        path: &str,
+        node: &raw::Node,
+        default_name: &str,
+        module: &Module,
+    ) -> Option<String> {
         if node.ty.as_deref().is_some_and(|t| t != "object") || node.reference.is_some() {
-            self.error(file, path, "spec and status are objects: leave out type and ref");
+            self.error(
+                file,
+                path,
+                "spec and status are objects: leave out type and ref",
+            );
             return None;
         }
-        let name = node.rust_name.clone().unwrap_or_else(|| default_name.to_owned());
+        let name = node
+            .rust_name
+            .clone()
+            .unwrap_or_else(|| default_name.to_owned());
         self.lower_object(file, path, node, &name, module);
         Some(name)
     }
@@ -239,10 +347,21 @@ impl Lowerer {
         for (i, col) in kind.printer_columns.iter().enumerate() {
             let path = format!("versions[0].printerColumns[{i}]");
             if !["integer", "number", "string", "boolean", "date"].contains(&col.ty.as_str()) {
-                self.error(file, &format!("{path}.type"), format!("{:?} is not one of integer, number, string, boolean, date", col.ty));
+                self.error(
+                    file,
+                    &format!("{path}.type"),
+                    format!(
+                        "{:?} is not one of integer, number, string, boolean, date",
+                        col.ty
+                    ),
+                );
             }
             if col.priority.is_some_and(|p| p < 0) {
-                self.error(file, &format!("{path}.priority"), "priority must not be negative");
+                self.error(
+                    file,
+                    &format!("{path}.priority"),
+                    "priority must not be negative",
+                );
             }
             if let Err(message) = self.resolve_column_path(kind, &col.json_path) {
                 self.error(file, &format!("{path}.jsonPath"), message);
@@ -252,7 +371,10 @@ impl Lowerer {
 
     fn resolve_column_path(&self, kind: &Kind, json_path: &str) -> Result<(), String> {
         let dangling = |why: String| Err(format!("{json_path:?} does not resolve: {why}"));
-        let mut segments = json_path.strip_prefix('.').ok_or("a column path starts with '.'")?.split('.');
+        let mut segments = json_path
+            .strip_prefix('.')
+            .ok_or("a column path starts with '.'")?
+            .split('.');
         let mut current = match segments.next() {
             Some("metadata") => return Ok(()),
             Some("spec") => kind.spec_type.clone(),
@@ -260,14 +382,22 @@ impl Lowerer {
                 Some(s) => s.clone(),
                 None => return dangling("the kind has no status".into()),
             },
-            other => return dangling(format!("the first segment {other:?} is not spec, status or metadata")),
+            other => {
+                return dangling(format!(
+                    "the first segment {other:?} is not spec, status or metadata"
+                ));
+            }
         };
         let mut schema_is_object = true;
         for seg in segments {
             if !schema_is_object {
                 return dangling(format!("{seg:?} is below a field that is not an object"));
             }
-            let Some(TypeDecl { def: TypeDef::Object(o), .. }) = self.types.get(&current) else {
+            let Some(TypeDecl {
+                def: TypeDef::Object(o),
+                ..
+            }) = self.types.get(&current)
+            else {
                 return dangling(format!("{current} is not an object"));
             };
             let Some(field) = o.fields.iter().find(|f| f.name == seg) else {
@@ -284,17 +414,39 @@ impl Lowerer {
     // === schema nodes ===
 
     /// A named type of api.yaml (an object or an enum).
-    fn lower_named(&mut self, file: &str, path: &str, node: &raw::Node, name: &str, module: &Module) {
+    fn lower_named(
+        &mut self,
+        file: &str,
+        path: &str,
+        node: &raw::Node,
+        name: &str,
+        module: &Module,
+    ) {
         match node.ty.as_deref() {
             Some("object") => self.lower_object(file, path, node, name, module),
             Some("enum") => self.lower_enum(file, path, node, name, module),
-            other => self.error(file, path, format!("a named type is an object or an enum, not {other:?}")),
+            other => self.error(
+                file,
+                path,
+                format!("a named type is an object or an enum, not {other:?}"),
+            ),
         }
     }
 
-    fn lower_object(&mut self, file: &str, path: &str, node: &raw::Node, name: &str, module: &Module) {
+    fn lower_object(
+        &mut self,
+        file: &str,
+        path: &str,
+        node: &raw::Node,
+        name: &str,
+        module: &Module,
+    ) {
         let Some(raw_fields) = node.fields.as_ref().filter(|f| !f.is_empty()) else {
-            self.error(file, path, "an object needs fields (use type json for free-form data)");
+            self.error(
+                file,
+                path,
+                "an object needs fields (use type json for free-form data)",
+            );
             return;
         };
         let mut fields = Vec::new();
@@ -302,69 +454,150 @@ impl Lowerer {
         for (json_name, child) in raw_fields {
             let child_path = format!("{path}.fields.{json_name}");
             if !naming::is_json_field_name(json_name) {
-                self.error(file, &child_path, format!("field name {json_name:?} must be lowerCamelCase ASCII"));
+                self.error(
+                    file,
+                    &child_path,
+                    format!("field name {json_name:?} must be lowerCamelCase ASCII"),
+                );
                 continue;
             }
             let Some(ident) = naming::field_ident(json_name) else {
-                self.error(file, &child_path, format!("field name {json_name:?} has no Rust identifier"));
+                self.error(
+                    file,
+                    &child_path,
+                    format!("field name {json_name:?} has no Rust identifier"),
+                );
                 continue;
             };
             if !idents.insert(ident.clone()) {
-                self.error(file, &child_path, format!("two fields map to the Rust name {ident}"));
+                self.error(
+                    file,
+                    &child_path,
+                    format!("two fields map to the Rust name {ident}"),
+                );
                 continue;
             }
-            if let Some(field) = self.lower_field(file, &child_path, json_name, ident, child, module) {
+            if let Some(field) =
+                self.lower_field(file, &child_path, json_name, ident, child, module)
+            {
                 fields.push(field);
             }
         }
         let rules = rules::lower_rules(self, file, path, &node.rules);
         self.check_keys(file, path, node, "object");
-        let def = ObjectType { name: name.to_owned(), description: node.description.clone(), fields, rules };
+        let def = ObjectType {
+            name: name.to_owned(),
+            description: node.description.clone(),
+            fields,
+            rules,
+        };
         self.declare(file, path, module, TypeDef::Object(def));
     }
 
-    fn lower_enum(&mut self, file: &str, path: &str, node: &raw::Node, name: &str, module: &Module) {
+    fn lower_enum(
+        &mut self,
+        file: &str,
+        path: &str,
+        node: &raw::Node,
+        name: &str,
+        module: &Module,
+    ) {
         let mut variants: Vec<Variant> = Vec::new();
         let wires = node.variants.clone().unwrap_or_default();
         if wires.is_empty() {
-            self.error(file, path, "an enum needs a non-empty `enum` list of values");
+            self.error(
+                file,
+                path,
+                "an enum needs a non-empty `enum` list of values",
+            );
         }
         for wire in wires {
             match naming::variant_ident(&wire) {
-                None => self.error(file, path, format!("enum value {wire:?} has no Rust variant name")),
+                None => self.error(
+                    file,
+                    path,
+                    format!("enum value {wire:?} has no Rust variant name"),
+                ),
                 Some(_) if variants.iter().any(|v| v.wire == wire) => {
                     self.error(file, path, format!("enum value {wire:?} is listed twice"))
                 }
-                Some(ident) if variants.iter().any(|v| v.ident == ident) => {
-                    self.error(file, path, format!("enum values {wire:?} and another map to the same Rust variant {ident}"))
-                }
+                Some(ident) if variants.iter().any(|v| v.ident == ident) => self.error(
+                    file,
+                    path,
+                    format!(
+                        "enum values {wire:?} and another map to the same Rust variant {ident}"
+                    ),
+                ),
                 Some(ident) => variants.push(Variant { wire, ident }),
             }
         }
         self.check_keys(file, path, node, "enum");
-        let def = EnumType { name: name.to_owned(), description: node.description.clone(), variants };
+        let def = EnumType {
+            name: name.to_owned(),
+            description: node.description.clone(),
+            variants,
+        };
         self.declare(file, path, module, TypeDef::Enum(def));
     }
 
-    fn lower_field(&mut self, file: &str, path: &str, json_name: &str, ident: String, node: &raw::Node, module: &Module) -> Option<Field> {
+    fn lower_field(
+        &mut self,
+        file: &str,
+        path: &str,
+        json_name: &str,
+        ident: String,
+        node: &raw::Node,
+        module: &Module,
+    ) -> Option<Field> {
         let schema = self.lower_schema(file, path, node, &naming::type_name(json_name), module)?;
         if let Some(value) = &node.default {
             if node.required {
-                self.error(file, path, "a field is either required or has a default, not both");
+                self.error(
+                    file,
+                    path,
+                    "a field is either required or has a default, not both",
+                );
             }
-            self.pending.push(Pending::Default { file: file.into(), path: format!("{path}.default"), schema: schema.clone(), value: value.clone() });
+            self.pending.push(Pending::Default {
+                file: file.into(),
+                path: format!("{path}.default"),
+                schema: schema.clone(),
+                value: value.clone(),
+            });
         }
         // Rules on an inline object belong to the object type; elsewhere they constrain the field.
-        let rules = if node.ty.as_deref() == Some("object") { Vec::new() } else { rules::lower_rules(self, file, path, &node.rules) };
+        let rules = if node.ty.as_deref() == Some("object") {
+            Vec::new()
+        } else {
+            rules::lower_rules(self, file, path, &node.rules)
+        };
         let description = node.description.clone().or_else(|| match &schema {
-            Schema::Named(n) => self.types.get(n).and_then(|d| d.def.description().map(str::to_owned)),
+            Schema::Named(n) => self
+                .types
+                .get(n)
+                .and_then(|d| d.def.description().map(str::to_owned)),
             _ => None,
         });
-        Some(Field { name: json_name.to_owned(), ident, description, required: node.required, default: node.default.clone(), schema, rules })
+        Some(Field {
+            name: json_name.to_owned(),
+            ident,
+            description,
+            required: node.required,
+            default: node.default.clone(),
+            schema,
+            rules,
+        })
     }
 
     /// The schema of a field, list item or map value; inline objects and enums become named types.
-    fn lower_schema(&mut self, file: &str, path: &str, node: &raw::Node, name_hint: &str, module: &Module) -> Option<Schema> {
+    fn lower_schema(
+        &mut self,
+        file: &str,
+        path: &str,
+        node: &raw::Node,
+        name_hint: &str,
+        module: &Module,
+    ) -> Option<Schema> {
         if let Some(target) = &node.reference {
             if node.ty.is_some() {
                 self.error(file, path, "set either type or ref, not both");
@@ -372,7 +605,14 @@ impl Lowerer {
             }
             if !self.shared.contains(target) {
                 let known: Vec<_> = self.shared.iter().cloned().collect();
-                self.error(file, path, format!("unknown type reference {target:?} (types of api.yaml: {})", known.join(", ")));
+                self.error(
+                    file,
+                    path,
+                    format!(
+                        "unknown type reference {target:?} (types of api.yaml: {})",
+                        known.join(", ")
+                    ),
+                );
                 return None;
             }
             self.check_keys(file, path, node, "ref");
@@ -382,21 +622,44 @@ impl Lowerer {
             self.error(file, path, "missing type (or ref)");
             return None;
         };
-        let type_name = || node.rust_name.clone().unwrap_or_else(|| name_hint.to_owned());
+        let type_name = || {
+            node.rust_name
+                .clone()
+                .unwrap_or_else(|| name_hint.to_owned())
+        };
         let schema = match ty {
-            "string" => Schema::String(StringRules { pattern: node.pattern.clone(), min_length: node.min_length, max_length: node.max_length }),
+            "string" => Schema::String(StringRules {
+                pattern: node.pattern.clone(),
+                min_length: node.min_length,
+                max_length: node.max_length,
+            }),
             "integer" => {
                 let format = match node.format.as_deref() {
                     None | Some("int64") => IntFormat::Int64,
                     Some("int32") => IntFormat::Int32,
                     Some(other) => {
-                        self.error(file, &format!("{path}.format"), format!("{other:?} is not int32 or int64"));
+                        self.error(
+                            file,
+                            &format!("{path}.format"),
+                            format!("{other:?} is not int32 or int64"),
+                        );
                         return None;
                     }
                 };
-                Schema::Integer { format, range: Range { minimum: node.minimum.clone(), maximum: node.maximum.clone() } }
+                Schema::Integer {
+                    format,
+                    range: Range {
+                        minimum: node.minimum.clone(),
+                        maximum: node.maximum.clone(),
+                    },
+                }
             }
-            "number" => Schema::Number { range: Range { minimum: node.minimum.clone(), maximum: node.maximum.clone() } },
+            "number" => Schema::Number {
+                range: Range {
+                    minimum: node.minimum.clone(),
+                    maximum: node.maximum.clone(),
+                },
+            },
             "boolean" => Schema::Boolean,
             "datetime" => Schema::DateTime,
             "json" => Schema::Json,
@@ -415,33 +678,67 @@ impl Lowerer {
                     self.error(file, path, "a list needs items");
                     return None;
                 };
-                let items = self.lower_schema(file, &format!("{path}.items"), items, &format!("{name_hint}Item"), module)?;
+                let items = self.lower_schema(
+                    file,
+                    &format!("{path}.items"),
+                    items,
+                    &format!("{name_hint}Item"),
+                    module,
+                )?;
                 let list_type = match node.list_type.as_deref() {
                     None => None,
                     Some("atomic") => Some(ListType::Atomic),
                     Some("set") => Some(ListType::Set),
                     Some("map") => Some(ListType::Map),
                     Some(other) => {
-                        self.error(file, &format!("{path}.listType"), format!("{other:?} is not atomic, set or map"));
+                        self.error(
+                            file,
+                            &format!("{path}.listType"),
+                            format!("{other:?} is not atomic, set or map"),
+                        );
                         None
                     }
                 };
                 let map_keys = node.list_map_keys.clone().unwrap_or_default();
-                if (list_type == Some(ListType::Map)) != !map_keys.is_empty() {
-                    self.error(file, path, "listMapKeys is required with listType map, and only allowed with it");
+                if (list_type == Some(ListType::Map)) == map_keys.is_empty() {
+                    self.error(
+                        file,
+                        path,
+                        "listMapKeys is required with listType map, and only allowed with it",
+                    );
                 }
                 if list_type == Some(ListType::Map) {
-                    self.pending.push(Pending::ListMapKeys { file: file.into(), path: path.into(), items: items.clone(), keys: map_keys.clone() });
+                    self.pending.push(Pending::ListMapKeys {
+                        file: file.into(),
+                        path: path.into(),
+                        items: items.clone(),
+                        keys: map_keys.clone(),
+                    });
                 }
-                Schema::List(Box::new(ListSchema { items, min_items: node.min_items, max_items: node.max_items, list_type, map_keys }))
+                Schema::List(Box::new(ListSchema {
+                    items,
+                    min_items: node.min_items,
+                    max_items: node.max_items,
+                    list_type,
+                    map_keys,
+                }))
             }
             "map" => {
                 let Some(values) = &node.values else {
                     self.error(file, path, "a map needs values");
                     return None;
                 };
-                let values = self.lower_schema(file, &format!("{path}.values"), values, &format!("{name_hint}Value"), module)?;
-                Schema::Map { values: Box::new(values), max_properties: node.max_properties }
+                let values = self.lower_schema(
+                    file,
+                    &format!("{path}.values"),
+                    values,
+                    &format!("{name_hint}Value"),
+                    module,
+                )?;
+                Schema::Map {
+                    values: Box::new(values),
+                    max_properties: node.max_properties,
+                }
             }
             other => {
                 self.error(file, path, format!("unknown type {other:?} (expected string, integer, number, boolean, datetime, json, enum, object, list or map, or a ref)"));
@@ -452,12 +749,22 @@ impl Lowerer {
         if let Some(p) = &node.pattern
             && let Err(e) = regex::Regex::new(p)
         {
-            self.error(file, &format!("{path}.pattern"), format!("invalid regular expression: {e}"));
+            self.error(
+                file,
+                &format!("{path}.pattern"),
+                format!("invalid regular expression: {e}"),
+            );
         }
-        if let (Some(min), Some(max)) = (node.minimum.as_ref().and_then(|n| n.as_f64()), node.maximum.as_ref().and_then(|n| n.as_f64()))
-            && min > max
+        if let (Some(min), Some(max)) = (
+            node.minimum.as_ref().and_then(|n| n.as_f64()),
+            node.maximum.as_ref().and_then(|n| n.as_f64()),
+        ) && min > max
         {
-            self.error(file, path, format!("minimum {min} is greater than maximum {max}"));
+            self.error(
+                file,
+                path,
+                format!("minimum {min} is greater than maximum {max}"),
+            );
         }
         Some(schema)
     }
@@ -485,36 +792,68 @@ impl Lowerer {
             }
         }
         if node.max_properties.is_some() && ty != "map" {
-            self.error(file, path, format!("`maxProperties` does not apply to type {ty}"));
+            self.error(
+                file,
+                path,
+                format!("`maxProperties` does not apply to type {ty}"),
+            );
         }
         if node.rust_name.is_some() && !["object", "enum"].contains(&ty) {
-            self.error(file, path, format!("`rustName` only applies to inline objects and enums, not {ty}"));
+            self.error(
+                file,
+                path,
+                format!("`rustName` only applies to inline objects and enums, not {ty}"),
+            );
         }
     }
 
     fn check_pending(&mut self) {
         for pending in std::mem::take(&mut self.pending) {
             match pending {
-                Pending::Default { file, path, schema, value } => {
+                Pending::Default {
+                    file,
+                    path,
+                    schema,
+                    value,
+                } => {
                     let non_empty_collection = match &value {
                         serde_json::Value::Array(a) => !a.is_empty(),
                         serde_json::Value::Object(o) => !o.is_empty(),
                         _ => false,
                     };
                     if non_empty_collection {
-                        self.error(&file, &path, "only scalar, enum, empty-list and empty-map defaults are supported");
+                        self.error(
+                            &file,
+                            &path,
+                            "only scalar, enum, empty-list and empty-map defaults are supported",
+                        );
                         continue;
                     }
-                    for (p, message) in values::check(&self.types, &schema, &value, &path, Completeness::Complete) {
-                        self.error(&file, &p, format!("default does not fit the field: {message}"));
+                    for (p, message) in
+                        values::check(&self.types, &schema, &value, &path, Completeness::Complete)
+                    {
+                        self.error(
+                            &file,
+                            &p,
+                            format!("default does not fit the field: {message}"),
+                        );
                     }
                 }
-                Pending::ListMapKeys { file, path, items, keys } => {
+                Pending::ListMapKeys {
+                    file,
+                    path,
+                    items,
+                    keys,
+                } => {
                     let Schema::Named(name) = &items else {
                         self.error(&file, &path, "listType map needs object items");
                         continue;
                     };
-                    let Some(TypeDecl { def: TypeDef::Object(o), .. }) = self.types.get(name).cloned() else {
+                    let Some(TypeDecl {
+                        def: TypeDef::Object(o),
+                        ..
+                    }) = self.types.get(name).cloned()
+                    else {
                         self.error(&file, &path, "listType map needs object items");
                         continue;
                     };

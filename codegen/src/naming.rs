@@ -58,7 +58,9 @@ pub fn is_dns_label(s: &str) -> bool {
     let bytes = s.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -66,8 +68,7 @@ pub fn is_dns_label(s: &str) -> bool {
 /// A JSON field name the spec may declare: lower camel case ASCII, starting with a letter.
 pub fn is_json_field_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_alphanumeric())
+    chars.next().is_some_and(|c| c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
@@ -88,17 +89,30 @@ mod tests {
         ] {
             assert_eq!(field_ident(json).as_deref(), Some(rust), "{json}");
         }
-        assert_eq!(field_ident("self"), None, "`self` cannot be a raw identifier");
+        assert_eq!(
+            field_ident("self"),
+            None,
+            "`self` cannot be a raw identifier"
+        );
     }
 
     #[test]
     fn serde_round_trips_our_field_names() {
-        for json in ["type", "retryCount", "executionTimeMs", "configMapKeyRef", "failFast"] {
+        for json in [
+            "type",
+            "retryCount",
+            "executionTimeMs",
+            "configMapKeyRef",
+            "failFast",
+        ] {
             let ident = field_ident(json).unwrap();
             assert_eq!(serde_camel_case(&ident), json);
         }
         // Names that snake-case lossily need an explicit rename.
-        assert_ne!(serde_camel_case(&field_ident("httpURL").unwrap()), "httpURL");
+        assert_ne!(
+            serde_camel_case(&field_ident("httpURL").unwrap()),
+            "httpURL"
+        );
     }
 
     #[test]

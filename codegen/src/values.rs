@@ -36,20 +36,31 @@ fn check_into(
     problems: &mut Vec<(String, String)>,
 ) {
     let mut wrong = |expected: &str| {
-        problems.push((path.to_owned(), format!("expected {expected}, found {}", describe(value))));
+        problems.push((
+            path.to_owned(),
+            format!("expected {expected}, found {}", describe(value)),
+        ));
     };
     match schema {
         Schema::String(rules) => match value.as_str() {
             None => wrong("a string"),
             Some(s) => {
                 let len = s.chars().count() as u64;
-                if rules.max_length.is_some_and(|m| len > m) || rules.min_length.is_some_and(|m| len < m) {
-                    problems.push((path.to_owned(), format!("length {len} is outside the allowed length")));
+                if rules.max_length.is_some_and(|m| len > m)
+                    || rules.min_length.is_some_and(|m| len < m)
+                {
+                    problems.push((
+                        path.to_owned(),
+                        format!("length {len} is outside the allowed length"),
+                    ));
                 }
                 if let Some(p) = &rules.pattern
                     && regex::Regex::new(p).is_ok_and(|re| !re.is_match(s))
                 {
-                    problems.push((path.to_owned(), format!("{s:?} does not match the pattern {p:?}")));
+                    problems.push((
+                        path.to_owned(),
+                        format!("{s:?} does not match the pattern {p:?}"),
+                    ));
                 }
             }
         },
@@ -73,9 +84,11 @@ fn check_into(
         }
         Schema::DateTime => {
             let ok = value.as_str().is_some_and(|s| {
-                regex::Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-                    .expect("static regex")
-                    .is_match(s)
+                regex::Regex::new(
+                    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$",
+                )
+                .expect("static regex")
+                .is_match(s)
             });
             if !ok {
                 wrong("an RFC 3339 date-time string")
@@ -108,7 +121,9 @@ fn check_into(
                     for field in &o.fields {
                         let child = format!("{path}.{}", field.name);
                         match map.get(&field.name) {
-                            Some(v) => check_into(types, &field.schema, v, &child, completeness, problems),
+                            Some(v) => {
+                                check_into(types, &field.schema, v, &child, completeness, problems)
+                            }
                             None if completeness == Completeness::Complete
                                 && field.required
                                 && field.default.is_none() =>
@@ -128,21 +143,44 @@ fn check_into(
                 if list.max_items.is_some_and(|m| items.len() as u64 > m)
                     || list.min_items.is_some_and(|m| (items.len() as u64) < m)
                 {
-                    problems.push((path.to_owned(), format!("{} items is outside the allowed count", items.len())));
+                    problems.push((
+                        path.to_owned(),
+                        format!("{} items is outside the allowed count", items.len()),
+                    ));
                 }
                 for (i, item) in items.iter().enumerate() {
-                    check_into(types, &list.items, item, &format!("{path}[{i}]"), completeness, problems);
+                    check_into(
+                        types,
+                        &list.items,
+                        item,
+                        &format!("{path}[{i}]"),
+                        completeness,
+                        problems,
+                    );
                 }
             }
         },
-        Schema::Map { values, max_properties } => match value.as_object() {
+        Schema::Map {
+            values,
+            max_properties,
+        } => match value.as_object() {
             None => wrong("a map"),
             Some(map) => {
                 if max_properties.is_some_and(|m| map.len() as u64 > m) {
-                    problems.push((path.to_owned(), format!("{} entries is more than allowed", map.len())));
+                    problems.push((
+                        path.to_owned(),
+                        format!("{} entries is more than allowed", map.len()),
+                    ));
                 }
                 for (k, v) in map {
-                    check_into(types, values, v, &format!("{path}.{k}"), completeness, problems);
+                    check_into(
+                        types,
+                        values,
+                        v,
+                        &format!("{path}.{k}"),
+                        completeness,
+                        problems,
+                    );
                 }
             }
         },
@@ -150,8 +188,16 @@ fn check_into(
 }
 
 fn check_range(range: &crate::ir::Range, n: f64, path: &str, problems: &mut Vec<(String, String)>) {
-    let below = range.minimum.as_ref().and_then(|m| m.as_f64()).is_some_and(|m| n < m);
-    let above = range.maximum.as_ref().and_then(|m| m.as_f64()).is_some_and(|m| n > m);
+    let below = range
+        .minimum
+        .as_ref()
+        .and_then(|m| m.as_f64())
+        .is_some_and(|m| n < m);
+    let above = range
+        .maximum
+        .as_ref()
+        .and_then(|m| m.as_f64())
+        .is_some_and(|m| n > m);
     if below || above {
         problems.push((path.to_owned(), format!("{n} is outside the allowed range")));
     }

@@ -3,7 +3,11 @@
 //! The mcall API: Rust types generated from `spec/`, with kube-derive custom resources.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
+#![allow(
 
+    clippy::duplicated_attributes,
+    reason = "each kube printcolumn(...) repeats the keys name, type_ and json_path"
+)]
 mcall_macros::spec_guard!(
     fingerprint = "0e8335e10094b79f84a15e3ec52579b4", dir = "../spec"
 );

@@ -228,7 +228,7 @@ fn default_mcall_task_spec_failed_runs_history_limit() -> i64 {
 }
 
 /// Observed state of the task, written by the operator.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct McallTaskStatus {
     /// Lifecycle phase of a task, a workflow or one of its tasks.
@@ -285,29 +285,6 @@ pub struct McallTaskStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 200))]
     pub history: Option<Vec<RunRecord>>,
-}
-
-impl Default for McallTaskStatus {
-    fn default() -> Self {
-        Self {
-            phase: None,
-            message: None,
-            observed_generation: None,
-            conditions: None,
-            start_time: None,
-            completion_time: None,
-            execution_time_ms: None,
-            http_status_code: None,
-            result: None,
-            retry_count: None,
-            last_retry_time: None,
-            input_results: None,
-            last_schedule_time: None,
-            next_schedule_time: None,
-            last_successful_time: None,
-            history: None,
-        }
-    }
 }
 
 /// How `expectedResponseBody` is compared with the body.

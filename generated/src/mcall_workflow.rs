@@ -131,7 +131,7 @@ fn default_mcall_workflow_spec_fail_fast() -> bool {
 }
 
 /// Observed state of the workflow, written by the operator.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct McallWorkflowStatus {
     /// Lifecycle phase of a task, a workflow or one of its tasks.
@@ -173,24 +173,6 @@ pub struct McallWorkflowStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 200))]
     pub history: Option<Vec<RunRecord>>,
-}
-
-impl Default for McallWorkflowStatus {
-    fn default() -> Self {
-        Self {
-            phase: None,
-            message: None,
-            observed_generation: None,
-            conditions: None,
-            start_time: None,
-            completion_time: None,
-            task_count: None,
-            task_statuses: None,
-            last_schedule_time: None,
-            next_schedule_time: None,
-            history: None,
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -259,7 +241,7 @@ fn default_workflow_task_retry_count() -> i64 {
     0
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowTaskStatus {
     /// Lifecycle phase of a task, a workflow or one of its tasks.
@@ -286,19 +268,4 @@ pub struct WorkflowTaskStatus {
     /// Retries made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_count: Option<i64>,
-}
-
-impl Default for WorkflowTaskStatus {
-    fn default() -> Self {
-        Self {
-            phase: None,
-            message: None,
-            start_time: None,
-            completion_time: None,
-            result: None,
-            error: None,
-            error_code: None,
-            retry_count: None,
-        }
-    }
 }

@@ -94,7 +94,7 @@ pub enum Phase {
 }
 
 /// Amounts of compute resources, in Kubernetes quantity syntax (e.g. `100m`, `128Mi`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceList {
     /// CPU quantity, e.g. `100m` or `1`.
@@ -110,14 +110,8 @@ pub struct ResourceList {
     pub memory: Option<String>,
 }
 
-impl Default for ResourceList {
-    fn default() -> Self {
-        Self { cpu: None, memory: None }
-    }
-}
-
 /// Compute resources a task's execution may use.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resources {
     /// Minimum resources reserved for the execution.
@@ -126,15 +120,6 @@ pub struct Resources {
     /// Maximum resources the execution may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ResourceList>,
-}
-
-impl Default for Resources {
-    fn default() -> Self {
-        Self {
-            requests: None,
-            limits: None,
-        }
-    }
 }
 
 /// One finished scheduled or manual run, kept in the bounded run history.
@@ -184,7 +169,7 @@ pub enum ScheduleConcurrencyPolicy {
 }
 
 /// Outcome of the last execution of a task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskResult {
     /// Combined stdout and stderr, or the HTTP response body, truncated to 4 KiB (a truncation is marked at the end).
@@ -196,16 +181,6 @@ pub struct TaskResult {
     /// Human-readable explanation of a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
-}
-
-impl Default for TaskResult {
-    fn default() -> Self {
-        Self {
-            output: None,
-            error_code: None,
-            error_message: None,
-        }
-    }
 }
 
 /// What a task runs. `cmd` runs a shell command, `get` and `post` send an HTTP request to the URL in `input`.

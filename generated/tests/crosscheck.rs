@@ -17,7 +17,11 @@ fn ir() -> Ir {
 }
 
 fn emitted(ir: &Ir, kind: &str) -> Value {
-    let kind = ir.kinds.iter().find(|k| k.kind == kind).expect("kind in spec");
+    let kind = ir
+        .kinds
+        .iter()
+        .find(|k| k.kind == kind)
+        .expect("kind in spec");
     mcall_codegen::emit::crd::crd(ir, kind)
 }
 
@@ -79,20 +83,27 @@ fn assert_agree(mut from_spec: Value, mut derived: Value) {
 #[test]
 fn mcalltask_crd_from_spec_matches_kube_derive() {
     let ir = ir();
-    assert_agree(emitted(&ir, "McallTask"), serde_json::to_value(McallTask::crd()).unwrap());
+    assert_agree(
+        emitted(&ir, "McallTask"),
+        serde_json::to_value(McallTask::crd()).unwrap(),
+    );
 }
 
 #[test]
 fn mcallworkflow_crd_from_spec_matches_kube_derive() {
     let ir = ir();
-    assert_agree(emitted(&ir, "McallWorkflow"), serde_json::to_value(McallWorkflow::crd()).unwrap());
+    assert_agree(
+        emitted(&ir, "McallWorkflow"),
+        serde_json::to_value(McallWorkflow::crd()).unwrap(),
+    );
 }
 
 #[test]
 fn crosscheck_notices_a_difference() {
     let ir = ir();
     let mut from_spec = emitted(&ir, "McallTask");
-    from_spec["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["timeout"]["maximum"] = json!(5);
+    from_spec["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["timeout"]["maximum"] = json!(5);
     let mut derived = serde_json::to_value(McallTask::crd()).unwrap();
     normalize(&mut from_spec);
     normalize(&mut derived);
@@ -123,8 +134,16 @@ impl Rng {
 }
 
 /// Strings tried, in order, for a field with a pattern; the first that matches is used.
-const PATTERNED: &[&str] =
-    &["*/5 * * * *", "@every 30s", "Europe/Berlin", "128Mi", "100m", "API_TOKEN", "check-disk", "abc"];
+const PATTERNED: &[&str] = &[
+    "*/5 * * * *",
+    "@every 30s",
+    "Europe/Berlin",
+    "128Mi",
+    "100m",
+    "API_TOKEN",
+    "check-disk",
+    "abc",
+];
 
 /// A random instance of `schema` as the API server would store it: defaults filled in,
 /// constraints met.
@@ -133,19 +152,34 @@ fn instance(ir: &Ir, schema: &Schema, rng: &mut Rng) -> Value {
         Schema::String(rules) => match &rules.pattern {
             Some(p) => {
                 let re = regex::Regex::new(p).unwrap();
-                let s = PATTERNED.iter().find(|s| re.is_match(s)).unwrap_or_else(|| panic!("add a sample string for pattern {p}"));
+                let s = PATTERNED
+                    .iter()
+                    .find(|s| re.is_match(s))
+                    .unwrap_or_else(|| panic!("add a sample string for pattern {p}"));
                 json!(s)
             }
             None => json!(format!("text-{}", rng.below(1000))),
         },
         Schema::Integer { range, .. } => {
-            let min = range.minimum.as_ref().and_then(|n| n.as_i64()).unwrap_or(-50);
-            let max = range.maximum.as_ref().and_then(|n| n.as_i64()).unwrap_or(1_000_000);
+            let min = range
+                .minimum
+                .as_ref()
+                .and_then(|n| n.as_i64())
+                .unwrap_or(-50);
+            let max = range
+                .maximum
+                .as_ref()
+                .and_then(|n| n.as_i64())
+                .unwrap_or(1_000_000);
             json!(min + rng.below((max - min + 1) as u64) as i64)
         }
         Schema::Number { .. } => json!(rng.below(100) as f64 / 100.0),
         Schema::Boolean => json!(rng.coin()),
-        Schema::DateTime => json!(format!("2026-11-{:02}T{:02}:00:00Z", 1 + rng.below(28), rng.below(24))),
+        Schema::DateTime => json!(format!(
+            "2026-11-{:02}T{:02}:00:00Z",
+            1 + rng.below(28),
+            rng.below(24)
+        )),
         Schema::Json => json!({"free": [1, "form"]}),
         Schema::Named(name) => match &ir.types[name].def {
             TypeDef::Enum(e) => json!(e.variants[rng.below(e.variants.len() as u64) as usize].wire),
@@ -173,9 +207,11 @@ fn instance(ir: &Ir, schema: &Schema, rng: &mut Rng) -> Value {
             let count = list.min_items.unwrap_or(0).max(rng.below(most + 1));
             Value::Array((0..count).map(|_| instance(ir, &list.items, rng)).collect())
         }
-        Schema::Map { values, .. } => {
-            Value::Object((0..rng.below(3)).map(|i| (format!("KEY_{i}"), instance(ir, values, rng))).collect())
-        }
+        Schema::Map { values, .. } => Value::Object(
+            (0..rng.below(3))
+                .map(|i| (format!("KEY_{i}"), instance(ir, values, rng)))
+                .collect(),
+        ),
     }
 }
 
@@ -193,9 +229,13 @@ fn round_trip<K: serde::de::DeserializeOwned + serde::Serialize>(kind: &str) {
         if let Some(status) = &k.status_type {
             object["status"] = instance(&ir, &Schema::Named(status.clone()), &mut rng);
         }
-        let typed: K = serde_json::from_value(object.clone()).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{object:#}"));
+        let typed: K = serde_json::from_value(object.clone())
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{object:#}"));
         let back = serde_json::to_value(&typed).unwrap();
-        assert_eq!(back, object, "seed {seed}: the object changed in a round trip through {kind}");
+        assert_eq!(
+            back, object,
+            "seed {seed}: the object changed in a round trip through {kind}"
+        );
     }
 }
 

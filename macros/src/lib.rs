@@ -20,13 +20,17 @@ use syn::{Data, DeriveInput, Fields, LitStr, Token, parse_macro_input};
 #[proc_macro]
 pub fn spec_guard(input: TokenStream) -> TokenStream {
     let args = parse_macro_input!(input as GuardArgs);
-    let manifest = std::env::var("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_default();
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let dir = manifest.join(args.dir.value());
     let spec = match mcall_codegen::SpecFiles::read_dir(&dir) {
         Ok(spec) => spec,
         Err(e) => {
             let message = format!("spec_guard!: cannot read {}: {e}", dir.display());
-            return syn::Error::new(args.dir.span(), message).to_compile_error().into();
+            return syn::Error::new(args.dir.span(), message)
+                .to_compile_error()
+                .into();
         }
     };
     // include_bytes! makes rustc record each spec file as a dependency, so editing one re-runs
@@ -61,14 +65,27 @@ impl Parse for GuardArgs {
             match key.to_string().as_str() {
                 "fingerprint" => fingerprint = Some(value),
                 "dir" => dir = Some(value),
-                other => return Err(syn::Error::new(key.span(), format!("unknown argument `{other}` (expected fingerprint, dir)"))),
+                other => {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!("unknown argument `{other}` (expected fingerprint, dir)"),
+                    ));
+                }
             }
             if !input.is_empty() {
                 input.parse::<Token![,]>()?;
             }
         }
-        let missing = |what: &str| syn::Error::new(Span::call_site(), format!("spec_guard! needs `{what} = \"...\"`"));
-        Ok(Self { fingerprint: fingerprint.ok_or_else(|| missing("fingerprint"))?, dir: dir.ok_or_else(|| missing("dir"))? })
+        let missing = |what: &str| {
+            syn::Error::new(
+                Span::call_site(),
+                format!("spec_guard! needs `{what} = \"...\"`"),
+            )
+        };
+        Ok(Self {
+            fingerprint: fingerprint.ok_or_else(|| missing("fingerprint"))?,
+            dir: dir.ok_or_else(|| missing("dir"))?,
+        })
     }
 }
 
@@ -84,20 +101,29 @@ pub fn derive_wire_name(input: TokenStream) -> TokenStream {
 
 fn wire_name(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     let Data::Enum(data) = &input.data else {
-        return Err(syn::Error::new_spanned(input, "WireName only applies to enums"));
+        return Err(syn::Error::new_spanned(
+            input,
+            "WireName only applies to enums",
+        ));
     };
     let mut idents = Vec::new();
     let mut wires = Vec::new();
     for variant in &data.variants {
         if !matches!(variant.fields, Fields::Unit) {
-            return Err(syn::Error::new_spanned(variant, "WireName only applies to unit variants"));
+            return Err(syn::Error::new_spanned(
+                variant,
+                "WireName only applies to unit variants",
+            ));
         }
         idents.push(&variant.ident);
         wires.push(serde_rename(variant)?.unwrap_or_else(|| variant.ident.to_string()));
     }
     let name = &input.ident;
     let count = idents.len();
-    let error = format!("is not a valid {name} (expected one of: {})", wires.join(", "));
+    let error = format!(
+        "is not a valid {name} (expected one of: {})",
+        wires.join(", ")
+    );
     Ok(quote! {
         impl #name {
             /// Every value, in declaration order.

@@ -20,24 +20,58 @@ fn status_code<T: std::fmt::Debug>(result: kube::Result<T>) -> u16 {
 }
 
 /// Renders the chart's generated RBAC template for `release` and applies it.
-fn apply_generated_rbac(plane: &ControlPlane, release: &str, namespace: &str, service_account: &str, extra: &[&str]) {
+fn apply_generated_rbac(
+    plane: &ControlPlane,
+    release: &str,
+    namespace: &str,
+    service_account: &str,
+    extra: &[&str],
+) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut template = plane.helm();
     template
         .current_dir(root)
-        .args(["template", release, "helm/mcall-operator", "--namespace", namespace])
-        .args(["--show-only", "templates/rbac.yaml", "--set", &format!("serviceAccount.name={service_account}")])
+        .args([
+            "template",
+            release,
+            "helm/mcall-operator",
+            "--namespace",
+            namespace,
+        ])
+        .args([
+            "--show-only",
+            "templates/rbac.yaml",
+            "--set",
+            &format!("serviceAccount.name={service_account}"),
+        ])
         .args(extra);
     let rendered = template.output().expect("helm starts");
-    assert!(rendered.status.success(), "helm template: {}", String::from_utf8_lossy(&rendered.stderr));
+    assert!(
+        rendered.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
 
     let mut apply = plane.kubectl();
-    apply.args(["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    apply
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = apply.spawn().expect("kubectl starts");
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(&rendered.stdout).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&rendered.stdout)
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "kubectl apply: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn install_crds(plane: &ControlPlane) {
@@ -48,13 +82,26 @@ fn install_crds(plane: &ControlPlane) {
         .args(["apply", "--server-side", "-f", "helm/mcall-operator/crds/"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = plane
         .kubectl()
-        .args(["wait", "--for=condition=Established", "--timeout=60s", "crd/mcalltasks.mcall.tz.io"])
+        .args([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/mcalltasks.mcall.tz.io",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// RBAC grants reach the authorizer through an informer, so a fresh binding may take a moment.
@@ -78,36 +125,59 @@ where
 
 async fn check_operator_rights(plane: &ControlPlane, ns: &str, bind: impl FnOnce()) {
     let admin = plane.admin_client().await.unwrap();
-    let sa = plane.service_account_client(ns, "mcall-operator").await.unwrap();
+    let sa = plane
+        .service_account_client(ns, "mcall-operator")
+        .await
+        .unwrap();
     let tasks_as_sa: Api<McallTask> = Api::namespaced(sa.clone(), ns);
 
     // Not bound yet: authenticated but not authorized.
-    assert_eq!(status_code(tasks_as_sa.list(&ListParams::default()).await), 403);
+    assert_eq!(
+        status_code(tasks_as_sa.list(&ListParams::default()).await),
+        403
+    );
 
     let task: McallTask = serde_json::from_value(json!({
         "apiVersion": "mcall.tz.io/v1", "kind": "McallTask",
         "metadata": {"name": "probe"}, "spec": {"type": "cmd", "input": "true"}
     }))
     .unwrap();
-    Api::<McallTask>::namespaced(admin.clone(), ns).create(&PostParams::default(), &task).await.unwrap();
+    Api::<McallTask>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &task)
+        .await
+        .unwrap();
 
     bind();
 
     let all = ListParams::default();
-    let listed = eventually("listing tasks as the bound operator", || tasks_as_sa.list(&all)).await;
+    let listed = eventually("listing tasks as the bound operator", || {
+        tasks_as_sa.list(&all)
+    })
+    .await;
     assert_eq!(listed.items.len(), 1);
-    let patch = json!({"status": {"phase": "Succeeded", "message": "patched by the operator's identity"}});
+    let patch =
+        json!({"status": {"phase": "Succeeded", "message": "patched by the operator's identity"}});
     tasks_as_sa
         .patch_status("probe", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("the generated role allows patching status");
-    let stored = Api::<McallTask>::namespaced(admin, ns).get("probe").await.unwrap();
+    let stored = Api::<McallTask>::namespaced(admin, ns)
+        .get("probe")
+        .await
+        .unwrap();
     assert_eq!(stored.status.unwrap().phase, Some(Phase::Succeeded));
 
     // Least privilege: the operator never deletes tasks, and cannot read other namespaces' Secrets list.
-    assert_eq!(status_code(tasks_as_sa.delete("probe", &DeleteParams::default()).await), 403);
+    assert_eq!(
+        status_code(tasks_as_sa.delete("probe", &DeleteParams::default()).await),
+        403
+    );
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(sa, ns);
-    assert_eq!(status_code(secrets.list(&ListParams::default()).await), 403, "secrets are get-only");
+    assert_eq!(
+        status_code(secrets.list(&ListParams::default()).await),
+        403,
+        "secrets are get-only"
+    );
 }
 
 #[tokio::test]
@@ -116,7 +186,10 @@ async fn cluster_role_from_spec_grants_exactly_what_the_operator_needs() {
     install_crds(plane);
     let admin = plane.admin_client().await.unwrap();
     let ns = create_test_namespace(&admin, "rbac-cluster").await.unwrap();
-    check_operator_rights(plane, &ns, || apply_generated_rbac(plane, &ns, &ns, "mcall-operator", &[])).await;
+    check_operator_rights(plane, &ns, || {
+        apply_generated_rbac(plane, &ns, &ns, "mcall-operator", &[])
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -127,10 +200,26 @@ async fn namespaced_roles_when_the_chart_watches_listed_namespaces() {
     let ns = create_test_namespace(&admin, "rbac-ns").await.unwrap();
     let other = create_test_namespace(&admin, "rbac-other").await.unwrap();
     let watch = format!("watchNamespaces={{{ns}}}");
-    check_operator_rights(plane, &ns, || apply_generated_rbac(plane, &ns, &ns, "mcall-operator", &["--set", &watch])).await;
+    check_operator_rights(plane, &ns, || {
+        apply_generated_rbac(plane, &ns, &ns, "mcall-operator", &["--set", &watch])
+    })
+    .await;
 
     // The Role is confined to the watched namespace.
-    let sa = plane.service_account_client(&ns, "mcall-operator").await.unwrap();
-    assert_eq!(status_code(Api::<McallTask>::namespaced(sa.clone(), &other).list(&ListParams::default()).await), 403);
-    assert_eq!(status_code(Api::<McallTask>::all(sa).list(&ListParams::default()).await), 403);
+    let sa = plane
+        .service_account_client(&ns, "mcall-operator")
+        .await
+        .unwrap();
+    assert_eq!(
+        status_code(
+            Api::<McallTask>::namespaced(sa.clone(), &other)
+                .list(&ListParams::default())
+                .await
+        ),
+        403
+    );
+    assert_eq!(
+        status_code(Api::<McallTask>::all(sa).list(&ListParams::default()).await),
+        403
+    );
 }

@@ -29,16 +29,27 @@ fn generate(root: &Path) -> Result<()> {
         .collect::<Result<_>>()?;
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let (p50, p99, max) = (ms(samples[RUNS / 2]), ms(samples[RUNS * 99 / 100]), ms(samples[RUNS - 1]));
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let (p50, p99, max) = (
+        ms(samples[RUNS / 2]),
+        ms(samples[RUNS * 99 / 100]),
+        ms(samples[RUNS - 1]),
+    );
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     let result = format!(
         "{{\n  \"benchmark\": \"generate\",\n  \"runs\": {RUNS},\n  \"profile\": \"{profile}\",\n  \"p50_ms\": {p50:.2},\n  \"p99_ms\": {p99:.2},\n  \"max_ms\": {max:.2},\n  \"goal_ms\": 1000\n}}\n"
     );
     let dir = root.join("bench/results");
     std::fs::create_dir_all(&dir).context("creating bench/results")?;
-    std::fs::write(dir.join("generate.json"), &result).context("writing bench/results/generate.json")?;
+    std::fs::write(dir.join("generate.json"), &result)
+        .context("writing bench/results/generate.json")?;
     println!("{result}");
-    let row = format!("| generate (warm, {profile}, {RUNS} runs) | {p50:.1} ms | {p99:.1} ms | ≤ 1000 ms |");
+    let row = format!(
+        "| generate (warm, {profile}, {RUNS} runs) | {p50:.1} ms | {p99:.1} ms | ≤ 1000 ms |"
+    );
     update_table(root, "generate", &row)
 }
 

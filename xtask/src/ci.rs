@@ -23,7 +23,14 @@ pub enum Stage {
     Integration,
 }
 
-const ALL: [Stage; 6] = [Stage::GenerateCheck, Stage::Fmt, Stage::Clippy, Stage::Unit, Stage::HelmLint, Stage::Integration];
+const ALL: [Stage; 6] = [
+    Stage::GenerateCheck,
+    Stage::Fmt,
+    Stage::Clippy,
+    Stage::Unit,
+    Stage::HelmLint,
+    Stage::Integration,
+];
 
 pub fn run(root: &Path, only: Option<Stage>) -> Result<()> {
     let stages: Vec<Stage> = only.map_or(ALL.to_vec(), |s| vec![s]);
@@ -32,7 +39,10 @@ pub fn run(root: &Path, only: Option<Stage>) -> Result<()> {
         let t = Instant::now();
         println!("==> ci stage {stage:?}");
         run_stage(root, stage)?;
-        println!("==> ci stage {stage:?} passed in {:.1}s", t.elapsed().as_secs_f64());
+        println!(
+            "==> ci stage {stage:?} passed in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
     }
     println!("==> ci passed in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
@@ -42,13 +52,32 @@ fn run_stage(root: &Path, stage: Stage) -> Result<()> {
     match stage {
         Stage::GenerateCheck => crate::generate::run(root, true),
         Stage::Fmt => run_command(root, "cargo", &["fmt", "--all", "--", "--check"]),
-        Stage::Clippy => run_command(root, "cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
-        Stage::Unit => run_command(root, "cargo", &["test", "--workspace", "--exclude", "mcall-tests"]),
+        Stage::Clippy => run_command(
+            root,
+            "cargo",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        Stage::Unit => run_command(
+            root,
+            "cargo",
+            &["test", "--workspace", "--exclude", "mcall-tests"],
+        ),
         Stage::HelmLint => crate::helm::lint(root, &crate::tools_bin_dir()?),
         Stage::Integration => {
             // Build the tools first so their (long, first-time) build shows its own progress.
             crate::tools_bin_dir()?;
-            run_command(root, "cargo", &["test", "-p", "mcall-tests", "--", "--test-threads=4"])
+            run_command(
+                root,
+                "cargo",
+                &["test", "-p", "mcall-tests", "--", "--test-threads=4"],
+            )
         }
     }
 }

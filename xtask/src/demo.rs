@@ -18,25 +18,46 @@ pub fn run(root: &Path) -> Result<()> {
             .output()
             .context("running kubectl")?;
         if !out.status.success() {
-            bail!("kubectl {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "kubectl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
 
     println!("==> installing the generated CRDs");
-    print!("{}", kubectl(&["apply", "--server-side", "-f", "helm/mcall-operator/crds/"])?);
-    kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd/mcalltasks.mcall.tz.io", "crd/mcallworkflows.mcall.tz.io"])?;
+    print!(
+        "{}",
+        kubectl(&["apply", "--server-side", "-f", "helm/mcall-operator/crds/"])?
+    );
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/mcalltasks.mcall.tz.io",
+        "crd/mcallworkflows.mcall.tz.io",
+    ])?;
 
     println!("==> the operator");
-    println!("    not started: the operator (issue #4) has not landed yet, so the examples get no status.");
+    println!(
+        "    not started: the operator (issue #4) has not landed yet, so the examples get no status."
+    );
 
     println!("==> applying examples/");
-    print!("{}", kubectl(&["apply", "--server-side", "-f", "examples/"])?);
+    print!(
+        "{}",
+        kubectl(&["apply", "--server-side", "-f", "examples/"])?
+    );
 
     println!("==> kubectl get mcalltasks,mcallworkflows");
     print!("{}", kubectl(&["get", "mcalltasks,mcallworkflows"])?);
     println!();
-    println!("The control plane keeps running: export KUBECONFIG={}", kubeconfig.display());
+    println!(
+        "The control plane keeps running: export KUBECONFIG={}",
+        kubeconfig.display()
+    );
     println!("Stop it with: cargo xtask down");
     Ok(())
 }

@@ -11,18 +11,26 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
     let files = generate(root)?;
     let changed: Vec<&PathBuf> = files
         .iter()
-        .filter(|(path, contents)| std::fs::read_to_string(root.join(path)).ok().as_deref() != Some(contents.as_str()))
+        .filter(|(path, contents)| {
+            std::fs::read_to_string(root.join(path)).ok().as_deref() != Some(contents.as_str())
+        })
         .map(|(path, _)| path)
         .collect();
     if check {
         if changed.is_empty() {
-            println!("generate --check: {} generated files are up to date", files.len());
+            println!(
+                "generate --check: {} generated files are up to date",
+                files.len()
+            );
             return Ok(());
         }
         for path in &changed {
             eprintln!("  would change: {}", path.display());
         }
-        bail!("{} generated file(s) are out of date: run `cargo xtask generate`", changed.len());
+        bail!(
+            "{} generated file(s) are out of date: run `cargo xtask generate`",
+            changed.len()
+        );
     }
     write_all(root, &files, &changed)?;
     println!("generate: {} files, {} changed", files.len(), changed.len());
@@ -31,7 +39,8 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
 
 pub fn generate(root: &Path) -> Result<GeneratedFiles> {
     let spec_dir = root.join("spec");
-    let spec = SpecFiles::read_dir(&spec_dir).with_context(|| format!("reading {}", spec_dir.display()))?;
+    let spec = SpecFiles::read_dir(&spec_dir)
+        .with_context(|| format!("reading {}", spec_dir.display()))?;
     mcall_codegen::generate(&spec).map_err(|errors| anyhow::anyhow!("{errors}"))
 }
 
@@ -43,10 +52,12 @@ fn write_all(root: &Path, files: &GeneratedFiles, changed: &[&PathBuf]) -> Resul
         for path in changed {
             let target = root.join(path);
             if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
             }
             let tmp = target.with_extension("xtask-tmp");
-            std::fs::write(&tmp, &files[*path]).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::write(&tmp, &files[*path])
+                .with_context(|| format!("writing {}", tmp.display()))?;
             staged.push((tmp, target));
         }
         Ok(())
@@ -58,7 +69,8 @@ fn write_all(root: &Path, files: &GeneratedFiles, changed: &[&PathBuf]) -> Resul
         return Err(e);
     }
     for (tmp, target) in staged {
-        std::fs::rename(&tmp, &target).with_context(|| format!("moving {} into place", target.display()))?;
+        std::fs::rename(&tmp, &target)
+            .with_context(|| format!("moving {} into place", target.display()))?;
     }
     Ok(())
 }

@@ -46,9 +46,18 @@ pub fn lint(root: &Path, bin_dir: &Path) -> Result<()> {
         }
     }
     if !failed.is_empty() {
-        bail!("{} of {} helm checks failed\n\n{}", failed.len(), checks.len(), failed.join("\n\n"));
+        bail!(
+            "{} of {} helm checks failed\n\n{}",
+            failed.len(),
+            checks.len(),
+            failed.join("\n\n")
+        );
     }
-    println!("helm lint: {} checks passed ({} environments)", checks.len(), environments.len());
+    println!(
+        "helm lint: {} checks passed ({} environments)",
+        checks.len(),
+        environments.len()
+    );
     Ok(())
 }
 
@@ -56,12 +65,21 @@ pub fn lint(root: &Path, bin_dir: &Path) -> Result<()> {
 /// with `--dry-run=client` when `dry_run` (helm still reads the release history from the
 /// cluster but changes nothing) and `--kubeconfig` when given. helm's output goes to the
 /// terminal.
-pub fn deploy(root: &Path, bin_dir: &Path, env: &str, dry_run: bool, kubeconfig: Option<&Path>) -> Result<()> {
+pub fn deploy(
+    root: &Path,
+    bin_dir: &Path,
+    env: &str,
+    dry_run: bool,
+    kubeconfig: Option<&Path>,
+) -> Result<()> {
     let helm = helm_binary(bin_dir)?;
     let environments = environments(root)?;
     let Some(environment) = environments.get(env) else {
         let known: Vec<&str> = environments.keys().map(String::as_str).collect();
-        bail!("unknown environment `{env}`; spec/environments.yaml declares: {}", known.join(", "));
+        bail!(
+            "unknown environment `{env}`; spec/environments.yaml declares: {}",
+            known.join(", ")
+        );
     };
     let values = root.join(values_file(environment));
     ensure!(
@@ -73,7 +91,10 @@ pub fn deploy(root: &Path, bin_dir: &Path, env: &str, dry_run: bool, kubeconfig:
     // The same command the values file documents, with the pinned helm in place of `helm`.
     let command = helm_command(environment);
     let mut words = command.split_whitespace();
-    ensure!(words.next() == Some("helm"), "unexpected install command `{command}`");
+    ensure!(
+        words.next() == Some("helm"),
+        "unexpected install command `{command}`"
+    );
     let mut args: Vec<OsString> = words.map(OsString::from).collect();
     if dry_run {
         args.push("--dry-run=client".into());
@@ -95,14 +116,23 @@ pub fn deploy(root: &Path, bin_dir: &Path, env: &str, dry_run: bool, kubeconfig:
     // Helm installs crds/ only on first install and never upgrades them; apply them first so a
     // deploy after a spec change also updates the API.
     let mut crds = Command::new(bin_dir.join("kubectl"));
-    crds.args(["apply", "--server-side", "--force-conflicts", "-f", "helm/mcall-operator/crds/"]).current_dir(root);
+    crds.args([
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "helm/mcall-operator/crds/",
+    ])
+    .current_dir(root);
     if dry_run {
         crds.arg("--dry-run=client");
     }
     if let Some(kubeconfig) = kubeconfig {
         crds.arg("--kubeconfig").arg(kubeconfig);
     }
-    let applied = crds.status().context("running kubectl apply for the CRDs")?;
+    let applied = crds
+        .status()
+        .context("running kubectl apply for the CRDs")?;
     ensure!(applied.success(), "applying the CRDs failed ({applied})");
 
     let status = Command::new(&helm)
@@ -110,7 +140,10 @@ pub fn deploy(root: &Path, bin_dir: &Path, env: &str, dry_run: bool, kubeconfig:
         .current_dir(root)
         .status()
         .with_context(|| format!("running {}", helm.display()))?;
-    ensure!(status.success(), "helm upgrade --install of {env} failed ({status})");
+    ensure!(
+        status.success(),
+        "helm upgrade --install of {env} failed ({status})"
+    );
     println!(
         "deploy {env}: {} release {} in namespace {}",
         if dry_run { "rendered" } else { "installed" },
@@ -123,8 +156,10 @@ pub fn deploy(root: &Path, bin_dir: &Path, env: &str, dry_run: bool, kubeconfig:
 /// The environments of `spec/environments.yaml`, by name.
 fn environments(root: &Path) -> Result<BTreeMap<String, Environment>> {
     let spec_dir = root.join("spec");
-    let files = SpecFiles::read_dir(&spec_dir).with_context(|| format!("reading {}", spec_dir.display()))?;
-    let ir = mcall_codegen::parse(&files).map_err(|errors| anyhow::anyhow!("invalid spec:\n{errors}"))?;
+    let files = SpecFiles::read_dir(&spec_dir)
+        .with_context(|| format!("reading {}", spec_dir.display()))?;
+    let ir = mcall_codegen::parse(&files)
+        .map_err(|errors| anyhow::anyhow!("invalid spec:\n{errors}"))?;
     Ok(ir.settings.environments)
 }
 
@@ -155,7 +190,11 @@ struct Check {
 
 impl Check {
     fn lint(what: &str, values: Option<String>) -> Self {
-        let mut args = vec!["lint".to_string(), "--strict".to_string(), CHART_DIR.to_string()];
+        let mut args = vec![
+            "lint".to_string(),
+            "--strict".to_string(),
+            CHART_DIR.to_string(),
+        ];
         let label = match values {
             Some(values) => {
                 let label = format!("helm lint --strict ({what}: {values})");
@@ -164,7 +203,12 @@ impl Check {
             }
             None => format!("helm lint --strict ({what})"),
         };
-        Self { label, args, expect: vec!["0 chart(s) failed".to_string()], reject: Vec::new() }
+        Self {
+            label,
+            args,
+            expect: vec!["0 chart(s) failed".to_string()],
+            reject: Vec::new(),
+        }
     }
 
     fn template(env: &Environment, watch_namespaces: bool) -> Self {
@@ -177,12 +221,22 @@ impl Check {
             "--values".to_string(),
             values_file(env),
         ];
-        let mut expect = vec!["kind: Deployment".to_string(), "kind: ServiceAccount".to_string()];
+        let mut expect = vec![
+            "kind: Deployment".to_string(),
+            "kind: ServiceAccount".to_string(),
+        ];
         let mut reject = Vec::new();
         let label;
         if watch_namespaces {
-            args.extend(["--set".to_string(), format!("watchNamespaces={{{}}}", WATCH_NAMESPACES.join(","))]);
-            label = format!("helm template {} (watchNamespaces={})", env.name, WATCH_NAMESPACES.join(","));
+            args.extend([
+                "--set".to_string(),
+                format!("watchNamespaces={{{}}}", WATCH_NAMESPACES.join(",")),
+            ]);
+            label = format!(
+                "helm template {} (watchNamespaces={})",
+                env.name,
+                WATCH_NAMESPACES.join(",")
+            );
             for ns in WATCH_NAMESPACES {
                 expect.push(format!("namespace: {ns}"));
             }
@@ -192,7 +246,12 @@ impl Check {
             label = format!("helm template {} (all namespaces)", env.name);
             expect.push("kind: ClusterRoleBinding".to_string());
         }
-        Self { label, args, expect, reject }
+        Self {
+            label,
+            args,
+            expect,
+            reject,
+        }
     }
 
     fn run(&self, helm: &Path, root: &Path) -> Result<()> {
@@ -203,7 +262,14 @@ impl Check {
             .with_context(|| format!("running {}", helm.display()))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let shown = || format!("$ helm {}\n{}{}", self.args.join(" "), stdout.trim_end(), indent_stderr(&stderr));
+        let shown = || {
+            format!(
+                "$ helm {}\n{}{}",
+                self.args.join(" "),
+                stdout.trim_end(),
+                indent_stderr(&stderr)
+            )
+        };
         if !output.status.success() {
             bail!("helm exited with {}\n{}", output.status, shown());
         }
@@ -218,5 +284,9 @@ impl Check {
 }
 
 fn indent_stderr(stderr: &str) -> String {
-    if stderr.trim().is_empty() { String::new() } else { format!("\n{}", stderr.trim_end()) }
+    if stderr.trim().is_empty() {
+        String::new()
+    } else {
+        format!("\n{}", stderr.trim_end())
+    }
 }

@@ -75,15 +75,26 @@ fn main() -> Result<()> {
         Command::Status => cluster::status(&root),
         Command::Demo => demo::run(&root),
         Command::Ci { stage } => ci::run(&root, stage),
-        Command::Deploy { env, dry_run, kubeconfig } => {
-            helm::deploy(&root, &tools_bin_dir()?, &env, dry_run, kubeconfig.as_deref())
-        }
+        Command::Deploy {
+            env,
+            dry_run,
+            kubeconfig,
+        } => helm::deploy(
+            &root,
+            &tools_bin_dir()?,
+            &env,
+            dry_run,
+            kubeconfig.as_deref(),
+        ),
         Command::Bench { which } => bench::run(&root, which),
     }
 }
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// The pinned Go-built tools, built on first use.
@@ -93,8 +104,15 @@ fn tools_bin_dir() -> Result<PathBuf> {
 
 /// Runs a command in `dir`, inheriting the terminal; fails naming the command.
 fn run_command(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
-    let status = std::process::Command::new(program).args(args).current_dir(dir).status()
+    let status = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
         .map_err(|e| anyhow::anyhow!("starting `{program}` failed: {e}"))?;
-    anyhow::ensure!(status.success(), "`{program} {}` failed ({status})", args.join(" "));
+    anyhow::ensure!(
+        status.success(),
+        "`{program} {}` failed ({status})",
+        args.join(" ")
+    );
     Ok(())
 }

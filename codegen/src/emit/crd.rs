@@ -13,7 +13,10 @@ pub fn emit(ir: &Ir) -> GeneratedFiles {
     ir.kinds
         .iter()
         .map(|kind| {
-            let path = PathBuf::from(format!("{CHART_DIR}/crds/{}.yaml", kind.crd_name(&ir.group)));
+            let path = PathBuf::from(format!(
+                "{CHART_DIR}/crds/{}.yaml",
+                kind.crd_name(&ir.group)
+            ));
             let source = format!("spec/kinds/{}.yaml", kind.singular);
             let body = to_yaml(&crd(ir, kind));
             (path, format!("{}{body}", yaml_header(&source)))
@@ -38,7 +41,10 @@ pub fn crd(ir: &Ir, kind: &Kind) -> Value {
     version.insert("name".into(), json!(kind.version));
     version.insert("served".into(), json!(kind.served));
     version.insert("storage".into(), json!(kind.storage));
-    version.insert("schema".into(), json!({ "openAPIV3Schema": root_schema(ir, kind) }));
+    version.insert(
+        "schema".into(),
+        json!({ "openAPIV3Schema": root_schema(ir, kind) }),
+    );
     if kind.status_type.is_some() {
         version.insert("subresources".into(), json!({ "status": {} }));
     }
@@ -81,7 +87,9 @@ pub fn crd(ir: &Ir, kind: &Kind) -> Value {
 
 fn root_schema(ir: &Ir, kind: &Kind) -> Value {
     let object = |name: &str| match ir.types.get(name).map(|d| &d.def) {
-        Some(TypeDef::Object(o)) => Value::Object(schema::object_schema(&ir.types, o, Dialect::Crd)),
+        Some(TypeDef::Object(o)) => {
+            Value::Object(schema::object_schema(&ir.types, o, Dialect::Crd))
+        }
         _ => unreachable!("the IR declares spec and status types as objects"),
     };
     let mut properties = Map::new();

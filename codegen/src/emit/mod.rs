@@ -25,7 +25,10 @@ pub fn all(ir: &Ir) -> GeneratedFiles {
 
 /// The header of Helm templates: a template comment, so it never renders into the manifests.
 pub(crate) fn helm_template_header(source: &str) -> String {
-    format!("{{{{- /*\n{}\nSource: {source}\n*/}}}}\n", crate::GENERATED_NOTICE)
+    format!(
+        "{{{{- /*\n{}\nSource: {source}\n*/}}}}\n",
+        crate::GENERATED_NOTICE
+    )
 }
 
 /// The `# @generated` header of YAML files.

@@ -114,7 +114,13 @@ subjects:
 fn rules(out: &mut String, rules: &[RbacRule]) {
     out.push_str("rules:\n");
     for r in rules {
-        let list = |items: &[String]| items.iter().map(|i| format!("{i:?}")).collect::<Vec<_>>().join(", ");
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         // The reason goes into the rendered object as a comment, so reviewers of the chart see it too.
         let _ = writeln!(out, "  # {}", r.why);
         let _ = writeln!(out, "  - apiGroups: [{}]", list(&r.api_groups));

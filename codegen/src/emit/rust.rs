@@ -20,17 +20,27 @@ pub fn emit(ir: &Ir) -> GeneratedFiles {
     let mut files = GeneratedFiles::new();
     files.insert("generated/src/lib.rs".into(), render(lib_rs(ir)));
     let shared = module(ir, &Module::Shared, "Types shared by several kinds.");
-    files.insert(format!("generated/src/{SHARED_MODULE}.rs").into(), render(shared));
+    files.insert(
+        format!("generated/src/{SHARED_MODULE}.rs").into(),
+        render(shared),
+    );
     for kind in &ir.kinds {
-        let doc = format!("The `{}` custom resource ({}/{}).", kind.kind, ir.group, kind.version);
+        let doc = format!(
+            "The `{}` custom resource ({}/{}).",
+            kind.kind, ir.group, kind.version
+        );
         let tokens = module(ir, &Module::Kind(kind.module.clone()), &doc);
-        files.insert(PathBuf::from(format!("generated/src/{}.rs", kind.module)), render(tokens));
+        files.insert(
+            PathBuf::from(format!("generated/src/{}.rs", kind.module)),
+            render(tokens),
+        );
     }
     files
 }
 
 fn render(tokens: TokenStream) -> String {
-    let file: syn::File = syn::parse2(tokens).unwrap_or_else(|e| panic!("the Rust emitter produced invalid tokens: {e}"));
+    let file: syn::File = syn::parse2(tokens)
+        .unwrap_or_else(|e| panic!("the Rust emitter produced invalid tokens: {e}"));
     separate_items(&prettyplease::unparse(&file))
 }
 
@@ -43,9 +53,12 @@ fn separate_items(code: &str) -> String {
         out.push_str(line);
         out.push('\n');
         let next = lines.get(i + 1).copied().unwrap_or("");
-        let item_ended = *line == "}" || (line.starts_with("pub const ") && line.ends_with(';'))
+        let item_ended = *line == "}"
+            || (line.starts_with("pub const ") && line.ends_with(';'))
             || (line.starts_with("pub mod ") && !next.starts_with("pub mod "))
-            || (line.starts_with("use ") && !next.starts_with("use ") && !next.starts_with("#[allow"))
+            || (line.starts_with("use ")
+                && !next.starts_with("use ")
+                && !next.starts_with("#[allow"))
             || (line.starts_with("pub use ") && !next.starts_with("pub use "))
             || *line == ");"
             || (line.starts_with("//!") && !next.starts_with("//!") && !next.starts_with("#!"))
@@ -67,13 +80,21 @@ fn lib_rs(ir: &Ir) -> TokenStream {
     let fingerprint = &ir.fingerprint;
     let group = &ir.group;
     let shared = format_ident!("{}", SHARED_MODULE);
-    let modules: Vec<Ident> = ir.kinds.iter().map(|k| format_ident!("{}", k.module)).collect();
+    let modules: Vec<Ident> = ir
+        .kinds
+        .iter()
+        .map(|k| format_ident!("{}", k.module))
+        .collect();
     quote! {
         #notice
         #![doc = ""]
         #![doc = " The mcall API: Rust types generated from `spec/`, with kube-derive custom resources."]
         #![forbid(unsafe_code)]
         #![deny(rust_2018_idioms)]
+        #![allow(
+            clippy::duplicated_attributes,
+            reason = "each kube printcolumn(...) repeats the keys name, type_ and json_path"
+        )]
 
         // Fails compilation when spec/ changed after this crate was generated.
         mcall_macros::spec_guard!(fingerprint = #fingerprint, dir = "../spec");
@@ -98,8 +119,16 @@ fn module(ir: &Ir, target: &Module, doc: &str) -> TokenStream {
     let mut items = Vec::new();
     let mut uses = Uses::default();
     // A kind's spec and status come first; the types they use follow alphabetically.
-    let is_root = |name: &String| ir.kinds.iter().any(|k| &k.spec_type == name || k.status_type.as_ref() == Some(name));
-    let (roots, rest): (Vec<_>, Vec<_>) = ir.types.iter().filter(|(_, d)| &d.module == target).partition(|(name, _)| is_root(name));
+    let is_root = |name: &String| {
+        ir.kinds
+            .iter()
+            .any(|k| &k.spec_type == name || k.status_type.as_ref() == Some(name))
+    };
+    let (roots, rest): (Vec<_>, Vec<_>) = ir
+        .types
+        .iter()
+        .filter(|(_, d)| &d.module == target)
+        .partition(|(name, _)| is_root(name));
     for (_, decl) in roots.into_iter().chain(rest) {
         match &decl.def {
             TypeDef::Enum(e) => items.push(enum_item(e)),
@@ -109,7 +138,10 @@ fn module(ir: &Ir, target: &Module, doc: &str) -> TokenStream {
             }
         }
     }
-    let mut imports = vec![quote! { use schemars::JsonSchema; }, quote! { use serde::{Deserialize, Serialize}; }];
+    let mut imports = vec![
+        quote! { use schemars::JsonSchema; },
+        quote! { use serde::{Deserialize, Serialize}; },
+    ];
     if uses.btree_map {
         imports.push(quote! { use std::collections::BTreeMap; });
     }
@@ -142,7 +174,13 @@ struct Uses {
 
 fn docs(text: Option<&str>) -> TokenStream {
     let Some(text) = text else { return quote!() };
-    let lines = text.lines().map(|l| if l.is_empty() { String::new() } else { format!(" {l}") });
+    let lines = text.lines().map(|l| {
+        if l.is_empty() {
+            String::new()
+        } else {
+            format!(" {l}")
+        }
+    });
     quote! { #(#[doc = #lines])* }
 }
 
@@ -172,7 +210,11 @@ fn struct_item(ir: &Ir, o: &ObjectType, kind: Option<&Kind>, uses: &mut Uses) ->
         let field_doc = docs(f.description.as_deref());
         let ty = rust_type(ir, &f.schema, uses);
         let optional = !f.required && f.default.is_none();
-        let ty = if optional { quote! { Option<#ty> } } else { ty };
+        let ty = if optional {
+            quote! { Option<#ty> }
+        } else {
+            ty
+        };
         let mut serde_args = Vec::new();
         if naming::serde_camel_case(&f.ident) != f.name {
             let wire = &f.name;
@@ -184,7 +226,11 @@ fn struct_item(ir: &Ir, o: &ObjectType, kind: Option<&Kind>, uses: &mut Uses) ->
                 default_values.push(quote! { #ident: false });
             }
             Some(value) => {
-                let fn_name = format!("default_{}_{}", o.name.to_snake_case(), f.ident.trim_start_matches("r#"));
+                let fn_name = format!(
+                    "default_{}_{}",
+                    o.name.to_snake_case(),
+                    f.ident.trim_start_matches("r#")
+                );
                 let fn_ident = format_ident!("{}", fn_name);
                 let expr = default_expr(ir, &f.schema, value);
                 default_fns.push(quote! { fn #fn_ident() -> #ty { #expr } });
@@ -197,7 +243,11 @@ fn struct_item(ir: &Ir, o: &ObjectType, kind: Option<&Kind>, uses: &mut Uses) ->
             }
             None => {}
         }
-        let serde_attr = if serde_args.is_empty() { quote!() } else { quote! { #[serde(#(#serde_args),*)] } };
+        let serde_attr = if serde_args.is_empty() {
+            quote!()
+        } else {
+            quote! { #[serde(#(#serde_args),*)] }
+        };
         let schemars_attr = schemars_attr(&f.schema, &f.rules);
         fields.push(quote! { #field_doc #serde_attr #schemars_attr pub #ident: #ty });
     }
@@ -213,7 +263,11 @@ fn struct_item(ir: &Ir, o: &ObjectType, kind: Option<&Kind>, uses: &mut Uses) ->
     });
     let derive_cr = kind.map(|_| quote! { CustomResource, });
     let has_required = o.fields.iter().any(|f| f.required);
-    let default_impl = (!has_required).then(|| {
+    // `#[derive(Default)]` when every field's default is the type's own; a hand-written impl
+    // that calls the default functions otherwise.
+    let derivable = o.fields.iter().all(|f| !f.required && matches!(f.default, None | Some(Value::Bool(false))));
+    let derive_default = derivable.then(|| quote! { Default, });
+    let default_impl = (!has_required && !derivable).then(|| {
         quote! {
             impl Default for #name {
                 fn default() -> Self { Self { #(#default_values,)* } }
@@ -222,7 +276,7 @@ fn struct_item(ir: &Ir, o: &ObjectType, kind: Option<&Kind>, uses: &mut Uses) ->
     });
     quote! {
         #doc
-        #[derive(#derive_cr Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+        #[derive(#derive_cr Clone, Debug, #derive_default PartialEq, Serialize, Deserialize, JsonSchema)]
         #kube_attr
         #[serde(rename_all = "camelCase")]
         #struct_rules
@@ -265,8 +319,14 @@ fn kube_attr(ir: &Ir, k: &Kind) -> TokenStream {
 fn rust_type(ir: &Ir, schema: &Schema, uses: &mut Uses) -> TokenStream {
     match schema {
         Schema::String(_) => quote! { String },
-        Schema::Integer { format: IntFormat::Int32, .. } => quote! { i32 },
-        Schema::Integer { format: IntFormat::Int64, .. } => quote! { i64 },
+        Schema::Integer {
+            format: IntFormat::Int32,
+            ..
+        } => quote! { i32 },
+        Schema::Integer {
+            format: IntFormat::Int64,
+            ..
+        } => quote! { i64 },
         Schema::Number { .. } => quote! { f64 },
         Schema::Boolean => quote! { bool },
         Schema::DateTime => {
@@ -275,7 +335,11 @@ fn rust_type(ir: &Ir, schema: &Schema, uses: &mut Uses) -> TokenStream {
         }
         Schema::Json => quote! { serde_json::Value },
         Schema::Named(name) => {
-            if ir.types.get(name).is_some_and(|d| d.module == Module::Shared) {
+            if ir
+                .types
+                .get(name)
+                .is_some_and(|d| d.module == Module::Shared)
+            {
                 uses.shared = true;
             }
             let ident = format_ident!("{}", name);
@@ -297,16 +361,27 @@ fn rust_type(ir: &Ir, schema: &Schema, uses: &mut Uses) -> TokenStream {
 fn default_expr(ir: &Ir, schema: &Schema, value: &Value) -> TokenStream {
     match (schema, value) {
         (Schema::String(_), Value::String(s)) => quote! { #s.to_owned() },
-        (Schema::Integer { .. }, Value::Number(n)) => TokenStream::from_str(&n.to_string()).expect("a number is a literal"),
+        (Schema::Integer { .. }, Value::Number(n)) => {
+            TokenStream::from_str(&n.to_string()).expect("a number is a literal")
+        }
         (Schema::Number { .. }, Value::Number(n)) => {
             let f = n.as_f64().expect("a JSON number is an f64");
             TokenStream::from_str(&format!("{f:?}")).expect("an f64 is a literal")
         }
         (Schema::Boolean, Value::Bool(b)) => quote! { #b },
         (Schema::Named(name), Value::String(wire)) => {
-            let Some(TypeDef::Enum(e)) = ir.types.get(name).map(|d| &d.def) else { unreachable!("checked by lowering") };
-            let variant = e.variants.iter().find(|v| &v.wire == wire).expect("checked by lowering");
-            let (ty, var) = (format_ident!("{}", name), format_ident!("{}", variant.ident));
+            let Some(TypeDef::Enum(e)) = ir.types.get(name).map(|d| &d.def) else {
+                unreachable!("checked by lowering")
+            };
+            let variant = e
+                .variants
+                .iter()
+                .find(|v| &v.wire == wire)
+                .expect("checked by lowering");
+            let (ty, var) = (
+                format_ident!("{}", name),
+                format_ident!("{}", variant.ident),
+            );
             quote! { #ty::#var }
         }
         (Schema::List(_), _) => quote! { Vec::new() },
@@ -334,7 +409,10 @@ fn schemars_attr(schema: &Schema, rules: &[Rule]) -> TokenStream {
                 extend.push(quote! { "x-kubernetes-list-map-keys" = #keys });
             }
         }
-        Schema::Map { max_properties: Some(n), .. } => {
+        Schema::Map {
+            max_properties: Some(n),
+            ..
+        } => {
             let n = proc_macro2::Literal::u64_unsuffixed(*n);
             extend.push(quote! { "maxProperties" = #n })
         }
@@ -348,7 +426,11 @@ fn schemars_attr(schema: &Schema, rules: &[Rule]) -> TokenStream {
     if !extend.is_empty() {
         args.push(quote! { extend(#(#extend),*) });
     }
-    if args.is_empty() { quote!() } else { quote! { #[schemars(#(#args),*)] } }
+    if args.is_empty() {
+        quote!()
+    } else {
+        quote! { #[schemars(#(#args),*)] }
+    }
 }
 
 fn validations(schema: &Schema) -> Vec<TokenStream> {
@@ -363,7 +445,10 @@ fn validations(schema: &Schema) -> Vec<TokenStream> {
             }
         }
         Schema::Integer { range, .. } | Schema::Number { range } => {
-            let bound = |n: &Option<serde_json::Number>| n.as_ref().map(|n| TokenStream::from_str(&n.to_string()).expect("literal"));
+            let bound = |n: &Option<serde_json::Number>| {
+                n.as_ref()
+                    .map(|n| TokenStream::from_str(&n.to_string()).expect("literal"))
+            };
             let mut parts = Vec::new();
             if let Some(min) = bound(&range.minimum) {
                 parts.push(quote! { min = #min });
@@ -387,8 +472,14 @@ fn validations(schema: &Schema) -> Vec<TokenStream> {
 
 fn length(min: Option<u64>, max: Option<u64>) -> Option<TokenStream> {
     let lit = proc_macro2::Literal::u64_unsuffixed;
-    let parts: Vec<TokenStream> =
-        [min.map(|n| (quote! { min }, lit(n))), max.map(|n| (quote! { max }, lit(n)))].into_iter().flatten().map(|(k, v)| quote! { #k = #v }).collect();
+    let parts: Vec<TokenStream> = [
+        min.map(|n| (quote! { min }, lit(n))),
+        max.map(|n| (quote! { max }, lit(n))),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(k, v)| quote! { #k = #v })
+    .collect();
     (!parts.is_empty()).then(|| quote! { length(#(#parts),*) })
 }
 

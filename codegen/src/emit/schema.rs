@@ -56,7 +56,14 @@ pub fn schema(types: &Types, node: &Schema, dialect: Dialect) -> Map<String, Val
         }
         Schema::Integer { format, range } => {
             set("type", json!("integer"));
-            set("format", json!(if *format == IntFormat::Int32 { "int32" } else { "int64" }));
+            set(
+                "format",
+                json!(if *format == IntFormat::Int32 {
+                    "int32"
+                } else {
+                    "int64"
+                }),
+            );
             add_range(&mut out, range);
         }
         Schema::Number { range } => {
@@ -81,7 +88,10 @@ pub fn schema(types: &Types, node: &Schema, dialect: Dialect) -> Map<String, Val
                 if let Some(d) = &e.description {
                     set("description", json!(d));
                 }
-                set("enum", Value::Array(e.variants.iter().map(|v| json!(v.wire)).collect()));
+                set(
+                    "enum",
+                    Value::Array(e.variants.iter().map(|v| json!(v.wire)).collect()),
+                );
             }
             None => unreachable!("the IR resolves every type name"),
         },
@@ -105,9 +115,15 @@ pub fn schema(types: &Types, node: &Schema, dialect: Dialect) -> Map<String, Val
                 set("uniqueItems", json!(true));
             }
         }
-        Schema::Map { values, max_properties } => {
+        Schema::Map {
+            values,
+            max_properties,
+        } => {
             set("type", json!("object"));
-            set("additionalProperties", Value::Object(schema(types, values, dialect)));
+            set(
+                "additionalProperties",
+                Value::Object(schema(types, values, dialect)),
+            );
             if let Some(n) = max_properties {
                 set("maxProperties", json!(n));
             }
@@ -122,9 +138,23 @@ pub fn object_schema(types: &Types, o: &ObjectType, dialect: Dialect) -> Map<Str
     if let Some(d) = &o.description {
         out.insert("description".into(), json!(d));
     }
-    let properties: Map<String, Value> = o.fields.iter().map(|f| (f.name.clone(), Value::Object(field_schema(types, f, dialect)))).collect();
+    let properties: Map<String, Value> = o
+        .fields
+        .iter()
+        .map(|f| {
+            (
+                f.name.clone(),
+                Value::Object(field_schema(types, f, dialect)),
+            )
+        })
+        .collect();
     out.insert("properties".into(), Value::Object(properties));
-    let mut required: Vec<&str> = o.fields.iter().filter(|f| f.required).map(|f| f.name.as_str()).collect();
+    let mut required: Vec<&str> = o
+        .fields
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| f.name.as_str())
+        .collect();
     required.sort_unstable();
     if !required.is_empty() {
         out.insert("required".into(), json!(required));
@@ -149,7 +179,10 @@ fn add_rules(out: &mut Map<String, Value>, rules: &[Rule], dialect: Dialect) {
     if rules.is_empty() || dialect != Dialect::Crd {
         return;
     }
-    out.insert("x-kubernetes-validations".into(), Value::Array(rules.iter().map(rule_json).collect()));
+    out.insert(
+        "x-kubernetes-validations".into(),
+        Value::Array(rules.iter().map(rule_json).collect()),
+    );
 }
 
 pub fn rule_json(rule: &Rule) -> Value {

@@ -13,12 +13,24 @@ use crate::ir::{Environment, Field, Ir, Schema, TypeDef};
 pub fn emit(ir: &Ir) -> GeneratedFiles {
     let mut files = GeneratedFiles::new();
     let mut defaults = yaml_header("spec/environments.yaml (settings)");
-    render_fields(ir, &mut defaults, &ir.settings.fields, &defaults_of(ir, &ir.settings.fields), 0);
+    render_fields(
+        ir,
+        &mut defaults,
+        &ir.settings.fields,
+        &defaults_of(ir, &ir.settings.fields),
+        0,
+    );
     files.insert(format!("{CHART_DIR}/values.yaml").into(), defaults);
     for env in ir.settings.environments.values() {
-        files.insert(format!("{CHART_DIR}/values-{}.yaml", env.name).into(), environment_file(ir, env));
+        files.insert(
+            format!("{CHART_DIR}/values-{}.yaml", env.name).into(),
+            environment_file(ir, env),
+        );
     }
-    files.insert(format!("{CHART_DIR}/values.schema.json").into(), schema_json(ir));
+    files.insert(
+        format!("{CHART_DIR}/values.schema.json").into(),
+        schema_json(ir),
+    );
     files
 }
 
@@ -31,9 +43,21 @@ pub fn helm_command(env: &Environment) -> String {
 }
 
 fn environment_file(ir: &Ir, env: &Environment) -> String {
-    let mut out = yaml_header(&format!("spec/environments.yaml (environments.{})", env.name));
-    let _ = writeln!(out, "# Environment {}: release {} in namespace {}.", env.name, env.release_name, env.namespace);
-    let _ = writeln!(out, "# Install: cargo xtask deploy {}  ({})", env.name, helm_command(env));
+    let mut out = yaml_header(&format!(
+        "spec/environments.yaml (environments.{})",
+        env.name
+    ));
+    let _ = writeln!(
+        out,
+        "# Environment {}: release {} in namespace {}.",
+        env.name, env.release_name, env.namespace
+    );
+    let _ = writeln!(
+        out,
+        "# Install: cargo xtask deploy {}  ({})",
+        env.name,
+        helm_command(env)
+    );
     if env.values.is_empty() {
         out.push_str("{}\n");
     }
@@ -62,20 +86,30 @@ fn defaults_of(ir: &Ir, fields: &[Field]) -> Map<String, Value> {
 }
 
 /// Writes `values` as block YAML in the order of `fields`, each key under its description.
-fn render_fields(ir: &Ir, out: &mut String, fields: &[Field], values: &Map<String, Value>, indent: usize) {
+fn render_fields(
+    ir: &Ir,
+    out: &mut String,
+    fields: &[Field],
+    values: &Map<String, Value>,
+    indent: usize,
+) {
     let pad = " ".repeat(indent);
     for f in fields {
-        let Some(value) = values.get(&f.name) else { continue };
+        let Some(value) = values.get(&f.name) else {
+            continue;
+        };
         if let Some(d) = &f.description {
             for line in d.lines() {
                 let _ = writeln!(out, "{pad}# {line}");
             }
         }
         let nested = match (&f.schema, value) {
-            (Schema::Named(n), Value::Object(map)) if !map.is_empty() => match ir.types.get(n).map(|d| &d.def) {
-                Some(TypeDef::Object(o)) => Some((o.fields.clone(), map)),
-                _ => None,
-            },
+            (Schema::Named(n), Value::Object(map)) if !map.is_empty() => {
+                match ir.types.get(n).map(|d| &d.def) {
+                    Some(TypeDef::Object(o)) => Some((o.fields.clone(), map)),
+                    _ => None,
+                }
+            }
             _ => None,
         };
         match nested {
@@ -94,7 +128,10 @@ fn render_fields(ir: &Ir, out: &mut String, fields: &[Field], values: &Map<Strin
 fn schema_json(ir: &Ir) -> String {
     let mut properties = Map::new();
     for f in &ir.settings.fields {
-        properties.insert(f.name.clone(), Value::Object(schema::field_schema(&ir.types, f, Dialect::HelmValues)));
+        properties.insert(
+            f.name.clone(),
+            Value::Object(schema::field_schema(&ir.types, f, Dialect::HelmValues)),
+        );
     }
     // Helm passes `global` to every chart; it is not ours to restrict.
     properties.insert("global".into(), json!({ "type": "object" }));

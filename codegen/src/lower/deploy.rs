@@ -8,11 +8,25 @@ use crate::ir::*;
 use crate::values::{self, Completeness};
 use crate::{naming, raw};
 
-const VERBS: [&str; 8] = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"];
+const VERBS: [&str; 8] = [
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+];
 const SUBRESOURCES: [&str; 2] = ["status", "finalizers"];
 
 impl Lowerer {
-    pub(super) fn lower_rbac(&mut self, file: &raw::RbacFile, group: &str, kinds: Option<&[Kind]>) -> Rbac {
+    pub(super) fn lower_rbac(
+        &mut self,
+        file: &raw::RbacFile,
+        group: &str,
+        kinds: Option<&[Kind]>,
+    ) -> Rbac {
         let mut lower = |section: &str, rules: &[raw::RbacRule]| -> Vec<RbacRule> {
             rules
                 .iter()
@@ -20,49 +34,97 @@ impl Lowerer {
                 .map(|(i, r)| {
                     let path = format!("{section}[{i}]");
                     self.check_rbac_rule(&path, r, group, kinds);
-                    RbacRule { api_groups: r.api_groups.clone(), resources: r.resources.clone(), verbs: r.verbs.clone(), why: r.why.clone() }
+                    RbacRule {
+                        api_groups: r.api_groups.clone(),
+                        resources: r.resources.clone(),
+                        verbs: r.verbs.clone(),
+                        why: r.why.clone(),
+                    }
                 })
                 .collect()
         };
         let rules = lower("rules", &file.rules);
-        let operator_namespace_rules = lower("operatorNamespaceRules", &file.operator_namespace_rules);
-        Rbac { rules, operator_namespace_rules }
+        let operator_namespace_rules =
+            lower("operatorNamespaceRules", &file.operator_namespace_rules);
+        Rbac {
+            rules,
+            operator_namespace_rules,
+        }
     }
 
-    fn check_rbac_rule(&mut self, path: &str, r: &raw::RbacRule, group: &str, kinds: Option<&[Kind]>) {
-        for (what, list) in [("apiGroups", &r.api_groups), ("resources", &r.resources), ("verbs", &r.verbs)] {
+    fn check_rbac_rule(
+        &mut self,
+        path: &str,
+        r: &raw::RbacRule,
+        group: &str,
+        kinds: Option<&[Kind]>,
+    ) {
+        for (what, list) in [
+            ("apiGroups", &r.api_groups),
+            ("resources", &r.resources),
+            ("verbs", &r.verbs),
+        ] {
             if list.is_empty() {
                 self.error(RBAC_FILE, &format!("{path}.{what}"), "must not be empty");
             }
             if list.iter().any(|v| v.contains('*')) {
-                self.error(RBAC_FILE, &format!("{path}.{what}"), "wildcards are not allowed: name exactly what the operator needs");
+                self.error(
+                    RBAC_FILE,
+                    &format!("{path}.{what}"),
+                    "wildcards are not allowed: name exactly what the operator needs",
+                );
             }
         }
         for verb in &r.verbs {
             if !VERBS.contains(&verb.as_str()) && verb != "*" {
-                self.error(RBAC_FILE, &format!("{path}.verbs"), format!("unknown verb {verb:?} (known: {})", VERBS.join(", ")));
+                self.error(
+                    RBAC_FILE,
+                    &format!("{path}.verbs"),
+                    format!("unknown verb {verb:?} (known: {})", VERBS.join(", ")),
+                );
             }
         }
         if r.why.trim().is_empty() {
-            self.error(RBAC_FILE, &format!("{path}.why"), "say why the operator needs this");
+            self.error(
+                RBAC_FILE,
+                &format!("{path}.why"),
+                "say why the operator needs this",
+            );
         }
         if let Some(kinds) = kinds
             && r.api_groups.iter().any(|g| g == group)
         {
             for resource in &r.resources {
-                let (base, sub) = resource.split_once('/').map_or((resource.as_str(), None), |(b, s)| (b, Some(s)));
+                let (base, sub) = resource
+                    .split_once('/')
+                    .map_or((resource.as_str(), None), |(b, s)| (b, Some(s)));
                 let Some(kind) = kinds.iter().find(|k| k.plural == base) else {
-                    self.error(RBAC_FILE, &format!("{path}.resources"), format!("{resource:?} is not a resource of {group} (kinds: {})", kinds.iter().map(|k| k.plural.as_str()).collect::<Vec<_>>().join(", ")));
+                    self.error(
+                        RBAC_FILE,
+                        &format!("{path}.resources"),
+                        format!(
+                            "{resource:?} is not a resource of {group} (kinds: {})",
+                            kinds
+                                .iter()
+                                .map(|k| k.plural.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
                     continue;
                 };
                 match sub {
                     None => {}
-                    Some("status") if kind.status_type.is_none() => {
-                        self.error(RBAC_FILE, &format!("{path}.resources"), format!("{} has no status subresource", kind.kind))
-                    }
-                    Some(s) if !SUBRESOURCES.contains(&s) => {
-                        self.error(RBAC_FILE, &format!("{path}.resources"), format!("unknown subresource {s:?} (known: status, finalizers)"))
-                    }
+                    Some("status") if kind.status_type.is_none() => self.error(
+                        RBAC_FILE,
+                        &format!("{path}.resources"),
+                        format!("{} has no status subresource", kind.kind),
+                    ),
+                    Some(s) if !SUBRESOURCES.contains(&s) => self.error(
+                        RBAC_FILE,
+                        &format!("{path}.resources"),
+                        format!("unknown subresource {s:?} (known: status, finalizers)"),
+                    ),
                     Some(_) => {}
                 }
             }
@@ -74,42 +136,93 @@ impl Lowerer {
         for (name, node) in &file.settings {
             let path = format!("settings.{name}");
             if !naming::is_json_field_name(name) {
-                self.error(ENVIRONMENTS_FILE, &path, format!("setting name {name:?} must be lowerCamelCase ASCII"));
+                self.error(
+                    ENVIRONMENTS_FILE,
+                    &path,
+                    format!("setting name {name:?} must be lowerCamelCase ASCII"),
+                );
                 continue;
             }
             let ident = naming::field_ident(name).unwrap_or_else(|| name.clone());
-            if let Some(f) = self.lower_field(ENVIRONMENTS_FILE, &path, name, ident, node, &Module::Settings) {
+            if let Some(f) = self.lower_field(
+                ENVIRONMENTS_FILE,
+                &path,
+                name,
+                ident,
+                node,
+                &Module::Settings,
+            ) {
                 fields.push(f);
             }
         }
         // Environment values are checked against the settings once their types exist.
         self.check_pending();
-        let root = ObjectType { name: "Values".into(), description: None, fields: fields.clone(), rules: Vec::new() };
+        let root = ObjectType {
+            name: "Values".into(),
+            description: None,
+            fields: fields.clone(),
+            rules: Vec::new(),
+        };
         let mut types = self.types.clone();
-        types.insert(root.name.clone(), TypeDecl { module: Module::Settings, def: TypeDef::Object(root) });
+        types.insert(
+            root.name.clone(),
+            TypeDecl {
+                module: Module::Settings,
+                def: TypeDef::Object(root),
+            },
+        );
         let mut environments = BTreeMap::new();
         if file.environments.is_empty() {
-            self.error(ENVIRONMENTS_FILE, "environments", "declare at least one environment");
+            self.error(
+                ENVIRONMENTS_FILE,
+                "environments",
+                "declare at least one environment",
+            );
         }
         for (name, env) in &file.environments {
             let path = format!("environments.{name}");
             if !naming::is_dns_label(name) {
-                self.error(ENVIRONMENTS_FILE, &path, format!("environment name {name:?} must be a lowercase DNS label"));
+                self.error(
+                    ENVIRONMENTS_FILE,
+                    &path,
+                    format!("environment name {name:?} must be a lowercase DNS label"),
+                );
             }
-            for (what, value) in [("namespace", &env.namespace), ("releaseName", &env.release_name)] {
+            for (what, value) in [
+                ("namespace", &env.namespace),
+                ("releaseName", &env.release_name),
+            ] {
                 if !naming::is_dns_label(value) {
-                    self.error(ENVIRONMENTS_FILE, &format!("{path}.{what}"), format!("{value:?} must be a lowercase DNS label"));
+                    self.error(
+                        ENVIRONMENTS_FILE,
+                        &format!("{path}.{what}"),
+                        format!("{value:?} must be a lowercase DNS label"),
+                    );
                 }
             }
             let values = serde_json::Value::Object(env.values.clone());
-            for (p, message) in values::check(&types, &Schema::Named("Values".into()), &values, &format!("{path}.values"), Completeness::Partial) {
+            for (p, message) in values::check(
+                &types,
+                &Schema::Named("Values".into()),
+                &values,
+                &format!("{path}.values"),
+                Completeness::Partial,
+            ) {
                 self.error(ENVIRONMENTS_FILE, &p, message);
             }
             environments.insert(
                 name.clone(),
-                Environment { name: name.clone(), namespace: env.namespace.clone(), release_name: env.release_name.clone(), values: env.values.clone() },
+                Environment {
+                    name: name.clone(),
+                    namespace: env.namespace.clone(),
+                    release_name: env.release_name.clone(),
+                    values: env.values.clone(),
+                },
             );
         }
-        Settings { fields, environments }
+        Settings {
+            fields,
+            environments,
+        }
     }
 }

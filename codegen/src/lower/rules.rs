@@ -5,28 +5,59 @@ use super::Lowerer;
 use crate::ir::Rule;
 use crate::raw;
 
-const REASONS: [&str; 4] = ["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired", "FieldValueDuplicate"];
+const REASONS: [&str; 4] = [
+    "FieldValueInvalid",
+    "FieldValueForbidden",
+    "FieldValueRequired",
+    "FieldValueDuplicate",
+];
 
-pub(super) fn lower_rules(cx: &mut Lowerer, file: &str, path: &str, rules: &[raw::Rule]) -> Vec<Rule> {
+pub(super) fn lower_rules(
+    cx: &mut Lowerer,
+    file: &str,
+    path: &str,
+    rules: &[raw::Rule],
+) -> Vec<Rule> {
     let mut out = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         let rule_path = format!("{path}.rules[{i}]");
         if let Err(problem) = check_syntax(&r.rule) {
-            cx.error(file, &format!("{rule_path}.rule"), format!("invalid CEL rule {:?}: {problem}", r.rule));
+            cx.error(
+                file,
+                &format!("{rule_path}.rule"),
+                format!("invalid CEL rule {:?}: {problem}", r.rule),
+            );
             continue;
         }
         if r.message.trim().is_empty() {
-            cx.error(file, &format!("{rule_path}.message"), "a rule needs a message that tells the user what to fix");
+            cx.error(
+                file,
+                &format!("{rule_path}.message"),
+                "a rule needs a message that tells the user what to fix",
+            );
         }
         if r.field_path.as_deref().is_some_and(|p| !p.starts_with('.')) {
-            cx.error(file, &format!("{rule_path}.fieldPath"), "fieldPath starts with '.', e.g. .tasks");
+            cx.error(
+                file,
+                &format!("{rule_path}.fieldPath"),
+                "fieldPath starts with '.', e.g. .tasks",
+            );
         }
         if let Some(reason) = &r.reason
             && !REASONS.contains(&reason.as_str())
         {
-            cx.error(file, &format!("{rule_path}.reason"), format!("{reason:?} is not one of {}", REASONS.join(", ")));
+            cx.error(
+                file,
+                &format!("{rule_path}.reason"),
+                format!("{reason:?} is not one of {}", REASONS.join(", ")),
+            );
         }
-        out.push(Rule { rule: r.rule.clone(), message: r.message.clone(), field_path: r.field_path.clone(), reason: r.reason.clone() });
+        out.push(Rule {
+            rule: r.rule.clone(),
+            message: r.message.clone(),
+            field_path: r.field_path.clone(),
+            reason: r.reason.clone(),
+        });
     }
     out
 }
@@ -73,7 +104,9 @@ pub fn check_syntax(rule: &str) -> Result<(), String> {
     if let Some(open) = stack.pop() {
         return Err(format!("{open:?} is never closed"));
     }
-    let dangling = ["&&", "||", "==", "!=", "<", ">", "+", "-", "*", "/", "!", "?", ":", ".", ","];
+    let dangling = [
+        "&&", "||", "==", "!=", "<", ">", "+", "-", "*", "/", "!", "?", ":", ".", ",",
+    ];
     if let Some(op) = dangling.iter().find(|op| trimmed.ends_with(**op)) {
         return Err(format!("the rule ends with the operator {op:?}"));
     }
@@ -99,7 +132,14 @@ mod tests {
 
     #[test]
     fn refuses_broken_rules() {
-        for rule in ["", "has(self.input", "self.a == 'x", "self.a ||", "self.a)", "[1, 2)"] {
+        for rule in [
+            "",
+            "has(self.input",
+            "self.a == 'x",
+            "self.a ||",
+            "self.a)",
+            "[1, 2)",
+        ] {
             assert!(check_syntax(rule).is_err(), "{rule:?} should be refused");
         }
     }
