@@ -19,6 +19,8 @@ pub struct Ir {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kind {
+    /// The spec file, relative to spec/ (e.g. `kinds/mcalltask.yaml`).
+    pub file: String,
     pub kind: String,
     pub plural: String,
     pub singular: String,

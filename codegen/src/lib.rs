@@ -41,7 +41,9 @@ impl SpecFiles {
                 let path = entry?.path();
                 if path.is_dir() {
                     pending.push(path);
-                } else if path.extension().is_some_and(|e| e == "yaml") {
+                } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                    // `.yml` files are read so that parsing refuses them by name instead of
+                    // silently skipping them.
                     let relative = path.strip_prefix(dir).expect("walked below dir");
                     let key = relative
                         .components()

@@ -21,8 +21,8 @@ const KINDS_DIR: &str = "kinds/";
 pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
     let mut cx = Lowerer::default();
     for name in files.files.keys() {
-        let known = [API_FILE, RBAC_FILE, ENVIRONMENTS_FILE].contains(&name.as_str())
-            || (name.starts_with(KINDS_DIR) && !name[KINDS_DIR.len()..].contains('/'));
+        let known =
+            [API_FILE, RBAC_FILE, ENVIRONMENTS_FILE].contains(&name.as_str()) || is_kind_file(name);
         if !known {
             cx.error(name, "(file)", "unknown spec file: expected api.yaml, rbac.yaml, environments.yaml or kinds/<kind>.yaml");
         }
@@ -30,10 +30,11 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
     let api: Option<raw::ApiFile> = cx.load(files, API_FILE);
     let rbac: Option<raw::RbacFile> = cx.load(files, RBAC_FILE);
     let environments: Option<raw::EnvironmentsFile> = cx.load(files, ENVIRONMENTS_FILE);
+    let declared_kind_files = files.files.keys().filter(|name| is_kind_file(name)).count();
     let kind_files: Vec<(String, raw::KindFile)> = files
         .files
         .keys()
-        .filter(|name| name.starts_with(KINDS_DIR))
+        .filter(|name| is_kind_file(name))
         .filter_map(|name| cx.load(files, name).map(|k| (name.clone(), k)))
         .collect();
     if kind_files.is_empty() && !files.files.keys().any(|n| n.starts_with(KINDS_DIR)) {
@@ -44,6 +45,7 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
         );
     }
 
+    cx.kind_names = kind_files.iter().map(|(_, k)| k.kind.clone()).collect();
     let mut group = String::new();
     if let Some(api) = api {
         if !is_dns_subdomain(&api.group) || !api.group.contains('.') {
@@ -75,13 +77,20 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
             kinds.push(k);
         }
     }
-    let mut seen_plurals = BTreeSet::new();
+    let (mut seen_plurals, mut seen_kinds) = (BTreeSet::new(), BTreeSet::new());
     for k in &kinds {
         if !seen_plurals.insert(k.plural.clone()) {
             cx.error(
-                KINDS_DIR,
-                &k.kind,
+                &k.file,
+                "plural",
                 format!("plural {:?} is used by two kinds", k.plural),
+            );
+        }
+        if !seen_kinds.insert(k.kind.clone()) {
+            cx.error(
+                &k.file,
+                "kind",
+                format!("kind {:?} is declared by two files", k.kind),
             );
         }
     }
@@ -101,7 +110,7 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
 
     // Resource names are checked against the kinds only when every kind file lowered cleanly;
     // otherwise each missing kind would add a second, misleading error.
-    let all_kinds = (kinds.len() == kind_files.len()).then_some(kinds.as_slice());
+    let all_kinds = (kinds.len() == declared_kind_files).then_some(kinds.as_slice());
     let rbac = rbac.map(|r| cx.lower_rbac(&r, &group, all_kinds));
     let settings = environments.map(|e| cx.lower_settings(&e));
 
@@ -142,6 +151,8 @@ struct Lowerer {
     origins: BTreeMap<String, String>,
     /// Names of the shared types of api.yaml, the only targets of `ref`.
     shared: BTreeSet<String>,
+    /// Kind names: the root types kube-derive generates, so no spec type may take them.
+    kind_names: BTreeSet<String>,
     pending: Vec<Pending>,
 }
 
@@ -162,8 +173,12 @@ impl Lowerer {
         match serde_saphyr::from_str::<T>(text) {
             Ok(v) => Some(v),
             Err(e) => {
-                let message = e.to_string();
-                self.error(name, "(document)", message.trim());
+                let path = e.location().map_or_else(
+                    || "(document)".to_owned(),
+                    |l| format!("line {} column {}", l.line(), l.column()),
+                );
+                let message = e.without_snippet().to_string();
+                self.error(name, &path, message.trim());
                 None
             }
         }
@@ -180,6 +195,10 @@ impl Lowerer {
                 path,
                 format!("type name {name:?} is not a PascalCase Rust identifier"),
             );
+            return;
+        }
+        if RESERVED_TYPE_NAMES.contains(&name.as_str()) || self.kind_names.contains(&name) {
+            self.error(file, path, format!("type name {name} is reserved (a kind or a name the generated code imports); set a different rustName"));
             return;
         }
         let origin = format!("spec/{file}: {path}");
@@ -301,6 +320,7 @@ impl Lowerer {
             return None;
         }
         Some(Kind {
+            file: file.to_owned(),
             kind: k.kind.clone(),
             plural: k.plural.clone(),
             singular: k.singular.clone(),
@@ -422,6 +442,15 @@ impl Lowerer {
         name: &str,
         module: &Module,
     ) {
+        for (key, set) in [
+            ("rustName", node.rust_name.is_some()),
+            ("default", node.default.is_some()),
+            ("required", node.required),
+        ] {
+            if set {
+                self.error(file, path, format!("`{key}` does not apply to a named type (its key is its name; set `{key}` on the fields that use it)"));
+            }
+        }
         match node.ty.as_deref() {
             Some("object") => self.lower_object(file, path, node, name, module),
             Some("enum") => self.lower_enum(file, path, node, name, module),
@@ -532,6 +561,13 @@ impl Lowerer {
             }
         }
         self.check_keys(file, path, node, "enum");
+        if !node.rules.is_empty() {
+            self.error(
+                file,
+                path,
+                "`rules` do not apply to an enum type; put them on the fields that use it",
+            );
+        }
         let def = EnumType {
             name: name.to_owned(),
             description: node.description.clone(),
@@ -678,6 +714,7 @@ impl Lowerer {
                     self.error(file, path, "a list needs items");
                     return None;
                 };
+                self.check_nested(file, &format!("{path}.items"), items);
                 let items = self.lower_schema(
                     file,
                     &format!("{path}.items"),
@@ -728,6 +765,7 @@ impl Lowerer {
                     self.error(file, path, "a map needs values");
                     return None;
                 };
+                self.check_nested(file, &format!("{path}.values"), values);
                 let values = self.lower_schema(
                     file,
                     &format!("{path}.values"),
@@ -766,12 +804,45 @@ impl Lowerer {
                 format!("minimum {min} is greater than maximum {max}"),
             );
         }
+        for (what, min, max) in [
+            ("Length", node.min_length, node.max_length),
+            ("Items", node.min_items, node.max_items),
+        ] {
+            if let (Some(min), Some(max)) = (min, max)
+                && min > max
+            {
+                self.error(
+                    file,
+                    path,
+                    format!("min{what} {min} is greater than max{what} {max}"),
+                );
+            }
+        }
         Some(schema)
+    }
+
+    /// List items and map values are not fields: defaults, `required` and field rules mean nothing there.
+    fn check_nested(&mut self, file: &str, path: &str, node: &raw::Node) {
+        for (key, set) in [
+            ("default", node.default.is_some()),
+            ("required", node.required),
+        ] {
+            if set {
+                self.error(
+                    file,
+                    path,
+                    format!("`{key}` does not apply to list items or map values"),
+                );
+            }
+        }
+        if !node.rules.is_empty() && node.ty.as_deref() != Some("object") {
+            self.error(file, path, "`rules` on list items or map values only apply to inline objects; put them on the list or map field");
+        }
     }
 
     /// Refuses keys that mean nothing for the node's type, so they are never silently ignored.
     fn check_keys(&mut self, file: &str, path: &str, node: &raw::Node, ty: &str) {
-        let applies: [(&str, bool, &[&str]); 13] = [
+        let applies: [(&str, bool, &[&str]); 14] = [
             ("enum", node.variants.is_some(), &["enum"]),
             ("format", node.format.is_some(), &["integer"]),
             ("minimum", node.minimum.is_some(), &["integer", "number"]),
@@ -782,6 +853,7 @@ impl Lowerer {
             ("minItems", node.min_items.is_some(), &["list"]),
             ("maxItems", node.max_items.is_some(), &["list"]),
             ("listType", node.list_type.is_some(), &["list"]),
+            ("listMapKeys", node.list_map_keys.is_some(), &["list"]),
             ("items", node.items.is_some(), &["list"]),
             ("values", node.values.is_some(), &["map"]),
             ("fields", node.fields.is_some(), &["object"]),
@@ -821,7 +893,11 @@ impl Lowerer {
                         serde_json::Value::Object(o) => !o.is_empty(),
                         _ => false,
                     };
-                    if non_empty_collection {
+                    let object = matches!(&schema, Schema::Named(n) if matches!(self.types.get(n).map(|d| &d.def), Some(TypeDef::Object(_))));
+                    if non_empty_collection
+                        || object
+                        || matches!(schema, Schema::DateTime | Schema::Json)
+                    {
                         self.error(
                             &file,
                             &path,
@@ -869,6 +945,23 @@ impl Lowerer {
         }
     }
 }
+
+/// `kinds/<name>.yaml`, directly in the kinds directory.
+fn is_kind_file(name: &str) -> bool {
+    name.strip_prefix(KINDS_DIR)
+        .is_some_and(|rest| !rest.contains('/') && rest.ends_with(".yaml"))
+}
+
+/// Names the generated Rust imports or derives; a spec type with one of them would not compile.
+const RESERVED_TYPE_NAMES: [&str; 7] = [
+    "Time",
+    "BTreeMap",
+    "JsonSchema",
+    "Serialize",
+    "Deserialize",
+    "CustomResource",
+    "Values",
+];
 
 /// A DNS subdomain (RFC 1123): dot-separated labels.
 fn is_dns_subdomain(s: &str) -> bool {

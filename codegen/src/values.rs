@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::ir::{IntFormat, Schema, TypeDecl, TypeDef};
+use crate::ir::{IntFormat, ListType, Schema, TypeDecl, TypeDef};
 
 /// Whether a value is a complete object (a default) or only the keys it sets (an environment's
 /// overrides of the Helm values, where required keys come from the defaults).
@@ -147,6 +147,16 @@ fn check_into(
                         path.to_owned(),
                         format!("{} items is outside the allowed count", items.len()),
                     ));
+                }
+                if matches!(list.list_type, Some(ListType::Set)) {
+                    for (i, item) in items.iter().enumerate() {
+                        if items[..i].contains(item) {
+                            problems.push((
+                                format!("{path}[{i}]"),
+                                format!("duplicate item {item} in a set"),
+                            ));
+                        }
+                    }
                 }
                 for (i, item) in items.iter().enumerate() {
                     check_into(

@@ -34,13 +34,13 @@ const CASES: &[Case] = &[
         problem: "11 is outside the allowed range",
     },
     Case {
-        name: "duplicate field (YAML duplicate key); see the known gap about `(document)`",
+        name: "duplicate field (YAML duplicate key)",
         edit: Replace(
             KIND,
             "        enabled:\n",
             "        paused:\n          type: boolean\n        enabled:\n",
         ),
-        path: "(document)",
+        path: "line 51 column 9",
         problem: "duplicate mapping key: paused",
     },
     Case {
@@ -95,7 +95,7 @@ const CASES: &[Case] = &[
             "      logLevel: debug\n      replicaCout: 2\n",
         ),
         path: "environments.dev.values.replicaCout",
-        problem: "unknown key (known keys: replicaCount, logLevel, image, watchNamespaces)",
+        problem: "unknown key (known keys: replicaCount, logLevel, image, rbac, watchNamespaces)",
     },
     Case {
         name: "unknown key in a nested environment value",
@@ -116,9 +116,9 @@ const CASES: &[Case] = &[
         problem: "the string \"trace\" is not one of debug, info, warn",
     },
     Case {
-        name: "unknown key in a field node (typo); see the known gap about `(document)`",
+        name: "unknown key in a field node (typo)",
         edit: Replace(KIND, "maxLength: 32", "maxLenght: 32"),
-        path: "(document)",
+        path: "line 36 column 11",
         problem: "unknown field `maxLenght`, expected one of type, ref,",
     },
     Case {

@@ -50,27 +50,36 @@ fn files_below(dir: &Path) -> BTreeSet<PathBuf> {
     out
 }
 
-/// The first differing lines of two texts, in the style of a unified diff.
-fn diff(path: &Path, expected: &str, actual: &str) -> String {
+/// The differing region of two texts in the style of a unified diff: the lines between their
+/// common beginning and common end (at most 12 of each side), with 3 lines of context.
+fn diff(old_name: &str, new_name: &str, expected: &str, actual: &str) -> String {
+    const MAX: usize = 12;
     let (old, new): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
     let first = old.iter().zip(&new).take_while(|(a, b)| a == b).count();
-    let start = first.saturating_sub(3);
-    let mut out = format!(
-        "--- expected/{0}\n+++ generated {0}\n@@ line {1} @@\n",
-        path.display(),
-        first + 1
-    );
-    for line in &old[start..first] {
-        out.push_str(&format!(" {line}\n"));
-    }
-    for line in old.iter().skip(first).take(8) {
-        out.push_str(&format!("-{line}\n"));
-    }
-    for line in new.iter().skip(first).take(8) {
-        out.push_str(&format!("+{line}\n"));
-    }
-    if old.len() == new.len() && first == old.len() {
-        out.push_str("(the texts differ only in their line endings or final newline)\n");
+    let room = old.len().min(new.len()) - first;
+    let common_end = old
+        .iter()
+        .rev()
+        .zip(new.iter().rev())
+        .take(room)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (old_end, new_end) = (old.len() - common_end, new.len() - common_end);
+    let mut out = format!("--- {old_name}\n+++ {new_name}\n@@ line {} @@\n", first + 1);
+    let mut push = |marker: char, lines: &[&str]| {
+        for line in lines.iter().take(MAX) {
+            out.push_str(&format!("{marker}{line}\n"));
+        }
+        if lines.len() > MAX {
+            out.push_str(&format!("{marker}... ({} more lines)\n", lines.len() - MAX));
+        }
+    };
+    push(' ', &old[first.saturating_sub(3)..first]);
+    push('-', &old[first..old_end]);
+    push('+', &new[first..new_end]);
+    push(' ', &old[old_end..(old_end + 3).min(old.len())]);
+    if first == old.len() && first == new.len() {
+        out.push_str("(the texts differ only in line endings or the final newline)\n");
     }
     out
 }
@@ -89,7 +98,15 @@ fn check_snapshots(files: &GeneratedFiles) {
         }
         match std::fs::read_to_string(&target) {
             Err(e) => problems.push(format!("expected/{}: no snapshot ({e})", path.display())),
-            Ok(expected) if expected != *actual => problems.push(diff(path, &expected, actual)),
+            Ok(expected) if expected != *actual => {
+                let name = path.display();
+                problems.push(diff(
+                    &format!("expected/{name}"),
+                    &format!("generated {name}"),
+                    &expected,
+                    actual,
+                ))
+            }
             Ok(_) => {}
         }
     }
@@ -227,7 +244,15 @@ fn the_real_spec_generates_the_checked_in_files() {
     for (path, actual) in &files {
         match std::fs::read_to_string(root.join(path)) {
             Err(e) => problems.push(format!("{}: {e}", path.display())),
-            Ok(expected) if expected != *actual => problems.push(diff(path, &expected, actual)),
+            Ok(expected) if expected != *actual => {
+                let name = path.display();
+                problems.push(diff(
+                    &format!("checked-in {name}"),
+                    &format!("generated {name}"),
+                    &expected,
+                    actual,
+                ))
+            }
             Ok(_) => {}
         }
     }
@@ -248,4 +273,73 @@ fn the_real_spec_generates_the_checked_in_files() {
         "the checked-in files are not what spec/ generates; run `cargo xtask generate`:\n\n{}",
         problems.join("\n")
     );
+}
+
+/// The generated Rust files of the fixture, as (path, text).
+fn generated_rust() -> Vec<(PathBuf, String)> {
+    let files = generate(&fixture_spec()).expect("valid");
+    files
+        .into_iter()
+        .filter(|(path, _)| path.extension().is_some_and(|e| e == "rs"))
+        .collect()
+}
+
+#[test]
+fn generated_rust_has_no_blank_line_after_an_opening_bracket() {
+    for (path, text) in generated_rust() {
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, pair) in lines.windows(2).enumerate() {
+            let opens = pair[0].ends_with('(') || pair[0].ends_with('{') || pair[0].ends_with('[');
+            assert!(
+                !(opens && pair[1].is_empty()),
+                "{}:{}: blank line after {:?}",
+                path.display(),
+                i + 2,
+                pair[0]
+            );
+        }
+    }
+}
+
+/// `cargo xtask ci` runs `cargo fmt --all -- --check`, which formats `generated/` too.
+#[test]
+fn generated_rust_is_rustfmt_clean() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    for (path, text) in generated_rust() {
+        let child = Command::new("rustfmt")
+            .args(["--edition", "2024", "--emit", "stdout"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            eprintln!("rustfmt is not installed; skipping");
+            return;
+        };
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(text.as_bytes())
+            .expect("write to rustfmt");
+        let output = child.wait_with_output().expect("rustfmt runs");
+        assert!(
+            output.status.success(),
+            "rustfmt failed on {}",
+            path.display()
+        );
+        let formatted = String::from_utf8(output.stdout).expect("UTF-8");
+        if formatted != text {
+            panic!(
+                "{} is not rustfmt-clean:\n{}",
+                path.display(),
+                diff(
+                    &format!("generated {}", path.display()),
+                    "rustfmt",
+                    &text,
+                    &formatted
+                )
+            );
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Detached mode for humans (`cargo xtask cluster up|down|status`): the same control plane,
+//! Detached mode for humans (`cargo xtask up|down|status`): the same control plane,
 //! but its processes outlive the command that started them and are found again through pid
 //! files in a state directory.
 

@@ -9,7 +9,7 @@
 //! for the never-dropped shared plane, by a watchdog once the test process is gone.
 //!
 //! Humans get the same plane as long-running processes via [`ControlPlane::start_detached`]
-//! (used by `cargo xtask cluster up|down|status`).
+//! (used by `cargo xtask up|down|status`).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 

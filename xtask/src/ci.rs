@@ -15,11 +15,11 @@ pub enum Stage {
     Fmt,
     /// clippy with warnings denied.
     Clippy,
-    /// Tests that need no control plane (codegen, generated types, unit tests).
+    /// Tests that need no control plane (codegen, generated types, engine, operator unit tests).
     Unit,
     /// helm lint and template for every environment.
     HelmLint,
-    /// Tests against a real etcd + kube-apiserver.
+    /// Tests against a real etcd + kube-apiserver (harness, CRDs, RBAC, the operator).
     Integration,
 }
 

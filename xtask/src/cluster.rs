@@ -1,4 +1,4 @@
-//! `cargo xtask cluster up|down|status`: a local etcd + kube-apiserver for humans, kept in
+//! `cargo xtask up|down|status`: a local etcd + kube-apiserver for humans, kept in
 //! `<root>/target/mcall` and running until `down`. Tests do not use this; they start their
 //! own plane through `mcall_tests::ControlPlane`.
 
@@ -19,7 +19,7 @@ pub fn up(root: &Path) -> Result<()> {
     let status = ControlPlane::status_detached(&dir)
         .with_context(|| format!("checking the control plane in {}", dir.display()))?;
     if status.healthy {
-        // Only the export line goes to stdout, so `eval "$(cargo xtask cluster up)"` works.
+        // Only the export line goes to stdout, so `eval "$(cargo xtask up)"` works.
         eprintln!(
             "control plane already running at {} (etcd pid {}, kube-apiserver pid {})",
             status.server.as_deref().unwrap_or("?"),
@@ -48,13 +48,14 @@ pub fn up(root: &Path) -> Result<()> {
         info.apiserver_pid,
         info.apiserver_log.display()
     );
-    eprintln!("stop it with `cargo xtask cluster down`; use it with:");
+    eprintln!("stop it with `cargo xtask down`; use it with:");
     println!("export KUBECONFIG={}", info.kubeconfig.display());
     Ok(())
 }
 
 /// Stops the control plane; fine when nothing runs.
 pub fn down(root: &Path) -> Result<()> {
+    crate::demo::stop_operator(root)?;
     let dir = state_dir(root);
     let stopped = ControlPlane::stop_detached(&dir)
         .with_context(|| format!("stopping the control plane in {}", dir.display()))?;
@@ -72,7 +73,7 @@ pub fn status(root: &Path) -> Result<()> {
     let status = ControlPlane::status_detached(&dir)
         .with_context(|| format!("checking the control plane in {}", dir.display()))?;
     if !status.is_running() {
-        println!("no control plane running (start one with `cargo xtask cluster up`)");
+        println!("no control plane running (start one with `cargo xtask up`)");
         return Ok(());
     }
     println!(

@@ -17,7 +17,7 @@ pub fn emit(ir: &Ir) -> GeneratedFiles {
                 "{CHART_DIR}/crds/{}.yaml",
                 kind.crd_name(&ir.group)
             ));
-            let source = format!("spec/kinds/{}.yaml", kind.singular);
+            let source = format!("spec/{}", kind.file);
             let body = to_yaml(&crd(ir, kind));
             (path, format!("{}{body}", yaml_header(&source)))
         })

@@ -122,7 +122,9 @@ fn rules(out: &mut String, rules: &[RbacRule]) {
                 .join(", ")
         };
         // The reason goes into the rendered object as a comment, so reviewers of the chart see it too.
-        let _ = writeln!(out, "  # {}", r.why);
+        for line in r.why.lines() {
+            let _ = writeln!(out, "  # {line}");
+        }
         let _ = writeln!(out, "  - apiGroups: [{}]", list(&r.api_groups));
         let _ = writeln!(out, "    resources: [{}]", list(&r.resources));
         let _ = writeln!(out, "    verbs: [{}]", list(&r.verbs));

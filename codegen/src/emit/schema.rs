@@ -29,7 +29,12 @@ pub fn field_schema(types: &Types, field: &Field, dialect: Dialect) -> Map<Strin
         out.insert("default".into(), default.clone());
     }
     // An optional field is an `Option` in Rust, which accepts null; the schema says so too.
-    if dialect == Dialect::Crd && !field.required && field.default.is_none() {
+    // (Free-form JSON takes null as a value already; kube-derive does not mark it either.)
+    if dialect == Dialect::Crd
+        && !field.required
+        && field.default.is_none()
+        && field.schema != Schema::Json
+    {
         out.insert("nullable".into(), json!(true));
     }
     add_rules(&mut out, &field.rules, dialect);

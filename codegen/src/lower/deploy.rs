@@ -131,6 +131,38 @@ impl Lowerer {
         }
     }
 
+    /// The generated RBAC template reads these values; without them the chart cannot render.
+    fn check_chart_settings(&mut self, fields: &[Field]) {
+        let has = |name: &str| fields.iter().find(|f| f.name == name);
+        if !has("watchNamespaces").is_some_and(
+            |f| matches!(&f.schema, Schema::List(l) if matches!(l.items, Schema::String(_))),
+        ) {
+            self.error(
+                ENVIRONMENTS_FILE,
+                "settings.watchNamespaces",
+                "the chart's RBAC template needs a setting watchNamespaces: a list of strings",
+            );
+        }
+        let rbac_create = has("rbac").and_then(|f| match &f.schema {
+            Schema::Named(n) => match self.types.get(n).map(|d| &d.def) {
+                Some(TypeDef::Object(o)) => o
+                    .fields
+                    .iter()
+                    .find(|f| f.name == "create")
+                    .map(|f| f.schema == Schema::Boolean),
+                _ => None,
+            },
+            _ => None,
+        });
+        if rbac_create != Some(true) {
+            self.error(
+                ENVIRONMENTS_FILE,
+                "settings.rbac",
+                "the chart's RBAC template needs a setting rbac with a boolean field create",
+            );
+        }
+    }
+
     pub(super) fn lower_settings(&mut self, file: &raw::EnvironmentsFile) -> Settings {
         let mut fields = Vec::new();
         for (name, node) in &file.settings {
@@ -140,6 +172,14 @@ impl Lowerer {
                     ENVIRONMENTS_FILE,
                     &path,
                     format!("setting name {name:?} must be lowerCamelCase ASCII"),
+                );
+                continue;
+            }
+            if name == "global" {
+                self.error(
+                    ENVIRONMENTS_FILE,
+                    &path,
+                    "`global` is Helm's own value (shared with subcharts); choose another name",
                 );
                 continue;
             }
@@ -157,6 +197,7 @@ impl Lowerer {
         }
         // Environment values are checked against the settings once their types exist.
         self.check_pending();
+        self.check_chart_settings(&fields);
         let root = ObjectType {
             name: "Values".into(),
             description: None,
