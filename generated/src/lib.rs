@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "0e8335e10094b79f84a15e3ec52579b4", dir = "../spec"
+    fingerprint = "587177903aeca75ac3cdef370bd9f30e", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "0e8335e10094b79f84a15e3ec52579b4";
+pub const SPEC_FINGERPRINT: &str = "587177903aeca75ac3cdef370bd9f30e";
 
 pub mod types;
 pub mod mcall_task;

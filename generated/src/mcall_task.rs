@@ -79,7 +79,6 @@ use crate::types::*;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     derive = "PartialEq",
 )]
-
 #[serde(rename_all = "camelCase")]
 #[schemars(
     extend(
@@ -93,7 +92,6 @@ use crate::types::*;
         "rule":"!has(self.inputTemplate) || has(self.inputSources)"}]
     )
 )]
-
 pub struct McallTaskSpec {
     /// What a task runs. `cmd` runs a shell command, `get` and `post` send an HTTP request to the URL in `input`.
     pub r#type: TaskType,
@@ -129,7 +127,7 @@ pub struct McallTaskSpec {
     /// How command output is judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_validation: Option<OutputValidation>,
-    /// Request headers for get/post.
+    /// Request headers for get/post; `$(NAME)` in a value is replaced by environment variable NAME (e.g. one from environmentFrom), so a token can come from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 64))]
     pub headers: Option<BTreeMap<String, String>>,
@@ -305,7 +303,6 @@ pub struct McallTaskStatus {
     JsonSchema,
     mcall_macros::WireName
 )]
-
 pub enum BodyMatch {
     #[serde(rename = "contains")]
     Contains,
@@ -323,7 +320,6 @@ pub enum BodyMatch {
         "rule":"has(self.secretKeyRef) != has(self.configMapKeyRef)"}]
     )
 )]
-
 pub struct EnvironmentFromSource {
     /// Name of the environment variable.
     #[schemars(length(max = 256), regex(pattern = "^[A-Za-z_][A-Za-z0-9_]*$"))]
@@ -351,7 +347,6 @@ pub struct EnvironmentFromSource {
     JsonSchema,
     mcall_macros::WireName
 )]
-
 pub enum ExecutionMode {
     #[serde(rename = "sequential")]
     Sequential,
@@ -480,7 +475,6 @@ fn default_input_source_field() -> ResultField {
     JsonSchema,
     mcall_macros::WireName
 )]
-
 pub enum OutputMatch {
     #[serde(rename = "contains")]
     Contains,
@@ -568,7 +562,6 @@ fn default_output_validation_case_sensitive() -> bool {
     JsonSchema,
     mcall_macros::WireName
 )]
-
 pub enum ResultField {
     #[serde(rename = "output")]
     Output,

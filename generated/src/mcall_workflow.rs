@@ -59,7 +59,6 @@ use crate::types::*;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     derive = "PartialEq",
 )]
-
 #[serde(rename_all = "camelCase")]
 #[schemars(
     extend(
@@ -70,7 +69,6 @@ use crate::types::*;
         "rule":"self.tasks.all(t, !has(t.dependencies) || t.dependencies.all(d, self.tasks.exists(o, o.name == d)))"}]
     )
 )]
-
 pub struct McallWorkflowSpec {
     /// The tasks; names are unique within the workflow.
     #[schemars(
@@ -188,7 +186,6 @@ pub struct McallWorkflowStatus {
         "rule":"!has(self.type) || has(self.input)"}]
     )
 )]
-
 pub struct WorkflowTask {
     /// Name of the task within the workflow (a DNS label).
     #[schemars(length(max = 63), regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]

@@ -45,7 +45,6 @@ pub struct Condition {
     JsonSchema,
     mcall_macros::WireName
 )]
-
 pub enum ConditionStatus {
     #[serde(rename = "True")]
     True,
@@ -82,7 +81,6 @@ pub struct KeyReference {
     JsonSchema,
     mcall_macros::WireName
 )]
-
 pub enum Phase {
     #[serde(rename = "Pending")]
     Pending,
@@ -162,7 +160,6 @@ pub struct RunRecord {
     JsonSchema,
     mcall_macros::WireName
 )]
-
 pub enum ScheduleConcurrencyPolicy {
     #[serde(rename = "Allow")]
     Allow,
@@ -202,7 +199,6 @@ pub struct TaskResult {
     JsonSchema,
     mcall_macros::WireName
 )]
-
 pub enum TaskType {
     #[serde(rename = "cmd")]
     Cmd,

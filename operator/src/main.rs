@@ -1,1 +1,144 @@
-fn main() {}
+//! The `mcall` binary: `mcall operator` runs the controllers, `mcall run -f` runs one task locally.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use mcall::config::{CommandPolicy, OperatorConfig};
+use mcall::server::Readiness;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "mcall",
+    version,
+    about = "Checks and small jobs as Kubernetes objects"
+)]
+struct Cli {
+    /// DEBUG, INFO, WARN or ERROR.
+    #[arg(long, env = "LOG_LEVEL", default_value = "INFO", global = true)]
+    log_level: String,
+    /// json or text.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controllers.
+    Operator(OperatorArgs),
+    /// Run a McallTask file locally, without a cluster; exit 0 on success, 1 on failure.
+    Run {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct OperatorArgs {
+    /// Kubeconfig; in-cluster config or $KUBECONFIG when absent.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespaces to watch, comma-separated; all when empty.
+    #[arg(long, env = "MCALL_WATCH_NAMESPACES", default_value = "")]
+    namespaces: String,
+    /// Namespaces where cmd tasks may run, comma-separated, or `*`; none when empty.
+    #[arg(long, env = "MCALL_COMMAND_NAMESPACES", default_value = "")]
+    command_namespaces: String,
+    /// Executions running at once across all tasks.
+    #[arg(long, env = "MCALL_MAX_CONCURRENT_EXECUTIONS", default_value_t = 32)]
+    max_concurrent_executions: usize,
+    /// Seconds a task waits for a missing dependency before it is Skipped.
+    #[arg(long, env = "MCALL_DEPENDENCY_GRACE_SECONDS", default_value_t = 60)]
+    dependency_grace_seconds: u64,
+    /// Seconds running executions may finish after SIGTERM before they are cancelled.
+    #[arg(long, env = "MCALL_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
+    shutdown_grace_seconds: u64,
+    /// Address of /healthz and /readyz.
+    #[arg(long, env = "MCALL_METRICS_PORT", default_value_t = 8080)]
+    port: u16,
+    #[arg(long, env = "MCALL_BIND_ADDRESS", default_value = "0.0.0.0")]
+    bind_address: std::net::IpAddr,
+    /// This replica's name, for Events.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    mcall::telemetry::init(&cli.log_level, &cli.log_format)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Run { file } => {
+            let ok = runtime.block_on(mcall::local_run::run(&file))?;
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        Command::Operator(args) => runtime.block_on(operator(args)),
+    }
+}
+
+async fn operator(args: OperatorArgs) -> Result<()> {
+    let client = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let config =
+                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                    .await?;
+            kube::Client::try_from(config)?
+        }
+        None => kube::Client::try_default()
+            .await
+            .context("no kubeconfig and not in a cluster")?,
+    };
+    let config = OperatorConfig {
+        watch_namespaces: args
+            .namespaces
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        commands: CommandPolicy::parse(&args.command_namespaces),
+        max_concurrent_executions: args.max_concurrent_executions,
+        dependency_grace: Duration::from_secs(args.dependency_grace_seconds),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+        instance: args.pod_name,
+    };
+    tracing::info!(?config, "starting the operator");
+    let shutdown = CancellationToken::new();
+    let readiness = Readiness::default();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signals.cancel();
+    });
+    let server = tokio::spawn(mcall::server::serve(
+        SocketAddr::new(args.bind_address, args.port),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+    mcall::controller::run(client, config, readiness, shutdown.clone()).await?;
+    shutdown.cancel();
+    server.await??;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

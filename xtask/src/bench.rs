@@ -10,11 +10,14 @@ use anyhow::{Context, Result};
 pub enum Which {
     /// Warm `generate` (parse + validate + emit everything, no disk writes).
     Generate,
+    /// One-shot tasks through the operator on a fresh control plane (1,000 by default).
+    Tasks,
 }
 
 pub fn run(root: &Path, which: Which) -> Result<()> {
     match which {
         Which::Generate => generate(root),
+        Which::Tasks => tasks(root),
     }
 }
 
@@ -51,6 +54,28 @@ fn generate(root: &Path) -> Result<()> {
         "| generate (warm, {profile}, {RUNS} runs) | {p50:.1} ms | {p99:.1} ms | ≤ 1000 ms |"
     );
     update_table(root, "generate", &row)
+}
+
+fn tasks(root: &Path) -> Result<()> {
+    let count = std::env::var("MCALL_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let result = crate::bench_tasks::run(root, count)?;
+    let dir = root.join("bench/results");
+    std::fs::create_dir_all(&dir).context("creating bench/results")?;
+    std::fs::write(dir.join("tasks.json"), &result).context("writing bench/results/tasks.json")?;
+    println!("{result}");
+    let value: serde_json::Value = serde_json::from_str(&result)?;
+    let row = format!(
+        "| tasks ({count} one-shot, release) | {} ms | {} ms | p99 ≤ 150 ms; {} tasks/s (raw status writes {}/s; goal ≥ 300/s or ≥ 50 %); RSS {} MiB (goal ≤ 20) |",
+        value["p50_ms"],
+        value["p99_ms"],
+        value["tasks_per_second"],
+        value["raw_status_writes_per_second"],
+        value["operator_rss_mib"]
+    );
+    update_table(root, "tasks", &row)
 }
 
 /// Replaces (or adds) the row of `name` in BENCHMARKS.md.

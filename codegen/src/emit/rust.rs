@@ -49,10 +49,18 @@ fn render(tokens: TokenStream) -> String {
 fn separate_items(code: &str) -> String {
     let lines: Vec<&str> = code.lines().collect();
     let mut out = String::with_capacity(code.len() + lines.len());
+    // Inside a multi-line inner attribute (`#![allow(` … `)]`), whose end closes the header.
+    let mut in_inner_attribute = false;
     for (i, line) in lines.iter().enumerate() {
         out.push_str(line);
         out.push('\n');
         let next = lines.get(i + 1).copied().unwrap_or("");
+        let inner_attribute_ended = in_inner_attribute && *line == ")]";
+        if line.starts_with("#![") && !line.ends_with(']') {
+            in_inner_attribute = true;
+        } else if inner_attribute_ended {
+            in_inner_attribute = false;
+        }
         let item_ended = *line == "}"
             || (line.starts_with("pub const ") && line.ends_with(';'))
             || (line.starts_with("pub mod ") && !next.starts_with("pub mod "))
@@ -63,7 +71,7 @@ fn separate_items(code: &str) -> String {
             || *line == ");"
             || (line.starts_with("//!") && !next.starts_with("//!") && !next.starts_with("#!"))
             || (line.starts_with("#![") && line.ends_with(']') && !next.starts_with("#!["))
-            || (*line == ")]" && !next.starts_with("#!["));
+            || (inner_attribute_ended && !next.starts_with("#!["));
         if item_ended && !next.is_empty() {
             out.push('\n');
         }

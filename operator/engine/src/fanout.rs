@@ -1,0 +1,105 @@
+//! One attempt: a single input, or several run sequentially or in parallel with failFast.
+//!
+//! The task `timeout` bounds the whole attempt: sequential inputs share it, and an input whose
+//! turn comes after it elapsed is skipped.
+
+use std::sync::OnceLock;
+
+use futures::future::join_all;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::judge::seconds;
+use crate::outcome::{Limits, Verdict};
+use crate::plan::TaskPlan;
+use crate::request::ExecutionMode;
+use crate::runner::{InputResult, run_input};
+
+pub(crate) async fn run_attempt(
+    plan: &TaskPlan,
+    limits: &Limits,
+    cancel: &CancellationToken,
+) -> Vec<InputResult> {
+    let deadline = Instant::now() + plan.timeout;
+    match plan.execution_mode {
+        ExecutionMode::Sequential => sequential(plan, limits, deadline, cancel).await,
+        ExecutionMode::Parallel => parallel(plan, limits, deadline, cancel).await,
+    }
+}
+
+async fn sequential(
+    plan: &TaskPlan,
+    limits: &Limits,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Vec<InputResult> {
+    let mut results = Vec::with_capacity(plan.inputs.len());
+    let mut stop: Option<String> = None;
+    for input in &plan.inputs {
+        if stop.is_none() && !results.is_empty() {
+            if cancel.is_cancelled() {
+                stop = Some("the task was cancelled".to_owned());
+            } else if Instant::now() >= deadline {
+                stop = Some(format!(
+                    "the task timeout of {} elapsed before this input's turn",
+                    seconds(plan.timeout)
+                ));
+            }
+        }
+        if let Some(reason) = &stop {
+            results.push(InputResult::skipped(input, reason));
+            continue;
+        }
+        let result = run_input(plan, input, limits, deadline, cancel).await;
+        match result.verdict {
+            Verdict::Failed if plan.fail_fast => {
+                stop = Some(format!(
+                    "input {:?} failed and failFast is set",
+                    result.name
+                ));
+            }
+            Verdict::Cancelled => stop = Some("the task was cancelled".to_owned()),
+            _ => {}
+        }
+        results.push(result);
+    }
+    results
+}
+
+/// All inputs run concurrently inside this one future (join_all), so borrowing the plan is
+/// enough; failFast cancels a child token that only the inputs watch, not the caller's.
+async fn parallel(
+    plan: &TaskPlan,
+    limits: &Limits,
+    deadline: Instant,
+    cancel: &CancellationToken,
+) -> Vec<InputResult> {
+    let fail_fast = cancel.child_token();
+    let first_failure: OnceLock<String> = OnceLock::new();
+    let runs = plan.inputs.iter().map(|input| {
+        let fail_fast = &fail_fast;
+        let first_failure = &first_failure;
+        async move {
+            let result = run_input(plan, input, limits, deadline, fail_fast).await;
+            if result.verdict == Verdict::Failed && plan.fail_fast {
+                let _ = first_failure.set(result.name.clone());
+                fail_fast.cancel();
+            }
+            result
+        }
+    });
+    let mut results = join_all(runs).await;
+    if let Some(failed) = first_failure.get()
+        && !cancel.is_cancelled()
+    {
+        for result in results
+            .iter_mut()
+            .filter(|r| r.verdict == Verdict::Cancelled)
+        {
+            result.message = Some(format!(
+                "cancelled because input {failed:?} failed and failFast is set"
+            ));
+        }
+    }
+    results
+}

@@ -1,0 +1,147 @@
+//! `outputValidation.jsonPath` + `expectedJsonValue`: the output parsed as JSON, an RFC 9535
+//! path evaluated with `serde_json_path`, and the first node compared with the expected value.
+
+use serde_json::Value;
+use serde_json_path::JsonPath;
+
+use crate::text_match::quote;
+
+#[derive(Clone, Debug)]
+pub(crate) struct JsonCheck {
+    path: JsonPath,
+    source: String,
+    expected: Option<Expected>,
+}
+
+#[derive(Clone, Debug)]
+struct Expected {
+    /// The expected value as JSON when it parses (`200`, `true`, `"ok"`, `{"a":1}`), else the
+    /// text as a JSON string, so `expectedJsonValue: ok` works without inner quotes.
+    value: Value,
+    raw: String,
+}
+
+impl JsonCheck {
+    /// The error is a one-line reason for an invalid path.
+    pub(crate) fn new(path: &str, expected: Option<&str>) -> Result<Self, String> {
+        let parsed = JsonPath::parse(path.trim())
+            .map_err(|e| format!("invalid JSONPath {path:?}: {}", e.to_string().trim()))?;
+        let expected = expected.map(|raw| Expected {
+            value: serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned())),
+            raw: raw.to_owned(),
+        });
+        Ok(JsonCheck {
+            path: parsed,
+            source: path.trim().to_owned(),
+            expected,
+        })
+    }
+
+    /// `Err` carries the reason the check failed. Without an expected value the path only has
+    /// to match something.
+    pub(crate) fn check(&self, output: &str) -> Result<(), String> {
+        let document: Value = serde_json::from_str(output)
+            .map_err(|e| format!("output is not JSON ({e}), so jsonPath cannot be checked"))?;
+        let nodes = self.path.query(&document);
+        let Some(node) = nodes.first() else {
+            return Err(format!("jsonPath {} matched nothing", quote(&self.source)));
+        };
+        let Some(expected) = &self.expected else {
+            return Ok(());
+        };
+        if json_equal(node, &expected.value)
+            // A string node equals the raw text too, so `200` matches "200" as well as 200.
+            || node.as_str() == Some(expected.raw.as_str())
+        {
+            Ok(())
+        } else {
+            let found = node.to_string();
+            Err(format!(
+                "jsonPath {} is {}, expected {}",
+                quote(&self.source),
+                quote(&found),
+                quote(&expected.raw)
+            ))
+        }
+    }
+}
+
+/// JSON equality where numbers compare by value: serde_json keeps `1` and `1.0` apart.
+fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x == y,
+        },
+        (Value::Array(xs), Value::Array(ys)) => {
+            xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| json_equal(x, y))
+        }
+        (Value::Object(xs), Value::Object(ys)) => {
+            xs.len() == ys.len()
+                && xs
+                    .iter()
+                    .all(|(k, x)| ys.get(k).is_some_and(|y| json_equal(x, y)))
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = r#"{"status":"ok","code":200,"ratio":1.0,"items":[{"id":1},{"id":2}],
+        "nested":{"a":[1,2]},"flag":true}"#;
+
+    fn check(path: &str, expected: Option<&str>) -> Result<(), String> {
+        JsonCheck::new(path, expected).unwrap().check(DOC)
+    }
+
+    #[test]
+    fn compares_the_first_node() {
+        assert_eq!(check("$.status", Some("ok")), Ok(()));
+        assert_eq!(check("$.status", Some("\"ok\"")), Ok(()));
+        assert_eq!(check("$.code", Some("200")), Ok(()));
+        assert_eq!(check("$.ratio", Some("1")), Ok(()));
+        assert_eq!(check("$.flag", Some("true")), Ok(()));
+        assert_eq!(check("$.items[*].id", Some("1")), Ok(()));
+        assert_eq!(check("$.nested", Some(r#"{"a":[1,2]}"#)), Ok(()));
+        assert_eq!(check("$.items[?@.id == 2].id", Some("2")), Ok(()));
+        let err = check("$.status", Some("down")).unwrap_err();
+        assert!(
+            err.contains("is \"\\\"ok\\\"\", expected \"down\""),
+            "{err}"
+        );
+        assert!(check("$.code", Some("201")).is_err());
+    }
+
+    #[test]
+    fn string_nodes_match_numeric_text() {
+        let check = JsonCheck::new("$.v", Some("200")).unwrap();
+        assert_eq!(check.check(r#"{"v":"200"}"#), Ok(()));
+    }
+
+    #[test]
+    fn without_expected_value_the_path_must_exist() {
+        assert_eq!(check("$.items", None), Ok(()));
+        let err = check("$.missing", None).unwrap_err();
+        assert!(err.contains("matched nothing"), "{err}");
+    }
+
+    #[test]
+    fn non_json_output_fails_clearly() {
+        let err = JsonCheck::new("$.a", None)
+            .unwrap()
+            .check("not json")
+            .unwrap_err();
+        assert!(err.starts_with("output is not JSON"), "{err}");
+    }
+
+    #[test]
+    fn invalid_paths_are_rejected() {
+        for bad in ["status", "$.[", "$..", "$[?@.a ==]"] {
+            let err = JsonCheck::new(bad, None).unwrap_err();
+            assert!(err.starts_with("invalid JSONPath"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Operator configuration: flags and environment variables (the chart sets the latter).
+
+use std::time::Duration;
+
+/// Where `cmd` tasks may run. Commands run with the operator's identity, so the default is
+/// nowhere: an operator must opt namespaces in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandPolicy {
+    All,
+    Namespaces(Vec<String>),
+}
+
+impl CommandPolicy {
+    /// Parses `*` (all), or a comma-separated list (empty: none).
+    pub fn parse(value: &str) -> Self {
+        let names: Vec<String> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if names.iter().any(|n| n == "*") {
+            CommandPolicy::All
+        } else {
+            CommandPolicy::Namespaces(names)
+        }
+    }
+
+    pub fn allows(&self, namespace: &str) -> bool {
+        match self {
+            CommandPolicy::All => true,
+            CommandPolicy::Namespaces(list) => list.iter().any(|n| n == namespace),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// Namespaces to watch; all when empty.
+    pub watch_namespaces: Vec<String>,
+    pub commands: CommandPolicy,
+    /// Executions running at once across all tasks.
+    pub max_concurrent_executions: usize,
+    /// How long a task waits for a dependency that does not exist before it is Skipped.
+    pub dependency_grace: Duration,
+    /// On shutdown, how long running executions may finish before they are cancelled.
+    pub shutdown_grace: Duration,
+    /// Identifies this replica in Events.
+    pub instance: Option<String>,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            watch_namespaces: Vec::new(),
+            commands: CommandPolicy::Namespaces(Vec::new()),
+            max_concurrent_executions: 32,
+            dependency_grace: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(20),
+            instance: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_policy() {
+        assert!(CommandPolicy::parse("*").allows("anything"));
+        assert!(CommandPolicy::parse("a, *").allows("b"));
+        let some = CommandPolicy::parse("team-a,team-b");
+        assert!(some.allows("team-b"));
+        assert!(!some.allows("team-c"));
+        assert!(
+            !CommandPolicy::parse("").allows("default"),
+            "no namespace allows commands by default"
+        );
+    }
+}

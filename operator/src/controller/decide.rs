@@ -1,0 +1,377 @@
+//! What to do with a McallTask: a pure function of its spec, its status, what this process is
+//! running, its dependencies and the time. No I/O; every branch is unit-tested below.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use mcall_generated::{McallTaskStatus, Phase};
+
+/// Condition type set while a task waits for its dependencies.
+pub const DEPENDENCIES_READY: &str = "DependenciesReady";
+
+/// What the controller knows about a task when it decides.
+#[derive(Clone, Debug)]
+pub struct Observed<'a> {
+    pub generation: i64,
+    pub status: Option<&'a McallTaskStatus>,
+    /// The generation of the execution this process is running for the task, if any.
+    pub running_here: Option<i64>,
+    /// The task's dependencies in the order of the spec, with their phase (`None` when the
+    /// McallTask does not exist).
+    pub dependencies: Vec<(String, Option<Phase>)>,
+    /// The spec problem the engine found while compiling the plan, if any.
+    pub invalid_spec: Option<String>,
+    /// Whether the task runs commands in a namespace where they are not allowed.
+    pub commands_forbidden: bool,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Nothing to do: finished for this generation, or running here.
+    Idle,
+    /// Dependencies are not finished yet. Re-check after `recheck_after` when some are missing
+    /// (a missing object produces no watch event); otherwise their status changes wake us.
+    Wait {
+        message: String,
+        since: Timestamp,
+        recheck_after: Option<Duration>,
+    },
+    /// A dependency failed, was skipped, or stayed missing past the grace period.
+    Skip { message: String },
+    /// The spec cannot run: `reason` is a condition reason such as `InvalidSpec`.
+    Reject {
+        reason: &'static str,
+        message: String,
+    },
+    /// Status says Running for this generation, but no execution runs here: the operator
+    /// restarted (or lost leadership) mid-run.
+    Interrupted,
+    /// Run it now; an execution of an older generation, if any, is cancelled first.
+    Start,
+}
+
+/// How long a missing dependency is waited for before the task is Skipped.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    pub dependency_grace: Duration,
+}
+
+pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
+    let status = observed.status;
+    let phase = status.and_then(|s| s.phase);
+    let current = status.and_then(|s| s.observed_generation) == Some(observed.generation);
+
+    if observed.running_here == Some(observed.generation) {
+        return Decision::Idle;
+    }
+    if current {
+        match phase {
+            Some(Phase::Succeeded | Phase::Failed | Phase::Skipped) => return Decision::Idle,
+            Some(Phase::Running) => return Decision::Interrupted,
+            Some(Phase::Pending) | None => {}
+        }
+    }
+    if let Some(message) = &observed.invalid_spec {
+        return Decision::Reject {
+            reason: "InvalidSpec",
+            message: message.clone(),
+        };
+    }
+    if observed.commands_forbidden {
+        return Decision::Reject {
+            reason: "CommandsNotAllowed",
+            message:
+                "cmd tasks are not allowed in this namespace (see the operator's commandNamespaces)"
+                    .into(),
+        };
+    }
+
+    let mut unfinished = Vec::new();
+    let mut missing = Vec::new();
+    for (name, dep_phase) in &observed.dependencies {
+        match dep_phase {
+            Some(Phase::Succeeded) => {}
+            Some(p @ (Phase::Failed | Phase::Skipped)) => {
+                return Decision::Skip {
+                    message: format!("dependency {name} is {p}"),
+                };
+            }
+            Some(Phase::Pending | Phase::Running) => unfinished.push(name.as_str()),
+            None => missing.push(name.as_str()),
+        }
+    }
+    if unfinished.is_empty() && missing.is_empty() {
+        return Decision::Start;
+    }
+
+    // The wait started when the DependenciesReady condition last became False for this generation.
+    let since = status
+        .filter(|_| current && phase == Some(Phase::Pending))
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.r#type == DEPENDENCIES_READY))
+        .map(|c| c.last_transition_time.0)
+        .unwrap_or(observed.now);
+    let waited = observed.now.duration_since(since);
+    let grace = SignedDuration::try_from(policy.dependency_grace).unwrap_or(SignedDuration::MAX);
+    if !missing.is_empty() && waited >= grace {
+        return Decision::Skip {
+            message: format!(
+                "dependency {} does not exist (waited {}s)",
+                missing.join(", "),
+                policy.dependency_grace.as_secs()
+            ),
+        };
+    }
+    let mut parts = Vec::new();
+    if !unfinished.is_empty() {
+        parts.push(format!("waiting for {} to finish", unfinished.join(", ")));
+    }
+    if !missing.is_empty() {
+        parts.push(format!(
+            "waiting for missing {} to appear",
+            missing.join(", ")
+        ));
+    }
+    let recheck_after = (!missing.is_empty()).then(|| {
+        let left = grace.checked_sub(waited).unwrap_or(SignedDuration::ZERO);
+        Duration::try_from(left).unwrap_or_default() + Duration::from_millis(100)
+    });
+    Decision::Wait {
+        message: parts.join("; "),
+        since,
+        recheck_after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use mcall_generated::{Condition, ConditionStatus};
+
+    use super::*;
+
+    const GRACE: Policy = Policy {
+        dependency_grace: Duration::from_secs(60),
+    };
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn status(phase: Phase, generation: i64) -> McallTaskStatus {
+        McallTaskStatus {
+            phase: Some(phase),
+            observed_generation: Some(generation),
+            ..Default::default()
+        }
+    }
+
+    fn waiting_since(generation: i64, since: Timestamp) -> McallTaskStatus {
+        McallTaskStatus {
+            conditions: Some(vec![Condition {
+                r#type: DEPENDENCIES_READY.into(),
+                status: ConditionStatus::False,
+                observed_generation: Some(generation),
+                last_transition_time: Time(since),
+                reason: "WaitingForDependencies".into(),
+                message: "waiting".into(),
+            }]),
+            ..status(Phase::Pending, generation)
+        }
+    }
+
+    fn observed(status: Option<&McallTaskStatus>) -> Observed<'_> {
+        Observed {
+            generation: 1,
+            status,
+            running_here: None,
+            dependencies: Vec::new(),
+            invalid_spec: None,
+            commands_forbidden: false,
+            now: at(0),
+        }
+    }
+
+    #[test]
+    fn a_new_task_starts() {
+        assert_eq!(decide(&observed(None), GRACE), Decision::Start);
+    }
+
+    #[test]
+    fn a_finished_task_stays_finished_for_its_generation() {
+        for phase in [Phase::Succeeded, Phase::Failed, Phase::Skipped] {
+            let s = status(phase, 1);
+            assert_eq!(
+                decide(&observed(Some(&s)), GRACE),
+                Decision::Idle,
+                "{phase}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_spec_change_runs_a_finished_task_again() {
+        let s = status(Phase::Succeeded, 1);
+        let o = Observed {
+            generation: 2,
+            ..observed(Some(&s))
+        };
+        assert_eq!(decide(&o, GRACE), Decision::Start);
+    }
+
+    #[test]
+    fn running_here_is_left_alone() {
+        let s = status(Phase::Running, 1);
+        let o = Observed {
+            running_here: Some(1),
+            ..observed(Some(&s))
+        };
+        assert_eq!(decide(&o, GRACE), Decision::Idle);
+    }
+
+    #[test]
+    fn running_but_not_here_was_interrupted() {
+        let s = status(Phase::Running, 1);
+        assert_eq!(decide(&observed(Some(&s)), GRACE), Decision::Interrupted);
+    }
+
+    #[test]
+    fn a_spec_change_while_running_restarts() {
+        let s = status(Phase::Running, 1);
+        let o = Observed {
+            generation: 2,
+            running_here: Some(1),
+            ..observed(Some(&s))
+        };
+        assert_eq!(decide(&o, GRACE), Decision::Start);
+    }
+
+    #[test]
+    fn invalid_specs_and_forbidden_commands_are_rejected() {
+        let o = Observed {
+            invalid_spec: Some("spec.expect: bad regex".into()),
+            ..observed(None)
+        };
+        assert!(matches!(
+            decide(&o, GRACE),
+            Decision::Reject {
+                reason: "InvalidSpec",
+                ..
+            }
+        ));
+        let o = Observed {
+            commands_forbidden: true,
+            ..observed(None)
+        };
+        assert!(matches!(
+            decide(&o, GRACE),
+            Decision::Reject {
+                reason: "CommandsNotAllowed",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn waits_for_unfinished_dependencies_without_polling() {
+        let o = Observed {
+            dependencies: vec![
+                ("a".into(), Some(Phase::Succeeded)),
+                ("b".into(), Some(Phase::Running)),
+            ],
+            ..observed(None)
+        };
+        match decide(&o, GRACE) {
+            Decision::Wait {
+                message,
+                recheck_after,
+                since,
+            } => {
+                assert!(message.contains("waiting for b to finish"), "{message}");
+                assert_eq!(recheck_after, None, "status changes of b wake us");
+                assert_eq!(since, at(0));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn starts_when_every_dependency_succeeded() {
+        let o = Observed {
+            dependencies: vec![
+                ("a".into(), Some(Phase::Succeeded)),
+                ("b".into(), Some(Phase::Succeeded)),
+            ],
+            ..observed(None)
+        };
+        assert_eq!(decide(&o, GRACE), Decision::Start);
+    }
+
+    #[test]
+    fn a_failed_or_skipped_dependency_skips_naming_the_culprit() {
+        for phase in [Phase::Failed, Phase::Skipped] {
+            let o = Observed {
+                dependencies: vec![
+                    ("ok".into(), Some(Phase::Succeeded)),
+                    ("broken".into(), Some(phase)),
+                ],
+                ..observed(None)
+            };
+            assert_eq!(
+                decide(&o, GRACE),
+                Decision::Skip {
+                    message: format!("dependency broken is {phase}")
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_dependency_is_waited_for_then_skipped() {
+        let deps = vec![("ghost".into(), None)];
+        let s = waiting_since(1, at(0));
+        let o = Observed {
+            dependencies: deps.clone(),
+            now: at(45),
+            ..observed(Some(&s))
+        };
+        match decide(&o, GRACE) {
+            Decision::Wait {
+                recheck_after: Some(after),
+                message,
+                ..
+            } => {
+                assert!(message.contains("missing ghost"), "{message}");
+                assert!(
+                    after >= Duration::from_secs(15) && after < Duration::from_secs(16),
+                    "{after:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let o = Observed {
+            dependencies: deps,
+            now: at(60),
+            ..observed(Some(&s))
+        };
+        assert_eq!(
+            decide(&o, GRACE),
+            Decision::Skip {
+                message: "dependency ghost does not exist (waited 60s)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn the_grace_period_restarts_with_a_new_generation() {
+        let s = waiting_since(1, at(0));
+        let o = Observed {
+            generation: 2,
+            dependencies: vec![("ghost".into(), None)],
+            now: at(100),
+            ..observed(Some(&s))
+        };
+        assert!(matches!(decide(&o, GRACE), Decision::Wait { since, .. } if since == at(100)));
+    }
+}

@@ -1,0 +1,340 @@
+//! The status the operator writes: pure builders from the previous status, the decision or the
+//! engine's outcome, and the time.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use mcall_engine::{TaskOutcome, Verdict};
+use mcall_generated::{
+    Condition, ConditionStatus, InputResult, McallTaskStatus, Phase, TaskResult,
+};
+
+use super::decide::DEPENDENCIES_READY;
+
+pub const READY: &str = "Ready";
+
+/// Sets a condition, keeping its transition time when its status did not change.
+pub fn set_condition(
+    status: &mut McallTaskStatus,
+    type_: &str,
+    value: ConditionStatus,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    now: Timestamp,
+) {
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let transition = conditions
+        .iter()
+        .find(|c| c.r#type == type_ && c.status == value)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    conditions.retain(|c| c.r#type != type_);
+    conditions.push(Condition {
+        r#type: type_.to_owned(),
+        status: value,
+        observed_generation: Some(generation),
+        last_transition_time: transition,
+        reason: reason.to_owned(),
+        message: truncate(message, 1024),
+    });
+    conditions.sort_by(|a, b| a.r#type.cmp(&b.r#type));
+}
+
+fn base(
+    previous: Option<&McallTaskStatus>,
+    generation: i64,
+    phase: Phase,
+    message: &str,
+) -> McallTaskStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    status.phase = Some(phase);
+    status.message = Some(truncate(message, 1024));
+    status.observed_generation = Some(generation);
+    status
+}
+
+pub fn waiting(
+    previous: Option<&McallTaskStatus>,
+    generation: i64,
+    message: &str,
+    since: Timestamp,
+    now: Timestamp,
+) -> McallTaskStatus {
+    let mut s = base(previous, generation, Phase::Pending, message);
+    set_condition(
+        &mut s,
+        DEPENDENCIES_READY,
+        ConditionStatus::False,
+        "WaitingForDependencies",
+        message,
+        generation,
+        since,
+    );
+    set_condition(
+        &mut s,
+        READY,
+        ConditionStatus::False,
+        "WaitingForDependencies",
+        message,
+        generation,
+        now,
+    );
+    s
+}
+
+pub fn skipped(
+    previous: Option<&McallTaskStatus>,
+    generation: i64,
+    message: &str,
+    now: Timestamp,
+) -> McallTaskStatus {
+    let mut s = base(previous, generation, Phase::Skipped, message);
+    s.completion_time = Some(Time(now));
+    set_condition(
+        &mut s,
+        DEPENDENCIES_READY,
+        ConditionStatus::False,
+        "DependencyNotSatisfied",
+        message,
+        generation,
+        now,
+    );
+    set_condition(
+        &mut s,
+        READY,
+        ConditionStatus::False,
+        "Skipped",
+        message,
+        generation,
+        now,
+    );
+    s
+}
+
+/// A task that cannot run (`InvalidSpec`, `CommandsNotAllowed`) or whose run was lost
+/// (`Interrupted`).
+pub fn failed(
+    previous: Option<&McallTaskStatus>,
+    generation: i64,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> McallTaskStatus {
+    let mut s = base(
+        previous,
+        generation,
+        Phase::Failed,
+        &format!("{reason}: {message}"),
+    );
+    s.completion_time = Some(Time(now));
+    s.result = Some(TaskResult {
+        output: None,
+        error_code: Some(reason.to_owned()),
+        error_message: Some(truncate(message, 1024)),
+    });
+    set_condition(
+        &mut s,
+        READY,
+        ConditionStatus::False,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    s
+}
+
+pub fn running(
+    previous: Option<&McallTaskStatus>,
+    generation: i64,
+    now: Timestamp,
+) -> McallTaskStatus {
+    let mut s = base(previous, generation, Phase::Running, "running");
+    s.start_time = Some(Time(now));
+    s.completion_time = None;
+    s.retry_count = Some(0);
+    s.last_retry_time = None;
+    if s.conditions
+        .as_ref()
+        .is_some_and(|cs| cs.iter().any(|c| c.r#type == DEPENDENCIES_READY))
+    {
+        set_condition(
+            &mut s,
+            DEPENDENCIES_READY,
+            ConditionStatus::True,
+            "DependenciesSucceeded",
+            "every dependency succeeded",
+            generation,
+            now,
+        );
+    }
+    set_condition(
+        &mut s,
+        READY,
+        ConditionStatus::False,
+        "Running",
+        "the task is running",
+        generation,
+        now,
+    );
+    s
+}
+
+pub fn retrying(
+    previous: &McallTaskStatus,
+    attempt: u32,
+    at: Timestamp,
+    reason: &str,
+) -> McallTaskStatus {
+    let mut s = previous.clone();
+    s.retry_count = Some(i64::from(attempt));
+    s.last_retry_time = Some(Time(at));
+    s.message = Some(truncate(&format!("retry {attempt}: {reason}"), 1024));
+    s
+}
+
+/// The status after an execution finished (or was cancelled by a shutdown).
+pub fn finished(
+    previous: Option<&McallTaskStatus>,
+    generation: i64,
+    outcome: &TaskOutcome,
+    now: Timestamp,
+) -> McallTaskStatus {
+    let (phase, reason) = match outcome.verdict {
+        Verdict::Succeeded => (Phase::Succeeded, "Succeeded"),
+        Verdict::Cancelled => (Phase::Failed, "Cancelled"),
+        Verdict::Failed | Verdict::Skipped => (Phase::Failed, "Failed"),
+    };
+    let message = match (&outcome.verdict, &outcome.error_message) {
+        (Verdict::Succeeded, _) => "succeeded".to_owned(),
+        (_, Some(m)) => m.clone(),
+        (_, None) => reason.to_lowercase(),
+    };
+    let mut s = base(previous, generation, phase, &message);
+    s.completion_time = Some(Time(now));
+    s.execution_time_ms = Some(i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX));
+    s.http_status_code = outcome.http_status.map(i64::from);
+    s.retry_count = Some(i64::from(outcome.retries));
+    s.last_retry_time = outcome
+        .last_retry_at
+        .and_then(|t| Timestamp::try_from(t).ok())
+        .map(Time);
+    // A success has no error, but the Code column still tells the exit code or HTTP status.
+    let code = outcome.error_code.clone().or_else(|| {
+        (outcome.verdict == Verdict::Succeeded).then(|| {
+            outcome
+                .http_status
+                .map_or_else(|| "0".to_owned(), |s| s.to_string())
+        })
+    });
+    s.result = Some(TaskResult {
+        output: Some(outcome.output.clone()),
+        error_code: code,
+        error_message: outcome.error_message.clone(),
+    });
+    s.input_results = (!outcome.inputs.is_empty()).then(|| {
+        outcome
+            .inputs
+            .iter()
+            .map(|i| InputResult {
+                name: i.name.clone(),
+                phase: match i.verdict {
+                    Verdict::Succeeded => Phase::Succeeded,
+                    Verdict::Skipped => Phase::Skipped,
+                    Verdict::Failed | Verdict::Cancelled => Phase::Failed,
+                },
+                error_code: i.error_code.clone(),
+                duration_ms: Some(i64::try_from(i.duration.as_millis()).unwrap_or(i64::MAX)),
+                output: Some(i.output.clone()),
+            })
+            .collect()
+    });
+    let ready = if phase == Phase::Succeeded {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    };
+    set_condition(&mut s, READY, ready, reason, &message, generation, now);
+    s
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub(16);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[truncated]", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_while_unchanged() {
+        let mut s = McallTaskStatus::default();
+        set_condition(
+            &mut s,
+            READY,
+            ConditionStatus::False,
+            "Running",
+            "m",
+            1,
+            at(0),
+        );
+        set_condition(
+            &mut s,
+            READY,
+            ConditionStatus::False,
+            "Failed",
+            "m",
+            1,
+            at(10),
+        );
+        assert_eq!(
+            s.conditions.as_ref().unwrap()[0].last_transition_time,
+            Time(at(0))
+        );
+        set_condition(
+            &mut s,
+            READY,
+            ConditionStatus::True,
+            "Succeeded",
+            "m",
+            2,
+            at(20),
+        );
+        let c = &s.conditions.as_ref().unwrap()[0];
+        assert_eq!(
+            (c.last_transition_time.clone(), c.observed_generation),
+            (Time(at(20)), Some(2))
+        );
+        assert_eq!(s.conditions.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn failed_records_the_reason_as_error_code() {
+        let s = failed(None, 3, "InvalidSpec", "spec.expect: bad", at(5));
+        assert_eq!(s.phase, Some(Phase::Failed));
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.result.unwrap().error_code.as_deref(), Some("InvalidSpec"));
+        assert_eq!(s.conditions.unwrap()[0].reason, "InvalidSpec");
+    }
+
+    #[test]
+    fn truncation_is_bounded_and_marked() {
+        let long = "é".repeat(5000);
+        let t = truncate(&long, 1024);
+        assert!(t.len() <= 1024 + "…[truncated]".len());
+        assert!(t.ends_with("…[truncated]"));
+        assert_eq!(truncate("short", 1024), "short");
+    }
+}

@@ -1,0 +1,44 @@
+//! mcall: the operator (controllers that run McallTasks) and the local CLI (`mcall run`).
+//!
+//! The execution engine lives in the `mcall-engine` crate and knows nothing of Kubernetes; this
+//! crate maps the generated API types onto it ([`request`]), decides what to do with each object
+//! ([`controller::decide`], pure) and acts: status, Events, executions.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod config;
+pub mod controller;
+pub mod local_run;
+pub mod request;
+pub mod server;
+pub mod telemetry;
+
+/// Everything the operator can fail at; each variant names the operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op} failed: {source}")]
+    Kube {
+        op: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("managing the finalizer failed: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+
+    #[error("the object has no {0}")]
+    MissingObjectKey(&'static str),
+}
+
+impl Error {
+    /// A bounded label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube { op, .. } => op,
+            Error::Finalizer(_) => "finalizer",
+            Error::MissingObjectKey(_) => "missing_object_key",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

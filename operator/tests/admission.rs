@@ -1,0 +1,170 @@
+//! What the schema cannot catch becomes `Failed` with a reason, never a crash or a hot loop:
+//! InvalidSpec (bad regex, malformed multi-input JSON, a non-URL for get, an unknown Secret) and
+//! CommandsNotAllowed; plus dependencies that fail, go missing, or succeed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mcall::config::CommandPolicy;
+use mcall_generated::Phase;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(30);
+
+async fn failed_with(env: &TestEnv, name: &str, reason: &str, message_part: &str) {
+    let task = wait_for_phase(env, name, Phase::Failed, T).await;
+    let status = task.status.unwrap();
+    let ready = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.r#type == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, reason, "{name}");
+    assert!(
+        ready.message.contains(message_part),
+        "{name}: {:?} lacks {message_part:?}",
+        ready.message
+    );
+}
+
+#[tokio::test]
+async fn invalid_specs_fail_with_the_field_named() {
+    let env = test_env("invalid").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "bad-regex",
+        json!({"type": "cmd", "input": "true", "expect": "regex:(unclosed"}),
+    )
+    .await;
+    create_task(
+        &env,
+        "bad-json",
+        json!({"type": "cmd", "input": "[{\"input\": \"true\""}),
+    )
+    .await;
+    create_task(
+        &env,
+        "bad-url",
+        json!({"type": "get", "input": "not a url"}),
+    )
+    .await;
+    create_task(&env, "bad-jsonpath", json!({"type": "cmd", "input": "echo {}", "outputValidation": {"jsonPath": "$[", "expectedJsonValue": "1"}})).await;
+    create_task(&env, "no-secret", json!({"type": "cmd", "input": "true", "environmentFrom": [{"name": "X", "secretKeyRef": {"name": "ghost", "key": "k"}}]})).await;
+    failed_with(&env, "bad-regex", "InvalidSpec", "spec.expect").await;
+    failed_with(&env, "bad-json", "InvalidSpec", "spec.input").await;
+    failed_with(&env, "bad-url", "InvalidSpec", "spec.input").await;
+    failed_with(
+        &env,
+        "bad-jsonpath",
+        "InvalidSpec",
+        "spec.outputValidation.jsonPath",
+    )
+    .await;
+    failed_with(
+        &env,
+        "no-secret",
+        "InvalidSpec",
+        "spec.environmentFrom[0].secretKeyRef",
+    )
+    .await;
+    // No hot loop: a rejected task is written once and left alone.
+    let before = env
+        .tasks
+        .get("bad-regex")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.tasks
+            .get("bad-regex")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        before
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn commands_only_run_in_allowed_namespaces() {
+    let env = test_env("cmd-gate").await;
+    let config = mcall::config::OperatorConfig {
+        commands: CommandPolicy::Namespaces(vec!["elsewhere".into()]),
+        ..config_for(&env)
+    };
+    let op = start_operator(&env, config);
+    create_task(
+        &env,
+        "forbidden",
+        json!({"type": "cmd", "input": "touch /tmp/should-not-exist"}),
+    )
+    .await;
+    failed_with(&env, "forbidden", "CommandsNotAllowed", "not allowed").await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn dependencies_gate_the_start_and_skip_with_the_culprit_named() {
+    let env = test_env("deps").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "child",
+        json!({"type": "cmd", "input": "echo child", "dependencies": ["parent"]}),
+    )
+    .await;
+    create_task(
+        &env,
+        "after-broken",
+        json!({"type": "cmd", "input": "echo x", "dependencies": ["broken"]}),
+    )
+    .await;
+    create_task(
+        &env,
+        "orphan",
+        json!({"type": "cmd", "input": "echo x", "dependencies": ["ghost"]}),
+    )
+    .await;
+    // child waits (Pending) while parent does not exist yet, then runs once parent succeeds.
+    wait_for_phase(&env, "child", Phase::Pending, T).await;
+    create_task(
+        &env,
+        "parent",
+        json!({"type": "cmd", "input": "sleep 1; echo parent"}),
+    )
+    .await;
+    create_task(&env, "broken", json!({"type": "cmd", "input": "exit 1"})).await;
+    let child = wait_for_phase(&env, "child", Phase::Succeeded, T).await;
+    let parent = env.tasks.get("parent").await.unwrap();
+    assert!(
+        child.status.unwrap().start_time.unwrap().0
+            >= parent.status.unwrap().completion_time.unwrap().0,
+        "child started only after parent finished"
+    );
+    let skipped = wait_for_phase(&env, "after-broken", Phase::Skipped, T).await;
+    assert!(
+        skipped
+            .status
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("dependency broken is Failed")
+    );
+    let orphan = wait_for_phase(&env, "orphan", Phase::Skipped, T).await;
+    assert!(
+        orphan
+            .status
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("dependency ghost does not exist")
+    );
+    op.stop().await;
+}

@@ -1,0 +1,201 @@
+//! The `mcall` binary: `mcall run -f` exit codes, and `mcall operator` as a process — health
+//! endpoints, graceful SIGTERM, and a crash (SIGKILL) while a task runs.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mcall_generated::Phase;
+use serde_json::json;
+
+const MCALL: &str = env!("CARGO_BIN_EXE_mcall");
+
+fn write_task(dir: &tempfile::TempDir, name: &str, spec: serde_json::Value) -> std::path::PathBuf {
+    let path = dir.path().join(format!("{name}.yaml"));
+    let doc = json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "metadata": {"name": name}, "spec": spec});
+    std::fs::write(&path, serde_json::to_string(&doc).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn mcall_run_exits_0_on_success_and_1_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = write_task(
+        &dir,
+        "ok",
+        json!({"type": "cmd", "input": "echo fine", "expect": "fine"}),
+    );
+    let out = Command::new(MCALL)
+        .args(["run", "-f"])
+        .arg(&ok)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Succeeded"));
+
+    let bad = write_task(
+        &dir,
+        "bad",
+        json!({"type": "cmd", "input": "echo fine", "expect": "other"}),
+    );
+    let out = Command::new(MCALL)
+        .args(["run", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
+    let invalid = write_task(
+        &dir,
+        "invalid",
+        json!({"type": "get", "input": "not-a-url"}),
+    );
+    let out = Command::new(MCALL)
+        .args(["run", "-f"])
+        .arg(&invalid)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spec.input"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn spawn_operator(env: &TestEnv, port: u16) -> Child {
+    Command::new(MCALL)
+        .args(["operator", "--kubeconfig"])
+        .arg(plane().kubeconfig_path())
+        .args([
+            "--namespaces",
+            &env.namespace,
+            "--command-namespaces",
+            &env.namespace,
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind-address",
+            "127.0.0.1",
+            "--shutdown-grace-seconds",
+            "10",
+        ])
+        .env("LOG_LEVEL", "DEBUG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mcall operator starts")
+}
+
+fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(port, "/readyz") != Some(200) {
+        assert!(Instant::now() < deadline, "/readyz never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(http_status(port, "/healthz"), Some(200));
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_running_execution_finish() {
+    let env = test_env("bin-term").await;
+    let port = free_port();
+    let mut operator = spawn_operator(&env, port);
+    wait_ready(port);
+    create_task(
+        &env,
+        "finishing",
+        json!({"type": "cmd", "input": "sleep 2; echo done"}),
+    )
+    .await;
+    wait_for_phase(&env, "finishing", Phase::Running, Duration::from_secs(30)).await;
+    signal(&operator, "-TERM");
+    let task = wait_for_phase(&env, "finishing", Phase::Succeeded, Duration::from_secs(30)).await;
+    assert!(
+        task.status
+            .unwrap()
+            .result
+            .unwrap()
+            .output
+            .unwrap()
+            .contains("done")
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while operator.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the operator did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(operator.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn a_crash_while_running_leaves_the_task_failed_as_interrupted_not_stuck() {
+    let env = test_env("bin-crash").await;
+    let port = free_port();
+    let mut operator = spawn_operator(&env, port);
+    wait_ready(port);
+    create_task(
+        &env,
+        "interrupted",
+        json!({"type": "cmd", "input": "sleep 30", "timeout": 60}),
+    )
+    .await;
+    wait_for_phase(&env, "interrupted", Phase::Running, Duration::from_secs(30)).await;
+    signal(&operator, "-KILL");
+    operator.wait().unwrap();
+
+    let port = free_port();
+    let mut restarted = spawn_operator(&env, port);
+    wait_ready(port);
+    let task = wait_for_phase(&env, "interrupted", Phase::Failed, Duration::from_secs(30)).await;
+    let status = task.status.unwrap();
+    assert_eq!(
+        status.result.unwrap().error_code.as_deref(),
+        Some("Interrupted")
+    );
+    assert!(status.message.unwrap().contains("not re-run"));
+    signal(&restarted, "-TERM");
+    restarted.wait().unwrap();
+}

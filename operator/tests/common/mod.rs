@@ -1,0 +1,189 @@
+//! Shared helpers of the operator's integration tests: the generated CRDs on the shared control
+//! plane, an in-process operator scoped to one test namespace, and waiting on task status.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use mcall::config::{CommandPolicy, OperatorConfig};
+use mcall::server::Readiness;
+use mcall_generated::{McallTask, McallTaskStatus, Phase};
+use mcall_tests::{ControlPlane, create_test_namespace};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The shared plane with the generated CRDs installed and Established.
+pub fn plane() -> &'static ControlPlane {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    let plane = ControlPlane::shared();
+    INSTALLED.get_or_init(|| {
+        for args in [
+            vec!["apply", "--server-side", "-f", "helm/mcall-operator/crds/"],
+            vec![
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/mcalltasks.mcall.tz.io",
+                "crd/mcallworkflows.mcall.tz.io",
+            ],
+        ] {
+            let out = plane
+                .kubectl()
+                .current_dir(root())
+                .args(&args)
+                .output()
+                .expect("kubectl starts");
+            assert!(
+                out.status.success(),
+                "kubectl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    });
+    plane
+}
+
+pub struct TestEnv {
+    pub client: Client,
+    pub namespace: String,
+    pub tasks: Api<McallTask>,
+}
+
+pub async fn test_env(prefix: &str) -> TestEnv {
+    let plane = plane();
+    let client = plane.admin_client().await.expect("admin client");
+    let namespace = create_test_namespace(&client, prefix)
+        .await
+        .expect("namespace");
+    let tasks = Api::namespaced(client.clone(), &namespace);
+    TestEnv {
+        client,
+        namespace,
+        tasks,
+    }
+}
+
+/// An operator running in this test's runtime, watching only the test namespace.
+pub struct Operator {
+    pub shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.handle).await;
+    }
+}
+
+pub fn config_for(env: &TestEnv) -> OperatorConfig {
+    OperatorConfig {
+        watch_namespaces: vec![env.namespace.clone()],
+        commands: CommandPolicy::Namespaces(vec![env.namespace.clone()]),
+        dependency_grace: Duration::from_secs(3),
+        shutdown_grace: Duration::from_secs(2),
+        ..OperatorConfig::default()
+    }
+}
+
+pub fn start_operator(env: &TestEnv, config: OperatorConfig) -> Operator {
+    let shutdown = CancellationToken::new();
+    let client = env.client.clone();
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        mcall::controller::run(client, config, Readiness::default(), token)
+            .await
+            .expect("operator runs");
+    });
+    Operator { shutdown, handle }
+}
+
+/// Creates a McallTask from its spec (as JSON, so only what a user writes is sent).
+pub async fn create_task(env: &TestEnv, name: &str, spec: Value) -> McallTask {
+    let object: McallTask = serde_json::from_value(json!({
+        "apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("a valid McallTask");
+    env.tasks
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("the API server accepts the task")
+}
+
+/// Waits until `check` holds for the task's status, or fails with the last status seen.
+pub async fn wait_for(
+    env: &TestEnv,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&McallTaskStatus) -> bool,
+) -> McallTask {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let task = env.tasks.get(name).await.expect("the task exists");
+        if task.status.as_ref().is_some_and(&check) {
+            return task;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: timed out waiting for {what}; status: {:#?}",
+            task.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn wait_for_phase(
+    env: &TestEnv,
+    name: &str,
+    phase: Phase,
+    timeout: Duration,
+) -> McallTask {
+    wait_for(env, name, timeout, &format!("phase {phase}"), |s| {
+        s.phase == Some(phase)
+    })
+    .await
+}
+
+/// The reasons of the Events recorded for a task, oldest first.
+pub async fn event_reasons(env: &TestEnv, name: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.client.clone(), &env.namespace);
+    let mut list = events
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items;
+    list.retain(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name));
+    list.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
+    // A repeated Event is one object with a series count.
+    list.into_iter()
+        .flat_map(|e| {
+            let times = e.series.as_ref().map_or(1, |s| s.count.max(1)) as usize;
+            std::iter::repeat_n(e.reason.unwrap_or_default(), times)
+        })
+        .collect()
+}
+
+/// Whether a process whose command line contains `marker` is alive.
+pub fn process_alive(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read(entry.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(marker)
+            })
+            .unwrap_or(false)
+    })
+}

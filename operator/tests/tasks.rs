@@ -1,0 +1,305 @@
+//! McallTask execution through the operator, on the real control plane: results, conditions and
+//! Events; timeouts that kill the whole process group; retries; multi-input fail-fast; spec
+//! changes; deletion while running; the output cap; secrets kept out of status.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use mcall_generated::Phase;
+use serde_json::json;
+
+const T: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_command_task_succeeds_with_result_conditions_and_events() {
+    let env = test_env("task-ok").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "hello",
+        json!({"type": "cmd", "input": "echo hello from mcall", "expect": "hello"}),
+    )
+    .await;
+    let task = wait_for_phase(&env, "hello", Phase::Succeeded, T).await;
+    let status = task.status.unwrap();
+    let result = status.result.unwrap();
+    assert!(result.output.unwrap().contains("hello from mcall"));
+    assert_eq!(result.error_code.as_deref(), Some("0"));
+    assert_eq!(status.observed_generation, task.metadata.generation);
+    assert!(
+        status.start_time.is_some()
+            && status.completion_time.is_some()
+            && status.execution_time_ms.is_some()
+    );
+    let ready = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.r#type == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "Succeeded")
+    );
+    assert!(
+        task.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"mcall.tz.io/cleanup".to_owned())
+    );
+    let reasons = event_reasons(&env, "hello").await;
+    assert!(
+        reasons.contains(&"Started".into()) && reasons.contains(&"Succeeded".into()),
+        "{reasons:?}"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn an_unmet_expectation_fails_with_a_message() {
+    let env = test_env("task-expect").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "nope",
+        json!({"type": "cmd", "input": "echo apples", "expect": "oranges|pears"}),
+    )
+    .await;
+    let task = wait_for_phase(&env, "nope", Phase::Failed, T).await;
+    let status = task.status.unwrap();
+    assert!(
+        status.message.unwrap().contains("oranges"),
+        "the message names what was expected"
+    );
+    assert!(event_reasons(&env, "nope").await.contains(&"Failed".into()));
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_process_group() {
+    let env = test_env("task-timeout").await;
+    let op = start_operator(&env, config_for(&env));
+    let marker = format!("3{}.25", std::process::id());
+    let input = format!("sleep {marker} & sleep {marker}; echo never");
+    create_task(
+        &env,
+        "slow",
+        json!({"type": "cmd", "input": input, "timeout": 1}),
+    )
+    .await;
+    let task = wait_for_phase(&env, "slow", Phase::Failed, T).await;
+    assert_eq!(
+        task.status.unwrap().result.unwrap().error_code.as_deref(),
+        Some("Timeout")
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !process_alive(&format!("sleep {marker}")),
+        "the background child survived the timeout"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn retries_are_counted_with_events() {
+    let env = test_env("task-retry").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "flaky",
+        json!({"type": "cmd", "input": "exit 3", "retryCount": 2}),
+    )
+    .await;
+    let task = wait_for_phase(&env, "flaky", Phase::Failed, Duration::from_secs(60)).await;
+    let status = task.status.unwrap();
+    assert_eq!(status.retry_count, Some(2));
+    assert!(status.last_retry_time.is_some());
+    assert_eq!(status.result.unwrap().error_code.as_deref(), Some("3"));
+    let retries = event_reasons(&env, "flaky")
+        .await
+        .into_iter()
+        .filter(|r| r == "Retrying")
+        .count();
+    assert_eq!(retries, 2);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn fail_fast_in_both_modes() {
+    let env = test_env("task-failfast").await;
+    let op = start_operator(&env, config_for(&env));
+    let sequential = r#"[{"name":"bad","input":"exit 1"},{"name":"never","input":"echo ran"}]"#;
+    create_task(
+        &env,
+        "seq",
+        json!({"type": "cmd", "input": sequential, "failFast": true}),
+    )
+    .await;
+    let parallel =
+        r#"[{"name":"bad","input":"sleep 0.2; exit 1"},{"name":"slow","input":"sleep 30"}]"#;
+    create_task(
+        &env,
+        "par",
+        json!({"type": "cmd", "input": parallel, "executionMode": "parallel", "failFast": true}),
+    )
+    .await;
+
+    let seq = wait_for_phase(&env, "seq", Phase::Failed, T)
+        .await
+        .status
+        .unwrap();
+    let inputs = seq.input_results.unwrap();
+    assert_eq!(
+        (inputs[0].phase, inputs[1].phase),
+        (Phase::Failed, Phase::Skipped),
+        "{inputs:?}"
+    );
+
+    let par = wait_for_phase(&env, "par", Phase::Failed, T)
+        .await
+        .status
+        .unwrap();
+    assert!(
+        par.execution_time_ms.unwrap() < 10_000,
+        "the slow input was cancelled: {par:?}"
+    );
+    let inputs = par.input_results.unwrap();
+    let slow = inputs.iter().find(|i| i.name == "slow").unwrap();
+    assert_eq!(
+        slow.phase,
+        Phase::Failed,
+        "cancelled inputs count as failed: {inputs:?}"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_spec_change_runs_the_task_again() {
+    let env = test_env("task-rerun").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(&env, "again", json!({"type": "cmd", "input": "echo first"})).await;
+    wait_for_phase(&env, "again", Phase::Succeeded, T).await;
+    let patch = json!({"spec": {"input": "echo second"}});
+    env.tasks
+        .patch("again", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let task = wait_for(&env, "again", T, "the second run", |s| {
+        s.observed_generation == Some(2) && s.phase == Some(Phase::Succeeded)
+    })
+    .await;
+    assert!(
+        task.status
+            .unwrap()
+            .result
+            .unwrap()
+            .output
+            .unwrap()
+            .contains("second")
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_running_task_cancels_its_execution() {
+    let env = test_env("task-delete").await;
+    let op = start_operator(&env, config_for(&env));
+    let marker = format!("4{}.5", std::process::id());
+    create_task(
+        &env,
+        "doomed",
+        json!({"type": "cmd", "input": format!("sleep {marker}"), "timeout": 600}),
+    )
+    .await;
+    wait_for_phase(&env, "doomed", Phase::Running, T).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(process_alive(&format!("sleep {marker}")));
+    env.tasks
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while env.tasks.get_opt("doomed").await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the finalizer was never removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !process_alive(&format!("sleep {marker}")),
+        "the command outlived its task"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn ten_megabytes_of_output_keep_the_object_small() {
+    let env = test_env("task-bigout").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "loud",
+        json!({"type": "cmd", "input": "head -c 10485760 /dev/zero | tr '\\0' a"}),
+    )
+    .await;
+    let task = wait_for_phase(&env, "loud", Phase::Succeeded, T).await;
+    let output = task
+        .status
+        .as_ref()
+        .unwrap()
+        .result
+        .as_ref()
+        .unwrap()
+        .output
+        .clone()
+        .unwrap();
+    assert!(
+        output.len() <= 4096 + 64,
+        "output kept {} bytes",
+        output.len()
+    );
+    assert!(output.contains("truncated"), "the cut is marked");
+    let size = serde_json::to_vec(&task).unwrap().len();
+    assert!(size < 16 * 1024, "the stored object is {size} bytes");
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn secret_values_never_reach_status_or_events() {
+    let env = test_env("task-secret").await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "creds"}, "stringData": {"token": "s3cr3t-value-42"}
+    }))
+    .unwrap();
+    kube::Api::<Secret>::namespaced(env.client.clone(), &env.namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "uses-secret",
+        json!({"type": "cmd", "input": "echo token=$TOKEN; exit 1",
+               "environmentFrom": [{"name": "TOKEN", "secretKeyRef": {"name": "creds", "key": "token"}}]}),
+    )
+    .await;
+    let task = wait_for_phase(&env, "uses-secret", Phase::Failed, T).await;
+    let text = serde_json::to_string(&task.status).unwrap();
+    assert!(!text.contains("s3cr3t-value-42"), "{text}");
+    assert!(
+        text.contains("token=***"),
+        "the variable was set and redacted: {text}"
+    );
+    let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+        kube::Api::namespaced(env.client.clone(), &env.namespace);
+    let all =
+        serde_json::to_string(&events.list(&Default::default()).await.unwrap().items).unwrap();
+    assert!(!all.contains("s3cr3t-value-42"));
+    op.stop().await;
+}

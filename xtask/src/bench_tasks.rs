@@ -1,0 +1,206 @@
+//! `cargo xtask bench tasks`: N one-shot tasks (cmd `true`, and get to a loopback server)
+//! created at once against a fresh control plane and the release-built operator. Records
+//! create→Succeeded latency (p50/p99), completed tasks per second, the raw rate at which a
+//! minimal client can patch McallTask status on the same plane (the ceiling), and operator RSS.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use mcall_generated::{McallTask, Phase};
+use mcall_tests::{ControlPlane, ControlPlaneOptions};
+use serde_json::json;
+
+pub fn run(root: &Path, count: usize) -> Result<String> {
+    crate::run_command(
+        root,
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "mcall",
+            "--bin",
+            "mcall",
+        ],
+    )?;
+    let plane = ControlPlane::start(ControlPlaneOptions::default())
+        .context("starting the control plane")?;
+    let kubectl = |args: &[&str]| -> Result<()> {
+        let out = plane.kubectl().current_dir(root).args(args).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    kubectl(&["apply", "--server-side", "-f", "helm/mcall-operator/crds/"])?;
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/mcalltasks.mcall.tz.io",
+    ])?;
+    kubectl(&["create", "namespace", "bench"])?;
+
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut operator = Command::new(target.join("release/mcall"))
+        .args(["operator", "--kubeconfig"])
+        .arg(plane.kubeconfig_path())
+        .args([
+            "--namespaces",
+            "bench",
+            "--command-namespaces",
+            "bench",
+            "--max-concurrent-executions",
+            "64",
+        ])
+        .args(["--port", &port.to_string(), "--bind-address", "127.0.0.1"])
+        .env("LOG_LEVEL", "WARN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the operator")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(measure(&plane, count, operator.id()));
+    let _ = Command::new("kill")
+        .args(["-TERM", &operator.id().to_string()])
+        .status();
+    let _ = operator.wait();
+    result
+}
+
+async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Result<String> {
+    let client = plane.admin_client().await?;
+    let tasks: Api<McallTask> = Api::namespaced(client.clone(), "bench");
+    let http_port = loopback_server().await?;
+    tokio::time::sleep(Duration::from_secs(2)).await; // operator caches sync
+
+    // Watch first, so no Succeeded transition is missed.
+    let done = Arc::new(tokio::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        Instant,
+    >::new()));
+    let watch = {
+        let done = done.clone();
+        let stream = watcher(tasks.clone(), watcher::Config::default()).applied_objects();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Ok(Some(task)) = stream.try_next().await {
+                if task.status.as_ref().and_then(|s| s.phase) == Some(Phase::Succeeded) {
+                    done.lock()
+                        .await
+                        .entry(task.name_any())
+                        .or_insert_with(Instant::now);
+                }
+            }
+        })
+    };
+
+    let start = Instant::now();
+    let created: Vec<(String, Instant)> = futures::stream::iter(0..count)
+        .map(|i| {
+            let tasks = tasks.clone();
+            async move {
+                let spec = if i % 2 == 0 {
+                    json!({"type": "cmd", "input": "true"})
+                } else {
+                    json!({"type": "get", "input": format!("http://127.0.0.1:{http_port}/")})
+                };
+                let name = format!("t-{i}");
+                let task: McallTask = serde_json::from_value(json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "metadata": {"name": name}, "spec": spec}))?;
+                let t0 = Instant::now();
+                tasks.create(&PostParams::default(), &task).await?;
+                Ok::<_, anyhow::Error>((name, t0))
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while done.lock().await.len() < count {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {count} tasks succeeded within 300 s",
+                done.lock().await.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = start.elapsed();
+    watch.abort();
+    let done = done.lock().await;
+    let mut latencies: Vec<f64> = created
+        .iter()
+        .map(|(name, t0)| done[name].duration_since(*t0).as_secs_f64() * 1000.0)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    let rss_mib = rss_kib(operator_pid).unwrap_or(0) as f64 / 1024.0;
+    let throughput = count as f64 / total.as_secs_f64();
+
+    // The ceiling: a minimal client patching status (16 in flight), operator idle by now.
+    let writes = count.min(500);
+    let t = Instant::now();
+    futures::stream::iter(0..writes)
+        .map(|i| {
+            let tasks = tasks.clone();
+            async move {
+                let patch = json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "status": {"message": format!("bench write {i}")}});
+                tasks.patch_status(&format!("t-{}", i % count), &PatchParams::apply("bench-raw").force(), &Patch::Apply(&patch)).await
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let raw_rate = writes as f64 / t.elapsed().as_secs_f64();
+
+    Ok(format!(
+        "{{\n  \"benchmark\": \"tasks\",\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"operator_rss_mib\": {rss_mib:.1}\n}}\n",
+        pct(0.5),
+        pct(0.99)
+    ))
+}
+
+/// A loopback HTTP server answering 200 to everything, for the get tasks.
+async fn loopback_server() -> Result<u16> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
