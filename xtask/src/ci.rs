@@ -64,11 +64,21 @@ fn run_stage(root: &Path, stage: Stage) -> Result<()> {
                 "warnings",
             ],
         ),
-        Stage::Unit => run_command(
-            root,
-            "cargo",
-            &["test", "--workspace", "--exclude", "mcall-tests"],
-        ),
+        Stage::Unit => {
+            run_command(
+                root,
+                "cargo",
+                &[
+                    "test",
+                    "--workspace",
+                    "--exclude",
+                    "mcall-tests",
+                    "--exclude",
+                    "mcall",
+                ],
+            )?;
+            run_command(root, "cargo", &["test", "-p", "mcall", "--lib", "--bins"])
+        }
         Stage::HelmLint => crate::helm::lint(root, &crate::tools_bin_dir()?),
         Stage::Integration => {
             // Build the tools first so their (long, first-time) build shows its own progress.
@@ -77,6 +87,20 @@ fn run_stage(root: &Path, stage: Stage) -> Result<()> {
                 root,
                 "cargo",
                 &["test", "-p", "mcall-tests", "--", "--test-threads=4"],
+            )?;
+            // The operator's integration tests: its controllers and its binary on the real plane.
+            run_command(
+                root,
+                "cargo",
+                &[
+                    "test",
+                    "-p",
+                    "mcall",
+                    "--test",
+                    "*",
+                    "--",
+                    "--test-threads=4",
+                ],
             )
         }
     }
