@@ -8,8 +8,10 @@
 
 pub mod config;
 pub mod controller;
+pub mod inputs;
 pub mod local_run;
 pub mod request;
+pub mod schedule;
 pub mod server;
 pub mod telemetry;
 

@@ -168,3 +168,56 @@ async fn dependencies_gate_the_start_and_skip_with_the_culprit_named() {
     );
     op.stop().await;
 }
+
+#[tokio::test]
+async fn results_pass_from_one_task_to_another() {
+    let env = test_env("inputs").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "producer",
+        json!({"type": "cmd", "input": "sleep 0.5; echo '{\"host\": \"db-1\", \"port\": 5432}'"}),
+    )
+    .await;
+    create_task(
+        &env,
+        "consumer",
+        json!({
+            "type": "cmd",
+            "dependencies": ["producer"],
+            "inputSources": [
+                {"name": "HOST", "taskRef": "producer", "jsonPath": "$.host"},
+                {"name": "PORT", "taskRef": "producer", "jsonPath": "$.port"},
+                {"name": "CODE", "taskRef": "producer", "field": "errorCode"}
+            ],
+            "inputTemplate": "echo connect ${HOST}:${PORT} after exit ${CODE}",
+            "expect": "connect db-1:5432 after exit 0"
+        }),
+    )
+    .await;
+    create_task(
+        &env,
+        "no-source",
+        json!({
+            "type": "cmd",
+            "inputSources": [{"name": "X", "taskRef": "ghost"}],
+            "inputTemplate": "echo ${X}"
+        }),
+    )
+    .await;
+    create_task(
+        &env,
+        "with-default",
+        json!({
+            "type": "cmd",
+            "inputSources": [{"name": "X", "taskRef": "ghost", "default": "fallback"}],
+            "inputTemplate": "echo value=${X}",
+            "expect": "value=fallback"
+        }),
+    )
+    .await;
+    wait_for_phase(&env, "consumer", Phase::Succeeded, T).await;
+    wait_for_phase(&env, "with-default", Phase::Succeeded, T).await;
+    failed_with(&env, "no-source", "InputUnavailable", "McallTask \"ghost\"").await;
+    op.stop().await;
+}

@@ -21,6 +21,9 @@ pub struct Observed<'a> {
     pub dependencies: Vec<(String, Option<Phase>)>,
     /// The spec problem the engine found while compiling the plan, if any.
     pub invalid_spec: Option<String>,
+    /// Why `inputTemplate` could not be filled from `inputSources`; only decisive once the
+    /// dependencies (which usually produce those sources) are done.
+    pub input_unavailable: Option<String>,
     /// Whether the task runs commands in a namespace where they are not allowed.
     pub commands_forbidden: bool,
     pub now: Timestamp,
@@ -102,6 +105,12 @@ pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
         }
     }
     if unfinished.is_empty() && missing.is_empty() {
+        if let Some(message) = &observed.input_unavailable {
+            return Decision::Reject {
+                reason: "InputUnavailable",
+                message: message.clone(),
+            };
+        }
         return Decision::Start;
     }
 
@@ -188,6 +197,7 @@ mod tests {
             running_here: None,
             dependencies: Vec::new(),
             invalid_spec: None,
+            input_unavailable: None,
             commands_forbidden: false,
             now: at(0),
         }
@@ -294,6 +304,29 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_unavailable_input_fails_only_once_dependencies_are_done() {
+        let waiting = Observed {
+            dependencies: vec![("producer".into(), Some(Phase::Running))],
+            input_unavailable: Some(
+                "spec.inputSources[0]: output of McallTask \"producer\" is not available".into(),
+            ),
+            ..observed(None)
+        };
+        assert!(matches!(decide(&waiting, GRACE), Decision::Wait { .. }));
+        let done = Observed {
+            dependencies: vec![("producer".into(), Some(Phase::Succeeded))],
+            ..waiting
+        };
+        assert!(matches!(
+            decide(&done, GRACE),
+            Decision::Reject {
+                reason: "InputUnavailable",
+                ..
+            }
+        ));
     }
 
     #[test]

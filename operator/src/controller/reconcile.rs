@@ -10,7 +10,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use mcall_engine::{EngineEvent, TaskPlan, Verdict};
-use mcall_generated::{McallTask, McallTaskStatus, Phase};
+use mcall_generated::{McallTask, McallTaskSpec, McallTaskStatus, Phase};
 use serde_json::json;
 
 use super::decide::{Decision, Observed, Policy, decide};
@@ -58,8 +58,13 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
     let generation = task.metadata.generation.unwrap_or(0);
     let now = Timestamp::now();
 
-    let plan = TaskPlan::compile(task_request(&task.spec, ResolvedEnvironment::default()));
+    let (spec, input_unavailable) = rendered_spec(ctx, &task);
+    let plan = TaskPlan::compile(task_request(&spec, ResolvedEnvironment::default()));
     let (invalid_spec, uses_commands) = match &plan {
+        // Until the template is filled the input is not known, so it cannot be judged yet.
+        Err(_) if input_unavailable.is_some() => {
+            (None, task.spec.r#type == mcall_generated::TaskType::Cmd)
+        }
         Ok(p) => (None, p.uses_commands()),
         Err(e) => (Some(e.to_string()), false),
     };
@@ -69,6 +74,7 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
         running_here: ctx.executions.generation_of(&key, &uid),
         dependencies: dependency_phases(ctx, &task),
         invalid_spec,
+        input_unavailable,
         commands_forbidden: uses_commands && !ctx.config.commands.allows(&key.namespace),
         now,
     };
@@ -155,14 +161,15 @@ async fn start(
     uid: String,
     generation: i64,
 ) -> Result<Action> {
-    let resolved = match environment::resolve(&ctx.client, &key.namespace, &task.spec).await {
+    let (spec, _) = rendered_spec(ctx, &task);
+    let resolved = match environment::resolve(&ctx.client, &key.namespace, &spec).await {
         Ok(resolved) => resolved,
         Err(message) => {
             reject(ctx, api, &task, "InvalidSpec", &message).await?;
             return Ok(Action::await_change());
         }
     };
-    let plan = match TaskPlan::compile(task_request(&task.spec, resolved)) {
+    let plan = match TaskPlan::compile(task_request(&spec, resolved)) {
         Ok(plan) => plan,
         Err(e) => {
             reject(ctx, api, &task, "InvalidSpec", &e.to_string()).await?;
@@ -321,6 +328,41 @@ fn cancelled_before_start() -> mcall_engine::TaskOutcome {
         retries: 0,
         last_retry_at: None,
         inputs: Vec::new(),
+    }
+}
+
+/// The spec with `inputTemplate` filled from `inputSources` (read from the cache), or the spec
+/// as written and why it could not be filled.
+fn rendered_spec(ctx: &Context, task: &McallTask) -> (McallTaskSpec, Option<String>) {
+    let mut spec = task.spec.clone();
+    let Some(template) = &task.spec.input_template else {
+        return (spec, None);
+    };
+    let namespace = task.namespace().unwrap_or_default();
+    let sources = task.spec.input_sources.clone().unwrap_or_default();
+    let found: Vec<(String, Option<Arc<McallTask>>)> = sources
+        .iter()
+        .map(|s| {
+            (
+                s.task_ref.clone(),
+                ctx.store
+                    .get(&ObjectRef::new(&s.task_ref).within(&namespace)),
+            )
+        })
+        .collect();
+    let lookup = |name: &str| {
+        found
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, t)| t.as_ref())
+            .map(|t| t.status.as_ref())
+    };
+    match crate::inputs::render(template, &sources, lookup) {
+        Ok(input) => {
+            spec.input = Some(input);
+            (spec, None)
+        }
+        Err(e) => (spec, Some(e.to_string())),
     }
 }
 

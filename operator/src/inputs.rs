@@ -1,0 +1,157 @@
+//! Result passing: `inputSources` read values from other tasks' results, and `${NAME}` in
+//! `inputTemplate` is replaced by them to form the input. Pure: the caller looks tasks up.
+
+use mcall_generated::{InputSource, McallTaskStatus, ResultField};
+use serde_json_path::JsonPath;
+
+/// Why the input could not be formed; the message names the field and the source.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InputError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Renders `template` with the values of `sources`; `lookup` gives the status of a task of the
+/// same namespace (`None` when it does not exist).
+pub fn render<'a>(
+    template: &str,
+    sources: &[InputSource],
+    lookup: impl Fn(&str) -> Option<Option<&'a McallTaskStatus>>,
+) -> Result<String, InputError> {
+    let mut rendered = template.to_owned();
+    for (i, source) in sources.iter().enumerate() {
+        let field = format!("spec.inputSources[{i}]");
+        let value = match value_of(source, &lookup, &field)? {
+            Some(value) => value,
+            None => match &source.default {
+                Some(default) => default.clone(),
+                None => {
+                    return Err(InputError {
+                        field,
+                        message: format!(
+                            "{} of McallTask {:?} is not available and the source has no default",
+                            source.field, source.task_ref
+                        ),
+                    });
+                }
+            },
+        };
+        rendered = rendered.replace(&format!("${{{}}}", source.name), &value);
+    }
+    Ok(rendered)
+}
+
+fn value_of<'a>(
+    source: &InputSource,
+    lookup: &impl Fn(&str) -> Option<Option<&'a McallTaskStatus>>,
+    field: &str,
+) -> Result<Option<String>, InputError> {
+    let Some(status) = lookup(&source.task_ref).flatten() else {
+        return Ok(None);
+    };
+    let result = status.result.as_ref();
+    let raw = match source.field {
+        ResultField::Output => result.and_then(|r| r.output.clone()),
+        ResultField::ErrorCode => result.and_then(|r| r.error_code.clone()),
+        ResultField::ErrorMessage => result.and_then(|r| r.error_message.clone()),
+        ResultField::Phase => status.phase.map(|p| p.to_string()),
+        ResultField::StartTime => status.start_time.as_ref().map(|t| t.0.to_string()),
+        ResultField::CompletionTime => status.completion_time.as_ref().map(|t| t.0.to_string()),
+    };
+    let (Some(raw), Some(path)) = (raw.clone(), source.json_path.as_deref()) else {
+        return Ok(raw);
+    };
+    let path = JsonPath::parse(path).map_err(|e| InputError {
+        field: format!("{field}.jsonPath"),
+        message: format!("invalid JSONPath: {e}"),
+    })?;
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(&raw) else {
+        return Ok(None);
+    };
+    Ok(path.query(&json).first().map(|node| match node {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use mcall_generated::{Phase, TaskResult};
+
+    use super::*;
+
+    fn source(name: &str, task: &str, field: ResultField) -> InputSource {
+        InputSource {
+            name: name.into(),
+            task_ref: task.into(),
+            field,
+            json_path: None,
+            default: None,
+        }
+    }
+
+    fn status(output: &str) -> McallTaskStatus {
+        McallTaskStatus {
+            phase: Some(Phase::Succeeded),
+            result: Some(TaskResult {
+                output: Some(output.into()),
+                error_code: Some("0".into()),
+                error_message: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fills_placeholders_from_results_and_json_paths() {
+        let producer = status(r#"{"host": "db-1", "port": 5432}"#);
+        let mut port = source("PORT", "producer", ResultField::Output);
+        port.json_path = Some("$.port".into());
+        let mut host = source("HOST", "producer", ResultField::Output);
+        host.json_path = Some("$.host".into());
+        let phase = source("P", "producer", ResultField::Phase);
+        let out = render(
+            "nc -z ${HOST} ${PORT} # ${P} ${P}",
+            &[port, host, phase],
+            |name| (name == "producer").then_some(Some(&producer)),
+        )
+        .unwrap();
+        assert_eq!(out, "nc -z db-1 5432 # Succeeded Succeeded");
+    }
+
+    #[test]
+    fn a_missing_source_uses_its_default_or_fails_naming_it() {
+        let mut with_default = source("X", "ghost", ResultField::ErrorCode);
+        with_default.default = Some("none".into());
+        assert_eq!(
+            render("x=${X}", &[with_default], |_| None).unwrap(),
+            "x=none"
+        );
+
+        let err = render(
+            "x=${X}",
+            &[source("X", "ghost", ResultField::Output)],
+            |_| None,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "spec.inputSources[0]");
+        assert!(err.message.contains("\"ghost\""), "{err}");
+
+        let not_run_yet = McallTaskStatus::default();
+        let err = render("${X}", &[source("X", "idle", ResultField::Output)], |_| {
+            Some(Some(&not_run_yet))
+        })
+        .unwrap_err();
+        assert!(err.message.contains("not available"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_json_path_names_the_field() {
+        let producer = status("{}");
+        let mut bad = source("X", "producer", ResultField::Output);
+        bad.json_path = Some("$[".into());
+        let err = render("${X}", &[bad], |_| Some(Some(&producer))).unwrap_err();
+        assert_eq!(err.field, "spec.inputSources[0].jsonPath");
+    }
+}
