@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "587177903aeca75ac3cdef370bd9f30e", dir = "../spec"
+    fingerprint = "6c5d89ed3b2cc109bced61e5a1c521e3", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "587177903aeca75ac3cdef370bd9f30e";
+pub const SPEC_FINGERPRINT: &str = "6c5d89ed3b2cc109bced61e5a1c521e3";
 
 pub mod types;
 pub mod mcall_task;

@@ -273,7 +273,7 @@ pub struct McallTaskStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]
     pub input_results: Option<Vec<InputResult>>,
-    /// The last tick a run was started for.
+    /// The last tick that came due, whether it ran, was skipped (Forbid) or was missed; recorded before the run starts, so a tick never runs twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_schedule_time: Option<Time>,
     /// The next tick.
@@ -282,6 +282,13 @@ pub struct McallTaskStatus {
     /// When the last successful run finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_time: Option<Time>,
+    /// The scheduled time (tick or run-now request) of the run in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_run: Option<Time>,
+    /// The last value of the mcall.tz.io/run-now annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub run_now_handled: Option<String>,
     /// Recent runs, bounded by the history limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 200))]

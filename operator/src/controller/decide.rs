@@ -6,6 +6,10 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use mcall_generated::{McallTaskStatus, Phase};
 
+/// Why a `cmd` task outside the operator's command namespaces does not run.
+pub const COMMANDS_NOT_ALLOWED: &str =
+    "cmd tasks are not allowed in this namespace (see the operator's commandNamespaces)";
+
 /// Condition type set while a task waits for its dependencies.
 pub const DEPENDENCIES_READY: &str = "DependenciesReady";
 
@@ -84,9 +88,7 @@ pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
     if observed.commands_forbidden {
         return Decision::Reject {
             reason: "CommandsNotAllowed",
-            message:
-                "cmd tasks are not allowed in this namespace (see the operator's commandNamespaces)"
-                    .into(),
+            message: COMMANDS_NOT_ALLOWED.into(),
         };
     }
 

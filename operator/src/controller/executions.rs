@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use k8s_openapi::jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -24,6 +25,8 @@ pub struct Execution {
 struct Running {
     uid: String,
     generation: i64,
+    /// The scheduled time (tick or run-now request) of a scheduled task's run.
+    scheduled: Option<Timestamp>,
     execution: Execution,
 }
 
@@ -40,8 +43,40 @@ impl Executions {
         map.get(key).filter(|r| r.uid == uid).map(|r| r.generation)
     }
 
+    /// The scheduled time of the run in progress for this task, if one runs here.
+    pub fn scheduled_run_of(&self, key: &TaskKey, uid: &str) -> Option<Timestamp> {
+        let map = self.inner.lock().expect("not poisoned");
+        map.get(key)
+            .filter(|r| r.uid == uid)
+            .and_then(|r| r.scheduled)
+    }
+
     /// Registers a new execution, cancelling the one it replaces.
     pub fn start(&self, key: TaskKey, uid: &str, generation: i64) -> Execution {
+        self.register(key, uid, generation, None, true)
+    }
+
+    /// Registers a scheduled run. With `cancel_previous` false (concurrency policy Allow) the run
+    /// in progress keeps going, untracked: it reports only its history record.
+    pub fn start_scheduled(
+        &self,
+        key: TaskKey,
+        uid: &str,
+        generation: i64,
+        scheduled: Timestamp,
+        cancel_previous: bool,
+    ) -> Execution {
+        self.register(key, uid, generation, Some(scheduled), cancel_previous)
+    }
+
+    fn register(
+        &self,
+        key: TaskKey,
+        uid: &str,
+        generation: i64,
+        scheduled: Option<Timestamp>,
+        cancel_previous: bool,
+    ) -> Execution {
         let execution = Execution {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             token: CancellationToken::new(),
@@ -49,14 +84,15 @@ impl Executions {
         let running = Running {
             uid: uid.to_owned(),
             generation,
+            scheduled,
             execution: execution.clone(),
         };
-        if let Some(previous) = self
+        let previous = self
             .inner
             .lock()
             .expect("not poisoned")
-            .insert(key, running)
-        {
+            .insert(key, running);
+        if let Some(previous) = previous.filter(|_| cancel_previous) {
             previous.execution.token.cancel();
         }
         execution

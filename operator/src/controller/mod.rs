@@ -4,6 +4,8 @@ pub mod decide;
 mod environment;
 mod executions;
 mod reconcile;
+mod run;
+mod scheduled;
 pub mod status;
 
 use std::sync::Arc;

@@ -1,21 +1,20 @@
-//! Act on a decision: write status, publish Events, start or cancel executions.
+//! The reconcile entry point and the one-shot path: decide (pure), then act on the decision.
+//! Scheduled tasks branch off to `scheduled`; starting and reporting runs lives in `run`.
 
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
-use mcall_engine::{EngineEvent, TaskPlan, Verdict};
-use mcall_generated::{McallTask, McallTaskSpec, McallTaskStatus, Phase};
-use serde_json::json;
+use kube::{Api, ResourceExt};
+use mcall_engine::TaskPlan;
+use mcall_generated::{McallTask, McallTaskSpec, Phase};
 
 use super::decide::{Decision, Observed, Policy, decide};
-use super::executions::Execution;
-use super::{Context, FIELD_MANAGER, FINALIZER, TaskKey, environment, status};
+use super::run::{RunKind, publish, start, write_status};
+use super::{Context, FINALIZER, TaskKey, scheduled, status};
 use crate::request::{ResolvedEnvironment, task_request};
 use crate::{Error, Result};
 
@@ -68,6 +67,20 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
         Ok(p) => (None, p.uses_commands()),
         Err(e) => (Some(e.to_string()), false),
     };
+    if task.spec.schedule.is_some() {
+        let rejection = match (
+            &invalid_spec,
+            uses_commands && !ctx.config.commands.allows(&key.namespace),
+        ) {
+            (Some(message), _) => Some(("InvalidSpec", message.clone())),
+            (None, true) => Some((
+                "CommandsNotAllowed",
+                super::decide::COMMANDS_NOT_ALLOWED.to_owned(),
+            )),
+            (None, false) => None,
+        };
+        return scheduled::apply(ctx, api, task, key, uid, generation, now, rejection).await;
+    }
     let observed = Observed {
         generation,
         status: task.status.as_ref(),
@@ -129,11 +142,11 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
             publish(ctx, &task, EventType::Warning, "Interrupted", message).await;
             Ok(Action::await_change())
         }
-        Decision::Start => start(ctx, api, task, key, uid, generation).await,
+        Decision::Start => start(ctx, api, task, key, uid, generation, RunKind::OneShot).await,
     }
 }
 
-async fn reject(
+pub(super) async fn reject(
     ctx: &Context,
     api: &Api<McallTask>,
     task: &McallTask,
@@ -153,187 +166,9 @@ async fn reject(
     Ok(())
 }
 
-async fn start(
-    ctx: &Arc<Context>,
-    api: &Api<McallTask>,
-    task: Arc<McallTask>,
-    key: TaskKey,
-    uid: String,
-    generation: i64,
-) -> Result<Action> {
-    let (spec, _) = rendered_spec(ctx, &task);
-    let resolved = match environment::resolve(&ctx.client, &key.namespace, &spec).await {
-        Ok(resolved) => resolved,
-        Err(message) => {
-            reject(ctx, api, &task, "InvalidSpec", &message).await?;
-            return Ok(Action::await_change());
-        }
-    };
-    let plan = match TaskPlan::compile(task_request(&spec, resolved)) {
-        Ok(plan) => plan,
-        Err(e) => {
-            reject(ctx, api, &task, "InvalidSpec", &e.to_string()).await?;
-            return Ok(Action::await_change());
-        }
-    };
-    // Registered before the Running status is written, so the reconcile that write triggers
-    // sees the execution as ours and leaves it alone.
-    let execution = ctx.executions.start(key.clone(), &uid, generation);
-    let running = status::running(task.status.as_ref(), generation, Timestamp::now());
-    if let Err(e) = write_status(api, &key.name, &running).await {
-        ctx.executions.finish(&key, &execution);
-        return Err(e);
-    }
-    publish(
-        ctx,
-        &task,
-        EventType::Normal,
-        "Started",
-        &format!("running {} input(s)", plan.inputs().len()),
-    )
-    .await;
-    tracing::info!(
-        namespace = key.namespace,
-        name = key.name,
-        generation,
-        "execution started"
-    );
-    tokio::spawn(execute(
-        ctx.clone(),
-        api.clone(),
-        task,
-        key,
-        uid,
-        generation,
-        plan,
-        execution,
-    ));
-    Ok(Action::await_change())
-}
-
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the spawned execution owns everything it reports with"
-)]
-async fn execute(
-    ctx: Arc<Context>,
-    api: Api<McallTask>,
-    task: Arc<McallTask>,
-    key: TaskKey,
-    uid: String,
-    generation: i64,
-    plan: TaskPlan,
-    execution: Execution,
-) {
-    let permit = tokio::select! {
-        permit = ctx.slots.clone().acquire_owned() => permit.ok(),
-        () = execution.token.cancelled() => None,
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<EngineEvent>();
-    let retry_reporter = {
-        let (ctx, api, task, key) = (ctx.clone(), api.clone(), task.clone(), key.clone());
-        tokio::spawn(async move {
-            while let Some(EngineEvent::Retrying {
-                attempt,
-                at,
-                reason,
-            }) = rx.recv().await
-            {
-                let at = Timestamp::try_from(at).unwrap_or_else(|_| Timestamp::now());
-                if let Ok(Some(latest)) = api.get_opt(&key.name).await
-                    && let Some(current) = latest
-                        .status
-                        .as_ref()
-                        .filter(|s| s.phase == Some(Phase::Running))
-                {
-                    let _ = write_status(
-                        &api,
-                        &key.name,
-                        &status::retrying(current, attempt, at, &reason),
-                    )
-                    .await;
-                }
-                publish(
-                    &ctx,
-                    &task,
-                    EventType::Warning,
-                    "Retrying",
-                    &format!("attempt {attempt} after: {reason}"),
-                )
-                .await;
-            }
-        })
-    };
-    let observer = move |event: EngineEvent| {
-        let _ = tx.send(event);
-    };
-    let outcome = if permit.is_some() {
-        mcall_engine::execute(&plan, &ctx.limits, execution.token.clone(), &observer).await
-    } else {
-        cancelled_before_start()
-    };
-    drop(observer);
-    let _ = retry_reporter.await;
-    drop(permit);
-
-    // A newer execution (spec changed) or a deletion took over: this outcome is stale.
-    if !ctx.executions.is_current(&key, &execution) {
-        return;
-    }
-    let report = async {
-        let latest = api.get_opt(&key.name).await.map_err(|source| Error::Kube {
-            op: "reading the task",
-            source,
-        })?;
-        let Some(latest) = latest.filter(|t| t.uid().as_deref() == Some(uid.as_str())) else {
-            return Ok(());
-        };
-        let mut outcome = outcome;
-        if outcome.verdict == Verdict::Cancelled && ctx.shutdown.is_cancelled() {
-            outcome.error_message =
-                Some("cancelled: the operator shut down before the execution finished".into());
-        }
-        let next = status::finished(
-            latest.status.as_ref(),
-            generation,
-            &outcome,
-            Timestamp::now(),
-        );
-        write_status(&api, &key.name, &next).await?;
-        let (kind, reason) = match outcome.verdict {
-            Verdict::Succeeded => (EventType::Normal, "Succeeded"),
-            _ => (EventType::Warning, "Failed"),
-        };
-        let note = next.message.clone().unwrap_or_default();
-        publish(&ctx, &latest, kind, reason, &note).await;
-        tracing::info!(namespace = key.namespace, name = key.name, generation, verdict = ?outcome.verdict, "execution finished");
-        Ok::<_, Error>(())
-    };
-    if let Err(e) = report.await {
-        tracing::warn!(namespace = key.namespace, name = key.name, error = %e, "reporting the outcome failed");
-    }
-    ctx.executions.finish(&key, &execution);
-}
-
-/// The outcome of an execution cancelled while it waited for a slot.
-fn cancelled_before_start() -> mcall_engine::TaskOutcome {
-    mcall_engine::TaskOutcome {
-        verdict: Verdict::Cancelled,
-        output: String::new(),
-        error_code: Some("Cancelled".into()),
-        error_message: Some("cancelled before it started".into()),
-        http_status: None,
-        started_at: std::time::SystemTime::now(),
-        duration: std::time::Duration::ZERO,
-        retries: 0,
-        last_retry_at: None,
-        inputs: Vec::new(),
-    }
-}
-
 /// The spec with `inputTemplate` filled from `inputSources` (read from the cache), or the spec
 /// as written and why it could not be filled.
-fn rendered_spec(ctx: &Context, task: &McallTask) -> (McallTaskSpec, Option<String>) {
+pub(super) fn rendered_spec(ctx: &Context, task: &McallTask) -> (McallTaskSpec, Option<String>) {
     let mut spec = task.spec.clone();
     let Some(template) = &task.spec.input_template else {
         return (spec, None);
@@ -366,7 +201,7 @@ fn rendered_spec(ctx: &Context, task: &McallTask) -> (McallTaskSpec, Option<Stri
     }
 }
 
-fn dependency_phases(ctx: &Context, task: &McallTask) -> Vec<(String, Option<Phase>)> {
+pub(super) fn dependency_phases(ctx: &Context, task: &McallTask) -> Vec<(String, Option<Phase>)> {
     let namespace = task.namespace().unwrap_or_default();
     task.spec
         .dependencies
@@ -385,33 +220,4 @@ fn dependency_phases(ctx: &Context, task: &McallTask) -> Vec<(String, Option<Pha
             (name.clone(), phase)
         })
         .collect()
-}
-
-async fn write_status(api: &Api<McallTask>, name: &str, status: &McallTaskStatus) -> Result<()> {
-    let patch = json!({ "apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "status": status });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::Kube {
-        op: "writing the task status",
-        source,
-    })?;
-    Ok(())
-}
-
-/// Events are best effort: a failure to record one is logged, never fails the reconcile.
-async fn publish(ctx: &Context, task: &McallTask, type_: EventType, reason: &str, note: &str) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(status::truncate(note, 1000)),
-        action: "Execute".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &task.object_ref(&())).await {
-        tracing::debug!(name = task.name_any(), error = %e, "recording an Event failed");
-    }
 }

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use mcall_engine::{TaskOutcome, Verdict};
 use mcall_generated::{
-    Condition, ConditionStatus, InputResult, McallTaskStatus, Phase, TaskResult,
+    Condition, ConditionStatus, InputResult, McallTaskStatus, Phase, RunRecord, TaskResult,
 };
 
 use super::decide::DEPENDENCIES_READY;
@@ -255,6 +255,160 @@ pub fn finished(
         ConditionStatus::False
     };
     set_condition(&mut s, READY, ready, reason, &message, generation, now);
+    s
+}
+
+/// How many runs `status.history` keeps, per outcome (`spec.*RunsHistoryLimit`).
+#[derive(Clone, Copy, Debug)]
+pub struct HistoryLimits {
+    pub successful: i64,
+    pub failed: i64,
+}
+
+fn push_history(status: &mut McallTaskStatus, record: RunRecord, limits: HistoryLimits) {
+    let mut history = status.history.take().unwrap_or_default();
+    history.push(record);
+    crate::schedule::trim_history(&mut history, limits.successful, limits.failed);
+    status.history = (!history.is_empty()).then_some(history);
+}
+
+/// A scheduled run starts: its tick (and the run-now value it answers) is recorded with it, in
+/// the same write, so the tick never runs twice.
+pub fn scheduled_running(
+    previous: Option<&McallTaskStatus>,
+    generation: i64,
+    now: Timestamp,
+    scheduled: Timestamp,
+    tick: Option<Timestamp>,
+    run_now: Option<&str>,
+    next: Option<Timestamp>,
+) -> McallTaskStatus {
+    let mut s = running(previous, generation, now);
+    if let Some(tick) = tick {
+        s.last_schedule_time = Some(Time(tick));
+    }
+    if let Some(value) = run_now {
+        s.run_now_handled = Some(value.to_owned());
+    }
+    s.current_run = Some(Time(scheduled));
+    s.next_schedule_time = next.map(Time);
+    s.message = Some(format!("running the run scheduled for {scheduled}"));
+    s
+}
+
+/// A due tick that does not run: `Skipped` (Forbid while a run is active, or a dependency not
+/// Succeeded) or `Missed` (later than startingDeadlineSeconds). Recorded in the history.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is a distinct part of the record"
+)]
+pub fn tick_not_run(
+    previous: Option<&McallTaskStatus>,
+    generation: i64,
+    tick: Timestamp,
+    code: &str,
+    message: &str,
+    next: Option<Timestamp>,
+    limits: HistoryLimits,
+) -> McallTaskStatus {
+    let mut s = previous.cloned().unwrap_or_default();
+    s.observed_generation = Some(generation);
+    s.last_schedule_time = Some(Time(tick));
+    s.next_schedule_time = next.map(Time);
+    if s.phase.is_none() {
+        s.phase = Some(Phase::Pending);
+    }
+    s.message = Some(truncate(&format!("tick {tick} not run: {message}"), 1024));
+    let record = RunRecord {
+        scheduled_time: Time(tick),
+        start_time: None,
+        completion_time: None,
+        phase: Phase::Skipped,
+        error_code: Some(code.to_owned()),
+        output: Some(truncate(message, 1024)),
+    };
+    push_history(&mut s, record, limits);
+    s
+}
+
+/// The record of a finished scheduled run.
+pub fn run_record(
+    scheduled: Timestamp,
+    outcome: &TaskOutcome,
+    code: Option<String>,
+    now: Timestamp,
+) -> RunRecord {
+    RunRecord {
+        scheduled_time: Time(scheduled),
+        start_time: Timestamp::try_from(outcome.started_at).ok().map(Time),
+        completion_time: Some(Time(now)),
+        phase: match outcome.verdict {
+            Verdict::Succeeded => Phase::Succeeded,
+            _ => Phase::Failed,
+        },
+        error_code: code,
+        output: Some(truncate(&outcome.output, 1024)),
+    }
+}
+
+/// A scheduled run finished: the status of `finished`, the run in the history, and, on success,
+/// `lastSuccessfulTime`. `phase` reflects the last run; the task keeps running on schedule.
+pub fn scheduled_finished(
+    previous: Option<&McallTaskStatus>,
+    generation: i64,
+    outcome: &TaskOutcome,
+    now: Timestamp,
+    scheduled: Timestamp,
+    limits: HistoryLimits,
+) -> McallTaskStatus {
+    let mut s = finished(previous, generation, outcome, now);
+    if outcome.verdict == Verdict::Succeeded {
+        s.last_successful_time = Some(Time(now));
+    }
+    s.current_run = None;
+    let code = s.result.as_ref().and_then(|r| r.error_code.clone());
+    push_history(&mut s, run_record(scheduled, outcome, code, now), limits);
+    s
+}
+
+/// A run of `Allow` that was overtaken by a newer one: only its history record is added.
+pub fn overtaken_run_finished(
+    previous: &McallTaskStatus,
+    outcome: &TaskOutcome,
+    now: Timestamp,
+    scheduled: Timestamp,
+    limits: HistoryLimits,
+) -> McallTaskStatus {
+    let mut s = previous.clone();
+    push_history(
+        &mut s,
+        run_record(scheduled, outcome, outcome.error_code.clone(), now),
+        limits,
+    );
+    s
+}
+
+/// A scheduled run was interrupted by an operator restart: recorded as failed; the schedule goes on.
+pub fn scheduled_interrupted(
+    previous: &McallTaskStatus,
+    generation: i64,
+    message: &str,
+    now: Timestamp,
+    limits: HistoryLimits,
+) -> McallTaskStatus {
+    let mut s = failed(Some(previous), generation, "Interrupted", message, now);
+    if let Some(scheduled) = previous.current_run.clone() {
+        let record = RunRecord {
+            scheduled_time: scheduled,
+            start_time: previous.start_time.clone(),
+            completion_time: Some(Time(now)),
+            phase: Phase::Failed,
+            error_code: Some("Interrupted".into()),
+            output: None,
+        };
+        push_history(&mut s, record, limits);
+    }
+    s.current_run = None;
     s
 }
 

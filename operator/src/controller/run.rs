@@ -1,0 +1,348 @@
+//! Start an execution and report its outcome: status, history, Events. Shared by one-shot and
+//! scheduled tasks.
+
+use std::sync::Arc;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::{Api, Resource, ResourceExt};
+use mcall_engine::{EngineEvent, TaskPlan, Verdict};
+use mcall_generated::{McallTask, McallTaskStatus, Phase};
+use serde_json::json;
+
+use super::executions::Execution;
+use super::reconcile::{reject, rendered_spec};
+use super::status::HistoryLimits;
+use super::{Context, FIELD_MANAGER, TaskKey, environment, status};
+use crate::request::task_request;
+use crate::{Error, Result};
+
+/// What a run is for.
+#[derive(Clone, Debug)]
+pub(super) enum RunKind {
+    /// A one-shot task's run for its current generation.
+    OneShot,
+    /// A scheduled task's run for a tick or a run-now request.
+    Scheduled {
+        scheduled: Timestamp,
+        tick: Option<Timestamp>,
+        run_now: Option<String>,
+        next: Option<Timestamp>,
+        /// False for `Allow`: the run in progress keeps going.
+        cancel_previous: bool,
+        limits: HistoryLimits,
+    },
+}
+
+pub(super) async fn start(
+    ctx: &Arc<Context>,
+    api: &Api<McallTask>,
+    task: Arc<McallTask>,
+    key: TaskKey,
+    uid: String,
+    generation: i64,
+    kind: RunKind,
+) -> Result<Action> {
+    let (spec, _) = rendered_spec(ctx, &task);
+    let resolved = match environment::resolve(&ctx.client, &key.namespace, &spec).await {
+        Ok(resolved) => resolved,
+        Err(message) => {
+            reject(ctx, api, &task, "InvalidSpec", &message).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let plan = match TaskPlan::compile(task_request(&spec, resolved)) {
+        Ok(plan) => plan,
+        Err(e) => {
+            reject(ctx, api, &task, "InvalidSpec", &e.to_string()).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    // Registered before the Running status is written, so the reconcile that write triggers
+    // sees the execution as ours and leaves it alone.
+    let now = Timestamp::now();
+    let (execution, running, precondition) = match &kind {
+        RunKind::OneShot => {
+            let running = status::running(task.status.as_ref(), generation, now);
+            (
+                ctx.executions.start(key.clone(), &uid, generation),
+                running,
+                None,
+            )
+        }
+        RunKind::Scheduled {
+            scheduled,
+            tick,
+            run_now,
+            next,
+            cancel_previous,
+            ..
+        } => {
+            let running = status::scheduled_running(
+                task.status.as_ref(),
+                generation,
+                now,
+                *scheduled,
+                *tick,
+                run_now.as_deref(),
+                *next,
+            );
+            let execution = ctx.executions.start_scheduled(
+                key.clone(),
+                &uid,
+                generation,
+                *scheduled,
+                *cancel_previous,
+            );
+            // The tick is claimed with optimistic concurrency: if the object changed since we read
+            // it (another replica, or our own earlier write), the claim fails and we decide again.
+            (execution, running, task.resource_version())
+        }
+    };
+    match write_status_if(api, &key.name, &running, precondition.as_deref()).await {
+        Ok(()) => {}
+        Err(Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 409 => {
+            ctx.executions.finish(&key, &execution);
+            return Ok(Action::requeue(std::time::Duration::from_millis(50)));
+        }
+        Err(e) => {
+            ctx.executions.finish(&key, &execution);
+            return Err(e);
+        }
+    }
+    publish(
+        ctx,
+        &task,
+        EventType::Normal,
+        "Started",
+        &format!("running {} input(s)", plan.inputs().len()),
+    )
+    .await;
+    tracing::info!(
+        namespace = key.namespace,
+        name = key.name,
+        generation,
+        "execution started"
+    );
+    tokio::spawn(execute(
+        ctx.clone(),
+        api.clone(),
+        task,
+        key,
+        uid,
+        generation,
+        plan,
+        execution,
+        kind,
+    ));
+    Ok(Action::await_change())
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the spawned execution owns everything it reports with"
+)]
+async fn execute(
+    ctx: Arc<Context>,
+    api: Api<McallTask>,
+    task: Arc<McallTask>,
+    key: TaskKey,
+    uid: String,
+    generation: i64,
+    plan: TaskPlan,
+    execution: Execution,
+    kind: RunKind,
+) {
+    let permit = tokio::select! {
+        permit = ctx.slots.clone().acquire_owned() => permit.ok(),
+        () = execution.token.cancelled() => None,
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<EngineEvent>();
+    let retry_reporter = {
+        let (ctx, api, task, key) = (ctx.clone(), api.clone(), task.clone(), key.clone());
+        tokio::spawn(async move {
+            while let Some(EngineEvent::Retrying {
+                attempt,
+                at,
+                reason,
+            }) = rx.recv().await
+            {
+                let at = Timestamp::try_from(at).unwrap_or_else(|_| Timestamp::now());
+                if let Ok(Some(latest)) = api.get_opt(&key.name).await
+                    && let Some(current) = latest
+                        .status
+                        .as_ref()
+                        .filter(|s| s.phase == Some(Phase::Running))
+                {
+                    let _ = write_status(
+                        &api,
+                        &key.name,
+                        &status::retrying(current, attempt, at, &reason),
+                    )
+                    .await;
+                }
+                publish(
+                    &ctx,
+                    &task,
+                    EventType::Warning,
+                    "Retrying",
+                    &format!("attempt {attempt} after: {reason}"),
+                )
+                .await;
+            }
+        })
+    };
+    let observer = move |event: EngineEvent| {
+        let _ = tx.send(event);
+    };
+    let outcome = if permit.is_some() {
+        mcall_engine::execute(&plan, &ctx.limits, execution.token.clone(), &observer).await
+    } else {
+        cancelled_before_start()
+    };
+    drop(observer);
+    let _ = retry_reporter.await;
+    drop(permit);
+
+    // A newer execution (spec changed, Replace, Allow) or a deletion took over: the task's status
+    // belongs to the newer one. A scheduled run still leaves its record in the history.
+    if !ctx.executions.is_current(&key, &execution) {
+        if let RunKind::Scheduled {
+            scheduled, limits, ..
+        } = &kind
+            && let Ok(Some(latest)) = api.get_opt(&key.name).await
+            && latest.uid().as_deref() == Some(uid.as_str())
+            && latest.metadata.deletion_timestamp.is_none()
+        {
+            let previous = latest.status.clone().unwrap_or_default();
+            let next = status::overtaken_run_finished(
+                &previous,
+                &outcome,
+                Timestamp::now(),
+                *scheduled,
+                *limits,
+            );
+            let _ = write_status(&api, &key.name, &next).await;
+        }
+        return;
+    }
+    let report = async {
+        let latest = api.get_opt(&key.name).await.map_err(|source| Error::Kube {
+            op: "reading the task",
+            source,
+        })?;
+        let Some(latest) = latest.filter(|t| t.uid().as_deref() == Some(uid.as_str())) else {
+            return Ok(());
+        };
+        let mut outcome = outcome;
+        if outcome.verdict == Verdict::Cancelled && ctx.shutdown.is_cancelled() {
+            outcome.error_message =
+                Some("cancelled: the operator shut down before the execution finished".into());
+        }
+        let next = match &kind {
+            RunKind::OneShot => status::finished(
+                latest.status.as_ref(),
+                generation,
+                &outcome,
+                Timestamp::now(),
+            ),
+            RunKind::Scheduled {
+                scheduled, limits, ..
+            } => status::scheduled_finished(
+                latest.status.as_ref(),
+                generation,
+                &outcome,
+                Timestamp::now(),
+                *scheduled,
+                *limits,
+            ),
+        };
+        write_status(&api, &key.name, &next).await?;
+        let (kind, reason) = match outcome.verdict {
+            Verdict::Succeeded => (EventType::Normal, "Succeeded"),
+            _ => (EventType::Warning, "Failed"),
+        };
+        let note = next.message.clone().unwrap_or_default();
+        publish(&ctx, &latest, kind, reason, &note).await;
+        tracing::info!(namespace = key.namespace, name = key.name, generation, verdict = ?outcome.verdict, "execution finished");
+        Ok::<_, Error>(())
+    };
+    if let Err(e) = report.await {
+        tracing::warn!(namespace = key.namespace, name = key.name, error = %e, "reporting the outcome failed");
+    }
+    ctx.executions.finish(&key, &execution);
+}
+
+/// The outcome of an execution cancelled while it waited for a slot.
+fn cancelled_before_start() -> mcall_engine::TaskOutcome {
+    mcall_engine::TaskOutcome {
+        verdict: Verdict::Cancelled,
+        output: String::new(),
+        error_code: Some("Cancelled".into()),
+        error_message: Some("cancelled before it started".into()),
+        http_status: None,
+        started_at: std::time::SystemTime::now(),
+        duration: std::time::Duration::ZERO,
+        retries: 0,
+        last_retry_at: None,
+        inputs: Vec::new(),
+    }
+}
+
+pub(super) async fn write_status(
+    api: &Api<McallTask>,
+    name: &str,
+    status: &McallTaskStatus,
+) -> Result<()> {
+    write_status_if(api, name, status, None).await
+}
+
+/// Writes the status; with `resource_version`, only if the object is still at that version.
+pub(super) async fn write_status_if(
+    api: &Api<McallTask>,
+    name: &str,
+    status: &McallTaskStatus,
+    resource_version: Option<&str>,
+) -> Result<()> {
+    let mut patch =
+        json!({ "apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "status": status });
+    if let Some(version) = resource_version {
+        patch["metadata"] = json!({ "resourceVersion": version });
+    }
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::Kube {
+        op: "writing the task status",
+        source,
+    })?;
+    Ok(())
+}
+
+/// Events are best effort: a failure to record one is logged, never fails the reconcile.
+pub(super) async fn publish(
+    ctx: &Context,
+    task: &McallTask,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(status::truncate(note, 1000)),
+        action: "Execute".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &task.object_ref(&())).await {
+        tracing::debug!(name = task.name_any(), error = %e, "recording an Event failed");
+    }
+}

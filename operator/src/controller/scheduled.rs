@@ -1,0 +1,250 @@
+//! Scheduled tasks: a tick (or a run-now request) at a time, exactly once. The decision is the
+//! pure `crate::schedule::decide`; this module acts on it and sleeps until the next tick.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use mcall_generated::{McallTask, Phase};
+
+use super::reconcile::{dependency_phases, reject};
+use super::run::{RunKind, publish, start, write_status, write_status_if};
+use super::status::{self, HistoryLimits, READY};
+use super::{Context, TaskKey};
+use crate::Result;
+use crate::schedule::{self, ActiveRunAction, RunNowRequest, Schedule, ScheduleInput, TickVerdict};
+
+const INTERRUPTED: &str = "the operator stopped while this run was in progress; it is recorded as failed and not re-run, so a command never runs twice";
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the reconcile's facts, passed through"
+)]
+pub(super) async fn apply(
+    ctx: &Arc<Context>,
+    api: &Api<McallTask>,
+    task: Arc<McallTask>,
+    key: TaskKey,
+    uid: String,
+    generation: i64,
+    now: Timestamp,
+    rejection: Option<(&'static str, String)>,
+) -> Result<Action> {
+    let spec = &task.spec;
+    let expression = spec.schedule.as_deref().unwrap_or_default();
+    let parsed = Schedule::parse(expression, spec.time_zone.as_deref());
+    let rejection = match &parsed {
+        Err(e) => Some(("InvalidSchedule", e.to_string())),
+        Ok(_) => rejection,
+    };
+    if let Some((reason, message)) = rejection {
+        if !already_rejected(&task, generation, reason) {
+            reject(ctx, api, &task, reason, &message).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    let schedule = parsed.expect("checked above");
+    let limits = HistoryLimits {
+        successful: spec.successful_runs_history_limit,
+        failed: spec.failed_runs_history_limit,
+    };
+    let status = task.status.as_ref();
+    let active = ctx.executions.scheduled_run_of(&key, &uid);
+
+    if let Some(s) = status
+        && s.phase == Some(Phase::Running)
+        && active.is_none()
+        && s.current_run.is_some()
+    {
+        write_status(
+            api,
+            &key.name,
+            &status::scheduled_interrupted(s, generation, INTERRUPTED, now, limits),
+        )
+        .await?;
+        publish(ctx, &task, EventType::Warning, "Interrupted", INTERRUPTED).await;
+        return Ok(Action::await_change());
+    }
+
+    let annotation = task
+        .annotations()
+        .get(schedule::RUN_NOW_ANNOTATION)
+        .map(String::as_str);
+    let input = ScheduleInput {
+        schedule: &schedule,
+        now,
+        created: task
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(now, |t| t.0),
+        suspend: spec.suspend,
+        concurrency_policy: spec.concurrency_policy,
+        starting_deadline_seconds: spec.starting_deadline_seconds,
+        last_schedule_time: status
+            .and_then(|s| s.last_schedule_time.as_ref())
+            .map(|t| t.0),
+        active_run: active,
+        run_now: RunNowRequest {
+            requested: annotation,
+            handled: status.and_then(|s| s.run_now_handled.as_deref()),
+        },
+    };
+    let decision = schedule::decide(&input);
+    tracing::debug!(
+        namespace = key.namespace,
+        name = key.name,
+        ?decision,
+        "schedule decided"
+    );
+    // Sleep exactly until the next tick: no polling.
+    let action = decision.requeue_at.map_or_else(Action::await_change, |at| {
+        Action::requeue(Duration::try_from(at.duration_since(now)).unwrap_or_default())
+    });
+
+    if let Some(run) = decision.run {
+        if let Some(unmet) = unmet_dependency(ctx, &task) {
+            let next = status::tick_not_run(
+                status,
+                generation,
+                run.scheduled_time,
+                "Skipped",
+                &unmet,
+                decision.next_schedule_time,
+                limits,
+            );
+            let mut next = next;
+            if let Some(value) = &run.run_now {
+                next.run_now_handled = Some(value.clone());
+            }
+            claim(api, &task, &next).await?;
+            publish(ctx, &task, EventType::Warning, "Skipped", &unmet).await;
+            return Ok(action);
+        }
+        if run.active == ActiveRunAction::Cancel {
+            tracing::info!(
+                namespace = key.namespace,
+                name = key.name,
+                "replacing the run in progress"
+            );
+        }
+        let kind = RunKind::Scheduled {
+            scheduled: run.scheduled_time,
+            tick: run.tick,
+            run_now: run.run_now,
+            next: decision.next_schedule_time,
+            cancel_previous: run.active != ActiveRunAction::LeaveRunning,
+            limits,
+        };
+        let started = start(ctx, api, task, key, uid, generation, kind).await?;
+        // A lost claim (409) asks to decide again soon; otherwise wake at the next tick.
+        return Ok(if started == Action::await_change() {
+            action
+        } else {
+            started
+        });
+    }
+
+    if let Some(tick) = decision.tick {
+        let (code, message) = match tick.verdict {
+            TickVerdict::Skipped => (
+                "Skipped",
+                "the previous run is still in progress (concurrencyPolicy Forbid)".to_owned(),
+            ),
+            TickVerdict::Missed { late } => (
+                "Missed",
+                format!(
+                    "started {}s late, past startingDeadlineSeconds",
+                    late.as_secs()
+                ),
+            ),
+            TickVerdict::Run => unreachable!("a tick to run comes with a run"),
+        };
+        let next = status::tick_not_run(
+            status,
+            generation,
+            tick.time,
+            code,
+            &message,
+            decision.next_schedule_time,
+            limits,
+        );
+        claim(api, &task, &next).await?;
+        publish(
+            ctx,
+            &task,
+            EventType::Warning,
+            code,
+            &format!("tick {}: {message}", tick.time),
+        )
+        .await;
+        return Ok(action);
+    }
+
+    // Nothing due: keep nextScheduleTime current, and say when the first run comes.
+    let mut next = status.cloned().unwrap_or_default();
+    next.next_schedule_time = decision.next_schedule_time.map(Time);
+    next.observed_generation = Some(generation);
+    if next.phase.is_none() || next.phase == Some(Phase::Pending) {
+        next.phase = Some(Phase::Pending);
+        next.message = Some(match (spec.suspend, decision.next_schedule_time) {
+            (true, _) => "suspended".to_owned(),
+            (false, Some(at)) => format!("scheduled; next run at {at}"),
+            (false, None) => "the schedule has no further ticks".to_owned(),
+        });
+    }
+    if status != Some(&next) {
+        write_status(api, &key.name, &next).await?;
+    }
+    Ok(action)
+}
+
+/// Records a decided tick with optimistic concurrency, so two writers never both claim it; a
+/// conflict is left to the next reconcile, which sees the tick already recorded.
+async fn claim(
+    api: &Api<McallTask>,
+    task: &McallTask,
+    next: &mcall_generated::McallTaskStatus,
+) -> Result<()> {
+    match write_status_if(
+        api,
+        &task.name_any(),
+        next,
+        task.resource_version().as_deref(),
+    )
+    .await
+    {
+        Err(crate::Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 409 => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether the task was already failed for this generation for `reason` (no repeated writes).
+fn already_rejected(task: &McallTask, generation: i64, reason: &str) -> bool {
+    task.status.as_ref().is_some_and(|s| {
+        s.observed_generation == Some(generation)
+            && s.phase == Some(Phase::Failed)
+            && s.conditions
+                .iter()
+                .flatten()
+                .any(|c| c.r#type == READY && c.reason == reason)
+    })
+}
+
+/// The first dependency that has not Succeeded, for a scheduled run (dependencies gate each run).
+fn unmet_dependency(ctx: &Context, task: &McallTask) -> Option<String> {
+    dependency_phases(ctx, task)
+        .into_iter()
+        .find_map(|(name, phase)| match phase {
+            Some(Phase::Succeeded) => None,
+            Some(p) => Some(format!("dependency {name} is {p}")),
+            None => Some(format!("dependency {name} does not exist")),
+        })
+}

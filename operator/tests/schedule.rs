@@ -1,0 +1,283 @@
+//! Scheduled tasks through the operator on the real control plane: repeated runs with bounded
+//! history, Forbid and Replace, run-now, invalid schedules, and exactly-once across a crash.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use kube::api::{Patch, PatchParams};
+use mcall_generated::{McallTaskStatus, Phase};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const T: Duration = Duration::from_secs(40);
+
+fn history(status: &McallTaskStatus) -> Vec<(String, Phase, Option<String>)> {
+    status
+        .history
+        .iter()
+        .flatten()
+        .map(|r| {
+            (
+                r.scheduled_time.0.to_string(),
+                r.phase,
+                r.error_code.clone(),
+            )
+        })
+        .collect()
+}
+
+/// A loopback HTTP server that counts requests: the ground truth of how often a task ran.
+async fn counter() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                seen.fetch_add(1, Ordering::SeqCst);
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    (port, hits)
+}
+
+#[tokio::test]
+async fn every_two_seconds_runs_repeatedly_with_history_trimmed() {
+    let env = test_env("sched-every").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "ticker",
+        json!({"type": "cmd", "input": "date +%s", "schedule": "@every 2s",
+        "successfulRunsHistoryLimit": 2, "failedRunsHistoryLimit": 1}),
+    )
+    .await;
+    let task = wait_for(&env, "ticker", T, "three runs", |s| {
+        s.last_successful_time.is_some()
+            && s.history.as_ref().is_some_and(|h| h.len() == 2)
+            && s.retry_count.is_some()
+    })
+    .await;
+    // Let at least one more tick pass: the history stays at the limit.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = env.tasks.get("ticker").await.unwrap().status.unwrap();
+    let runs = history(&status);
+    assert_eq!(
+        runs.len(),
+        2,
+        "trimmed to successfulRunsHistoryLimit: {runs:?}"
+    );
+    assert!(runs.iter().all(|(_, phase, _)| *phase == Phase::Succeeded));
+    assert_ne!(runs[0].0, runs[1].0, "each run has its own tick");
+    let last = status.last_schedule_time.unwrap().0;
+    let next = status.next_schedule_time.unwrap().0;
+    assert_eq!(
+        next.duration_since(last).as_secs(),
+        2,
+        "next tick is one interval after the last"
+    );
+    assert!(task.status.unwrap().phase.is_some());
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn forbid_skips_overlapping_ticks_and_replace_cancels_the_running_one() {
+    let env = test_env("sched-policy").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "forbid",
+        json!({"type": "cmd", "input": "sleep 5", "schedule": "@every 1s", "timeout": 60,
+        "concurrencyPolicy": "Forbid", "failedRunsHistoryLimit": 10}),
+    )
+    .await;
+    create_task(
+        &env,
+        "replace",
+        json!({"type": "cmd", "input": "sleep 30", "schedule": "@every 2s", "timeout": 60,
+        "concurrencyPolicy": "Replace", "failedRunsHistoryLimit": 10}),
+    )
+    .await;
+    let forbid = wait_for(&env, "forbid", T, "skipped ticks", |s| {
+        history(s)
+            .iter()
+            .filter(|(_, _, code)| code.as_deref() == Some("Skipped"))
+            .count()
+            >= 2
+    })
+    .await;
+    assert_eq!(
+        forbid.status.unwrap().phase,
+        Some(Phase::Running),
+        "the first run is still going"
+    );
+    let replace = wait_for(&env, "replace", T, "a replaced run", |s| {
+        history(s)
+            .iter()
+            .any(|(_, phase, code)| *phase == Phase::Failed && code.as_deref() == Some("Cancelled"))
+    })
+    .await;
+    assert_eq!(
+        replace.status.unwrap().phase,
+        Some(Phase::Running),
+        "the newest run replaced the older"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn run_now_runs_once_per_new_annotation_value() {
+    let env = test_env("sched-runnow").await;
+    let (port, hits) = counter().await;
+    let op = start_operator(&env, config_for(&env));
+    // Yearly: no tick during the test, so every run is a run-now.
+    create_task(
+        &env,
+        "manual",
+        json!({"type": "get", "input": format!("http://127.0.0.1:{port}/"), "schedule": "@yearly"}),
+    )
+    .await;
+    wait_for(&env, "manual", T, "a next tick", |s| {
+        s.next_schedule_time.is_some()
+    })
+    .await;
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    let annotate =
+        |value: &str| json!({"metadata": {"annotations": {"mcall.tz.io/run-now": value}}});
+    env.tasks
+        .patch(
+            "manual",
+            &PatchParams::default(),
+            &Patch::Merge(&annotate("1")),
+        )
+        .await
+        .unwrap();
+    wait_for(&env, "manual", T, "the run-now run", |s| {
+        s.run_now_handled.as_deref() == Some("1") && s.phase == Some(Phase::Succeeded)
+    })
+    .await;
+    // Touching the object without a new value does not run it again.
+    env.tasks
+        .patch(
+            "manual",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    env.tasks
+        .patch(
+            "manual",
+            &PatchParams::default(),
+            &Patch::Merge(&annotate("2")),
+        )
+        .await
+        .unwrap();
+    wait_for(&env, "manual", T, "the second run-now run", |s| {
+        s.run_now_handled.as_deref() == Some("2") && s.phase == Some(Phase::Succeeded)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_schedules_fail_with_a_reason() {
+    let env = test_env("sched-invalid").await;
+    let op = start_operator(&env, config_for(&env));
+    // Both pass the CRD's pattern; only a cron parser can tell.
+    create_task(
+        &env,
+        "bad-minute",
+        json!({"type": "cmd", "input": "true", "schedule": "61 * * * *"}),
+    )
+    .await;
+    create_task(
+        &env,
+        "bad-zone",
+        json!({"type": "cmd", "input": "true", "schedule": "@hourly", "timeZone": "Mars/Base"}),
+    )
+    .await;
+    for (name, part) in [
+        ("bad-minute", "spec.schedule"),
+        ("bad-zone", "spec.timeZone"),
+    ] {
+        let task = wait_for_phase(&env, name, Phase::Failed, T).await;
+        let ready = task
+            .status
+            .unwrap()
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.r#type == "Ready")
+            .unwrap();
+        assert_eq!(ready.reason, "InvalidSchedule");
+        assert!(ready.message.contains(part), "{}", ready.message);
+    }
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_operator_neither_repeats_nor_loses_ticks() {
+    let env = test_env("sched-restart").await;
+    let (port, hits) = counter().await;
+    create_task(&env, "counted", json!({"type": "get", "input": format!("http://127.0.0.1:{port}/"), "schedule": "@every 2s",
+        "startingDeadlineSeconds": 30, "successfulRunsHistoryLimit": 100, "failedRunsHistoryLimit": 100})).await;
+    let first = start_operator(&env, config_for(&env));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    first.stop().await;
+    let stopped = k8s_openapi::jiff::Timestamp::now();
+    // Down across at least one tick.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restarted = k8s_openapi::jiff::Timestamp::now();
+    let second = start_operator(&env, config_for(&env));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    second.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let status = env.tasks.get("counted").await.unwrap().status.unwrap();
+    let runs = history(&status);
+    let ticks: BTreeSet<&String> = runs.iter().map(|(tick, _, _)| tick).collect();
+    assert_eq!(ticks.len(), runs.len(), "no tick ran twice: {runs:?}");
+    let succeeded = runs
+        .iter()
+        .filter(|(_, phase, _)| *phase == Phase::Succeeded)
+        .count();
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        succeeded,
+        "every request is one recorded run: {runs:?}"
+    );
+    // The latest tick that fell while the operator was down ran once, after the restart (it is
+    // within startingDeadlineSeconds).
+    let missed_then_run = status.history.iter().flatten().any(|r| {
+        r.phase == Phase::Succeeded
+            && r.scheduled_time.0 > stopped
+            && r.scheduled_time.0 < restarted
+    });
+    assert!(
+        missed_then_run,
+        "the tick missed during the downtime ran after the restart: {runs:?}"
+    );
+    assert!(
+        succeeded >= 4,
+        "runs before and after the restart: {runs:?}"
+    );
+}
