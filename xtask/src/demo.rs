@@ -61,20 +61,18 @@ pub fn run(root: &Path) -> Result<()> {
         kubectl(&["apply", "--server-side", "-f", "examples/"])?
     );
 
-    // One-shot tasks finish within seconds; scheduled ones wait for their schedule.
+    // One-shot tasks finish within seconds; scheduled ones wait for their next tick.
     let deadline = Instant::now() + Duration::from_secs(60);
+    let one_shot_phases =
+        "jsonpath={range .items[*]}{.spec.schedule}|{.status.phase}{\"\\n\"}{end}";
     loop {
-        let phases = kubectl(&[
-            "get",
-            "mcalltasks",
-            "-o",
-            "jsonpath={range .items[*]}{.status.phase}{\" \"}{end}",
-        ])?;
-        let settled = phases
-            .split_whitespace()
-            .filter(|p| matches!(*p, "Succeeded" | "Failed" | "Skipped"))
+        let rows = kubectl(&["get", "mcalltasks", "-o", one_shot_phases])?;
+        let unsettled = rows
+            .lines()
+            .filter(|row| row.starts_with('|'))
+            .filter(|row| !matches!(&row[1..], "Succeeded" | "Failed" | "Skipped"))
             .count();
-        if settled >= 4 || Instant::now() > deadline {
+        if unsettled == 0 || Instant::now() > deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -83,7 +81,10 @@ pub fn run(root: &Path) -> Result<()> {
     println!("==> kubectl get mcalltasks,mcallworkflows");
     print!("{}", kubectl(&["get", "mcalltasks,mcallworkflows"])?);
     println!();
-    println!("McallWorkflows get no status yet: the workflow controller is a later issue.");
+    println!(
+        "Scheduled tasks show their next run (kubectl get mct -o wide); McallWorkflows get no status yet:"
+    );
+    println!("the workflow controller is a later issue.");
     println!(
         "The control plane and the operator keep running: export KUBECONFIG={}",
         kubeconfig.display()
