@@ -12,12 +12,15 @@ pub enum Which {
     Generate,
     /// One-shot tasks through the operator on a fresh control plane (1,000 by default).
     Tasks,
+    /// Scheduled tasks on `@every 10s` (1,000 by default): schedule lag and memory.
+    Schedule,
 }
 
 pub fn run(root: &Path, which: Which) -> Result<()> {
     match which {
         Which::Generate => generate(root),
         Which::Tasks => tasks(root),
+        Which::Schedule => schedule(root),
     }
 }
 
@@ -83,6 +86,29 @@ fn tasks(root: &Path) -> Result<()> {
     update_table(root, "tasks, burst", &burst)
 }
 
+fn schedule(root: &Path) -> Result<()> {
+    let count = std::env::var("MCALL_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let result = crate::bench_schedule::run(root, count, 45)?;
+    let dir = root.join("bench/results");
+    std::fs::create_dir_all(&dir).context("creating bench/results")?;
+    std::fs::write(dir.join("schedule.json"), &result)
+        .context("writing bench/results/schedule.json")?;
+    println!("{result}");
+    let value: serde_json::Value = serde_json::from_str(&result)?;
+    let row = format!(
+        "| schedule lag, {count} tasks (@every 10s for 45 s, release) | {} ms | {} ms | p99 ≤ 100 ms; {} runs, {} ticks not run; operator RSS {} MiB (goal ≤ 20) |",
+        value["lag_p50_ms"],
+        value["lag_p99_ms"],
+        value["runs"],
+        value["ticks_not_run"],
+        value["operator_rss_mib"]
+    );
+    update_table(root, &format!("schedule lag, {count} tasks"), &row)
+}
+
 /// Replaces (or adds) the row of `name` in BENCHMARKS.md.
 fn update_table(root: &Path, name: &str, row: &str) -> Result<()> {
     let path = root.join("BENCHMARKS.md");
@@ -93,7 +119,14 @@ fn update_table(root: &Path, name: &str, row: &str) -> Result<()> {
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     match lines.iter().position(|l| l.starts_with(&prefix)) {
         Some(i) => lines[i] = row.to_owned(),
-        None => lines.push(row.to_owned()),
+        // A new row goes after the table's last row, above any notes.
+        None => {
+            let after = lines
+                .iter()
+                .rposition(|l| l.starts_with('|'))
+                .map_or(lines.len(), |i| i + 1);
+            lines.insert(after, row.to_owned());
+        }
     }
     text = lines.join("\n");
     text.push('\n');

@@ -19,6 +19,17 @@ use mcall_tests::{ControlPlane, ControlPlaneOptions};
 use serde_json::json;
 
 pub fn run(root: &Path, count: usize) -> Result<String> {
+    with_operator(root, |plane, operator_pid| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(measure(plane, count, operator_pid))
+    })
+}
+
+/// Builds the release operator, starts a fresh control plane with the CRDs and a `bench`
+/// namespace, runs the operator on it, and calls `f` with the plane and the operator's pid.
+pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Result<T>) -> Result<T> {
     crate::run_command(
         root,
         "cargo",
@@ -74,10 +85,7 @@ pub fn run(root: &Path, count: usize) -> Result<String> {
         .stderr(Stdio::null())
         .spawn()
         .context("starting the operator")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let result = runtime.block_on(measure(&plane, count, operator.id()));
+    let result = f(&plane, operator.id());
     let _ = Command::new("kill")
         .args(["-TERM", &operator.id().to_string()])
         .status();
@@ -85,14 +93,18 @@ pub fn run(root: &Path, count: usize) -> Result<String> {
     result
 }
 
-async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Result<String> {
-    let client = plane.admin_client().await?;
-    // Untyped on purpose: xtask must build even when spec/ changed and `generated` is stale.
+/// The McallTask resource, untyped: xtask must build even when spec/ changed and `generated` is stale.
+pub fn tasks_api(client: kube::Client) -> Api<DynamicObject> {
     let resource = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("mcall.tz.io", "v1", "McallTask"),
         "mcalltasks",
     );
-    let tasks: Api<DynamicObject> = Api::namespaced_with(client.clone(), "bench", &resource);
+    Api::namespaced_with(client, "bench", &resource)
+}
+
+async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Result<String> {
+    let client = plane.admin_client().await?;
+    let tasks = tasks_api(client.clone());
     let http_port = loopback_server().await?;
     tokio::time::sleep(Duration::from_secs(2)).await; // operator caches sync
 
@@ -232,7 +244,7 @@ async fn loopback_server() -> Result<u16> {
     Ok(port)
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

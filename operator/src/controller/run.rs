@@ -115,14 +115,18 @@ pub(super) async fn start(
             return Err(e);
         }
     }
-    publish(
-        ctx,
-        &task,
-        EventType::Normal,
-        "Started",
-        &format!("running {} input(s)", plan.inputs().len()),
-    )
-    .await;
+    // A scheduled task runs again and again: its Events say what changed (a failure, a
+    // recovery, a retry), not every start, so a busy schedule does not flood the API server.
+    if matches!(kind, RunKind::OneShot) {
+        publish(
+            ctx,
+            &task,
+            EventType::Normal,
+            "Started",
+            &format!("running {} input(s)", plan.inputs().len()),
+        )
+        .await;
+    }
     tracing::info!(
         namespace = key.namespace,
         name = key.name,
@@ -263,12 +267,27 @@ async fn execute(
             ),
         };
         write_status(&api, &key.name, &next).await?;
-        let (kind, reason) = match outcome.verdict {
+        let (kind_of_event, reason) = match outcome.verdict {
             Verdict::Succeeded => (EventType::Normal, "Succeeded"),
             _ => (EventType::Warning, "Failed"),
         };
         let note = next.message.clone().unwrap_or_default();
-        publish(&ctx, &latest, kind, reason, &note).await;
+        let previous_phase = latest
+            .status
+            .as_ref()
+            .and_then(|s| s.history.as_ref())
+            .and_then(|h| h.first())
+            .map(|r| r.phase);
+        let changed = match &kind {
+            RunKind::OneShot => true,
+            // The newest history record before this run tells what the last run did.
+            RunKind::Scheduled { .. } => {
+                outcome.verdict != Verdict::Succeeded || previous_phase != Some(Phase::Succeeded)
+            }
+        };
+        if changed {
+            publish(&ctx, &latest, kind_of_event, reason, &note).await;
+        }
         tracing::info!(namespace = key.namespace, name = key.name, generation, verdict = ?outcome.verdict, "execution finished");
         Ok::<_, Error>(())
     };
