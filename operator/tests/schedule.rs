@@ -281,3 +281,57 @@ async fn a_restarted_operator_neither_repeats_nor_loses_ticks() {
         "runs before and after the restart: {runs:?}"
     );
 }
+
+#[tokio::test]
+async fn a_run_that_cannot_start_waits_for_the_next_tick_without_looping() {
+    let env = test_env("sched-nosecret").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "needs-secret",
+        json!({"type": "cmd", "input": "echo ok", "schedule": "@every 2s", "failedRunsHistoryLimit": 5,
+               "environmentFrom": [{"name": "TOKEN", "secretKeyRef": {"name": "later", "key": "token"}}]}),
+    )
+    .await;
+    wait_for(
+        &env,
+        "needs-secret",
+        T,
+        "a run refused for the missing Secret",
+        |s| {
+            history(s)
+                .iter()
+                .any(|(_, _, code)| code.as_deref() == Some("InvalidSpec"))
+        },
+    )
+    .await;
+    // One write per tick at most, not a loop: count resourceVersion changes over 3 s.
+    let mut versions = BTreeSet::new();
+    for _ in 0..30 {
+        versions.insert(
+            env.tasks
+                .get("needs-secret")
+                .await
+                .unwrap()
+                .metadata
+                .resource_version,
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        versions.len() <= 5,
+        "{} status writes in 3 s",
+        versions.len()
+    );
+    // Once the Secret exists, the next tick runs.
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(
+        json!({"metadata": {"name": "later"}, "stringData": {"token": "t"}}),
+    )
+    .unwrap();
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), &env.namespace)
+        .create(&Default::default(), &secret)
+        .await
+        .unwrap();
+    wait_for_phase(&env, "needs-secret", Phase::Succeeded, T).await;
+    op.stop().await;
+}

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -48,17 +49,11 @@ pub(super) async fn start(
     let (spec, _) = rendered_spec(ctx, &task);
     let resolved = match environment::resolve(&ctx.client, &key.namespace, &spec).await {
         Ok(resolved) => resolved,
-        Err(message) => {
-            reject(ctx, api, &task, "InvalidSpec", &message).await?;
-            return Ok(Action::await_change());
-        }
+        Err(message) => return cannot_run(ctx, api, &task, generation, &kind, &message).await,
     };
     let plan = match TaskPlan::compile(task_request(&spec, resolved)) {
         Ok(plan) => plan,
-        Err(e) => {
-            reject(ctx, api, &task, "InvalidSpec", &e.to_string()).await?;
-            return Ok(Action::await_change());
-        }
+        Err(e) => return cannot_run(ctx, api, &task, generation, &kind, &e.to_string()).await,
     };
     // Registered before the Running status is written, so the reconcile that write triggers
     // sees the execution as ours and leaves it alone.
@@ -144,6 +139,71 @@ pub(super) async fn start(
         execution,
         kind,
     ));
+    Ok(Action::await_change())
+}
+
+/// The run cannot start (a Secret or ConfigMap of `environmentFrom` is missing, say). A one-shot
+/// task fails; a scheduled run is recorded as failed with its tick claimed, so the next tick
+/// tries again instead of this one being retried in a loop.
+async fn cannot_run(
+    ctx: &Context,
+    api: &Api<McallTask>,
+    task: &McallTask,
+    generation: i64,
+    kind: &RunKind,
+    message: &str,
+) -> Result<Action> {
+    let RunKind::Scheduled {
+        scheduled,
+        tick,
+        run_now,
+        next,
+        limits,
+        ..
+    } = kind
+    else {
+        reject(ctx, api, task, "InvalidSpec", message).await?;
+        return Ok(Action::await_change());
+    };
+    let now = Timestamp::now();
+    let failed = status::failed(
+        task.status.as_ref(),
+        generation,
+        "InvalidSpec",
+        message,
+        now,
+    );
+    let mut claimed = status::tick_not_run(
+        Some(&failed),
+        generation,
+        *scheduled,
+        "InvalidSpec",
+        message,
+        *next,
+        *limits,
+    );
+    claimed.last_schedule_time = tick.map(Time).or(task
+        .status
+        .as_ref()
+        .and_then(|s| s.last_schedule_time.clone()));
+    if let Some(value) = run_now {
+        claimed.run_now_handled = Some(value.clone());
+    }
+    match write_status_if(
+        api,
+        &task.name_any(),
+        &claimed,
+        task.resource_version().as_deref(),
+    )
+    .await
+    {
+        Err(Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        }) if status.code == 409 => {}
+        other => other?,
+    }
+    publish(ctx, task, EventType::Warning, "InvalidSpec", message).await;
     Ok(Action::await_change())
 }
 
