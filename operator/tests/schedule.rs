@@ -335,3 +335,47 @@ async fn a_run_that_cannot_start_waits_for_the_next_tick_without_looping() {
     wait_for_phase(&env, "needs-secret", Phase::Succeeded, T).await;
     op.stop().await;
 }
+
+#[tokio::test]
+async fn a_run_now_request_deferred_by_forbid_runs_when_the_active_run_ends() {
+    let env = test_env("sched-deferred").await;
+    let (port, hits) = counter().await;
+    let op = start_operator(&env, config_for(&env));
+    let input =
+        format!("sleep 2; curl -s http://127.0.0.1:{port}/ || wget -qO- http://127.0.0.1:{port}/");
+    create_task(&env, "serial", json!({"type": "cmd", "input": input, "schedule": "@yearly", "concurrencyPolicy": "Forbid", "timeout": 30})).await;
+    wait_for(&env, "serial", T, "a next tick", |s| {
+        s.next_schedule_time.is_some()
+    })
+    .await;
+    let annotate =
+        |value: &str| json!({"metadata": {"annotations": {"mcall.tz.io/run-now": value}}});
+    env.tasks
+        .patch(
+            "serial",
+            &PatchParams::default(),
+            &Patch::Merge(&annotate("1")),
+        )
+        .await
+        .unwrap();
+    wait_for_phase(&env, "serial", Phase::Running, T).await;
+    // Requested while the first run is active: Forbid defers it, it must not be lost.
+    env.tasks
+        .patch(
+            "serial",
+            &PatchParams::default(),
+            &Patch::Merge(&annotate("2")),
+        )
+        .await
+        .unwrap();
+    wait_for(&env, "serial", T, "the deferred run", |s| {
+        s.run_now_handled.as_deref() == Some("2") && s.phase == Some(Phase::Succeeded)
+    })
+    .await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "both requests ran, one after the other"
+    );
+    op.stop().await;
+}

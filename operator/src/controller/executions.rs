@@ -22,7 +22,7 @@ pub struct Execution {
 }
 
 #[derive(Debug)]
-struct Running {
+struct Current {
     uid: String,
     generation: i64,
     /// The scheduled time (tick or run-now request) of a scheduled task's run.
@@ -30,104 +30,174 @@ struct Running {
     execution: Execution,
 }
 
+/// A task's executions: the current one, whose result is the task's status, and older ones a
+/// newer run overtook while they still run (concurrency policy Allow, or a run whose claim is
+/// still being written), which only add their history record.
+#[derive(Debug, Default)]
+struct TaskRuns {
+    current: Option<Current>,
+    overtaken: Vec<Current>,
+}
+
 #[derive(Clone, Default)]
 pub struct Executions {
-    inner: Arc<Mutex<HashMap<TaskKey, Running>>>,
+    inner: Arc<Mutex<HashMap<TaskKey, TaskRuns>>>,
     next_id: Arc<AtomicU64>,
 }
 
 impl Executions {
+    fn new_execution(&self) -> Execution {
+        Execution {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            token: CancellationToken::new(),
+        }
+    }
+
     /// The generation running for this task (same uid: a re-created task is another task).
     pub fn generation_of(&self, key: &TaskKey, uid: &str) -> Option<i64> {
         let map = self.inner.lock().expect("not poisoned");
-        map.get(key).filter(|r| r.uid == uid).map(|r| r.generation)
+        map.get(key)
+            .and_then(|r| r.current.as_ref())
+            .filter(|c| c.uid == uid)
+            .map(|c| c.generation)
     }
 
     /// The scheduled time of the run in progress for this task, if one runs here.
     pub fn scheduled_run_of(&self, key: &TaskKey, uid: &str) -> Option<Timestamp> {
         let map = self.inner.lock().expect("not poisoned");
         map.get(key)
-            .filter(|r| r.uid == uid)
-            .and_then(|r| r.scheduled)
+            .and_then(|r| r.current.as_ref())
+            .filter(|c| c.uid == uid)
+            .and_then(|c| c.scheduled)
     }
 
-    /// Registers a new execution, cancelling the one it replaces.
+    /// Registers a one-shot execution, cancelling every other one of the task (a new generation
+    /// replaces the old).
     pub fn start(&self, key: TaskKey, uid: &str, generation: i64) -> Execution {
-        self.register(key, uid, generation, None, true)
+        let execution = self.new_execution();
+        let mut map = self.inner.lock().expect("not poisoned");
+        let runs = map.entry(key).or_default();
+        for old in runs
+            .current
+            .take()
+            .into_iter()
+            .chain(runs.overtaken.drain(..))
+        {
+            old.execution.token.cancel();
+        }
+        runs.current = Some(Current {
+            uid: uid.to_owned(),
+            generation,
+            scheduled: None,
+            execution: execution.clone(),
+        });
+        execution
     }
 
-    /// Registers a scheduled run. With `cancel_previous` false (concurrency policy Allow) the run
-    /// in progress keeps going, untracked: it reports only its history record.
+    /// Registers a scheduled run as current; the run it overtakes keeps going until the claim
+    /// of the new one is written: then [`Executions::confirm_scheduled`] decides its fate, or
+    /// [`Executions::abort_scheduled`] puts it back.
     pub fn start_scheduled(
         &self,
         key: TaskKey,
         uid: &str,
         generation: i64,
         scheduled: Timestamp,
-        cancel_previous: bool,
     ) -> Execution {
-        self.register(key, uid, generation, Some(scheduled), cancel_previous)
-    }
-
-    fn register(
-        &self,
-        key: TaskKey,
-        uid: &str,
-        generation: i64,
-        scheduled: Option<Timestamp>,
-        cancel_previous: bool,
-    ) -> Execution {
-        let execution = Execution {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            token: CancellationToken::new(),
-        };
-        let running = Running {
+        let execution = self.new_execution();
+        let mut map = self.inner.lock().expect("not poisoned");
+        let runs = map.entry(key).or_default();
+        if let Some(previous) = runs.current.take() {
+            runs.overtaken.push(previous);
+        }
+        runs.current = Some(Current {
             uid: uid.to_owned(),
             generation,
-            scheduled,
+            scheduled: Some(scheduled),
             execution: execution.clone(),
-        };
-        let previous = self
-            .inner
-            .lock()
-            .expect("not poisoned")
-            .insert(key, running);
-        if let Some(previous) = previous.filter(|_| cancel_previous) {
-            previous.execution.token.cancel();
-        }
+        });
         execution
+    }
+
+    /// The claim of `execution` was written: with `cancel_previous` (Replace) the overtaken runs
+    /// are cancelled; otherwise (Allow) they finish on their own.
+    pub fn confirm_scheduled(&self, key: &TaskKey, cancel_previous: bool) {
+        if !cancel_previous {
+            return;
+        }
+        let map = self.inner.lock().expect("not poisoned");
+        for old in map.get(key).into_iter().flat_map(|r| &r.overtaken) {
+            old.execution.token.cancel();
+        }
+    }
+
+    /// The claim of `execution` failed: forget it and make the run it overtook current again.
+    pub fn abort_scheduled(&self, key: &TaskKey, execution: &Execution) {
+        let mut map = self.inner.lock().expect("not poisoned");
+        let Some(runs) = map.get_mut(key) else { return };
+        if runs
+            .current
+            .as_ref()
+            .is_some_and(|c| c.execution.id == execution.id)
+        {
+            runs.current = runs.overtaken.pop();
+        }
+        if runs.current.is_none() && runs.overtaken.is_empty() {
+            map.remove(key);
+        }
     }
 
     /// Whether `execution` is still the task's current one (not replaced, not cancelled by delete).
     pub fn is_current(&self, key: &TaskKey, execution: &Execution) -> bool {
         let map = self.inner.lock().expect("not poisoned");
-        map.get(key).is_some_and(|r| r.execution.id == execution.id)
+        map.get(key)
+            .and_then(|r| r.current.as_ref())
+            .is_some_and(|c| c.execution.id == execution.id)
     }
 
-    /// Forgets `execution` if it is still the current one.
+    /// Forgets `execution`, current or overtaken.
     pub fn finish(&self, key: &TaskKey, execution: &Execution) {
         let mut map = self.inner.lock().expect("not poisoned");
-        if map.get(key).is_some_and(|r| r.execution.id == execution.id) {
+        let Some(runs) = map.get_mut(key) else { return };
+        if runs
+            .current
+            .as_ref()
+            .is_some_and(|c| c.execution.id == execution.id)
+        {
+            runs.current = None;
+        }
+        runs.overtaken.retain(|o| o.execution.id != execution.id);
+        if runs.current.is_none() && runs.overtaken.is_empty() {
             map.remove(key);
         }
     }
 
-    /// Cancels and forgets the task's execution (the task is being deleted).
+    /// Cancels and forgets every execution of the task (it is being deleted).
     pub fn cancel(&self, key: &TaskKey) {
-        if let Some(r) = self.inner.lock().expect("not poisoned").remove(key) {
-            r.execution.token.cancel();
+        if let Some(runs) = self.inner.lock().expect("not poisoned").remove(key) {
+            for run in runs.current.into_iter().chain(runs.overtaken) {
+                run.execution.token.cancel();
+            }
         }
     }
 
     /// Cancels every execution but keeps them registered, so they still report their outcome.
     pub fn cancel_all(&self) {
-        for r in self.inner.lock().expect("not poisoned").values() {
-            r.execution.token.cancel();
+        let map = self.inner.lock().expect("not poisoned");
+        for run in map
+            .values()
+            .flat_map(|r| r.current.iter().chain(&r.overtaken))
+        {
+            run.execution.token.cancel();
         }
     }
 
+    /// Executions still running, overtaken ones included.
     pub fn len(&self) -> usize {
-        self.inner.lock().expect("not poisoned").len()
+        let map = self.inner.lock().expect("not poisoned");
+        map.values()
+            .map(|r| usize::from(r.current.is_some()) + r.overtaken.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,8 +216,12 @@ mod tests {
         }
     }
 
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
     #[test]
-    fn a_new_execution_replaces_and_cancels_the_old_one() {
+    fn a_new_generation_replaces_and_cancels_the_old_one() {
         let ex = Executions::default();
         let first = ex.start(key(), "uid", 1);
         assert_eq!(ex.generation_of(&key(), "uid"), Some(1));
@@ -167,11 +241,39 @@ mod tests {
     }
 
     #[test]
-    fn cancel_forgets_and_cancels() {
+    fn allow_keeps_the_overtaken_run_tracked_until_it_finishes() {
         let ex = Executions::default();
-        let e = ex.start(key(), "uid", 1);
+        let old = ex.start_scheduled(key(), "uid", 1, at(0));
+        let new = ex.start_scheduled(key(), "uid", 1, at(10));
+        ex.confirm_scheduled(&key(), false);
+        assert!(!old.token.is_cancelled());
+        assert_eq!(ex.len(), 2, "the overtaken run still counts for shutdown");
+        assert_eq!(ex.scheduled_run_of(&key(), "uid"), Some(at(10)));
         ex.cancel(&key());
-        assert!(e.token.is_cancelled());
-        assert!(!ex.is_current(&key(), &e));
+        assert!(
+            old.token.is_cancelled() && new.token.is_cancelled(),
+            "deletion reaches both"
+        );
+    }
+
+    #[test]
+    fn replace_cancels_only_after_the_claim_and_a_failed_claim_restores_the_old_run() {
+        let ex = Executions::default();
+        let old = ex.start_scheduled(key(), "uid", 1, at(0));
+        let lost = ex.start_scheduled(key(), "uid", 1, at(10));
+        assert!(
+            !old.token.is_cancelled(),
+            "nothing is cancelled before the claim is written"
+        );
+        ex.abort_scheduled(&key(), &lost);
+        assert!(ex.is_current(&key(), &old));
+        assert_eq!(ex.len(), 1);
+        let won = ex.start_scheduled(key(), "uid", 1, at(10));
+        ex.confirm_scheduled(&key(), true);
+        assert!(old.token.is_cancelled());
+        assert!(ex.is_current(&key(), &won));
+        ex.finish(&key(), &old);
+        ex.finish(&key(), &won);
+        assert!(ex.is_empty());
     }
 }

@@ -13,7 +13,7 @@ use mcall_engine::TaskPlan;
 use mcall_generated::{McallTask, McallTaskSpec, Phase};
 
 use super::decide::{Decision, Observed, Policy, decide};
-use super::run::{RunKind, publish, start, write_status};
+use super::run::{RunKind, publish, start, write_status, write_status_if};
 use super::{Context, FINALIZER, TaskKey, scheduled, status};
 use crate::request::{ResolvedEnvironment, task_request};
 use crate::{Error, Result};
@@ -133,12 +133,25 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
         }
         Decision::Interrupted => {
             let message = "the operator stopped while this execution ran; it was not re-run, so a command never runs twice (change the spec to run it again)";
-            write_status(
+            // Conditional on the version read: if the execution's own result landed meanwhile,
+            // this stale view must not overwrite it.
+            let interrupted = status::failed(previous, generation, "Interrupted", message, now);
+            match write_status_if(
                 api,
                 &key.name,
-                &status::failed(previous, generation, "Interrupted", message, now),
+                &interrupted,
+                task.resource_version().as_deref(),
             )
-            .await?;
+            .await
+            {
+                Err(Error::Kube {
+                    source: kube::Error::Api(status),
+                    ..
+                }) if status.code == 409 => {
+                    return Ok(Action::await_change());
+                }
+                other => other?,
+            }
             publish(ctx, &task, EventType::Warning, "Interrupted", message).await;
             Ok(Action::await_change())
         }

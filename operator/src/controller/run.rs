@@ -13,10 +13,11 @@ use mcall_engine::{EngineEvent, TaskPlan, Verdict};
 use mcall_generated::{McallTask, McallTaskStatus, Phase};
 use serde_json::json;
 
+use super::environment::{self, ResolveError};
 use super::executions::Execution;
 use super::reconcile::{reject, rendered_spec};
 use super::status::HistoryLimits;
-use super::{Context, FIELD_MANAGER, TaskKey, environment, status};
+use super::{Context, FIELD_MANAGER, TaskKey, status};
 use crate::request::task_request;
 use crate::{Error, Result};
 
@@ -46,14 +47,45 @@ pub(super) async fn start(
     generation: i64,
     kind: RunKind,
 ) -> Result<Action> {
-    let (spec, _) = rendered_spec(ctx, &task);
+    let (spec, input_unavailable) = rendered_spec(ctx, &task);
+    if let Some(message) = input_unavailable {
+        return cannot_run(
+            ctx,
+            api,
+            &task,
+            generation,
+            &kind,
+            "InputUnavailable",
+            &message,
+        )
+        .await;
+    }
     let resolved = match environment::resolve(&ctx.client, &key.namespace, &spec).await {
         Ok(resolved) => resolved,
-        Err(message) => return cannot_run(ctx, api, &task, generation, &kind, &message).await,
+        Err(ResolveError::Spec(message)) => {
+            return cannot_run(ctx, api, &task, generation, &kind, "InvalidSpec", &message).await;
+        }
+        Err(ResolveError::Api(source)) => {
+            return Err(Error::Kube {
+                op: "reading environmentFrom",
+                source,
+            });
+        }
     };
     let plan = match TaskPlan::compile(task_request(&spec, resolved)) {
         Ok(plan) => plan,
-        Err(e) => return cannot_run(ctx, api, &task, generation, &kind, &e.to_string()).await,
+        Err(e) => {
+            return cannot_run(
+                ctx,
+                api,
+                &task,
+                generation,
+                &kind,
+                "InvalidSpec",
+                &e.to_string(),
+            )
+            .await;
+        }
     };
     // Registered before the Running status is written, so the reconcile that write triggers
     // sees the execution as ours and leaves it alone.
@@ -72,7 +104,6 @@ pub(super) async fn start(
             tick,
             run_now,
             next,
-            cancel_previous,
             ..
         } => {
             let running = status::scheduled_running(
@@ -84,30 +115,39 @@ pub(super) async fn start(
                 run_now.as_deref(),
                 *next,
             );
-            let execution = ctx.executions.start_scheduled(
-                key.clone(),
-                &uid,
-                generation,
-                *scheduled,
-                *cancel_previous,
-            );
+            let execution =
+                ctx.executions
+                    .start_scheduled(key.clone(), &uid, generation, *scheduled);
             // The tick is claimed with optimistic concurrency: if the object changed since we read
             // it (another replica, or our own earlier write), the claim fails and we decide again.
             (execution, running, task.resource_version())
         }
     };
-    match write_status_if(api, &key.name, &running, precondition.as_deref()).await {
-        Ok(()) => {}
-        Err(Error::Kube {
-            source: kube::Error::Api(status),
+    let claimed = write_status_if(api, &key.name, &running, precondition.as_deref()).await;
+    let cancel_previous = matches!(
+        kind,
+        RunKind::Scheduled {
+            cancel_previous: true,
             ..
-        }) if status.code == 409 => {
-            ctx.executions.finish(&key, &execution);
-            return Ok(Action::requeue(std::time::Duration::from_millis(50)));
         }
+    );
+    match claimed {
+        Ok(()) => ctx.executions.confirm_scheduled(&key, cancel_previous),
         Err(e) => {
-            ctx.executions.finish(&key, &execution);
-            return Err(e);
+            // Not claimed: the run it would have overtaken stays the current one.
+            match &kind {
+                RunKind::OneShot => ctx.executions.finish(&key, &execution),
+                RunKind::Scheduled { .. } => ctx.executions.abort_scheduled(&key, &execution),
+            }
+            return match e {
+                Error::Kube {
+                    source: kube::Error::Api(status),
+                    ..
+                } if status.code == 409 => {
+                    Ok(Action::requeue(std::time::Duration::from_millis(50)))
+                }
+                e => Err(e),
+            };
         }
     }
     // A scheduled task runs again and again: its Events say what changed (a failure, a
@@ -151,6 +191,7 @@ async fn cannot_run(
     task: &McallTask,
     generation: i64,
     kind: &RunKind,
+    reason: &'static str,
     message: &str,
 ) -> Result<Action> {
     let RunKind::Scheduled {
@@ -162,22 +203,16 @@ async fn cannot_run(
         ..
     } = kind
     else {
-        reject(ctx, api, task, "InvalidSpec", message).await?;
+        reject(ctx, api, task, reason, message).await?;
         return Ok(Action::await_change());
     };
     let now = Timestamp::now();
-    let failed = status::failed(
-        task.status.as_ref(),
-        generation,
-        "InvalidSpec",
-        message,
-        now,
-    );
+    let failed = status::failed(task.status.as_ref(), generation, reason, message, now);
     let mut claimed = status::tick_not_run(
         Some(&failed),
         generation,
         *scheduled,
-        "InvalidSpec",
+        reason,
         message,
         *next,
         *limits,
@@ -203,7 +238,7 @@ async fn cannot_run(
         }) if status.code == 409 => {}
         other => other?,
     }
-    publish(ctx, task, EventType::Warning, "InvalidSpec", message).await;
+    publish(ctx, task, EventType::Warning, reason, message).await;
     Ok(Action::await_change())
 }
 
@@ -243,12 +278,10 @@ async fn execute(
                         .as_ref()
                         .filter(|s| s.phase == Some(Phase::Running))
                 {
-                    let _ = write_status(
-                        &api,
-                        &key.name,
-                        &status::retrying(current, attempt, at, &reason),
-                    )
-                    .await;
+                    // Only onto the version read: never over a newer run's status.
+                    let version = latest.resource_version();
+                    let retrying = status::retrying(current, attempt, at, &reason);
+                    let _ = write_status_if(&api, &key.name, &retrying, version.as_deref()).await;
                 }
                 publish(
                     &ctx,
@@ -273,88 +306,144 @@ async fn execute(
     let _ = retry_reporter.await;
     drop(permit);
 
-    // A newer execution (spec changed, Replace, Allow) or a deletion took over: the task's status
-    // belongs to the newer one. A scheduled run still leaves its record in the history.
-    if !ctx.executions.is_current(&key, &execution) {
-        if let RunKind::Scheduled {
-            scheduled, limits, ..
-        } = &kind
-            && let Ok(Some(latest)) = api.get_opt(&key.name).await
-            && latest.uid().as_deref() == Some(uid.as_str())
-            && latest.metadata.deletion_timestamp.is_none()
-        {
-            let previous = latest.status.clone().unwrap_or_default();
-            let next = status::overtaken_run_finished(
-                &previous,
-                &outcome,
-                Timestamp::now(),
-                *scheduled,
-                *limits,
-            );
-            let _ = write_status(&api, &key.name, &next).await;
-        }
-        return;
+    let mut outcome = outcome;
+    if outcome.verdict == Verdict::Cancelled && ctx.shutdown.is_cancelled() {
+        outcome.error_message =
+            Some("cancelled: the operator shut down before the execution finished".into());
     }
-    let report = async {
-        let latest = api.get_opt(&key.name).await.map_err(|source| Error::Kube {
-            op: "reading the task",
-            source,
-        })?;
-        let Some(latest) = latest.filter(|t| t.uid().as_deref() == Some(uid.as_str())) else {
-            return Ok(());
-        };
-        let mut outcome = outcome;
-        if outcome.verdict == Verdict::Cancelled && ctx.shutdown.is_cancelled() {
-            outcome.error_message =
-                Some("cancelled: the operator shut down before the execution finished".into());
-        }
-        let next = match &kind {
-            RunKind::OneShot => status::finished(
-                latest.status.as_ref(),
-                generation,
-                &outcome,
-                Timestamp::now(),
-            ),
-            RunKind::Scheduled {
-                scheduled, limits, ..
-            } => status::scheduled_finished(
-                latest.status.as_ref(),
-                generation,
-                &outcome,
-                Timestamp::now(),
-                *scheduled,
-                *limits,
-            ),
-        };
-        write_status(&api, &key.name, &next).await?;
-        let (kind_of_event, reason) = match outcome.verdict {
-            Verdict::Succeeded => (EventType::Normal, "Succeeded"),
-            _ => (EventType::Warning, "Failed"),
-        };
-        let note = next.message.clone().unwrap_or_default();
-        let previous_phase = latest
-            .status
-            .as_ref()
-            .and_then(|s| s.history.as_ref())
-            .and_then(|h| h.first())
-            .map(|r| r.phase);
-        let changed = match &kind {
-            RunKind::OneShot => true,
-            // The newest history record before this run tells what the last run did.
-            RunKind::Scheduled { .. } => {
-                outcome.verdict != Verdict::Succeeded || previous_phase != Some(Phase::Succeeded)
-            }
-        };
-        if changed {
-            publish(&ctx, &latest, kind_of_event, reason, &note).await;
-        }
-        tracing::info!(namespace = key.namespace, name = key.name, generation, verdict = ?outcome.verdict, "execution finished");
-        Ok::<_, Error>(())
-    };
-    if let Err(e) = report.await {
+    if let Err(e) = report(
+        &ctx, &api, &key, &uid, generation, &kind, &execution, &outcome,
+    )
+    .await
+    {
         tracing::warn!(namespace = key.namespace, name = key.name, error = %e, "reporting the outcome failed");
     }
     ctx.executions.finish(&key, &execution);
+}
+
+/// Writes the outcome: read the task, build its status from what was read, write it only if the
+/// task is still at that version; on a conflict (another write came first) read again. Other
+/// failures are retried with a short backoff, so a result is not lost to one failed request.
+/// A run that is no longer current (spec changed, Replace, Allow) leaves only its history record
+/// of a scheduled run; a deleted task gets nothing.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "everything the report needs, borrowed"
+)]
+async fn report(
+    ctx: &Context,
+    api: &Api<McallTask>,
+    key: &TaskKey,
+    uid: &str,
+    generation: i64,
+    kind: &RunKind,
+    execution: &Execution,
+    outcome: &mcall_engine::TaskOutcome,
+) -> Result<()> {
+    let mut failures = 0u32;
+    loop {
+        let attempt = async {
+            let latest = api.get_opt(&key.name).await.map_err(|source| Error::Kube {
+                op: "reading the task",
+                source,
+            })?;
+            let Some(latest) = latest.filter(|t| {
+                t.uid().as_deref() == Some(uid) && t.metadata.deletion_timestamp.is_none()
+            }) else {
+                return Ok(None);
+            };
+            let current = ctx.executions.is_current(key, execution);
+            let now = Timestamp::now();
+            let next = match (kind, current) {
+                (
+                    RunKind::Scheduled {
+                        scheduled, limits, ..
+                    },
+                    false,
+                ) => {
+                    let previous = latest.status.clone().unwrap_or_default();
+                    status::overtaken_run_finished(&previous, outcome, now, *scheduled, *limits)
+                }
+                (RunKind::OneShot, false) => return Ok(None),
+                (RunKind::OneShot, true) => {
+                    status::finished(latest.status.as_ref(), generation, outcome, now)
+                }
+                (
+                    RunKind::Scheduled {
+                        scheduled, limits, ..
+                    },
+                    true,
+                ) => status::scheduled_finished(
+                    latest.status.as_ref(),
+                    generation,
+                    outcome,
+                    now,
+                    *scheduled,
+                    *limits,
+                ),
+            };
+            write_status_if(api, &key.name, &next, latest.resource_version().as_deref()).await?;
+            Ok::<_, Error>(Some((latest, next, current)))
+        };
+        match attempt.await {
+            Ok(None) => return Ok(()),
+            Ok(Some((latest, next, current))) => {
+                if current {
+                    announce(ctx, &latest, kind, outcome, &next).await;
+                    tracing::info!(namespace = key.namespace, name = key.name, generation, verdict = ?outcome.verdict, "execution finished");
+                }
+                return Ok(());
+            }
+            Err(Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 409 => continue,
+            Err(e) if failures < 5 => {
+                failures += 1;
+                tracing::debug!(namespace = key.namespace, name = key.name, error = %e, "retrying the report");
+                tokio::time::sleep(std::time::Duration::from_millis(200 << failures)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The outcome's Event: always for a one-shot task; for a scheduled one only when a run fails or
+/// the task recovers, so a busy schedule does not flood the API server.
+async fn announce(
+    ctx: &Context,
+    latest: &McallTask,
+    kind: &RunKind,
+    outcome: &mcall_engine::TaskOutcome,
+    next: &McallTaskStatus,
+) {
+    let (event_type, reason) = match outcome.verdict {
+        Verdict::Succeeded => (EventType::Normal, "Succeeded"),
+        _ => (EventType::Warning, "Failed"),
+    };
+    // The newest history record before this run tells what the previous run did.
+    let previous_phase = latest
+        .status
+        .as_ref()
+        .and_then(|s| s.history.as_ref())
+        .and_then(|h| h.first())
+        .map(|r| r.phase);
+    let changed = match kind {
+        RunKind::OneShot => true,
+        RunKind::Scheduled { .. } => {
+            outcome.verdict != Verdict::Succeeded || previous_phase != Some(Phase::Succeeded)
+        }
+    };
+    if changed {
+        publish(
+            ctx,
+            latest,
+            event_type,
+            reason,
+            next.message.as_deref().unwrap_or_default(),
+        )
+        .await;
+    }
 }
 
 /// The outcome of an execution cancelled while it waited for a slot.

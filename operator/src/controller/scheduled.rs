@@ -60,9 +60,10 @@ pub(super) async fn apply(
         && active.is_none()
         && s.current_run.is_some()
     {
-        write_status(
+        // Conditional on the version read, so a stale cached copy never overwrites a result.
+        claim(
             api,
-            &key.name,
+            &task,
             &status::scheduled_interrupted(s, generation, INTERRUPTED, now, limits),
         )
         .await?;
@@ -102,9 +103,18 @@ pub(super) async fn apply(
         "schedule decided"
     );
     // Sleep exactly until the next tick: no polling.
-    let action = decision.requeue_at.map_or_else(Action::await_change, |at| {
-        Action::requeue(Duration::try_from(at.duration_since(now)).unwrap_or_default())
-    });
+    let until_next_tick = decision
+        .requeue_at
+        .map(|at| Duration::try_from(at.duration_since(now)).unwrap_or_default());
+    // A run-now request deferred by Forbid is looked at again shortly: the end of the active run
+    // is reported before this process forgets the run, so that report's own reconcile still
+    // sees it active.
+    let wake = match (until_next_tick, decision.run_now_deferred) {
+        (Some(d), true) => Some(d.min(Duration::from_secs(1))),
+        (None, true) => Some(Duration::from_secs(1)),
+        (d, false) => d,
+    };
+    let action = wake.map_or_else(Action::await_change, Action::requeue);
 
     if let Some(run) = decision.run {
         if let Some(unmet) = unmet_dependency(ctx, &task) {
@@ -188,8 +198,21 @@ pub(super) async fn apply(
     // Nothing due: keep nextScheduleTime current, and say when the first run comes.
     let mut next = status.cloned().unwrap_or_default();
     next.next_schedule_time = decision.next_schedule_time.map(Time);
+    // A rejection of an earlier generation (e.g. InvalidSchedule, since fixed) no longer holds.
+    let rejected_before = next.observed_generation != Some(generation)
+        && next.phase == Some(Phase::Failed)
+        && next.conditions.iter().flatten().any(|c| {
+            c.r#type == READY
+                && [
+                    "InvalidSchedule",
+                    "InvalidSpec",
+                    "CommandsNotAllowed",
+                    "InputUnavailable",
+                ]
+                .contains(&c.reason.as_str())
+        });
     next.observed_generation = Some(generation);
-    if next.phase.is_none() || next.phase == Some(Phase::Pending) {
+    if next.phase.is_none() || next.phase == Some(Phase::Pending) || rejected_before {
         next.phase = Some(Phase::Pending);
         next.message = Some(match (spec.suspend, decision.next_schedule_time) {
             (true, _) => "suspended".to_owned(),

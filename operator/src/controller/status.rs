@@ -61,6 +61,13 @@ pub fn waiting(
     now: Timestamp,
 ) -> McallTaskStatus {
     let mut s = base(previous, generation, Phase::Pending, message);
+    // The wait (and its grace period) starts afresh with each generation: drop a condition left
+    // by an earlier one, so `since` becomes its transition time.
+    if let Some(conditions) = s.conditions.as_mut() {
+        conditions.retain(|c| {
+            c.r#type != DEPENDENCIES_READY || c.observed_generation == Some(generation)
+        });
+    }
     set_condition(
         &mut s,
         DEPENDENCIES_READY,
@@ -472,6 +479,29 @@ mod tests {
             (Time(at(20)), Some(2))
         );
         assert_eq!(s.conditions.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_new_generation_restarts_the_dependency_wait() {
+        let old = waiting(None, 1, "waiting", at(0), at(0));
+        let again = waiting(Some(&old), 1, "waiting", at(50), at(50));
+        let since = |s: &McallTaskStatus| {
+            s.conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.r#type == DEPENDENCIES_READY)
+                .unwrap()
+                .last_transition_time
+                .clone()
+        };
+        assert_eq!(
+            since(&again),
+            Time(at(0)),
+            "the same generation keeps waiting since the start"
+        );
+        let next_generation = waiting(Some(&again), 2, "waiting", at(100), at(100));
+        assert_eq!(since(&next_generation), Time(at(100)));
     }
 
     #[test]

@@ -351,6 +351,13 @@ fn parse_every(source: &str, spec: &str) -> Result<i128, ScheduleError> {
              task's status"
         )));
     }
+    // Ticks are recorded in status with whole-second precision; a tick at a fraction of a
+    // second would not compare equal to its own record and would come due again.
+    if total % 1_000_000_000 != 0 {
+        return Err(fail(
+            "the interval must be a whole number of seconds (e.g. 1500ms is not)".to_owned(),
+        ));
+    }
     Ok(total)
 }
 
