@@ -4,15 +4,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
 use kube::api::{Patch, PatchParams};
 use mcall_generated::{McallTaskStatus, Phase};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const T: Duration = Duration::from_secs(40);
 
@@ -29,30 +26,6 @@ fn history(status: &McallTaskStatus) -> Vec<(String, Phase, Option<String>)> {
             )
         })
         .collect()
-}
-
-/// A loopback HTTP server that counts requests: the ground truth of how often a task ran.
-async fn counter() -> (u16, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let seen = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                seen.fetch_add(1, Ordering::SeqCst);
-                let _ = socket
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                    )
-                    .await;
-            });
-        }
-    });
-    (port, hits)
 }
 
 #[tokio::test]
@@ -142,7 +115,7 @@ async fn forbid_skips_overlapping_ticks_and_replace_cancels_the_running_one() {
 #[tokio::test]
 async fn run_now_runs_once_per_new_annotation_value() {
     let env = test_env("sched-runnow").await;
-    let (port, hits) = counter().await;
+    let (port, hits) = http_server(200, "ok").await;
     let op = start_operator(&env, config_for(&env));
     // Yearly: no tick during the test, so every run is a run-now.
     create_task(
@@ -155,7 +128,7 @@ async fn run_now_runs_once_per_new_annotation_value() {
         s.next_schedule_time.is_some()
     })
     .await;
-    assert_eq!(hits.load(Ordering::SeqCst), 0);
+    assert_eq!(hits.lock().unwrap().len(), 0);
     let annotate =
         |value: &str| json!({"metadata": {"annotations": {"mcall.tz.io/run-now": value}}});
     env.tasks
@@ -180,7 +153,7 @@ async fn run_now_runs_once_per_new_annotation_value() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(hits.lock().unwrap().len(), 1);
     env.tasks
         .patch(
             "manual",
@@ -194,7 +167,7 @@ async fn run_now_runs_once_per_new_annotation_value() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert_eq!(hits.lock().unwrap().len(), 2);
     op.stop().await;
 }
 
@@ -237,7 +210,7 @@ async fn invalid_schedules_fail_with_a_reason() {
 #[tokio::test]
 async fn a_restarted_operator_neither_repeats_nor_loses_ticks() {
     let env = test_env("sched-restart").await;
-    let (port, hits) = counter().await;
+    let (port, hits) = http_server(200, "ok").await;
     create_task(&env, "counted", json!({"type": "get", "input": format!("http://127.0.0.1:{port}/"), "schedule": "@every 2s",
         "startingDeadlineSeconds": 30, "successfulRunsHistoryLimit": 100, "failedRunsHistoryLimit": 100})).await;
     let first = start_operator(&env, config_for(&env));
@@ -261,7 +234,7 @@ async fn a_restarted_operator_neither_repeats_nor_loses_ticks() {
         .filter(|(_, phase, _)| *phase == Phase::Succeeded)
         .count();
     assert_eq!(
-        hits.load(Ordering::SeqCst),
+        hits.lock().unwrap().len(),
         succeeded,
         "every request is one recorded run: {runs:?}"
     );
@@ -324,14 +297,7 @@ async fn a_run_that_cannot_start_waits_for_the_next_tick_without_looping() {
         versions.len()
     );
     // Once the Secret exists, the next tick runs.
-    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(
-        json!({"metadata": {"name": "later"}, "stringData": {"token": "t"}}),
-    )
-    .unwrap();
-    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(env.client.clone(), &env.namespace)
-        .create(&Default::default(), &secret)
-        .await
-        .unwrap();
+    create_secret(&env, "later", "token", "t").await;
     wait_for_phase(&env, "needs-secret", Phase::Succeeded, T).await;
     op.stop().await;
 }
@@ -339,7 +305,7 @@ async fn a_run_that_cannot_start_waits_for_the_next_tick_without_looping() {
 #[tokio::test]
 async fn a_run_now_request_deferred_by_forbid_runs_when_the_active_run_ends() {
     let env = test_env("sched-deferred").await;
-    let (port, hits) = counter().await;
+    let (port, hits) = http_server(200, "ok").await;
     let op = start_operator(&env, config_for(&env));
     let input =
         format!("sleep 2; curl -s http://127.0.0.1:{port}/ || wget -qO- http://127.0.0.1:{port}/");
@@ -373,7 +339,7 @@ async fn a_run_now_request_deferred_by_forbid_runs_when_the_active_run_ends() {
     })
     .await;
     assert_eq!(
-        hits.load(Ordering::SeqCst),
+        hits.lock().unwrap().len(),
         2,
         "both requests ran, one after the other"
     );

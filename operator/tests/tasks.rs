@@ -7,8 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use mcall_generated::Phase;
 use serde_json::json;
 
@@ -273,14 +272,7 @@ async fn ten_megabytes_of_output_keep_the_object_small() {
 #[tokio::test]
 async fn secret_values_never_reach_status_or_events() {
     let env = test_env("task-secret").await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "creds"}, "stringData": {"token": "s3cr3t-value-42"}
-    }))
-    .unwrap();
-    kube::Api::<Secret>::namespaced(env.client.clone(), &env.namespace)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    create_secret(&env, "creds", "token", "s3cr3t-value-42").await;
     let op = start_operator(&env, config_for(&env));
     create_task(
         &env,

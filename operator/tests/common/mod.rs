@@ -13,6 +13,8 @@ use mcall::server::Readiness;
 use mcall_generated::{McallTask, McallTaskStatus, Phase};
 use mcall_tests::{ControlPlane, create_test_namespace};
 use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 pub fn root() -> PathBuf {
@@ -186,4 +188,66 @@ pub fn process_alive(marker: &str) -> bool {
             })
             .unwrap_or(false)
     })
+}
+
+/// Creates a Secret with one key in the test namespace.
+pub async fn create_secret(env: &TestEnv, name: &str, key: &str, value: &str) {
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(json!({"metadata": {"name": name}, "stringData": {key: value}}))
+            .expect("a valid Secret");
+    Api::namespaced(env.client.clone(), &env.namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("the API server accepts the Secret");
+}
+
+/// A loopback HTTP server answering every request with `status` and `body`; it keeps the raw
+/// requests it received, which also counts how often a task really ran.
+pub async fn http_server(status: u16, body: &'static str) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 16 * 1024];
+                let mut request = Vec::new();
+                // Read headers, then as much body as Content-Length says.
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&request).into_owned());
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nX-Service: mcall-test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (port, seen)
 }
