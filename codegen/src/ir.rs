@@ -138,6 +138,9 @@ pub enum Schema {
     },
     Boolean,
     DateTime,
+    /// RFC 3339 with microseconds (Rust `MicroTime`): for times that identify something finer
+    /// than a second, such as a spread schedule tick.
+    MicroTime,
     /// Free-form JSON (`x-kubernetes-preserve-unknown-fields`).
     Json,
     /// An object or enum in `Ir::types`.

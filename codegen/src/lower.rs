@@ -698,6 +698,7 @@ impl Lowerer {
             },
             "boolean" => Schema::Boolean,
             "datetime" => Schema::DateTime,
+            "microtime" => Schema::MicroTime,
             "json" => Schema::Json,
             "enum" => {
                 let name = type_name();
@@ -779,7 +780,7 @@ impl Lowerer {
                 }
             }
             other => {
-                self.error(file, path, format!("unknown type {other:?} (expected string, integer, number, boolean, datetime, json, enum, object, list or map, or a ref)"));
+                self.error(file, path, format!("unknown type {other:?} (expected string, integer, number, boolean, datetime, microtime, json, enum, object, list or map, or a ref)"));
                 return None;
             }
         };
@@ -896,7 +897,7 @@ impl Lowerer {
                     let object = matches!(&schema, Schema::Named(n) if matches!(self.types.get(n).map(|d| &d.def), Some(TypeDef::Object(_))));
                     if non_empty_collection
                         || object
-                        || matches!(schema, Schema::DateTime | Schema::Json)
+                        || matches!(schema, Schema::DateTime | Schema::MicroTime | Schema::Json)
                     {
                         self.error(
                             &file,

@@ -82,7 +82,7 @@ fn check_into(
                 wrong("a boolean")
             }
         }
-        Schema::DateTime => {
+        Schema::DateTime | Schema::MicroTime => {
             let ok = value.as_str().is_some_and(|s| {
                 regex::Regex::new(
                     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$",

@@ -134,7 +134,16 @@ fn field_names_idents_and_order() {
     );
     let status = object(&ir, "WidgetStatus");
     let names: Vec<&str> = status.fields.iter().map(|f| f.ident.as_str()).collect();
-    assert_eq!(names, ["phase", "observed_generation", "conditions"]);
+    assert_eq!(
+        names,
+        [
+            "phase",
+            "observed_generation",
+            "conditions",
+            "last_build_time"
+        ]
+    );
+    assert_eq!(field(status, "lastBuildTime").schema, Schema::MicroTime);
     assert_eq!(field(object(&ir, "Condition"), "type").ident, "r#type");
     assert_eq!(
         field(object(&ir, "Condition"), "lastTransitionTime").ident,

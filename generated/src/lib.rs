@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "6c5d89ed3b2cc109bced61e5a1c521e3", dir = "../spec"
+    fingerprint = "38cf3b74ba9bc9d9af7b70a8e9e30984", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "6c5d89ed3b2cc109bced61e5a1c521e3";
+pub const SPEC_FINGERPRINT: &str = "38cf3b74ba9bc9d9af7b70a8e9e30984";
 
 pub mod types;
 pub mod mcall_task;

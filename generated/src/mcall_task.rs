@@ -6,7 +6,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::CustomResource;
 #[allow(unused_imports)]
 use crate::types::*;
@@ -275,16 +275,16 @@ pub struct McallTaskStatus {
     pub input_results: Option<Vec<InputResult>>,
     /// The last tick that came due, whether it ran, was skipped (Forbid) or was missed; recorded before the run starts, so a tick never runs twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_schedule_time: Option<Time>,
+    pub last_schedule_time: Option<MicroTime>,
     /// The next tick.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_schedule_time: Option<Time>,
+    pub next_schedule_time: Option<MicroTime>,
     /// When the last successful run finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_time: Option<Time>,
     /// The scheduled time (tick or run-now request) of the run in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current_run: Option<Time>,
+    pub current_run: Option<MicroTime>,
     /// The last value of the mcall.tz.io/run-now annotation that was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]

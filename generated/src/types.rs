@@ -5,7 +5,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
 /// A standard Kubernetes condition (metav1.Condition).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -128,7 +128,7 @@ pub struct Resources {
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord {
     /// The schedule tick (or the run-now request time) that identifies the run.
-    pub scheduled_time: Time,
+    pub scheduled_time: MicroTime,
     /// When the run started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,

@@ -180,6 +180,12 @@ fn instance(ir: &Ir, schema: &Schema, rng: &mut Rng) -> Value {
             1 + rng.below(28),
             rng.below(24)
         )),
+        Schema::MicroTime => json!(format!(
+            "2026-11-{:02}T{:02}:00:00.{:06}Z",
+            1 + rng.below(28),
+            rng.below(24),
+            rng.below(1_000_000)
+        )),
         Schema::Json => json!({"free": [1, "form"]}),
         Schema::Named(name) => match &ir.types[name].def {
             TypeDef::Enum(e) => json!(e.variants[rng.below(e.variants.len() as u64) as usize].wire),

@@ -25,9 +25,6 @@ pub enum Error {
         source: kube::Error,
     },
 
-    #[error("managing the finalizer failed: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-
     #[error("the object has no {0}")]
     MissingObjectKey(&'static str),
 }
@@ -37,7 +34,6 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube { op, .. } => op,
-            Error::Finalizer(_) => "finalizer",
             Error::MissingObjectKey(_) => "missing_object_key",
         }
     }

@@ -17,10 +17,13 @@
 //!   `0 0 * * 0`, `@daily` = `@midnight` = `0 0 * * *`, `@hourly` = `0 * * * *`.
 //! - `@every <duration>`: a sequence of `<n>ms`, `<n>s`, `<n>m`, `<n>h` (e.g. `@every 1m30s`),
 //!   at least [`MIN_EVERY`] (1s): each run is recorded in status first, so shorter intervals
-//!   would mostly load the API server. `@every 0s` and `@every 500ms` are refused. Ticks are the
-//!   multiples of the interval since the Unix epoch (`@every 30s` fires at :00 and :30 of each
-//!   minute), so they do not move when the operator restarts or the task is edited. The time
-//!   zone does not affect them (it is still validated).
+//!   would mostly load the API server. `@every 0s` and `@every 500ms` are refused. Ticks are
+//!   `offset + k × interval` since the Unix epoch, where the controller derives the offset
+//!   (`0 ≤ offset < interval`, whole microseconds) from the task's UID
+//!   ([`Schedule::spread_by`]): a thousand checks on `@every 10s` fire spread over the ten
+//!   seconds rather than all at once (Prometheus spreads scrape times the same way), and the
+//!   ticks do not move when the operator restarts or the task is edited. The time zone does not
+//!   affect them (it is still validated).
 //!
 //! # Time zones and daylight saving time
 //!

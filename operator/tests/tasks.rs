@@ -44,17 +44,11 @@ async fn a_command_task_succeeds_with_result_conditions_and_events() {
         (ready.status.as_str(), ready.reason.as_str()),
         ("True", "Succeeded")
     );
-    assert!(
-        task.metadata
-            .finalizers
-            .unwrap_or_default()
-            .contains(&"mcall.tz.io/cleanup".to_owned())
-    );
+    // Deletions are seen on the watch: no finalizer, so a task never blocks its own deletion.
+    assert_eq!(task.metadata.finalizers, None);
+    // A run this short is told by its outcome Event alone.
     let reasons = event_reasons(&env, "hello").await;
-    assert!(
-        reasons.contains(&"Started".into()) && reasons.contains(&"Succeeded".into()),
-        "{reasons:?}"
-    );
+    assert!(reasons.contains(&"Succeeded".into()), "{reasons:?}");
     op.stop().await;
 }
 
@@ -124,6 +118,13 @@ async fn retries_are_counted_with_events() {
         .filter(|r| r == "Retrying")
         .count();
     assert_eq!(retries, 2);
+    // Backoffs of 1 s and 2 s: the run lasted long enough to announce its start.
+    assert!(
+        event_reasons(&env, "flaky")
+            .await
+            .contains(&"Started".to_owned()),
+        "a run longer than a second records Started"
+    );
     op.stop().await;
 }
 
@@ -225,7 +226,7 @@ async fn deleting_a_running_task_cancels_its_execution() {
     while env.tasks.get_opt("doomed").await.unwrap().is_some() {
         assert!(
             std::time::Instant::now() < deadline,
-            "the finalizer was never removed"
+            "the task was never deleted"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

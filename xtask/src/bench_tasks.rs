@@ -62,6 +62,8 @@ pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Resul
         "crd/mcalltasks.mcall.tz.io",
     ])?;
     kubectl(&["create", "namespace", "bench"])?;
+    // Not watched by the operator: where the raw create rate is measured.
+    kubectl(&["create", "namespace", "bench-raw"])?;
 
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), std::path::PathBuf::from);
@@ -95,11 +97,14 @@ pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Resul
 
 /// The McallTask resource, untyped: xtask must build even when spec/ changed and `generated` is stale.
 pub fn tasks_api(client: kube::Client) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk_with_plural(
+    Api::namespaced_with(client, "bench", &tasks_resource())
+}
+
+fn tasks_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("mcall.tz.io", "v1", "McallTask"),
         "mcalltasks",
-    );
-    Api::namespaced_with(client, "bench", &resource)
+    )
 }
 
 async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Result<String> {
@@ -200,27 +205,109 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     let rss_mib = rss_kib(operator_pid).unwrap_or(0) as f64 / 1024.0;
     let throughput = count as f64 / total.as_secs_f64();
 
-    // The ceiling: a minimal client patching status (16 in flight), operator idle by now.
+    // The ceiling: a minimal client writing status (16 in flight), operator idle by now. Both
+    // ways of patching are measured and the faster one is the ceiling; Event creation is
+    // measured too, since Events cost the plane like any other write.
     let writes = count.min(500);
-    let t = Instant::now();
-    futures::stream::iter(0..writes)
-        .map(|i| {
-            let tasks = tasks.clone();
+    let raw = RawRates {
+        creates: raw_rate(writes, |i| {
+            let unwatched = Api::namespaced_with(client.clone(), "bench-raw", &tasks_resource());
             async move {
-                let patch = json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "status": {"message": format!("bench write {i}")}});
-                tasks.patch_status(&format!("t-{}", i % count), &PatchParams::apply("bench-raw").force(), &Patch::Apply(&patch)).await
+                let task: DynamicObject = serde_json::from_value(json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "metadata": {"name": format!("raw-{i}")}, "spec": {"type": "cmd", "input": "true"}}))
+                    .map_err(kube::Error::SerdeError)?;
+                unwatched.create(&PostParams::default(), &task).await.map(drop)
             }
         })
+        .await?,
+        apply: raw_rate(writes, |i| {
+            let tasks = tasks.clone();
+            async move {
+                let patch = json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "status": {"message": format!("bench apply {i}")}});
+                tasks.patch_status(&format!("t-{}", i % count), &PatchParams::apply("bench-raw").force(), &Patch::Apply(&patch)).await.map(drop)
+            }
+        })
+        .await?,
+        merge: raw_rate(writes, |i| {
+            let tasks = tasks.clone();
+            async move {
+                let patch = json!({"status": {"message": format!("bench merge {i}")}});
+                tasks.patch_status(&format!("t-{}", i % count), &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
+            }
+        })
+        .await?,
+        replace: {
+            // A replace (PUT) carries the whole object at the version read: one LIST first.
+            let listed = tasks.list(&Default::default()).await?;
+            let objects: std::collections::HashMap<String, DynamicObject> = listed
+                .items
+                .into_iter()
+                .map(|t| (t.name_any(), t))
+                .collect();
+            let objects = &objects;
+            raw_rate(writes, |i| {
+                let tasks = tasks.clone();
+                async move {
+                    let mut task = objects[&format!("t-{}", i % count)].clone();
+                    task.metadata.managed_fields = None;
+                    task.data["status"]["message"] = json!(format!("bench replace {i}"));
+                    tasks.replace_status(&task.name_any(), &PostParams::default(), &task).await.map(drop)
+                }
+            })
+            .await?
+        },
+        events: raw_rate(writes, |i| {
+            let events: Api<DynamicObject> = Api::namespaced_with(client.clone(), "bench", &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events"));
+            async move {
+                let event: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "events.k8s.io/v1", "kind": "Event",
+                    "metadata": {"generateName": "bench-"},
+                    "eventTime": k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string(),
+                    "reportingController": "bench", "reportingInstance": "bench", "action": "Bench",
+                    "reason": "Bench", "type": "Normal", "note": format!("bench event {i}"),
+                    "regarding": {"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "namespace": "bench", "name": format!("t-{}", i % count)}
+                }))
+                .map_err(kube::Error::SerdeError)?;
+                events.create(&PostParams::default(), &event).await.map(drop)
+            }
+        })
+        .await?,
+    };
+    let raw_rate = raw.apply.max(raw.merge).max(raw.replace);
+
+    Ok(format!(
+        "{{\n  \"benchmark\": \"tasks\",\n  \"low_load_p50_ms\": {low_p50:.1},\n  \"low_load_max_ms\": {low_max:.1},\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"raw_apply_per_second\": {:.1},\n  \"raw_merge_patch_per_second\": {:.1},\n  \"raw_replace_per_second\": {:.1},\n  \"raw_event_creates_per_second\": {:.1},\n  \"raw_task_creates_per_second\": {:.1},\n  \"operator_rss_mib\": {rss_mib:.1}\n}}\n",
+        pct(0.5),
+        pct(0.99),
+        raw.apply,
+        raw.merge,
+        raw.replace,
+        raw.events,
+        raw.creates,
+    ))
+}
+
+/// Raw write rates on the plane, per second.
+struct RawRates {
+    creates: f64,
+    replace: f64,
+    apply: f64,
+    merge: f64,
+    events: f64,
+}
+
+/// How many of `write(i)`, `writes` of them 16 at a time, complete per second.
+async fn raw_rate<F, Fut>(writes: usize, write: F) -> Result<f64>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), kube::Error>>,
+{
+    let t = Instant::now();
+    futures::stream::iter(0..writes)
+        .map(write)
         .buffer_unordered(16)
         .try_collect::<Vec<_>>()
         .await?;
-    let raw_rate = writes as f64 / t.elapsed().as_secs_f64();
-
-    Ok(format!(
-        "{{\n  \"benchmark\": \"tasks\",\n  \"low_load_p50_ms\": {low_p50:.1},\n  \"low_load_max_ms\": {low_max:.1},\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"operator_rss_mib\": {rss_mib:.1}\n}}\n",
-        pct(0.5),
-        pct(0.99)
-    ))
+    Ok(writes as f64 / t.elapsed().as_secs_f64())
 }
 
 /// A loopback HTTP server answering 200 to everything, for the get tasks.

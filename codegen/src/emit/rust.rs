@@ -158,8 +158,17 @@ fn module(ir: &Ir, target: &Module, doc: &str) -> TokenStream {
     if uses.btree_map {
         imports.push(quote! { use std::collections::BTreeMap; });
     }
-    if uses.time {
-        imports.push(quote! { use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time; });
+    match (uses.time, uses.micro_time) {
+        (true, true) => imports.push(
+            quote! { use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time}; },
+        ),
+        (true, false) => {
+            imports.push(quote! { use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time; })
+        }
+        (false, true) => {
+            imports.push(quote! { use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime; })
+        }
+        (false, false) => {}
     }
     if uses.custom_resource {
         imports.push(quote! { use kube::CustomResource; });
@@ -182,6 +191,7 @@ fn module(ir: &Ir, target: &Module, doc: &str) -> TokenStream {
 struct Uses {
     btree_map: bool,
     time: bool,
+    micro_time: bool,
     custom_resource: bool,
     shared: bool,
 }
@@ -349,6 +359,10 @@ fn rust_type(ir: &Ir, schema: &Schema, uses: &mut Uses) -> TokenStream {
         Schema::DateTime => {
             uses.time = true;
             quote! { Time }
+        }
+        Schema::MicroTime => {
+            uses.micro_time = true;
+            quote! { MicroTime }
         }
         Schema::Json => quote! { serde_json::Value },
         Schema::Named(name) => {

@@ -77,7 +77,7 @@ pub fn schema(types: &Types, node: &Schema, dialect: Dialect) -> Map<String, Val
             add_range(&mut out, range);
         }
         Schema::Boolean => set("type", json!("boolean")),
-        Schema::DateTime => {
+        Schema::DateTime | Schema::MicroTime => {
             set("type", json!("string"));
             set("format", json!("date-time"));
         }

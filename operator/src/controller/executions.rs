@@ -181,6 +181,39 @@ impl Executions {
         }
     }
 
+    /// Cancels and forgets the executions of the task with this uid (it was deleted); a task
+    /// re-created under the same name is another task and keeps its own.
+    pub fn cancel_deleted(&self, key: &TaskKey, uid: &str) {
+        let mut map = self.inner.lock().expect("not poisoned");
+        let Some(runs) = map.get_mut(key) else { return };
+        if let Some(current) = runs.current.take_if(|c| c.uid == uid) {
+            current.execution.token.cancel();
+        }
+        runs.overtaken.retain(|run| {
+            let deleted = run.uid == uid;
+            if deleted {
+                run.execution.token.cancel();
+            }
+            !deleted
+        });
+        if runs.current.is_none() && runs.overtaken.is_empty() {
+            map.remove(key);
+        }
+    }
+
+    /// Every task (key and uid) with a registered execution.
+    pub fn tasks(&self) -> Vec<(TaskKey, String)> {
+        let map = self.inner.lock().expect("not poisoned");
+        map.iter()
+            .flat_map(|(key, runs)| {
+                runs.current
+                    .iter()
+                    .chain(&runs.overtaken)
+                    .map(|run| (key.clone(), run.uid.clone()))
+            })
+            .collect()
+    }
+
     /// Cancels every execution but keeps them registered, so they still report their outcome.
     pub fn cancel_all(&self) {
         let map = self.inner.lock().expect("not poisoned");
@@ -218,6 +251,18 @@ mod tests {
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn a_deletion_cancels_only_the_deleted_tasks_executions() {
+        let ex = Executions::default();
+        let old = ex.start(key(), "old-uid", 1);
+        ex.cancel_deleted(&key(), "new-uid");
+        assert!(!old.token.is_cancelled(), "another uid's deletion");
+        assert_eq!(ex.tasks(), [(key(), "old-uid".to_owned())]);
+        ex.cancel_deleted(&key(), "old-uid");
+        assert!(old.token.is_cancelled());
+        assert!(ex.is_empty() && ex.tasks().is_empty());
     }
 
     #[test]

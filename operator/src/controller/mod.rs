@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::runtime::controller::{Action, Controller};
+use futures::TryStreamExt;
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use mcall_generated::McallTask;
 use tokio::sync::Semaphore;
@@ -28,7 +29,9 @@ use crate::server::Readiness;
 
 /// The field manager of every status the operator writes (server-side apply).
 pub const FIELD_MANAGER: &str = "mcall-operator";
-/// The finalizer that lets a deletion cancel a running execution first.
+/// The finalizer earlier versions put on every task. Deletions are now seen on the watch (no write
+/// per task, and no task stuck Terminating when the operator is gone); a task that still carries
+/// it is released when deleted.
 pub const FINALIZER: &str = "mcall.tz.io/cleanup";
 
 /// What every reconcile shares.
@@ -72,11 +75,11 @@ pub async fn run(
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        let wc = watcher::Config::default().any_semantic();
-        let controller = Controller::new(api.clone(), wc.clone());
-        let store = controller.store();
+        let (store, writer) = reflector::store();
         stores.push(store.clone());
-        let dependents_store = store.clone();
+        // One watch feeds the cache, the controller, deletions and the dependents' wake-ups.
+        let (wake, woken) = futures::channel::mpsc::unbounded();
+        let watch = watch_tasks(api, writer, store.clone(), executions.clone(), wake);
         let ctx = Arc::new(Context {
             client: client.clone(),
             config: config.clone(),
@@ -84,15 +87,14 @@ pub async fn run(
             executions: executions.clone(),
             slots: slots.clone(),
             limits: mcall_engine::Limits::default(),
-            store,
+            store: store.clone(),
             shutdown: shutdown.clone(),
         });
         let stop = shutdown.clone();
-        let controller = controller
-            // A task's status change wakes the tasks that depend on it: waiting is watch-driven.
-            .watches(api, wc, move |changed: McallTask| {
-                dependents(&dependents_store, &changed)
-            })
+        let controller = Controller::for_stream(watch, store)
+            .reconcile_on(woken)
+            // Bounded, so a cache of thousands of tasks is not reconciled all at once.
+            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
             .graceful_shutdown_on(async move { stop.cancelled().await })
             .run(reconcile::reconcile, error_policy, ctx)
             .for_each(|result| async move {
@@ -132,6 +134,65 @@ async fn drain(executions: &Executions, grace: Duration) {
         while !executions.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// How many tasks are reconciled at once. Executions run outside reconciles, so this bounds
+/// memory and API bursts, not how many tasks run.
+const RECONCILE_CONCURRENCY: u16 = 32;
+
+/// The task watch: keeps `writer`'s cache (without what no decision reads), cancels the execution
+/// of a deleted task, wakes the tasks that depend on a changed one, and yields every applied
+/// task to the controller.
+fn watch_tasks(
+    api: Api<McallTask>,
+    writer: reflector::store::Writer<McallTask>,
+    store: Store<McallTask>,
+    executions: Executions,
+    wake: futures::channel::mpsc::UnboundedSender<ObjectRef<McallTask>>,
+) -> impl futures::Stream<Item = Result<McallTask, watcher::Error>> + Send + 'static {
+    // Small list pages keep the initial list's transient memory (the high-water mark) low.
+    watcher(
+        api,
+        watcher::Config::default().any_semantic().page_size(100),
+    )
+    .default_backoff()
+    .modify(strip_for_cache)
+    .reflect(writer)
+    .inspect_ok(move |event| match event {
+        watcher::Event::Apply(task) | watcher::Event::InitApply(task) => {
+            for dependent in dependents(&store, task) {
+                let _ = wake.unbounded_send(dependent);
+            }
+        }
+        watcher::Event::Delete(task) => {
+            if let (Some(namespace), name, Some(uid)) =
+                (task.namespace(), task.name_any(), task.uid())
+            {
+                executions.cancel_deleted(&TaskKey { namespace, name }, &uid);
+            }
+        }
+        // After a re-list, a task deleted while the watch was down has no Delete event:
+        // whatever runs for a task the fresh cache does not hold is cancelled.
+        watcher::Event::InitDone => {
+            for (key, uid) in executions.tasks() {
+                let cached = store.get(&ObjectRef::new(&key.name).within(&key.namespace));
+                if cached.is_none_or(|t| t.uid().as_deref() != Some(uid.as_str())) {
+                    executions.cancel_deleted(&key, &uid);
+                }
+            }
+        }
+        watcher::Event::Init => {}
+    })
+    .applied_objects()
+}
+
+/// What the cache does not need: field-manager bookkeeping and kubectl's copy of the last applied
+/// object, often larger than the rest of a task.
+fn strip_for_cache(task: &mut McallTask) {
+    task.metadata.managed_fields = None;
+    if let Some(annotations) = task.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
 

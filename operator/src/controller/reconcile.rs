@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use mcall_engine::TaskPlan;
@@ -23,23 +23,45 @@ pub async fn reconcile(task: Arc<McallTask>, ctx: Arc<Context>) -> Result<Action
         .namespace()
         .ok_or(Error::MissingObjectKey("namespace"))?;
     let api: Api<McallTask> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, task, |event| async {
-        match event {
-            Event::Apply(task) => apply(task, &ctx, &api).await,
-            Event::Cleanup(task) => {
-                // Deleting a task cancels its execution; the process group is killed by the engine.
-                ctx.executions.cancel(&key(&task));
-                tracing::info!(
-                    namespace,
-                    name = task.name_any(),
-                    "task deleted; execution cancelled"
-                );
-                Ok(Action::await_change())
-            }
+    if task.metadata.deletion_timestamp.is_some() {
+        // Deleting a task cancels its execution; the process group is killed by the engine.
+        if let Some(uid) = task.uid() {
+            ctx.executions.cancel_deleted(&key(&task), &uid);
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+        if task.finalizers().iter().any(|f| f == FINALIZER) {
+            release_finalizer(&api, &task).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    apply(task, &ctx, &api).await
+}
+
+/// Removes the finalizer of earlier versions, only from the version read (other finalizers stay).
+async fn release_finalizer(api: &Api<McallTask>, task: &McallTask) -> Result<()> {
+    let rest: Vec<&String> = task
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": rest, "resourceVersion": task.resource_version()}
+    });
+    match api
+        .patch(
+            &task.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        // Gone already, or changed since read (the change triggers another reconcile).
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(source) => Err(Error::Kube {
+            op: "releasing the finalizer",
+            source,
+        }),
+        Ok(_) => Ok(()),
+    }
 }
 
 fn key(task: &McallTask) -> TaskKey {
@@ -143,6 +165,7 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
                 task.resource_version().as_deref(),
             )
             .await
+            .map(drop)
             {
                 Err(Error::Kube {
                     source: kube::Error::Api(status),

@@ -2,8 +2,9 @@
 //! scheduled tasks.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -21,6 +22,9 @@ use super::{Context, FIELD_MANAGER, TaskKey, status};
 use crate::request::task_request;
 use crate::{Error, Result};
 
+/// How long a one-shot run goes before it records a `Started` Event.
+const STARTED_EVENT_AFTER: Duration = Duration::from_secs(1);
+
 /// What a run is for.
 #[derive(Clone, Debug)]
 pub(super) enum RunKind {
@@ -35,6 +39,8 @@ pub(super) enum RunKind {
         /// False for `Allow`: the run in progress keeps going.
         cancel_previous: bool,
         limits: HistoryLimits,
+        /// A tick claimed ahead of time: the run waits for it.
+        starts_at: Option<Timestamp>,
     },
 }
 
@@ -104,12 +110,13 @@ pub(super) async fn start(
             tick,
             run_now,
             next,
+            starts_at,
             ..
         } => {
             let running = status::scheduled_running(
                 task.status.as_ref(),
                 generation,
-                now,
+                starts_at.unwrap_or(now),
                 *scheduled,
                 *tick,
                 run_now.as_deref(),
@@ -131,8 +138,18 @@ pub(super) async fn start(
             ..
         }
     );
-    match claimed {
-        Ok(()) => ctx.executions.confirm_scheduled(&key, cancel_previous),
+    // The task as the claim left it: the outcome is written onto this version without reading
+    // the task again, unless something else wrote in between.
+    let claimed_task = match claimed {
+        Ok(version) => {
+            ctx.executions.confirm_scheduled(&key, cancel_previous);
+            version.map(|version| {
+                let mut claimed_task = (*task).clone();
+                claimed_task.metadata.resource_version = Some(version);
+                claimed_task.status = Some(running);
+                claimed_task
+            })
+        }
         Err(e) => {
             // Not claimed: the run it would have overtaken stays the current one.
             match &kind {
@@ -149,19 +166,7 @@ pub(super) async fn start(
                 e => Err(e),
             };
         }
-    }
-    // A scheduled task runs again and again: its Events say what changed (a failure, a
-    // recovery, a retry), not every start, so a busy schedule does not flood the API server.
-    if matches!(kind, RunKind::OneShot) {
-        publish(
-            ctx,
-            &task,
-            EventType::Normal,
-            "Started",
-            &format!("running {} input(s)", plan.inputs().len()),
-        )
-        .await;
-    }
+    };
     tracing::info!(
         namespace = key.namespace,
         name = key.name,
@@ -178,6 +183,7 @@ pub(super) async fn start(
         plan,
         execution,
         kind,
+        claimed_task,
     ));
     Ok(Action::await_change())
 }
@@ -217,7 +223,7 @@ async fn cannot_run(
         *next,
         *limits,
     );
-    claimed.last_schedule_time = tick.map(Time).or(task
+    claimed.last_schedule_time = tick.map(MicroTime).or(task
         .status
         .as_ref()
         .and_then(|s| s.last_schedule_time.clone()));
@@ -231,6 +237,7 @@ async fn cannot_run(
         task.resource_version().as_deref(),
     )
     .await
+    .map(drop)
     {
         Err(Error::Kube {
             source: kube::Error::Api(status),
@@ -256,7 +263,19 @@ async fn execute(
     plan: TaskPlan,
     execution: Execution,
     kind: RunKind,
+    claimed_task: Option<McallTask>,
 ) {
+    if let RunKind::Scheduled {
+        starts_at: Some(at),
+        ..
+    } = &kind
+    {
+        let wait = Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = execution.token.cancelled() => {}
+        }
+    }
     let permit = tokio::select! {
         permit = ctx.slots.clone().acquire_owned() => permit.ok(),
         () = execution.token.cancelled() => None,
@@ -298,13 +317,32 @@ async fn execute(
         let _ = tx.send(event);
     };
     let outcome = if permit.is_some() {
-        mcall_engine::execute(&plan, &ctx.limits, execution.token.clone(), &observer).await
+        let run = mcall_engine::execute(&plan, &ctx.limits, execution.token.clone(), &observer);
+        if matches!(kind, RunKind::OneShot) {
+            // A run that ends within STARTED_EVENT_AFTER is told by its outcome Event alone
+            // (which gives its duration); a longer one announces itself when it gets there. A
+            // scheduled task's Events say what changed (a failure, a recovery, a retry), not
+            // every start, so a busy schedule does not flood the API server.
+            let mut run = std::pin::pin!(run);
+            tokio::select! {
+                outcome = &mut run => outcome,
+                () = tokio::time::sleep(STARTED_EVENT_AFTER) => {
+                    let note = format!("running {} input(s)", plan.inputs().len());
+                    publish(&ctx, &task, EventType::Normal, "Started", &note).await;
+                    run.await
+                }
+            }
+        } else {
+            run.await
+        }
     } else {
         cancelled_before_start()
     };
     drop(observer);
     let _ = retry_reporter.await;
     drop(permit);
+    // Retries wrote the status since the claim: read it again rather than lose a conflict.
+    let claimed_task = claimed_task.filter(|_| outcome.retries == 0);
 
     let mut outcome = outcome;
     if outcome.verdict == Verdict::Cancelled && ctx.shutdown.is_cancelled() {
@@ -312,7 +350,15 @@ async fn execute(
             Some("cancelled: the operator shut down before the execution finished".into());
     }
     if let Err(e) = report(
-        &ctx, &api, &key, &uid, generation, &kind, &execution, &outcome,
+        &ctx,
+        &api,
+        &key,
+        &uid,
+        generation,
+        &kind,
+        &execution,
+        &outcome,
+        claimed_task,
     )
     .await
     {
@@ -339,14 +385,20 @@ async fn report(
     kind: &RunKind,
     execution: &Execution,
     outcome: &mcall_engine::TaskOutcome,
+    claimed_task: Option<McallTask>,
 ) -> Result<()> {
     let mut failures = 0u32;
+    let mut known = claimed_task;
     loop {
+        let known = known.take();
         let attempt = async {
-            let latest = api.get_opt(&key.name).await.map_err(|source| Error::Kube {
-                op: "reading the task",
-                source,
-            })?;
+            let latest = match known {
+                Some(task) => Some(task),
+                None => api.get_opt(&key.name).await.map_err(|source| Error::Kube {
+                    op: "reading the task",
+                    source,
+                })?,
+            };
             let Some(latest) = latest.filter(|t| {
                 t.uid().as_deref() == Some(uid) && t.metadata.deletion_timestamp.is_none()
             }) else {
@@ -435,14 +487,13 @@ async fn announce(
         }
     };
     if changed {
-        publish(
-            ctx,
-            latest,
-            event_type,
-            reason,
+        let note = format!(
+            "{} (started {}, ran {} ms)",
             next.message.as_deref().unwrap_or_default(),
-        )
-        .await;
+            Timestamp::try_from(outcome.started_at).unwrap_or_else(|_| Timestamp::now()),
+            outcome.duration.as_millis()
+        );
+        publish(ctx, latest, event_type, reason, &note).await;
     }
 }
 
@@ -467,32 +518,34 @@ pub(super) async fn write_status(
     name: &str,
     status: &McallTaskStatus,
 ) -> Result<()> {
-    write_status_if(api, name, status, None).await
+    write_status_if(api, name, status, None).await.map(drop)
 }
 
 /// Writes the status; with `resource_version`, only if the object is still at that version.
+/// Returns the version written.
 pub(super) async fn write_status_if(
     api: &Api<McallTask>,
     name: &str,
     status: &McallTaskStatus,
     resource_version: Option<&str>,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let mut patch =
         json!({ "apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "status": status });
     if let Some(version) = resource_version {
         patch["metadata"] = json!({ "resourceVersion": version });
     }
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::Kube {
-        op: "writing the task status",
-        source,
-    })?;
-    Ok(())
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::Kube {
+            op: "writing the task status",
+            source,
+        })?;
+    Ok(written.metadata.resource_version)
 }
 
 /// Events are best effort: a failure to record one is logged, never fails the reconcile.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -17,6 +17,11 @@ use super::status::{self, HistoryLimits, READY};
 use super::{Context, TaskKey};
 use crate::Result;
 use crate::schedule::{self, ActiveRunAction, RunNowRequest, Schedule, ScheduleInput, TickVerdict};
+
+/// How long before a tick its claim is written: the run then starts at the tick itself instead of
+/// one API round trip after it. A restart inside this window leaves the claimed tick recorded
+/// as interrupted, like a restart during a run.
+const CLAIM_LEAD: Duration = Duration::from_millis(250);
 
 const INTERRUPTED: &str = "the operator stopped while this run was in progress; it is recorded as failed and not re-run, so a command never runs twice";
 
@@ -47,7 +52,7 @@ pub(super) async fn apply(
         }
         return Ok(Action::await_change());
     }
-    let schedule = parsed.expect("checked above");
+    let schedule = parsed.expect("checked above").spread_by(&uid);
     let limits = HistoryLimits {
         successful: spec.successful_runs_history_limit,
         failed: spec.failed_runs_history_limit,
@@ -95,17 +100,38 @@ pub(super) async fn apply(
             handled: status.and_then(|s| s.run_now_handled.as_deref()),
         },
     };
-    let decision = schedule::decide(&input);
+    let mut decision = schedule::decide(&input);
+    let mut starts_at = None;
+    // A tick due within CLAIM_LEAD, with nothing running: decide as of the tick, claim it now,
+    // and let the run wait for it.
+    if decision.run.is_none()
+        && decision.tick.is_none()
+        && active.is_none()
+        && let Some(at) = decision.requeue_at
+        && at > now
+        && Duration::try_from(at.duration_since(now)).is_ok_and(|d| d <= CLAIM_LEAD)
+    {
+        let ahead = schedule::decide(&ScheduleInput {
+            now: at,
+            ..input.clone()
+        });
+        if ahead.run.as_ref().is_some_and(|run| run.tick == Some(at)) {
+            decision = ahead;
+            starts_at = Some(at);
+        }
+    }
     tracing::debug!(
         namespace = key.namespace,
         name = key.name,
         ?decision,
         "schedule decided"
     );
-    // Sleep exactly until the next tick: no polling.
-    let until_next_tick = decision
-        .requeue_at
-        .map(|at| Duration::try_from(at.duration_since(now)).unwrap_or_default());
+    // Sleep until just before the next tick (its claim is written CLAIM_LEAD early): no polling.
+    let until_next_tick = decision.requeue_at.map(|at| {
+        Duration::try_from(at.duration_since(now))
+            .unwrap_or_default()
+            .saturating_sub(CLAIM_LEAD)
+    });
     // A run-now request deferred by Forbid is looked at again shortly: the end of the active run
     // is reported before this process forgets the run, so that report's own reconcile still
     // sees it active.
@@ -149,6 +175,7 @@ pub(super) async fn apply(
             next: decision.next_schedule_time,
             cancel_previous: run.active != ActiveRunAction::LeaveRunning,
             limits,
+            starts_at,
         };
         let started = start(ctx, api, task, key, uid, generation, kind).await?;
         // A lost claim (409) asks to decide again soon; otherwise wake at the next tick.
@@ -197,7 +224,7 @@ pub(super) async fn apply(
 
     // Nothing due: keep nextScheduleTime current, and say when the first run comes.
     let mut next = status.cloned().unwrap_or_default();
-    next.next_schedule_time = decision.next_schedule_time.map(Time);
+    next.next_schedule_time = decision.next_schedule_time.map(MicroTime);
     // A rejection of an earlier generation (e.g. InvalidSchedule, since fixed) no longer holds.
     let rejected_before = next.observed_generation != Some(generation)
         && next.phase == Some(Phase::Failed)
@@ -240,6 +267,7 @@ async fn claim(
         task.resource_version().as_deref(),
     )
     .await
+    .map(drop)
     {
         Err(crate::Error::Kube {
             source: kube::Error::Api(status),

@@ -1,7 +1,7 @@
 //! The status the operator writes: pure builders from the previous status, the decision or the
 //! engine's outcome, and the time.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use mcall_engine::{TaskOutcome, Verdict};
 use mcall_generated::{
@@ -292,13 +292,13 @@ pub fn scheduled_running(
 ) -> McallTaskStatus {
     let mut s = running(previous, generation, now);
     if let Some(tick) = tick {
-        s.last_schedule_time = Some(Time(tick));
+        s.last_schedule_time = Some(MicroTime(tick));
     }
     if let Some(value) = run_now {
         s.run_now_handled = Some(value.to_owned());
     }
-    s.current_run = Some(Time(scheduled));
-    s.next_schedule_time = next.map(Time);
+    s.current_run = Some(MicroTime(scheduled));
+    s.next_schedule_time = next.map(MicroTime);
     s.message = Some(format!("running the run scheduled for {scheduled}"));
     s
 }
@@ -320,14 +320,14 @@ pub fn tick_not_run(
 ) -> McallTaskStatus {
     let mut s = previous.cloned().unwrap_or_default();
     s.observed_generation = Some(generation);
-    s.last_schedule_time = Some(Time(tick));
-    s.next_schedule_time = next.map(Time);
+    s.last_schedule_time = Some(MicroTime(tick));
+    s.next_schedule_time = next.map(MicroTime);
     if s.phase.is_none() {
         s.phase = Some(Phase::Pending);
     }
     s.message = Some(truncate(&format!("tick {tick} not run: {message}"), 1024));
     let record = RunRecord {
-        scheduled_time: Time(tick),
+        scheduled_time: MicroTime(tick),
         start_time: None,
         completion_time: None,
         phase: Phase::Skipped,
@@ -346,7 +346,7 @@ pub fn run_record(
     now: Timestamp,
 ) -> RunRecord {
     RunRecord {
-        scheduled_time: Time(scheduled),
+        scheduled_time: MicroTime(scheduled),
         start_time: Timestamp::try_from(outcome.started_at).ok().map(Time),
         completion_time: Some(Time(now)),
         phase: match outcome.verdict {

@@ -89,8 +89,8 @@ enum Kind {
     /// restricted: a day matches when either matches (the standard rule), which the crate, which
     /// requires both, cannot express in one schedule.
     Cron(Vec<cron::Schedule>),
-    /// Every multiple of the period since the Unix epoch, in nanoseconds.
-    Every(i128),
+    /// `offset + k × period` since the Unix epoch, in nanoseconds, with `0 ≤ offset < period`.
+    Every { period: i128, offset: i128 },
 }
 
 impl Schedule {
@@ -105,7 +105,10 @@ impl Schedule {
                     name: source.to_owned(),
                 });
             }
-            Kind::Every(parse_every(source, spec.trim())?)
+            Kind::Every {
+                period: parse_every(source, spec.trim())?,
+                offset: 0,
+            }
         } else if source.starts_with('@') {
             let five = expand_macro(source)?;
             Kind::Cron(parse_cron(source, five)?)
@@ -132,18 +135,31 @@ impl Schedule {
     /// The period of an `@every` schedule.
     pub fn interval(&self) -> Option<SignedDuration> {
         match self.kind {
-            Kind::Every(period) => Some(SignedDuration::from_nanos_i128(period)),
+            Kind::Every { period, .. } => Some(SignedDuration::from_nanos_i128(period)),
             Kind::Cron(_) => None,
         }
+    }
+
+    /// Shifts an `@every` schedule's ticks by an offset derived from `key` (a task's UID): tasks
+    /// with the same interval then fire spread over the interval instead of all at the same
+    /// instant, as Prometheus spreads scrapes. The offset is stable for a given key, whole
+    /// microseconds (what status times record) and less than the period. Cron schedules keep
+    /// their wall-clock times.
+    pub fn spread_by(mut self, key: &str) -> Schedule {
+        if let Kind::Every { period, offset } = &mut self.kind {
+            let micros = (*period / 1_000).max(1);
+            *offset = i128::from(stable_hash(key)) % micros * 1_000;
+        }
+        self
     }
 
     /// The first tick strictly after `t`; `None` when there is none (a cron expression that never
     /// matches, such as `0 0 30 2 *`, or one past the year 2100, where the `cron` crate stops).
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
         match &self.kind {
-            Kind::Every(period) => {
-                let next = (t.as_nanosecond().div_euclid(*period) + 1).checked_mul(*period)?;
-                Timestamp::from_nanosecond(next).ok()
+            Kind::Every { period, offset } => {
+                let k = (t.as_nanosecond() - offset).div_euclid(*period) + 1;
+                Timestamp::from_nanosecond(k.checked_mul(*period)? + offset).ok()
             }
             Kind::Cron(alternatives) => {
                 let t = to_chrono(t)?;
@@ -159,9 +175,9 @@ impl Schedule {
     /// The last tick at or before `t`.
     pub fn latest_at_or_before(&self, t: Timestamp) -> Option<Timestamp> {
         match &self.kind {
-            Kind::Every(period) => {
-                let latest = t.as_nanosecond().div_euclid(*period).checked_mul(*period)?;
-                Timestamp::from_nanosecond(latest).ok()
+            Kind::Every { period, offset } => {
+                let k = (t.as_nanosecond() - offset).div_euclid(*period);
+                Timestamp::from_nanosecond(k.checked_mul(*period)? + offset).ok()
             }
             Kind::Cron(alternatives) => {
                 let t = to_chrono(t)?;
@@ -294,6 +310,14 @@ fn expand_macro(source: &str) -> Result<&'static str, ScheduleError> {
                 name: source.to_owned(),
             });
         }
+    })
+}
+
+/// FNV-1a: stable across builds and platforms (unlike `std`'s hasher), which an offset that must
+/// survive restarts and upgrades needs.
+fn stable_hash(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 

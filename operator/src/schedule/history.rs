@@ -27,7 +27,7 @@ pub fn trim_history(history: &mut Vec<RunRecord>, successful_limit: i64, failed_
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
     use k8s_openapi::jiff::Timestamp;
 
     use super::*;
@@ -35,7 +35,7 @@ mod tests {
     fn record(second: i64, phase: Phase) -> RunRecord {
         let at = Time(Timestamp::from_second(second).unwrap());
         RunRecord {
-            scheduled_time: at.clone(),
+            scheduled_time: MicroTime(at.0),
             start_time: Some(at.clone()),
             completion_time: Some(at),
             phase,

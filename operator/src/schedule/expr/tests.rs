@@ -261,6 +261,64 @@ fn every_is_anchored_at_the_unix_epoch() {
 }
 
 #[test]
+fn spread_every_ticks_are_offset_by_a_stable_key_derived_amount() {
+    let s = parse("@every 10s").spread_by("0b7e4c1a-5f0e-4d43-9d1b-3c1e2f6a9b10");
+    let first = s.next_after(at("2025-01-01T10:00:00Z")).unwrap();
+    let offset = first.as_nanosecond().rem_euclid(10_000_000_000);
+    assert_eq!(
+        offset % 1_000,
+        0,
+        "whole microseconds, as status records them"
+    );
+    assert!(
+        first > at("2025-01-01T10:00:00Z") && first <= at("2025-01-01T10:00:10Z"),
+        "{first}"
+    );
+    // Every tick keeps the period and the offset; next and latest agree on the grid.
+    let second = s.next_after(first).unwrap();
+    assert_eq!(second.duration_since(first), SignedDuration::from_secs(10));
+    assert_eq!(s.latest_at_or_before(second), Some(second));
+    assert_eq!(
+        s.latest_at_or_before(second - SignedDuration::from_nanos(1)),
+        Some(first)
+    );
+    assert_eq!(
+        s.ticks_between(first, first + SignedDuration::from_secs(35), 10),
+        [
+            second,
+            second + SignedDuration::from_secs(10),
+            second + SignedDuration::from_secs(20)
+        ]
+    );
+    // The same key gives the same ticks (restarts do not move them).
+    let again = parse("@every 10s").spread_by("0b7e4c1a-5f0e-4d43-9d1b-3c1e2f6a9b10");
+    assert_eq!(again.next_after(at("2025-01-01T10:00:00Z")), Some(first));
+}
+
+#[test]
+fn spread_every_ticks_of_many_tasks_cover_the_interval() {
+    // 1,000 tasks on @every 10s: in no tenth of the interval should more than twice the
+    // average (100) fire together.
+    let mut buckets = [0usize; 10];
+    for i in 0..1000 {
+        let s = parse("@every 10s").spread_by(&format!("uid-{i:04}-of-a-task"));
+        let tick = s.next_after(at("2025-01-01T00:00:00Z")).unwrap();
+        let offset = tick.as_nanosecond().rem_euclid(10_000_000_000);
+        buckets[(offset / 1_000_000_000) as usize] += 1;
+    }
+    assert!(buckets.iter().all(|&n| n > 50 && n < 200), "{buckets:?}");
+}
+
+#[test]
+fn spread_leaves_cron_schedules_alone() {
+    let s = parse("*/5 * * * *").spread_by("some-uid");
+    assert_eq!(
+        s.next_after(at("2025-01-01T10:01:00Z")),
+        Some(at("2025-01-01T10:05:00Z"))
+    );
+}
+
+#[test]
 fn every_accepts_unit_sequences() {
     let cases = [
         ("@every 30s", 30_000),
