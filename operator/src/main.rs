@@ -86,20 +86,27 @@ fn main() -> Result<()> {
     }
 }
 
+/// Requests to the API server in flight at once (watches count only until their response starts).
+const MAX_API_REQUESTS_IN_FLIGHT: usize = 16;
+
 async fn operator(args: OperatorArgs) -> Result<()> {
-    let client = match &args.kubeconfig {
+    let kube_config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let config =
-                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                    .await?;
-            kube::Client::try_from(config)?
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
         }
-        None => kube::Client::try_default()
+        None => kube::Config::infer()
             .await
             .context("no kubeconfig and not in a cluster")?,
     };
+    // The client speaks HTTP/1.1, so every request in flight holds a connection with its TLS
+    // state and buffers: bounding them bounds memory and keeps bursts off the API server.
+    let client = kube::client::ClientBuilder::try_from(kube_config)?
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
+            MAX_API_REQUESTS_IN_FLIGHT,
+        ))
+        .build();
     let config = OperatorConfig {
         watch_namespaces: args
             .namespaces

@@ -70,7 +70,18 @@ pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Resul
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let mut operator = Command::new(target.join("release/mcall"))
+    // MCALL_BENCH_PROFILER (e.g. `heaptrack`) runs the operator under a profiler; the RSS
+    // recorded is then the profiler's.
+    let binary = target.join("release/mcall");
+    let mut operator = match std::env::var_os("MCALL_BENCH_PROFILER") {
+        Some(profiler) => {
+            let mut command = Command::new(profiler);
+            command.arg(&binary);
+            command
+        }
+        None => Command::new(&binary),
+    };
+    let mut operator = operator
         .args(["operator", "--kubeconfig"])
         .arg(plane.kubeconfig_path())
         .args([
@@ -203,6 +214,7 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
     let rss_mib = rss_kib(operator_pid).unwrap_or(0) as f64 / 1024.0;
+    let rss_split = rss_split_json(operator_pid);
     let throughput = count as f64 / total.as_secs_f64();
 
     // The ceiling: a minimal client writing status (16 in flight), operator idle by now. Both
@@ -275,7 +287,7 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     let raw_rate = raw.apply.max(raw.merge).max(raw.replace);
 
     Ok(format!(
-        "{{\n  \"benchmark\": \"tasks\",\n  \"low_load_p50_ms\": {low_p50:.1},\n  \"low_load_max_ms\": {low_max:.1},\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"raw_apply_per_second\": {:.1},\n  \"raw_merge_patch_per_second\": {:.1},\n  \"raw_replace_per_second\": {:.1},\n  \"raw_event_creates_per_second\": {:.1},\n  \"raw_task_creates_per_second\": {:.1},\n  \"operator_rss_mib\": {rss_mib:.1}\n}}\n",
+        "{{\n  \"benchmark\": \"tasks\",\n  \"low_load_p50_ms\": {low_p50:.1},\n  \"low_load_max_ms\": {low_max:.1},\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"raw_apply_per_second\": {:.1},\n  \"raw_merge_patch_per_second\": {:.1},\n  \"raw_replace_per_second\": {:.1},\n  \"raw_event_creates_per_second\": {:.1},\n  \"raw_task_creates_per_second\": {:.1},\n  \"operator_rss_mib\": {rss_mib:.1},\n  {rss_split}\n}}\n",
         pct(0.5),
         pct(0.99),
         raw.apply,
@@ -329,6 +341,25 @@ async fn loopback_server() -> Result<u16> {
         }
     });
     Ok(port)
+}
+
+/// The operator's resident memory split into anonymous (heap, stacks) and file-backed (its own
+/// code) parts, in MiB, as `"anon_mib": …, "file_mib": …` JSON members.
+pub fn rss_split_json(pid: u32) -> String {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    format!(
+        "\"operator_rss_anon_mib\": {:.1},\n  \"operator_rss_file_mib\": {:.1}",
+        field("Rss_Anon:").max(field("Pss_Anon:")),
+        field("Pss_File:")
+    )
 }
 
 pub fn rss_kib(pid: u32) -> Option<u64> {

@@ -2,6 +2,7 @@
 
 pub mod decide;
 mod environment;
+mod events;
 mod executions;
 mod reconcile;
 mod run;
@@ -14,7 +15,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::TryStreamExt;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -22,6 +22,7 @@ use mcall_generated::McallTask;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+pub use events::EventSink;
 pub use executions::{Executions, TaskKey};
 
 use crate::config::OperatorConfig;
@@ -38,7 +39,7 @@ pub const FINALIZER: &str = "mcall.tz.io/cleanup";
 pub struct Context {
     pub client: Client,
     pub config: OperatorConfig,
-    pub recorder: Recorder,
+    pub events: EventSink,
     pub executions: Executions,
     /// Bounds executions across all tasks; reconciles never wait on it.
     pub slots: Arc<Semaphore>,
@@ -62,10 +63,7 @@ pub async fn run(
     } else {
         config.watch_namespaces.iter().cloned().map(Some).collect()
     };
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.into(),
-        instance: config.instance.clone(),
-    };
+    let events = EventSink::new(client.clone(), FIELD_MANAGER, config.instance.as_deref());
     let executions = Executions::default();
     let slots = Arc::new(Semaphore::new(config.max_concurrent_executions.max(1)));
     let mut controllers = Vec::new();
@@ -83,7 +81,7 @@ pub async fn run(
         let ctx = Arc::new(Context {
             client: client.clone(),
             config: config.clone(),
-            recorder: Recorder::new(client.clone(), reporter.clone()),
+            events: events.clone(),
             executions: executions.clone(),
             slots: slots.clone(),
             limits: mcall_engine::Limits::default(),

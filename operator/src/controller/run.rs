@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
-use kube::{Api, Resource, ResourceExt};
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
 use mcall_engine::{EngineEvent, TaskPlan, Verdict};
 use mcall_generated::{McallTask, McallTaskStatus, Phase};
 use serde_json::json;
@@ -556,14 +556,8 @@ pub(super) async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(status::truncate(note, 1000)),
-        action: "Execute".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &task.object_ref(&())).await {
+    let note = status::truncate(note, 1000);
+    if let Err(e) = ctx.events.publish(task, type_, reason, &note).await {
         tracing::debug!(name = task.name_any(), error = %e, "recording an Event failed");
     }
 }

@@ -21,7 +21,7 @@ use crate::schedule::{self, ActiveRunAction, RunNowRequest, Schedule, ScheduleIn
 /// How long before a tick its claim is written: the run then starts at the tick itself instead of
 /// one API round trip after it. A restart inside this window leaves the claimed tick recorded
 /// as interrupted, like a restart during a run.
-const CLAIM_LEAD: Duration = Duration::from_millis(250);
+const CLAIM_LEAD: Duration = Duration::from_secs(1);
 
 const INTERRUPTED: &str = "the operator stopped while this run was in progress; it is recorded as failed and not re-run, so a command never runs twice";
 
