@@ -87,7 +87,7 @@ fn main() -> Result<()> {
 }
 
 /// Requests to the API server in flight at once (watches count only until their response starts).
-const MAX_API_REQUESTS_IN_FLIGHT: usize = 16;
+const MAX_API_REQUESTS_IN_FLIGHT: usize = 8;
 
 async fn operator(args: OperatorArgs) -> Result<()> {
     let kube_config = match &args.kubeconfig {

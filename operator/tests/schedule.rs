@@ -59,10 +59,17 @@ async fn every_two_seconds_runs_repeatedly_with_history_trimmed() {
     let last = status.last_schedule_time.unwrap().0;
     let next = status.next_schedule_time.unwrap().0;
     assert_eq!(
-        next.duration_since(last).as_secs(),
-        2,
+        next.duration_since(last),
+        k8s_openapi::jiff::SignedDuration::from_secs(2),
         "next tick is one interval after the last"
     );
+    // The ticks are the task's own: offset from the epoch grid by its UID, to the microsecond.
+    let uid = task.metadata.uid.clone().unwrap();
+    let spread = mcall::schedule::Schedule::parse("@every 2s", None)
+        .unwrap()
+        .spread_by(&uid);
+    assert_eq!(spread.latest_at_or_before(last), Some(last));
+    assert_eq!(spread.next_after(last), Some(next));
     assert!(task.status.unwrap().phase.is_some());
     op.stop().await;
 }

@@ -99,8 +99,11 @@ pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Resul
         .spawn()
         .context("starting the operator")?;
     let result = f(&plane, operator.id());
-    let _ = Command::new("kill")
-        .args(["-TERM", &operator.id().to_string()])
+    // By its kubeconfig, so an operator started under a profiler is stopped too.
+    let _ = Command::new("pkill")
+        .arg("-TERM")
+        .arg("-f")
+        .arg(plane.kubeconfig_path())
         .status();
     let _ = operator.wait();
     result

@@ -137,7 +137,7 @@ async fn drain(executions: &Executions, grace: Duration) {
 
 /// How many tasks are reconciled at once. Executions run outside reconciles, so this bounds
 /// memory and API bursts, not how many tasks run.
-const RECONCILE_CONCURRENCY: u16 = 32;
+const RECONCILE_CONCURRENCY: u16 = 16;
 
 /// The task watch: keeps `writer`'s cache (without what no decision reads), cancels the execution
 /// of a deleted task, wakes the tasks that depend on a changed one, and yields every applied

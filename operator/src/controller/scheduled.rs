@@ -23,6 +23,9 @@ use crate::schedule::{self, ActiveRunAction, RunNowRequest, Schedule, ScheduleIn
 /// as interrupted, like a restart during a run.
 const CLAIM_LEAD: Duration = Duration::from_secs(1);
 
+/// A new task whose first tick is at most this far away writes no status until that run.
+const FIRST_RUN_SOON: Duration = Duration::from_secs(30);
+
 const INTERRUPTED: &str = "the operator stopped while this run was in progress; it is recorded as failed and not re-run, so a command never runs twice";
 
 #[allow(
@@ -222,7 +225,16 @@ pub(super) async fn apply(
         return Ok(action);
     }
 
-    // Nothing due: keep nextScheduleTime current, and say when the first run comes.
+    // Nothing due: keep nextScheduleTime current, and say when the first run comes; a new task
+    // whose first run is at most FIRST_RUN_SOON away gets its first status with that run (when
+    // a thousand checks are created at once, that is a thousand writes fewer).
+    if status.is_none()
+        && decision.next_schedule_time.is_some_and(|at| {
+            Duration::try_from(at.duration_since(now)).is_ok_and(|d| d <= FIRST_RUN_SOON)
+        })
+    {
+        return Ok(action);
+    }
     let mut next = status.cloned().unwrap_or_default();
     next.next_schedule_time = decision.next_schedule_time.map(MicroTime);
     // A rejection of an earlier generation (e.g. InvalidSchedule, since fixed) no longer holds.
