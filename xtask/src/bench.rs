@@ -94,8 +94,14 @@ fn schedule(root: &Path) -> Result<()> {
     let result = crate::bench_schedule::run(root, count, 45)?;
     let dir = root.join("bench/results");
     std::fs::create_dir_all(&dir).context("creating bench/results")?;
-    std::fs::write(dir.join("schedule.json"), &result)
-        .context("writing bench/results/schedule.json")?;
+    // The default size keeps the plain name; other sizes are kept beside it.
+    let file = if count == 1000 {
+        "schedule.json".to_owned()
+    } else {
+        format!("schedule-{count}.json")
+    };
+    std::fs::write(dir.join(&file), &result)
+        .with_context(|| format!("writing bench/results/{file}"))?;
     println!("{result}");
     let value: serde_json::Value = serde_json::from_str(&result)?;
     let row = format!(
