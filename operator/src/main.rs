@@ -74,7 +74,9 @@ struct OperatorArgs {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     mcall::telemetry::init(&cli.log_level, &cli.log_format)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: the operator waits on the API server and on child processes, and its own CPU
+    // use is a fraction of a core; a single thread keeps one allocator arena and one stack.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     match cli.command {
