@@ -39,8 +39,8 @@ pub(super) enum RunKind {
         /// False for `Allow`: the run in progress keeps going.
         cancel_previous: bool,
         limits: HistoryLimits,
-        /// A tick claimed ahead of time: the run waits for it.
-        starts_at: Option<Timestamp>,
+        /// The tick was claimed ahead of time: the run waits for `scheduled`.
+        claimed_ahead: bool,
     },
 }
 
@@ -110,13 +110,13 @@ pub(super) async fn start(
             tick,
             run_now,
             next,
-            starts_at,
+            claimed_ahead,
             ..
         } => {
             let running = status::scheduled_running(
                 task.status.as_ref(),
                 generation,
-                starts_at.unwrap_or(now),
+                if *claimed_ahead { *scheduled } else { now },
                 *scheduled,
                 *tick,
                 run_now.as_deref(),
@@ -266,11 +266,13 @@ async fn execute(
     claimed_task: Option<McallTask>,
 ) {
     if let RunKind::Scheduled {
-        starts_at: Some(at),
+        scheduled,
+        claimed_ahead: true,
         ..
     } = &kind
     {
-        let wait = Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or_default();
+        let wait =
+            Duration::try_from(scheduled.duration_since(Timestamp::now())).unwrap_or_default();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = execution.token.cancelled() => {}

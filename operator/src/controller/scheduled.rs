@@ -104,7 +104,7 @@ pub(super) async fn apply(
         },
     };
     let mut decision = schedule::decide(&input);
-    let mut starts_at = None;
+    let mut claimed_ahead = false;
     // A tick due within CLAIM_LEAD, with nothing running: decide as of the tick, claim it now,
     // and let the run wait for it.
     if decision.run.is_none()
@@ -120,7 +120,7 @@ pub(super) async fn apply(
         });
         if ahead.run.as_ref().is_some_and(|run| run.tick == Some(at)) {
             decision = ahead;
-            starts_at = Some(at);
+            claimed_ahead = true;
         }
     }
     tracing::debug!(
@@ -178,7 +178,7 @@ pub(super) async fn apply(
             next: decision.next_schedule_time,
             cancel_previous: run.active != ActiveRunAction::LeaveRunning,
             limits,
-            starts_at,
+            claimed_ahead,
         };
         let started = start(ctx, api, task, key, uid, generation, kind).await?;
         // A lost claim (409) asks to decide again soon; otherwise wake at the next tick.
