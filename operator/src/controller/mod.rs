@@ -35,6 +35,9 @@ pub const FIELD_MANAGER: &str = "mcall-operator";
 /// it is released when deleted.
 pub const FINALIZER: &str = "mcall.tz.io/cleanup";
 
+/// Consecutive failed reconciles per task; a task's entry goes when it reconciles or is deleted.
+pub type Failures = Arc<std::sync::Mutex<std::collections::HashMap<TaskKey, u32>>>;
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
@@ -48,6 +51,8 @@ pub struct Context {
     pub store: Store<McallTask>,
     /// Cancelled when the operator shuts down.
     pub shutdown: CancellationToken,
+    /// Consecutive failed reconciles per task, for the retry backoff.
+    pub failures: Failures,
 }
 
 /// Runs the McallTask controller until `shutdown` is cancelled, then lets running executions
@@ -77,7 +82,15 @@ pub async fn run(
         stores.push(store.clone());
         // One watch feeds the cache, the controller, deletions and the dependents' wake-ups.
         let (wake, woken) = futures::channel::mpsc::unbounded();
-        let watch = watch_tasks(api, writer, store.clone(), executions.clone(), wake);
+        let failures = Failures::default();
+        let watch = watch_tasks(
+            api,
+            writer,
+            store.clone(),
+            executions.clone(),
+            failures.clone(),
+            wake,
+        );
         let ctx = Arc::new(Context {
             client: client.clone(),
             config: config.clone(),
@@ -87,6 +100,7 @@ pub async fn run(
             limits: mcall_engine::Limits::default(),
             store: store.clone(),
             shutdown: shutdown.clone(),
+            failures,
         });
         let stop = shutdown.clone();
         let controller = Controller::for_stream(watch, store)
@@ -94,7 +108,7 @@ pub async fn run(
             // Bounded, so a cache of thousands of tasks is not reconciled all at once.
             .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
             .graceful_shutdown_on(async move { stop.cancelled().await })
-            .run(reconcile::reconcile, error_policy, ctx)
+            .run(reconcile_counting_failures, error_policy, ctx)
             .for_each(|result| async move {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "reconcile loop");
@@ -147,6 +161,7 @@ fn watch_tasks(
     writer: reflector::store::Writer<McallTask>,
     store: Store<McallTask>,
     executions: Executions,
+    failures: Failures,
     wake: futures::channel::mpsc::UnboundedSender<ObjectRef<McallTask>>,
 ) -> impl futures::Stream<Item = Result<McallTask, watcher::Error>> + Send + 'static {
     // Small list pages keep the initial list's transient memory (the high-water mark) low.
@@ -167,7 +182,9 @@ fn watch_tasks(
             if let (Some(namespace), name, Some(uid)) =
                 (task.namespace(), task.name_any(), task.uid())
             {
-                executions.cancel_deleted(&TaskKey { namespace, name }, &uid);
+                let key = TaskKey { namespace, name };
+                failures.lock().expect("not poisoned").remove(&key);
+                executions.cancel_deleted(&key, &uid);
             }
         }
         // After a re-list, a task deleted while the watch was down has no Delete event:
@@ -208,7 +225,57 @@ fn dependents(store: &Store<McallTask>, changed: &McallTask) -> Vec<ObjectRef<Mc
         .collect()
 }
 
-fn error_policy(task: Arc<McallTask>, error: &crate::Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(namespace = task.namespace().unwrap_or_default(), name = task.name_any(), error = %error, kind = error.metric_label(), "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+/// Reconciles, and forgets the task's earlier failures once a reconcile succeeds.
+async fn reconcile_counting_failures(
+    task: Arc<McallTask>,
+    ctx: Arc<Context>,
+) -> crate::Result<Action> {
+    let key = task_key(&task);
+    let result = reconcile::reconcile(task, ctx.clone()).await;
+    if result.is_ok() {
+        ctx.failures.lock().expect("not poisoned").remove(&key);
+    }
+    result
+}
+
+/// Retries a failed reconcile with a per-task backoff, so an unreachable API server is not asked
+/// about every task every few seconds.
+fn error_policy(task: Arc<McallTask>, error: &crate::Error, ctx: Arc<Context>) -> Action {
+    let failures = {
+        let mut map = ctx.failures.lock().expect("not poisoned");
+        let count = map.entry(task_key(&task)).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    };
+    let delay = retry_delay(failures);
+    tracing::warn!(namespace = task.namespace().unwrap_or_default(), name = task.name_any(), error = %error, kind = error.metric_label(), failures, retry_in_secs = delay.as_secs(), "reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+/// 5 s after the first failure, doubling up to 5 minutes.
+fn retry_delay(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_secs(5);
+    const MAX: Duration = Duration::from_secs(300);
+    FIRST
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(MAX)
+}
+
+fn task_key(task: &McallTask) -> TaskKey {
+    TaskKey {
+        namespace: task.namespace().unwrap_or_default(),
+        name: task.name_any(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_reconciles_back_off_from_five_seconds_to_five_minutes() {
+        let delays: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(300));
+    }
 }
