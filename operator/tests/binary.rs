@@ -1,5 +1,5 @@
 //! The `mcall` binary: `mcall run -f` exit codes, and `mcall operator` as a process — health
-//! endpoints, graceful SIGTERM, and a crash (SIGKILL) while a task runs.
+//! endpoints, graceful SIGTERM, and crashes (SIGKILL) while a task runs.
 
 mod common;
 
@@ -196,6 +196,50 @@ async fn a_crash_while_running_leaves_the_task_failed_as_interrupted_not_stuck()
         Some("Interrupted")
     );
     assert!(status.message.unwrap().contains("not re-run"));
+    signal(&restarted, "-TERM");
+    restarted.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_crash_within_a_runs_first_second_leaves_no_trace_and_the_run_happens_again() {
+    let env = test_env("bin-early-crash").await;
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let port = free_port();
+    let mut operator = spawn_operator(&env, port);
+    wait_ready(port);
+    create_task(
+        &env,
+        "short",
+        json!({"type": "cmd", "input": format!("echo run >> {}; sleep 0.7", runs.display())}),
+    )
+    .await;
+    let run_count = || {
+        std::fs::read_to_string(&runs)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while run_count() == 0 {
+        assert!(Instant::now() < deadline, "the task never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(&operator, "-KILL");
+    operator.wait().unwrap();
+    let task = env.tasks.get("short").await.unwrap();
+    assert_eq!(
+        task.status.and_then(|s| s.phase),
+        None,
+        "a run shorter than a second writes nothing before its result"
+    );
+
+    let port = free_port();
+    let mut restarted = spawn_operator(&env, port);
+    wait_ready(port);
+    let task = wait_for_phase(&env, "short", Phase::Succeeded, Duration::from_secs(30)).await;
+    assert_eq!(run_count(), 2, "run again after the crash, once");
+    let status = task.status.unwrap();
+    assert!(status.start_time.is_some() && status.completion_time.is_some());
     signal(&restarted, "-TERM");
     restarted.wait().unwrap();
 }

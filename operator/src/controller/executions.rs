@@ -37,6 +37,15 @@ struct Current {
 struct TaskRuns {
     current: Option<Current>,
     overtaken: Vec<Current>,
+    /// The uid and generation of a one-shot run that finished and wrote its result, until the
+    /// cache shows that result: a reconcile in between would see a task that never ran.
+    reported: Option<(String, i64)>,
+}
+
+impl TaskRuns {
+    fn is_empty(&self) -> bool {
+        self.current.is_none() && self.overtaken.is_empty() && self.reported.is_none()
+    }
 }
 
 #[derive(Clone, Default)]
@@ -53,13 +62,35 @@ impl Executions {
         }
     }
 
-    /// The generation running for this task (same uid: a re-created task is another task).
+    /// The generation running for this task, or whose result was written but is not in the
+    /// cache yet (same uid: a re-created task is another task).
     pub fn generation_of(&self, key: &TaskKey, uid: &str) -> Option<i64> {
         let map = self.inner.lock().expect("not poisoned");
-        map.get(key)
-            .and_then(|r| r.current.as_ref())
-            .filter(|c| c.uid == uid)
-            .map(|c| c.generation)
+        let runs = map.get(key)?;
+        let running = runs
+            .current
+            .as_ref()
+            .map(|c| (c.uid.as_str(), c.generation));
+        let reported = runs.reported.as_ref().map(|(u, g)| (u.as_str(), *g));
+        running
+            .or(reported)
+            .filter(|(u, _)| *u == uid)
+            .map(|(_, generation)| generation)
+    }
+
+    /// The cache shows the finished result of `generation`: the written-result marker of that
+    /// generation (or an older one) is no longer needed.
+    pub fn settle(&self, key: &TaskKey, uid: &str, generation: i64) {
+        let mut map = self.inner.lock().expect("not poisoned");
+        let Some(runs) = map.get_mut(key) else { return };
+        if runs
+            .reported
+            .take_if(|(u, g)| u == uid && *g <= generation)
+            .is_some()
+            && runs.is_empty()
+        {
+            map.remove(key);
+        }
     }
 
     /// The scheduled time of the run in progress for this task, if one runs here.
@@ -85,6 +116,7 @@ impl Executions {
         {
             old.execution.token.cancel();
         }
+        runs.reported = None;
         runs.current = Some(Current {
             uid: uid.to_owned(),
             generation,
@@ -142,7 +174,7 @@ impl Executions {
         {
             runs.current = runs.overtaken.pop();
         }
-        if runs.current.is_none() && runs.overtaken.is_empty() {
+        if runs.is_empty() {
             map.remove(key);
         }
     }
@@ -157,17 +189,27 @@ impl Executions {
 
     /// Forgets `execution`, current or overtaken.
     pub fn finish(&self, key: &TaskKey, execution: &Execution) {
+        self.finish_with(key, execution, false);
+    }
+
+    /// Forgets the one-shot `execution` whose result was just written, remembering its generation
+    /// until [`Executions::settle`] says the cache has caught up.
+    pub fn finish_reported(&self, key: &TaskKey, execution: &Execution) {
+        self.finish_with(key, execution, true);
+    }
+
+    fn finish_with(&self, key: &TaskKey, execution: &Execution, reported: bool) {
         let mut map = self.inner.lock().expect("not poisoned");
         let Some(runs) = map.get_mut(key) else { return };
-        if runs
+        if let Some(current) = runs
             .current
-            .as_ref()
-            .is_some_and(|c| c.execution.id == execution.id)
+            .take_if(|c| c.execution.id == execution.id)
+            .filter(|_| reported)
         {
-            runs.current = None;
+            runs.reported = Some((current.uid, current.generation));
         }
         runs.overtaken.retain(|o| o.execution.id != execution.id);
-        if runs.current.is_none() && runs.overtaken.is_empty() {
+        if runs.is_empty() {
             map.remove(key);
         }
     }
@@ -189,6 +231,7 @@ impl Executions {
         if let Some(current) = runs.current.take_if(|c| c.uid == uid) {
             current.execution.token.cancel();
         }
+        runs.reported.take_if(|(u, _)| u == uid);
         runs.overtaken.retain(|run| {
             let deleted = run.uid == uid;
             if deleted {
@@ -196,7 +239,7 @@ impl Executions {
             }
             !deleted
         });
-        if runs.current.is_none() && runs.overtaken.is_empty() {
+        if runs.is_empty() {
             map.remove(key);
         }
     }
@@ -263,6 +306,36 @@ mod tests {
         ex.cancel_deleted(&key(), "old-uid");
         assert!(old.token.is_cancelled());
         assert!(ex.is_empty() && ex.tasks().is_empty());
+    }
+
+    #[test]
+    fn a_reported_run_stays_known_until_the_cache_shows_its_result() {
+        let ex = Executions::default();
+        let run = ex.start(key(), "uid", 1);
+        ex.finish_reported(&key(), &run);
+        assert!(ex.is_empty() && ex.tasks().is_empty(), "nothing runs");
+        assert_eq!(ex.generation_of(&key(), "uid"), Some(1));
+        assert_eq!(ex.generation_of(&key(), "other-uid"), None);
+        ex.settle(&key(), "uid", 0);
+        assert_eq!(ex.generation_of(&key(), "uid"), Some(1), "an older result");
+        ex.settle(&key(), "uid", 1);
+        assert_eq!(ex.generation_of(&key(), "uid"), None);
+
+        let run = ex.start(key(), "uid", 2);
+        ex.finish_reported(&key(), &run);
+        ex.cancel_deleted(&key(), "uid");
+        assert_eq!(ex.generation_of(&key(), "uid"), None, "deleted");
+
+        let run = ex.start(key(), "uid", 3);
+        ex.finish_reported(&key(), &run);
+        let next = ex.start(key(), "uid", 4);
+        assert_eq!(
+            ex.generation_of(&key(), "uid"),
+            Some(4),
+            "a new run replaces it"
+        );
+        ex.finish(&key(), &next);
+        assert_eq!(ex.generation_of(&key(), "uid"), None);
     }
 
     #[test]

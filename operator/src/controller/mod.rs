@@ -3,11 +3,13 @@
 pub mod decide;
 mod environment;
 mod events;
+mod execute;
 mod executions;
 mod reconcile;
 mod run;
 mod scheduled;
 pub mod status;
+mod writes;
 
 use std::sync::Arc;
 use std::time::Duration;

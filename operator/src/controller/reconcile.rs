@@ -13,7 +13,8 @@ use mcall_engine::TaskPlan;
 use mcall_generated::{McallTask, McallTaskSpec, Phase};
 
 use super::decide::{Decision, Observed, Policy, decide};
-use super::run::{RunKind, publish, start, write_status, write_status_if};
+use super::run::{RunKind, publish, start};
+use super::writes::{is_conflict, write_status, write_status_if};
 use super::{Context, FINALIZER, TaskKey, scheduled, status};
 use crate::request::{ResolvedEnvironment, task_request};
 use crate::{Error, Result};
@@ -103,6 +104,15 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
         };
         return scheduled::apply(ctx, api, task, key, uid, generation, now, rejection).await;
     }
+    if task.status.as_ref().is_some_and(|s| {
+        s.observed_generation == Some(generation)
+            && matches!(
+                s.phase,
+                Some(Phase::Succeeded | Phase::Failed | Phase::Skipped)
+            )
+    }) {
+        ctx.executions.settle(&key, &uid, generation);
+    }
     let observed = Observed {
         generation,
         status: task.status.as_ref(),
@@ -165,15 +175,9 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
                 task.resource_version().as_deref(),
             )
             .await
-            .map(drop)
             {
-                Err(Error::Kube {
-                    source: kube::Error::Api(status),
-                    ..
-                }) if status.code == 409 => {
-                    return Ok(Action::await_change());
-                }
-                other => other?,
+                Err(e) if is_conflict(&e) => return Ok(Action::await_change()),
+                other => drop(other?),
             }
             publish(ctx, &task, EventType::Warning, "Interrupted", message).await;
             Ok(Action::await_change())

@@ -12,8 +12,9 @@ use kube::{Api, ResourceExt};
 use mcall_generated::{McallTask, Phase};
 
 use super::reconcile::{dependency_phases, reject};
-use super::run::{RunKind, publish, start, write_status, write_status_if};
+use super::run::{RunKind, publish, start};
 use super::status::{self, HistoryLimits, READY};
+use super::writes::{is_conflict, write_status, write_status_if};
 use super::{Context, TaskKey};
 use crate::Result;
 use crate::schedule::{self, ActiveRunAction, RunNowRequest, Schedule, ScheduleInput, TickVerdict};
@@ -279,13 +280,9 @@ async fn claim(
         task.resource_version().as_deref(),
     )
     .await
-    .map(drop)
     {
-        Err(crate::Error::Kube {
-            source: kube::Error::Api(status),
-            ..
-        }) if status.code == 409 => Ok(()),
-        other => other,
+        Err(e) if is_conflict(&e) => Ok(()),
+        other => other.map(drop),
     }
 }
 

@@ -1,0 +1,325 @@
+//! One execution, from waiting for its slot to its reported outcome.
+//!
+//! A one-shot run writes nothing before it starts. A run that ends within [`CLAIM_AFTER`] makes a
+//! single status write, its result; a longer one is recorded as `Running` when it gets there (with
+//! a `Started` Event), so a restart finds it and fails it as `Interrupted` instead of running it
+//! again. A scheduled run's tick was claimed before it started (see `run::start`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::events::EventType;
+use mcall_engine::{EngineEvent, TaskOutcome, TaskPlan, Verdict};
+use mcall_generated::{McallTask, McallTaskStatus, Phase};
+
+use super::executions::Execution;
+use super::run::{RunKind, publish};
+use super::writes::Tracked;
+use super::{Context, TaskKey, status};
+use crate::Result;
+
+/// How long a one-shot run goes before it is recorded as `Running`.
+pub(super) const CLAIM_AFTER: Duration = Duration::from_secs(1);
+
+/// What one execution reports with.
+pub(super) struct Run {
+    pub ctx: Arc<Context>,
+    pub task: Arc<McallTask>,
+    pub key: TaskKey,
+    pub generation: i64,
+    pub plan: TaskPlan,
+    pub execution: Execution,
+    pub kind: RunKind,
+}
+
+/// Runs `run`; `tracked` is where its status writes go and knows the version it started from.
+pub(super) async fn execute(run: Run, mut tracked: Tracked) {
+    if let RunKind::Scheduled {
+        scheduled,
+        claimed_ahead: true,
+        ..
+    } = &run.kind
+    {
+        let wait =
+            Duration::try_from(scheduled.duration_since(Timestamp::now())).unwrap_or_default();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = run.execution.token.cancelled() => {}
+        }
+    }
+    let permit = tokio::select! {
+        permit = run.ctx.slots.clone().acquire_owned() => permit.ok(),
+        () = run.execution.token.cancelled() => None,
+    };
+    // A scheduled run's claim is written; a one-shot run claims only once it lasts.
+    let mut claimed = !matches!(run.kind, RunKind::OneShot);
+    if permit.is_none() && !claimed {
+        // Cancelled before it started and nothing was written: a replaced or deleted task has
+        // nothing to report, and after a shutdown the task simply runs on the next start.
+        run.ctx.executions.finish(&run.key, &run.execution);
+        return;
+    }
+    let mut outcome = match permit {
+        Some(_) => run_engine(&run, &mut tracked, &mut claimed).await,
+        None => cancelled_before_start(),
+    };
+    drop(permit);
+    if outcome.verdict == Verdict::Cancelled && run.ctx.shutdown.is_cancelled() {
+        outcome.error_message =
+            Some("cancelled: the operator shut down before the execution finished".into());
+    }
+    let (ctx, key, execution) = (&run.ctx, &run.key, &run.execution);
+    match report(&run, &mut tracked, &outcome).await {
+        Ok(true) => ctx.executions.finish_reported(key, execution),
+        Ok(false) => ctx.executions.finish(key, execution),
+        Err(e) => {
+            tracing::warn!(namespace = key.namespace, name = key.name, error = %e, "reporting the outcome failed");
+            ctx.executions.finish(key, execution);
+        }
+    }
+}
+
+/// Runs the plan, recording retries as they happen and, for a one-shot run, `Running` once it
+/// has gone on for [`CLAIM_AFTER`].
+async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> TaskOutcome {
+    let started_at = Timestamp::now();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<EngineEvent>();
+    let observer = move |event: EngineEvent| {
+        let _ = tx.send(event);
+    };
+    let (plan, token) = (&run.plan, run.execution.token.clone());
+    let engine = mcall_engine::execute(plan, &run.ctx.limits, token, &observer);
+    let mut engine = std::pin::pin!(engine);
+    let claim_timer = tokio::time::sleep(CLAIM_AFTER);
+    let mut claim_timer = std::pin::pin!(claim_timer);
+    let mut announced = false;
+    loop {
+        // While a status write is awaited the engine is not polled; its processes keep running.
+        tokio::select! {
+            outcome = &mut engine => {
+                // Retries announced at the very end: their count is in the result.
+                while let Ok(EngineEvent::Retrying { attempt, reason, .. }) = rx.try_recv() {
+                    let note = format!("attempt {attempt} after: {reason}");
+                    publish(&run.ctx, &run.task, EventType::Warning, "Retrying", &note).await;
+                }
+                return outcome;
+            }
+            () = &mut claim_timer, if !announced && matches!(run.kind, RunKind::OneShot) => {
+                announced = true;
+                if !*claimed {
+                    *claimed = write_running(run, tracked, started_at, None).await;
+                }
+                let note = format!("running {} input(s)", run.plan.inputs().len());
+                publish(&run.ctx, &run.task, EventType::Normal, "Started", &note).await;
+            }
+            Some(EngineEvent::Retrying { attempt, at, reason }) = rx.recv() => {
+                let at = Timestamp::try_from(at).unwrap_or_else(|_| Timestamp::now());
+                let retry = (attempt, at, reason.as_str());
+                let written = if *claimed {
+                    write_retry(run, tracked, retry).await
+                } else {
+                    write_running(run, tracked, started_at, Some(retry)).await
+                };
+                *claimed |= written;
+                let note = format!("attempt {attempt} after: {reason}");
+                publish(&run.ctx, &run.task, EventType::Warning, "Retrying", &note).await;
+            }
+        }
+    }
+}
+
+/// Records the one-shot run as `Running` (and the retry under way, if any). False when nothing
+/// was written: the write failed (logged; the result is still written at the end) or the run is
+/// no longer current.
+async fn write_running(
+    run: &Run,
+    tracked: &mut Tracked,
+    started_at: Timestamp,
+    retry: Option<(u32, Timestamp, &str)>,
+) -> bool {
+    let (ctx, key, execution, generation) = (&run.ctx, &run.key, &run.execution, run.generation);
+    let written = tracked
+        .write(|latest| {
+            ctx.executions.is_current(key, execution).then(|| {
+                let running = status::running(latest.status.as_ref(), generation, started_at);
+                match retry {
+                    Some((attempt, at, reason)) => status::retrying(&running, attempt, at, reason),
+                    None => running,
+                }
+            })
+        })
+        .await;
+    logged(written, key, "recording the run as Running")
+}
+
+/// Records a retry on the status of the current, claimed run.
+async fn write_retry(
+    run: &Run,
+    tracked: &mut Tracked,
+    (attempt, at, reason): (u32, Timestamp, &str),
+) -> bool {
+    let (ctx, key, execution) = (&run.ctx, &run.key, &run.execution);
+    let written = tracked
+        .write(|latest| {
+            let running = latest
+                .status
+                .as_ref()
+                .filter(|s| s.phase == Some(Phase::Running));
+            running
+                .filter(|_| ctx.executions.is_current(key, execution))
+                .map(|current| status::retrying(current, attempt, at, reason))
+        })
+        .await;
+    logged(written, key, "recording a retry")
+}
+
+fn logged<T>(written: Result<Option<T>>, key: &TaskKey, what: &str) -> bool {
+    match written {
+        Ok(written) => written.is_some(),
+        Err(e) => {
+            tracing::debug!(namespace = key.namespace, name = key.name, error = %e, "{what} failed");
+            false
+        }
+    }
+}
+
+/// Writes the outcome onto the latest version of the task (reading it again only after a
+/// conflict); other failures are retried with a short backoff, so a result is not lost to one
+/// failed request. A run that is no longer current (spec changed, Replace, Allow) leaves only its
+/// history record of a scheduled run; a deleted task gets nothing. Returns whether the result of a
+/// current one-shot run was written.
+async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Result<bool> {
+    let mut failures = 0u32;
+    loop {
+        let (ctx, key, execution, kind) = (&run.ctx, &run.key, &run.execution, &run.kind);
+        let generation = run.generation;
+        let mut current = false;
+        let written = tracked
+            .write(|latest| {
+                current = ctx.executions.is_current(key, execution);
+                outcome_status(latest, generation, kind, current, outcome)
+            })
+            .await;
+        match written {
+            Ok(None) => return Ok(false),
+            Ok(Some((before, next))) => {
+                if current {
+                    announce(ctx, &before, kind, outcome, &next).await;
+                    tracing::info!(namespace = key.namespace, name = key.name, generation, verdict = ?outcome.verdict, "execution finished");
+                }
+                return Ok(current && matches!(kind, RunKind::OneShot));
+            }
+            Err(e) if failures < 5 => {
+                failures += 1;
+                tracing::debug!(namespace = key.namespace, name = key.name, error = %e, "retrying the report");
+                tokio::time::sleep(Duration::from_millis(200 << failures)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The status a finished run leaves on `latest`, or `None` when it leaves nothing.
+fn outcome_status(
+    latest: &McallTask,
+    generation: i64,
+    kind: &RunKind,
+    current: bool,
+    outcome: &TaskOutcome,
+) -> Option<McallTaskStatus> {
+    let now = Timestamp::now();
+    match (kind, current) {
+        (RunKind::OneShot, false) => None,
+        (RunKind::OneShot, true) => {
+            let previous = latest.status.as_ref();
+            let claimed = previous.filter(|s| {
+                s.phase == Some(Phase::Running) && s.observed_generation == Some(generation)
+            });
+            // A run that never wrote `Running` is reported as if it had, so its start time and
+            // dependency condition are those of this run.
+            let started = Timestamp::try_from(outcome.started_at).unwrap_or(now);
+            let running = claimed
+                .cloned()
+                .unwrap_or_else(|| status::running(previous, generation, started));
+            Some(status::finished(Some(&running), generation, outcome, now))
+        }
+        (
+            RunKind::Scheduled {
+                scheduled, limits, ..
+            },
+            false,
+        ) => {
+            let previous = latest.status.clone().unwrap_or_default();
+            Some(status::overtaken_run_finished(
+                &previous, outcome, now, *scheduled, *limits,
+            ))
+        }
+        (
+            RunKind::Scheduled {
+                scheduled, limits, ..
+            },
+            true,
+        ) => Some(status::scheduled_finished(
+            latest.status.as_ref(),
+            generation,
+            outcome,
+            now,
+            *scheduled,
+            *limits,
+        )),
+    }
+}
+
+/// The outcome's Event: always for a one-shot task; for a scheduled one only when a run fails or
+/// the task recovers, so a busy schedule does not flood the API server.
+async fn announce(
+    ctx: &Context,
+    latest: &McallTask,
+    kind: &RunKind,
+    outcome: &TaskOutcome,
+    next: &McallTaskStatus,
+) {
+    let (event_type, reason) = match outcome.verdict {
+        Verdict::Succeeded => (EventType::Normal, "Succeeded"),
+        _ => (EventType::Warning, "Failed"),
+    };
+    // The newest history record before this run tells what the previous run did.
+    let previous_phase = latest
+        .status
+        .as_ref()
+        .and_then(|s| s.history.as_ref())
+        .and_then(|h| h.first())
+        .map(|r| r.phase);
+    let changed = match kind {
+        RunKind::OneShot => true,
+        RunKind::Scheduled { .. } => {
+            outcome.verdict != Verdict::Succeeded || previous_phase != Some(Phase::Succeeded)
+        }
+    };
+    if changed {
+        let note = format!(
+            "{} (started {}, ran {} ms)",
+            next.message.as_deref().unwrap_or_default(),
+            Timestamp::try_from(outcome.started_at).unwrap_or_else(|_| Timestamp::now()),
+            outcome.duration.as_millis()
+        );
+        publish(ctx, latest, event_type, reason, &note).await;
+    }
+}
+
+/// The outcome of an execution cancelled while it waited for a slot.
+fn cancelled_before_start() -> TaskOutcome {
+    TaskOutcome {
+        verdict: Verdict::Cancelled,
+        output: String::new(),
+        error_code: Some("Cancelled".into()),
+        error_message: Some("cancelled before it started".into()),
+        http_status: None,
+        started_at: std::time::SystemTime::now(),
+        duration: Duration::ZERO,
+        retries: 0,
+        last_retry_at: None,
+        inputs: Vec::new(),
+    }
+}

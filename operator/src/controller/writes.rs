@@ -1,0 +1,130 @@
+//! Status writes. Every write of an execution goes onto the version of the task it last wrote or
+//! read, so a result never lands on top of a change it has not seen.
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use mcall_generated::{McallTask, McallTaskStatus};
+use serde_json::json;
+
+use super::{FIELD_MANAGER, TaskKey};
+use crate::{Error, Result};
+
+pub(super) async fn write_status(
+    api: &Api<McallTask>,
+    name: &str,
+    status: &McallTaskStatus,
+) -> Result<()> {
+    write_status_if(api, name, status, None).await.map(drop)
+}
+
+/// Writes the status; with `resource_version`, only if the object is still at that version.
+/// Returns the version written.
+pub(super) async fn write_status_if(
+    api: &Api<McallTask>,
+    name: &str,
+    status: &McallTaskStatus,
+    resource_version: Option<&str>,
+) -> Result<Option<String>> {
+    let mut patch =
+        json!({ "apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "status": status });
+    if let Some(version) = resource_version {
+        patch["metadata"] = json!({ "resourceVersion": version });
+    }
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::Kube {
+            op: "writing the task status",
+            source,
+        })?;
+    Ok(written.metadata.resource_version)
+}
+
+pub(super) fn is_conflict(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        } if status.code == 409
+    )
+}
+
+/// The task as one execution last knew it. A write goes onto that version without reading the
+/// task first; when something else wrote in between (409), the task is read again and the status
+/// rebuilt from what was read.
+pub(super) struct Tracked {
+    api: Api<McallTask>,
+    key: TaskKey,
+    uid: String,
+    known: Option<McallTask>,
+}
+
+impl Tracked {
+    pub fn new(api: Api<McallTask>, key: TaskKey, uid: String, known: Option<McallTask>) -> Self {
+        Self {
+            api,
+            key,
+            uid,
+            known,
+        }
+    }
+
+    /// Writes the status `build` makes from the latest task, retrying on conflicts. `Ok(None)`:
+    /// nothing written, because the task is gone (or is another task now, or is being deleted)
+    /// or `build` declined. On success returns the task as it was before the write and the
+    /// status written.
+    pub async fn write(
+        &mut self,
+        mut build: impl FnMut(&McallTask) -> Option<McallTaskStatus>,
+    ) -> Result<Option<(McallTask, McallTaskStatus)>> {
+        loop {
+            let latest = match self.known.take() {
+                Some(task) => Some(task),
+                None => self
+                    .api
+                    .get_opt(&self.key.name)
+                    .await
+                    .map_err(|source| Error::Kube {
+                        op: "reading the task",
+                        source,
+                    })?,
+            };
+            let Some(latest) = latest.filter(|t| {
+                t.uid().as_deref() == Some(self.uid.as_str())
+                    && t.metadata.deletion_timestamp.is_none()
+            }) else {
+                return Ok(None);
+            };
+            let Some(next) = build(&latest) else {
+                self.known = Some(latest);
+                return Ok(None);
+            };
+            match write_status_if(
+                &self.api,
+                &self.key.name,
+                &next,
+                latest.resource_version().as_deref(),
+            )
+            .await
+            {
+                Ok(version) => {
+                    // Without a version in the answer the next write reads the task first.
+                    self.known = version.map(|version| {
+                        let mut written = latest.clone();
+                        written.metadata.resource_version = Some(version);
+                        written.status = Some(next.clone());
+                        written
+                    });
+                    return Ok(Some((latest, next)));
+                }
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
