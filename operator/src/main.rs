@@ -137,6 +137,7 @@ async fn operator(args: OperatorArgs) -> Result<()> {
         readiness.clone(),
         shutdown.clone(),
     ));
+    tokio::spawn(mcall::memory::return_freed_memory(shutdown.clone()));
     mcall::controller::run(client, config, readiness, shutdown.clone()).await?;
     shutdown.cancel();
     server.await??;

@@ -12,6 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
 use mcall_engine::{EngineEvent, TaskOutcome, TaskPlan, Verdict};
 use mcall_generated::{McallTask, McallTaskStatus, Phase};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::executions::Execution;
 use super::run::{RunKind, publish};
@@ -33,8 +34,9 @@ pub(super) struct Run {
     pub kind: RunKind,
 }
 
-/// Runs `run`; `tracked` is where its status writes go and knows the version it started from.
-pub(super) async fn execute(run: Run, mut tracked: Tracked) {
+/// Runs `run` in `slot` (taken here when `None`) and writes its result before freeing the slot;
+/// `tracked` is where its status writes go and knows the version it started from.
+pub(super) async fn execute(run: Run, mut tracked: Tracked, slot: Option<OwnedSemaphorePermit>) {
     if let RunKind::Scheduled {
         scheduled,
         claimed_ahead: true,
@@ -48,9 +50,12 @@ pub(super) async fn execute(run: Run, mut tracked: Tracked) {
             () = run.execution.token.cancelled() => {}
         }
     }
-    let permit = tokio::select! {
-        permit = run.ctx.slots.clone().acquire_owned() => permit.ok(),
-        () = run.execution.token.cancelled() => None,
+    let permit = match slot {
+        Some(slot) => Some(slot),
+        None => tokio::select! {
+            permit = run.ctx.slots.clone().acquire_owned() => permit.ok(),
+            () = run.execution.token.cancelled() => None,
+        },
     };
     // A scheduled run's claim is written; a one-shot run claims only once it lasts.
     let mut claimed = !matches!(run.kind, RunKind::OneShot);
@@ -60,17 +65,18 @@ pub(super) async fn execute(run: Run, mut tracked: Tracked) {
         run.ctx.executions.finish(&run.key, &run.execution);
         return;
     }
+    // Boxed, like the report below: a spawned future is allocated at its largest, and a thousand
+    // runs waiting for a slot should each hold a few hundred bytes, not the engine's state.
     let mut outcome = match permit {
-        Some(_) => run_engine(&run, &mut tracked, &mut claimed).await,
+        Some(_) => Box::pin(run_engine(&run, &mut tracked, &mut claimed)).await,
         None => cancelled_before_start(),
     };
-    drop(permit);
     if outcome.verdict == Verdict::Cancelled && run.ctx.shutdown.is_cancelled() {
         outcome.error_message =
             Some("cancelled: the operator shut down before the execution finished".into());
     }
     let (ctx, key, execution) = (&run.ctx, &run.key, &run.execution);
-    match report(&run, &mut tracked, &outcome).await {
+    match Box::pin(report(&run, &mut tracked, &outcome)).await {
         Ok(true) => ctx.executions.finish_reported(key, execution),
         Ok(false) => ctx.executions.finish(key, execution),
         Err(e) => {
@@ -78,6 +84,7 @@ pub(super) async fn execute(run: Run, mut tracked: Tracked) {
             ctx.executions.finish(key, execution);
         }
     }
+    drop(permit);
 }
 
 /// Runs the plan, recording retries as they happen and, for a one-shot run, `Running` once it

@@ -255,7 +255,7 @@ fn error_policy(task: Arc<McallTask>, error: &crate::Error, ctx: Arc<Context>) -
 }
 
 /// 5 s after the first failure, doubling up to 5 minutes.
-fn retry_delay(failures: u32) -> Duration {
+pub(super) fn retry_delay(failures: u32) -> Duration {
     const FIRST: Duration = Duration::from_secs(5);
     const MAX: Duration = Duration::from_secs(300);
     FIRST

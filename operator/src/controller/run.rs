@@ -14,6 +14,7 @@ use mcall_generated::McallTask;
 
 use super::environment::{self, ResolveError};
 use super::execute::{Run, execute};
+use super::executions::Execution;
 use super::reconcile::{reject, rendered_spec};
 use super::status::HistoryLimits;
 use super::writes::{Tracked, is_conflict, write_status_if};
@@ -49,106 +50,75 @@ pub(super) async fn start(
     generation: i64,
     kind: RunKind,
 ) -> Result<Action> {
-    let (spec, input_unavailable) = rendered_spec(ctx, &task);
-    if let Some(message) = input_unavailable {
-        return cannot_run(
-            ctx,
-            api,
-            &task,
+    let RunKind::Scheduled {
+        scheduled,
+        tick,
+        run_now,
+        next,
+        claimed_ahead,
+        cancel_previous,
+        ..
+    } = &kind
+    else {
+        // Registered now, so every later reconcile sees the task as running here; the rest
+        // waits for an execution slot.
+        let execution = ctx.executions.start(key.clone(), &uid, generation);
+        let waiting = OneShot {
+            ctx: ctx.clone(),
+            api: api.clone(),
+            task,
+            key,
+            uid,
             generation,
-            &kind,
-            "InputUnavailable",
-            &message,
-        )
-        .await;
-    }
-    let resolved = match environment::resolve(&ctx.client, &key.namespace, &spec).await {
-        Ok(resolved) => resolved,
-        Err(ResolveError::Spec(message)) => {
-            return cannot_run(ctx, api, &task, generation, &kind, "InvalidSpec", &message).await;
-        }
-        Err(ResolveError::Api(source)) => {
-            return Err(Error::Kube {
-                op: "reading environmentFrom",
-                source,
-            });
-        }
+            execution,
+        };
+        tokio::spawn(waiting.run());
+        return Ok(Action::await_change());
     };
-    let plan = match TaskPlan::compile(task_request(&spec, resolved)) {
-        Ok(plan) => plan,
-        Err(e) => {
-            return cannot_run(
-                ctx,
-                api,
-                &task,
-                generation,
-                &kind,
-                "InvalidSpec",
-                &e.to_string(),
-            )
-            .await;
-        }
+    let Some(plan) = prepare(ctx, api, &task, generation, &kind).await? else {
+        return Ok(Action::await_change());
     };
-    // Registered before any status is written, so the reconcile that write triggers sees the
+    let running = status::scheduled_running(
+        task.status.as_ref(),
+        generation,
+        if *claimed_ahead {
+            *scheduled
+        } else {
+            Timestamp::now()
+        },
+        *scheduled,
+        *tick,
+        run_now.as_deref(),
+        *next,
+    );
+    // Registered before the claim is written, so the reconcile that write triggers sees the
     // execution as ours and leaves it alone.
-    let (execution, known) = match &kind {
-        // A one-shot run writes nothing before it starts (see `execute`): its result goes onto
-        // the version it was decided on.
-        RunKind::OneShot => (
-            ctx.executions.start(key.clone(), &uid, generation),
-            Some((*task).clone()),
-        ),
-        RunKind::Scheduled {
-            scheduled,
-            tick,
-            run_now,
-            next,
-            claimed_ahead,
-            cancel_previous,
-            ..
-        } => {
-            let running = status::scheduled_running(
-                task.status.as_ref(),
-                generation,
-                if *claimed_ahead {
-                    *scheduled
-                } else {
-                    Timestamp::now()
-                },
-                *scheduled,
-                *tick,
-                run_now.as_deref(),
-                *next,
-            );
-            let execution =
-                ctx.executions
-                    .start_scheduled(key.clone(), &uid, generation, *scheduled);
-            // The tick is claimed with optimistic concurrency: if the object changed since we read
-            // it (another replica, or our own earlier write), the claim fails and we decide again.
-            let precondition = task.resource_version();
-            match write_status_if(api, &key.name, &running, precondition.as_deref()).await {
-                Ok(version) => {
-                    ctx.executions.confirm_scheduled(&key, *cancel_previous);
-                    // The task as the claim left it: the outcome is written onto this version
-                    // without reading the task again, unless something else wrote in between.
-                    let claimed = version.map(|version| {
-                        let mut claimed = (*task).clone();
-                        claimed.metadata.resource_version = Some(version);
-                        claimed.status = Some(running);
-                        claimed
-                    });
-                    (execution, claimed)
-                }
-                Err(e) => {
-                    // Not claimed: the run it would have overtaken stays the current one.
-                    ctx.executions.abort_scheduled(&key, &execution);
-                    return if is_conflict(&e) {
-                        Ok(Action::requeue(Duration::from_millis(50)))
-                    } else {
-                        Err(e)
-                    };
-                }
-            }
+    let execution = ctx
+        .executions
+        .start_scheduled(key.clone(), &uid, generation, *scheduled);
+    // The tick is claimed with optimistic concurrency: if the object changed since we read it
+    // (another replica, or our own earlier write), the claim fails and we decide again.
+    let precondition = task.resource_version();
+    let known = match write_status_if(api, &key.name, &running, precondition.as_deref()).await {
+        Ok(version) => {
+            ctx.executions.confirm_scheduled(&key, *cancel_previous);
+            // The task as the claim left it: the outcome is written onto this version without
+            // reading the task again, unless something else wrote in between.
+            version.map(|version| {
+                let mut claimed = (*task).clone();
+                claimed.metadata.resource_version = Some(version);
+                claimed.status = Some(running);
+                Arc::new(claimed)
+            })
+        }
+        Err(e) => {
+            // Not claimed: the run it would have overtaken stays the current one.
+            ctx.executions.abort_scheduled(&key, &execution);
+            return if is_conflict(&e) {
+                Ok(Action::requeue(Duration::from_millis(50)))
+            } else {
+                Err(e)
+            };
         }
     };
     tracing::info!(
@@ -167,8 +137,121 @@ pub(super) async fn start(
         execution,
         kind,
     };
-    tokio::spawn(execute(run, tracked));
+    tokio::spawn(execute(run, tracked, None));
     Ok(Action::await_change())
+}
+
+/// Fills the template, resolves the environment, compiles the plan. `None`: the run cannot start,
+/// and that was reported.
+async fn prepare(
+    ctx: &Context,
+    api: &Api<McallTask>,
+    task: &McallTask,
+    generation: i64,
+    kind: &RunKind,
+) -> Result<Option<TaskPlan>> {
+    let (spec, input_unavailable) = rendered_spec(ctx, task);
+    let cannot_run = async |reason, message: &str| {
+        cannot_run(ctx, api, task, generation, kind, reason, message)
+            .await
+            .map(|_| None)
+    };
+    if let Some(message) = input_unavailable {
+        return cannot_run("InputUnavailable", &message).await;
+    }
+    let namespace = task.namespace().unwrap_or_default();
+    let resolved = match environment::resolve(&ctx.client, &namespace, &spec).await {
+        Ok(resolved) => resolved,
+        Err(ResolveError::Spec(message)) => return cannot_run("InvalidSpec", &message).await,
+        Err(ResolveError::Api(source)) => {
+            return Err(Error::Kube {
+                op: "reading environmentFrom",
+                source,
+            });
+        }
+    };
+    match TaskPlan::compile(task_request(&spec, resolved)) {
+        Ok(plan) => Ok(Some(plan)),
+        Err(e) => cannot_run("InvalidSpec", &e.to_string()).await,
+    }
+}
+
+/// A one-shot run waiting for an execution slot: it holds its task and nothing else, so a
+/// thousand tasks created at once cost a thousand small futures. With the slot it prepares (the
+/// environment's Secrets are read now, not when the task was created), runs, and keeps the slot
+/// until its result is written, which bounds the results queued for the API server too.
+struct OneShot {
+    ctx: Arc<Context>,
+    api: Api<McallTask>,
+    task: Arc<McallTask>,
+    key: TaskKey,
+    uid: String,
+    generation: i64,
+    execution: Execution,
+}
+
+impl OneShot {
+    async fn run(self) {
+        let OneShot {
+            ctx,
+            api,
+            task,
+            key,
+            uid,
+            generation,
+            execution,
+        } = self;
+        let mut failures = 0u32;
+        let (slot, plan) = loop {
+            let slot = tokio::select! {
+                permit = ctx.slots.clone().acquire_owned() => permit.ok(),
+                () = execution.token.cancelled() => None,
+            };
+            // Replaced by a newer generation or deleted while it waited: nothing to report.
+            let Some(slot) = slot.filter(|_| ctx.executions.is_current(&key, &execution)) else {
+                ctx.executions.finish(&key, &execution);
+                return;
+            };
+            let prepared = Box::pin(prepare(&ctx, &api, &task, generation, &RunKind::OneShot));
+            match prepared.await {
+                Ok(Some(plan)) => break (slot, plan),
+                Ok(None) => {
+                    ctx.executions.finish_reported(&key, &execution);
+                    return;
+                }
+                Err(e) => {
+                    // The API server failed us (reading a Secret, say): retried like a failed
+                    // reconcile, without holding a slot.
+                    drop(slot);
+                    failures += 1;
+                    let delay = super::retry_delay(failures);
+                    tracing::warn!(namespace = key.namespace, name = key.name, error = %e, retry_in_secs = delay.as_secs(), "preparing the run failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = execution.token.cancelled() => {}
+                    }
+                }
+            }
+        };
+        tracing::info!(
+            namespace = key.namespace,
+            name = key.name,
+            generation,
+            "execution started"
+        );
+        // The result goes onto the version the run was decided on (read again on a conflict).
+        let tracked = Tracked::new(api, key.clone(), uid, Some(task.clone()));
+        let run = Run {
+            ctx,
+            task,
+            key,
+            generation,
+            plan,
+            execution,
+            kind: RunKind::OneShot,
+        };
+        execute(run, tracked, Some(slot)).await;
+    }
 }
 
 /// The run cannot start (a Secret or ConfigMap of `environmentFrom` is missing, say). A one-shot

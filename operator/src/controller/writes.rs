@@ -1,6 +1,8 @@
 //! Status writes. Every write of an execution goes onto the version of the task it last wrote or
 //! read, so a result never lands on top of a change it has not seen.
 
+use std::sync::Arc;
+
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use mcall_generated::{McallTask, McallTaskStatus};
@@ -61,11 +63,17 @@ pub(super) struct Tracked {
     api: Api<McallTask>,
     key: TaskKey,
     uid: String,
-    known: Option<McallTask>,
+    /// Shared with the cache until the execution writes.
+    known: Option<Arc<McallTask>>,
 }
 
 impl Tracked {
-    pub fn new(api: Api<McallTask>, key: TaskKey, uid: String, known: Option<McallTask>) -> Self {
+    pub fn new(
+        api: Api<McallTask>,
+        key: TaskKey,
+        uid: String,
+        known: Option<Arc<McallTask>>,
+    ) -> Self {
         Self {
             api,
             key,
@@ -81,7 +89,7 @@ impl Tracked {
     pub async fn write(
         &mut self,
         mut build: impl FnMut(&McallTask) -> Option<McallTaskStatus>,
-    ) -> Result<Option<(McallTask, McallTaskStatus)>> {
+    ) -> Result<Option<(Arc<McallTask>, McallTaskStatus)>> {
         loop {
             let latest = match self.known.take() {
                 Some(task) => Some(task),
@@ -92,7 +100,8 @@ impl Tracked {
                     .map_err(|source| Error::Kube {
                         op: "reading the task",
                         source,
-                    })?,
+                    })?
+                    .map(Arc::new),
             };
             let Some(latest) = latest.filter(|t| {
                 t.uid().as_deref() == Some(self.uid.as_str())
@@ -115,10 +124,10 @@ impl Tracked {
                 Ok(version) => {
                     // Without a version in the answer the next write reads the task first.
                     self.known = version.map(|version| {
-                        let mut written = latest.clone();
+                        let mut written = (*latest).clone();
                         written.metadata.resource_version = Some(version);
                         written.status = Some(next.clone());
-                        written
+                        Arc::new(written)
                     });
                     return Ok(Some((latest, next)));
                 }
