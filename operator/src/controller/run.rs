@@ -250,7 +250,8 @@ impl OneShot {
             execution,
             kind: RunKind::OneShot,
         };
-        execute(run, tracked, Some(slot)).await;
+        // Boxed: the waiting future stays small (a spawned future is allocated at its largest).
+        Box::pin(execute(run, tracked, Some(slot))).await;
     }
 }
 
