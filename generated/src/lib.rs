@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "38cf3b74ba9bc9d9af7b70a8e9e30984", dir = "../spec"
+    fingerprint = "ca8ff8b7c09f82d5e5e99ca714b0f050", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "38cf3b74ba9bc9d9af7b70a8e9e30984";
+pub const SPEC_FINGERPRINT: &str = "ca8ff8b7c09f82d5e5e99ca714b0f050";
 
 pub mod types;
 pub mod mcall_task;

@@ -285,6 +285,9 @@ pub struct McallTaskStatus {
     /// The scheduled time (tick or run-now request) of the run in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_run: Option<MicroTime>,
+    /// The next tick, claimed for its run when the previous run's result was recorded (one write per tick). Cleared when that run starts recording or finishes; an operator that restarts runs it unless the previous operator may have started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_tick: Option<MicroTime>,
     /// The last value of the mcall.tz.io/run-now annotation that was acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 256))]

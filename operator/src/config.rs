@@ -47,6 +47,21 @@ pub struct OperatorConfig {
     pub shutdown_grace: Duration,
     /// Identifies this replica in Events.
     pub instance: Option<String>,
+    /// Where the operator's Lease lives (see `controller::liveness`); the first watched
+    /// namespace, or `default`, when unset.
+    pub lease_namespace: Option<String>,
+}
+
+/// The name of the operator's Lease.
+pub const LEASE_NAME: &str = "mcall-operator";
+
+impl OperatorConfig {
+    pub fn lease_namespace(&self) -> &str {
+        self.lease_namespace
+            .as_deref()
+            .or(self.watch_namespaces.first().map(String::as_str))
+            .unwrap_or("default")
+    }
 }
 
 impl Default for OperatorConfig {
@@ -58,6 +73,7 @@ impl Default for OperatorConfig {
             dependency_grace: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(20),
             instance: None,
+            lease_namespace: None,
         }
     }
 }

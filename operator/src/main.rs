@@ -69,6 +69,9 @@ struct OperatorArgs {
     /// This replica's name, for Events.
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
+    /// Namespace of the operator's Lease (the first watched namespace, or `default`, if unset).
+    #[arg(long, env = "MCALL_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -89,7 +92,7 @@ fn main() -> Result<()> {
 }
 
 /// Requests to the API server in flight at once (watches count only until their response starts).
-const MAX_API_REQUESTS_IN_FLIGHT: usize = 8;
+const MAX_API_REQUESTS_IN_FLIGHT: usize = 16;
 
 async fn operator(args: OperatorArgs) -> Result<()> {
     let kube_config = match &args.kubeconfig {
@@ -122,6 +125,7 @@ async fn operator(args: OperatorArgs) -> Result<()> {
         dependency_grace: Duration::from_secs(args.dependency_grace_seconds),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
         instance: args.pod_name,
+        lease_namespace: args.lease_namespace.filter(|s| !s.is_empty()),
     };
     tracing::info!(?config, "starting the operator");
     let shutdown = CancellationToken::new();

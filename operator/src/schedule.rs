@@ -47,10 +47,12 @@
 //! it does with it (run, skip, miss), so a restart or a leader change neither repeats nor drops
 //! it.
 
+mod claimed;
 mod decide;
 mod expr;
 mod history;
 
+pub use claimed::{ClaimedTick, ClaimedVerdict, judge_claimed};
 pub use decide::{
     ActiveRunAction, DueTick, MISSED_COUNT_LIMIT, RUN_NOW_ANNOTATION, Run, RunNowRequest,
     ScheduleDecision, ScheduleInput, TickVerdict, decide,

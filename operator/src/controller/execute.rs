@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
 use mcall_engine::{EngineEvent, TaskOutcome, TaskPlan, Verdict};
@@ -15,7 +16,7 @@ use mcall_generated::{McallTask, McallTaskStatus, Phase};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::executions::Execution;
-use super::run::{RunKind, publish};
+use super::run::{Claim, RunKind, publish};
 use super::writes::Tracked;
 use super::{Context, TaskKey, status};
 use crate::Result;
@@ -38,16 +39,27 @@ pub(super) struct Run {
 /// `tracked` is where its status writes go and knows the version it started from.
 pub(super) async fn execute(run: Run, mut tracked: Tracked, slot: Option<OwnedSemaphorePermit>) {
     if let RunKind::Scheduled {
-        scheduled,
-        claimed_ahead: true,
-        ..
+        scheduled, claim, ..
     } = &run.kind
+        && *claim != Claim::Now
     {
         let wait =
             Duration::try_from(scheduled.duration_since(Timestamp::now())).unwrap_or_default();
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = run.execution.token.cancelled() => {}
+        }
+        // A tick claimed by an earlier result starts only while the Lease vouches for it: a
+        // successor then knows which claims this process may have started.
+        if *claim == Claim::Chained {
+            let vouched = tokio::select! {
+                vouched = run.ctx.liveness.vouch_for(*scheduled) => vouched,
+                () = run.execution.token.cancelled() => false,
+            };
+            if !vouched {
+                run.ctx.executions.abort_scheduled(&run.key, &run.execution);
+                return;
+            }
         }
     }
     let permit = match slot {
@@ -57,8 +69,9 @@ pub(super) async fn execute(run: Run, mut tracked: Tracked, slot: Option<OwnedSe
             () = run.execution.token.cancelled() => None,
         },
     };
-    // A scheduled run's claim is written; a one-shot run claims only once it lasts.
-    let mut claimed = !matches!(run.kind, RunKind::OneShot);
+    // A one-shot run, or a scheduled one claimed by an earlier result, records `Running` only
+    // once it lasts; other scheduled runs wrote their claim as `Running`.
+    let mut claimed = !writes_running_late(&run.kind);
     if permit.is_none() && !claimed {
         // Cancelled before it started and nothing was written: a replaced or deleted task has
         // nothing to report, and after a shutdown the task simply runs on the next start.
@@ -87,8 +100,16 @@ pub(super) async fn execute(run: Run, mut tracked: Tracked, slot: Option<OwnedSe
     drop(permit);
 }
 
-/// Runs the plan, recording retries as they happen and, for a one-shot run, `Running` once it
-/// has gone on for [`CLAIM_AFTER`].
+/// Whether the run writes `Running` only once it has gone on for [`CLAIM_AFTER`].
+fn writes_running_late(kind: &RunKind) -> bool {
+    match kind {
+        RunKind::OneShot => true,
+        RunKind::Scheduled { claim, .. } => *claim == Claim::Chained,
+    }
+}
+
+/// Runs the plan, recording retries as they happen and `Running` once it has gone on for
+/// [`CLAIM_AFTER`] (a one-shot run also records a `Started` Event then).
 async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> TaskOutcome {
     let started_at = Timestamp::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<EngineEvent>();
@@ -112,13 +133,15 @@ async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> Tas
                 }
                 return outcome;
             }
-            () = &mut claim_timer, if !announced && matches!(run.kind, RunKind::OneShot) => {
+            () = &mut claim_timer, if !announced && writes_running_late(&run.kind) => {
                 announced = true;
                 if !*claimed {
                     *claimed = write_running(run, tracked, started_at, None).await;
                 }
-                let note = format!("running {} input(s)", run.plan.inputs().len());
-                publish(&run.ctx, &run.task, EventType::Normal, "Started", &note).await;
+                if matches!(run.kind, RunKind::OneShot) {
+                    let note = format!("running {} input(s)", run.plan.inputs().len());
+                    publish(&run.ctx, &run.task, EventType::Normal, "Started", &note).await;
+                }
             }
             Some(EngineEvent::Retrying { attempt, at, reason }) = rx.recv() => {
                 let at = Timestamp::try_from(at).unwrap_or_else(|_| Timestamp::now());
@@ -136,9 +159,9 @@ async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> Tas
     }
 }
 
-/// Records the one-shot run as `Running` (and the retry under way, if any). False when nothing
-/// was written: the write failed (logged; the result is still written at the end) or the run is
-/// no longer current.
+/// Records the run as `Running` (and the retry under way, if any). False when nothing was
+/// written: the write failed (logged; the result is still written at the end) or the run is no
+/// longer current.
 async fn write_running(
     run: &Run,
     tracked: &mut Tracked,
@@ -149,7 +172,25 @@ async fn write_running(
     let written = tracked
         .write(|latest| {
             ctx.executions.is_current(key, execution).then(|| {
-                let running = status::running(latest.status.as_ref(), generation, started_at);
+                let previous = latest.status.as_ref();
+                let running = match &run.kind {
+                    RunKind::OneShot => status::running(previous, generation, started_at),
+                    RunKind::Scheduled {
+                        scheduled,
+                        tick,
+                        run_now,
+                        next,
+                        ..
+                    } => status::scheduled_running(
+                        previous,
+                        generation,
+                        started_at,
+                        *scheduled,
+                        *tick,
+                        run_now.as_deref(),
+                        *next,
+                    ),
+                };
                 match retry {
                     Some((attempt, at, reason)) => status::retrying(&running, attempt, at, reason),
                     None => running,
@@ -264,17 +305,47 @@ fn outcome_status(
         }
         (
             RunKind::Scheduled {
-                scheduled, limits, ..
+                scheduled,
+                tick,
+                run_now,
+                next,
+                limits,
+                ..
             },
             true,
-        ) => Some(status::scheduled_finished(
-            latest.status.as_ref(),
-            generation,
-            outcome,
-            now,
-            *scheduled,
-            *limits,
-        )),
+        ) => {
+            let previous = latest.status.as_ref();
+            let claimed = previous.filter(|s| {
+                s.phase == Some(Phase::Running)
+                    && s.current_run.as_ref().map(|t| t.0) == Some(*scheduled)
+            });
+            // A run claimed by an earlier result that ended within a second wrote nothing yet.
+            let started = Timestamp::try_from(outcome.started_at).unwrap_or(now);
+            let running = claimed.cloned().unwrap_or_else(|| {
+                status::scheduled_running(
+                    previous,
+                    generation,
+                    started,
+                    *scheduled,
+                    *tick,
+                    run_now.as_deref(),
+                    *next,
+                )
+            });
+            let mut finished = status::scheduled_finished(
+                Some(&running),
+                generation,
+                outcome,
+                now,
+                *scheduled,
+                *limits,
+            );
+            // The next tick is claimed in the same write, unless the spec changed meanwhile:
+            // one status write per tick.
+            let unchanged = latest.metadata.generation == Some(generation) && !latest.spec.suspend;
+            finished.claimed_tick = next.filter(|at| unchanged && *at > now).map(MicroTime);
+            Some(finished)
+        }
     }
 }
 

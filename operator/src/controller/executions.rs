@@ -40,11 +40,17 @@ struct TaskRuns {
     /// The uid and generation of a one-shot run that finished and wrote its result, until the
     /// cache shows that result: a reconcile in between would see a task that never ran.
     reported: Option<(String, i64)>,
+    /// The uid and scheduled time of the latest scheduled run this process finished, so a tick
+    /// whose result could not be written is never taken for one that did not run.
+    last_ran: Option<(String, Timestamp)>,
 }
 
 impl TaskRuns {
     fn is_empty(&self) -> bool {
-        self.current.is_none() && self.overtaken.is_empty() && self.reported.is_none()
+        self.current.is_none()
+            && self.overtaken.is_empty()
+            && self.reported.is_none()
+            && self.last_ran.is_none()
     }
 }
 
@@ -76,6 +82,15 @@ impl Executions {
             .or(reported)
             .filter(|(u, _)| *u == uid)
             .map(|(_, generation)| generation)
+    }
+
+    /// The scheduled time of the latest scheduled run of this task that this process finished.
+    pub fn last_ran(&self, key: &TaskKey, uid: &str) -> Option<Timestamp> {
+        let map = self.inner.lock().expect("not poisoned");
+        map.get(key)
+            .and_then(|r| r.last_ran.as_ref())
+            .filter(|(u, _)| u == uid)
+            .map(|(_, at)| *at)
     }
 
     /// The cache shows the finished result of `generation`: the written-result marker of that
@@ -201,12 +216,13 @@ impl Executions {
     fn finish_with(&self, key: &TaskKey, execution: &Execution, reported: bool) {
         let mut map = self.inner.lock().expect("not poisoned");
         let Some(runs) = map.get_mut(key) else { return };
-        if let Some(current) = runs
-            .current
-            .take_if(|c| c.execution.id == execution.id)
-            .filter(|_| reported)
-        {
-            runs.reported = Some((current.uid, current.generation));
+        if let Some(current) = runs.current.take_if(|c| c.execution.id == execution.id) {
+            if let Some(scheduled) = current.scheduled {
+                runs.last_ran = Some((current.uid.clone(), scheduled));
+            }
+            if reported {
+                runs.reported = Some((current.uid, current.generation));
+            }
         }
         runs.overtaken.retain(|o| o.execution.id != execution.id);
         if runs.is_empty() {
@@ -232,6 +248,7 @@ impl Executions {
             current.execution.token.cancel();
         }
         runs.reported.take_if(|(u, _)| u == uid);
+        runs.last_ran.take_if(|(u, _)| u == uid);
         runs.overtaken.retain(|run| {
             let deleted = run.uid == uid;
             if deleted {

@@ -5,6 +5,7 @@ mod environment;
 mod events;
 mod execute;
 mod executions;
+pub mod liveness;
 mod reconcile;
 mod run;
 mod scheduled;
@@ -55,6 +56,9 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Consecutive failed reconciles per task, for the retry backoff.
     pub failures: Failures,
+    /// Which claimed ticks the previous operator process may have started, and whether this
+    /// one may start a claimed run.
+    pub liveness: liveness::Liveness,
 }
 
 /// Runs the McallTask controller until `shutdown` is cancelled, then lets running executions
@@ -70,6 +74,22 @@ pub async fn run(
     } else {
         config.watch_namespaces.iter().cloned().map(Some).collect()
     };
+    let identity = format!(
+        "{}-{}-{}",
+        config.instance.as_deref().unwrap_or("mcall"),
+        std::process::id(),
+        k8s_openapi::jiff::Timestamp::now().as_microsecond()
+    );
+    let (liveness, lease) = liveness::acquire(
+        client.clone(),
+        config.lease_namespace(),
+        crate::config::LEASE_NAME,
+        identity,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("taking the operator's Lease: {e}"))?;
+    let lease_stop = CancellationToken::new();
+    let lease_kept = tokio::spawn(lease.keep(lease_stop.clone()));
     let events = EventSink::new(client.clone(), FIELD_MANAGER, config.instance.as_deref());
     let executions = Executions::default();
     let slots = Arc::new(Semaphore::new(config.max_concurrent_executions.max(1)));
@@ -103,6 +123,7 @@ pub async fn run(
             store: store.clone(),
             shutdown: shutdown.clone(),
             failures,
+            liveness: liveness.clone(),
         });
         let stop = shutdown.clone();
         let controller = Controller::for_stream(watch, store)
@@ -128,6 +149,9 @@ pub async fn run(
     tokio::join!(futures::future::join_all(controllers), ready);
 
     drain(&executions, config.shutdown_grace).await;
+    // Released only now: no run starts after the Lease says this process stopped.
+    lease_stop.cancel();
+    let _ = lease_kept.await;
     Ok(())
 }
 

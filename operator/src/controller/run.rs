@@ -36,9 +36,20 @@ pub(super) enum RunKind {
         /// False for `Allow`: the run in progress keeps going.
         cancel_previous: bool,
         limits: HistoryLimits,
-        /// The tick was claimed ahead of time: the run waits for `scheduled`.
-        claimed_ahead: bool,
+        claim: Claim,
     },
+}
+
+/// How a scheduled run's tick is recorded before the run starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Claim {
+    /// Claimed now, for a run that starts now.
+    Now,
+    /// Claimed now, up to a second early; the run waits for its tick.
+    Ahead,
+    /// Claimed already, by the previous run's result (`status.claimedTick`); the run waits for
+    /// its tick and for this process's Lease to vouch for it.
+    Chained,
 }
 
 pub(super) async fn start(
@@ -55,7 +66,7 @@ pub(super) async fn start(
         tick,
         run_now,
         next,
-        claimed_ahead,
+        claim,
         cancel_previous,
         ..
     } = &kind
@@ -78,24 +89,34 @@ pub(super) async fn start(
     let Some(plan) = prepare(ctx, api, &task, generation, &kind).await? else {
         return Ok(Action::await_change());
     };
-    let running = status::scheduled_running(
-        task.status.as_ref(),
-        generation,
-        if *claimed_ahead {
-            *scheduled
-        } else {
-            Timestamp::now()
-        },
-        *scheduled,
-        *tick,
-        run_now.as_deref(),
-        *next,
-    );
     // Registered before the claim is written, so the reconcile that write triggers sees the
     // execution as ours and leaves it alone.
     let execution = ctx
         .executions
         .start_scheduled(key.clone(), &uid, generation, *scheduled);
+    if *claim == Claim::Chained {
+        // Claimed already: nothing to write before the run. Its result goes onto the version
+        // the run was decided on (read again on a conflict).
+        let known = Some(task.clone());
+        spawn_execution(
+            ctx, api, task, key, uid, generation, plan, execution, kind, known,
+        );
+        return Ok(Action::await_change());
+    }
+    let started = if *claim == Claim::Ahead {
+        *scheduled
+    } else {
+        Timestamp::now()
+    };
+    let running = status::scheduled_running(
+        task.status.as_ref(),
+        generation,
+        started,
+        *scheduled,
+        *tick,
+        run_now.as_deref(),
+        *next,
+    );
     // The tick is claimed with optimistic concurrency: if the object changed since we read it
     // (another replica, or our own earlier write), the claim fails and we decide again.
     let precondition = task.resource_version();
@@ -121,6 +142,28 @@ pub(super) async fn start(
             };
         }
     };
+    spawn_execution(
+        ctx, api, task, key, uid, generation, plan, execution, kind, known,
+    );
+    Ok(Action::await_change())
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "everything the spawned execution owns"
+)]
+fn spawn_execution(
+    ctx: &Arc<Context>,
+    api: &Api<McallTask>,
+    task: Arc<McallTask>,
+    key: TaskKey,
+    uid: String,
+    generation: i64,
+    plan: TaskPlan,
+    execution: Execution,
+    kind: RunKind,
+    known: Option<Arc<McallTask>>,
+) {
     tracing::info!(
         namespace = key.namespace,
         name = key.name,
@@ -138,7 +181,6 @@ pub(super) async fn start(
         kind,
     };
     tokio::spawn(execute(run, tracked, None));
-    Ok(Action::await_change())
 }
 
 /// Fills the template, resolves the environment, compiles the plan. `None`: the run cannot start,

@@ -12,12 +12,15 @@ use kube::{Api, ResourceExt};
 use mcall_generated::{McallTask, Phase};
 
 use super::reconcile::{dependency_phases, reject};
-use super::run::{RunKind, publish, start};
+use super::run::{Claim, RunKind, publish, start};
 use super::status::{self, HistoryLimits, READY};
 use super::writes::{is_conflict, write_status, write_status_if};
 use super::{Context, TaskKey};
 use crate::Result;
-use crate::schedule::{self, ActiveRunAction, RunNowRequest, Schedule, ScheduleInput, TickVerdict};
+use crate::schedule::{
+    self, ActiveRunAction, ClaimedTick, ClaimedVerdict, RunNowRequest, Schedule, ScheduleInput,
+    TickVerdict,
+};
 
 /// How long before a tick its claim is written: the run then starts at the tick itself instead of
 /// one API round trip after it. A restart inside this window leaves the claimed tick recorded
@@ -84,6 +87,46 @@ pub(super) async fn apply(
         .annotations()
         .get(schedule::RUN_NOW_ANNOTATION)
         .map(String::as_str);
+    let run_now_pending = RunNowRequest {
+        requested: annotation,
+        handled: status.and_then(|s| s.run_now_handled.as_deref()),
+    }
+    .pending()
+    .is_some();
+    let claimed_tick = status.and_then(|s| s.claimed_tick.as_ref()).map(|t| t.0);
+    if let (Some(s), Some(tick)) = (status, claimed_tick)
+        && active != Some(tick)
+    {
+        let claimed = ClaimedTick {
+            tick,
+            now,
+            previous_process_until: ctx.liveness.previous_until,
+            ran_here: ctx
+                .executions
+                .last_ran(&key, &uid)
+                .is_some_and(|ran| ran >= tick),
+            // A run of an earlier tick still registered here is the one whose result made
+            // this claim, finishing.
+            still_valid: s.observed_generation == Some(generation)
+                && !spec.suspend
+                && active.is_none_or(|run| run < tick),
+            starting_deadline_seconds: spec.starting_deadline_seconds,
+            lead: CLAIM_LEAD,
+        };
+        let facts = ClaimFacts {
+            ctx,
+            api,
+            task: &task,
+            generation,
+            limits,
+            schedule: &schedule,
+        };
+        match schedule::judge_claimed(&claimed) {
+            // A run-now request does not wait for the claimed tick.
+            ClaimedVerdict::WaitUntil(_) if run_now_pending => {}
+            verdict => return act_on_claim(facts, key, uid, tick, verdict, now).await,
+        }
+    }
     let input = ScheduleInput {
         schedule: &schedule,
         now,
@@ -95,9 +138,11 @@ pub(super) async fn apply(
         suspend: spec.suspend,
         concurrency_policy: spec.concurrency_policy,
         starting_deadline_seconds: spec.starting_deadline_seconds,
+        // A claimed tick whose run is in progress here is decided.
         last_schedule_time: status
             .and_then(|s| s.last_schedule_time.as_ref())
-            .map(|t| t.0),
+            .map(|t| t.0)
+            .max(claimed_tick.filter(|tick| active == Some(*tick))),
         active_run: active,
         run_now: RunNowRequest {
             requested: annotation,
@@ -105,7 +150,7 @@ pub(super) async fn apply(
         },
     };
     let mut decision = schedule::decide(&input);
-    let mut claimed_ahead = false;
+    let mut claim_kind = Claim::Now;
     // A tick due within CLAIM_LEAD, with nothing running: decide as of the tick, claim it now,
     // and let the run wait for it.
     if decision.run.is_none()
@@ -121,7 +166,7 @@ pub(super) async fn apply(
         });
         if ahead.run.as_ref().is_some_and(|run| run.tick == Some(at)) {
             decision = ahead;
-            claimed_ahead = true;
+            claim_kind = Claim::Ahead;
         }
     }
     tracing::debug!(
@@ -179,7 +224,7 @@ pub(super) async fn apply(
             next: decision.next_schedule_time,
             cancel_previous: run.active != ActiveRunAction::LeaveRunning,
             limits,
-            claimed_ahead,
+            claim: claim_kind,
         };
         let started = start(ctx, api, task, key, uid, generation, kind).await?;
         // A lost claim (409) asks to decide again soon; otherwise wake at the next tick.
@@ -264,6 +309,106 @@ pub(super) async fn apply(
         write_status(api, &key.name, &next).await?;
     }
     Ok(action)
+}
+
+/// What acting on a claimed tick needs.
+struct ClaimFacts<'a> {
+    ctx: &'a Arc<Context>,
+    api: &'a Api<McallTask>,
+    task: &'a Arc<McallTask>,
+    generation: i64,
+    limits: HistoryLimits,
+    schedule: &'a Schedule,
+}
+
+/// Acts on the verdict about a tick claimed by an earlier result (`status.claimedTick`).
+async fn act_on_claim(
+    facts: ClaimFacts<'_>,
+    key: TaskKey,
+    uid: String,
+    tick: Timestamp,
+    verdict: ClaimedVerdict,
+    now: Timestamp,
+) -> Result<Action> {
+    let ClaimFacts {
+        ctx,
+        api,
+        task,
+        generation,
+        limits,
+        schedule,
+    } = facts;
+    let status = task.status.clone().unwrap_or_default();
+    let next = schedule.next_after(now.max(tick));
+    // Look again just before the tick after this one, as for any tick.
+    let at_next_tick = next.map_or_else(Action::await_change, |at| {
+        let until = Duration::try_from(at.duration_since(now)).unwrap_or_default();
+        Action::requeue(until.saturating_sub(CLAIM_LEAD))
+    });
+    match verdict {
+        ClaimedVerdict::Interrupted => {
+            let message = "the operator that claimed this tick stopped around its time, so it may have run; it is recorded as failed and not run again, so a command never runs twice";
+            let next = status::scheduled_interrupted(&status, generation, message, now, limits);
+            claim(api, task, &next).await?;
+            publish(ctx, task, EventType::Warning, "Interrupted", message).await;
+            Ok(Action::await_change())
+        }
+        ClaimedVerdict::Release => {
+            let mut next = status;
+            next.claimed_tick = None;
+            claim(api, task, &next).await?;
+            Ok(Action::await_change())
+        }
+        ClaimedVerdict::WaitUntil(at) => Ok(Action::requeue(
+            Duration::try_from(at.duration_since(now)).unwrap_or_default(),
+        )),
+        ClaimedVerdict::Missed { late } => {
+            let message = format!(
+                "started {}s late, past startingDeadlineSeconds",
+                late.as_secs()
+            );
+            let next = status::tick_not_run(
+                Some(&status),
+                generation,
+                tick,
+                "Missed",
+                &message,
+                next,
+                limits,
+            );
+            claim(api, task, &next).await?;
+            let note = format!("tick {tick}: {message}");
+            publish(ctx, task, EventType::Warning, "Missed", &note).await;
+            Ok(at_next_tick)
+        }
+        ClaimedVerdict::Run => {
+            if let Some(unmet) = unmet_dependency(ctx, task) {
+                let next = status::tick_not_run(
+                    Some(&status),
+                    generation,
+                    tick,
+                    "Skipped",
+                    &unmet,
+                    next,
+                    limits,
+                );
+                claim(api, task, &next).await?;
+                publish(ctx, task, EventType::Warning, "Skipped", &unmet).await;
+                return Ok(at_next_tick);
+            }
+            let kind = RunKind::Scheduled {
+                scheduled: tick,
+                tick: Some(tick),
+                run_now: None,
+                next,
+                cancel_previous: false,
+                limits,
+                claim: Claim::Chained,
+            };
+            start(ctx, api, task.clone(), key, uid, generation, kind).await?;
+            Ok(at_next_tick)
+        }
+    }
 }
 
 /// Records a decided tick with optimistic concurrency, so two writers never both claim it; a

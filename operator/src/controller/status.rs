@@ -298,6 +298,7 @@ pub fn scheduled_running(
         s.run_now_handled = Some(value.to_owned());
     }
     s.current_run = Some(MicroTime(scheduled));
+    s.claimed_tick = None;
     s.next_schedule_time = next.map(MicroTime);
     s.message = Some(format!("running the run scheduled for {scheduled}"));
     s
@@ -321,6 +322,7 @@ pub fn tick_not_run(
     let mut s = previous.cloned().unwrap_or_default();
     s.observed_generation = Some(generation);
     s.last_schedule_time = Some(MicroTime(tick));
+    s.claimed_tick = None;
     s.next_schedule_time = next.map(MicroTime);
     if s.phase.is_none() {
         s.phase = Some(Phase::Pending);
@@ -373,6 +375,7 @@ pub fn scheduled_finished(
         s.last_successful_time = Some(Time(now));
     }
     s.current_run = None;
+    s.claimed_tick = None;
     let code = s.result.as_ref().and_then(|r| r.error_code.clone());
     push_history(&mut s, run_record(scheduled, outcome, code, now), limits);
     s
@@ -404,10 +407,19 @@ pub fn scheduled_interrupted(
     limits: HistoryLimits,
 ) -> McallTaskStatus {
     let mut s = failed(Some(previous), generation, "Interrupted", message, now);
-    if let Some(scheduled) = previous.current_run.clone() {
+    // The run in progress, or else a tick claimed ahead that may have started.
+    let interrupted = match (&previous.current_run, &previous.claimed_tick) {
+        (Some(run), _) => Some((run.clone(), previous.start_time.clone())),
+        (None, Some(tick)) => {
+            s.last_schedule_time = Some(tick.clone());
+            Some((tick.clone(), None))
+        }
+        (None, None) => None,
+    };
+    if let Some((scheduled, start_time)) = interrupted {
         let record = RunRecord {
             scheduled_time: scheduled,
-            start_time: previous.start_time.clone(),
+            start_time,
             completion_time: Some(Time(now)),
             phase: Phase::Failed,
             error_code: Some("Interrupted".into()),
@@ -416,6 +428,7 @@ pub fn scheduled_interrupted(
         push_history(&mut s, record, limits);
     }
     s.current_run = None;
+    s.claimed_tick = None;
     s
 }
 
