@@ -243,3 +243,66 @@ async fn a_crash_within_a_runs_first_second_leaves_no_trace_and_the_run_happens_
     signal(&restarted, "-TERM");
     restarted.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_crash_never_runs_a_claimed_tick_twice_and_the_schedule_goes_on() {
+    let env = test_env("bin-sched-crash").await;
+    let (http, hits) = http_server(200, "ok").await;
+    let port = free_port();
+    let mut operator = spawn_operator(&env, port);
+    wait_ready(port);
+    create_task(
+        &env,
+        "counted",
+        json!({"type": "get", "input": format!("http://127.0.0.1:{http}/"), "schedule": "@every 1s",
+        "startingDeadlineSeconds": 30, "successfulRunsHistoryLimit": 100, "failedRunsHistoryLimit": 100}),
+    )
+    .await;
+    let runs = |s: &mcall_generated::McallTaskStatus| s.history.as_ref().map_or(0, Vec::len);
+    wait_for(
+        &env,
+        "counted",
+        Duration::from_secs(30),
+        "runs, and the next tick claimed",
+        |s| runs(s) >= 2 && s.claimed_tick.is_some(),
+    )
+    .await;
+    signal(&operator, "-KILL");
+    operator.wait().unwrap();
+    let crashed = k8s_openapi::jiff::Timestamp::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let port = free_port();
+    let mut restarted = spawn_operator(&env, port);
+    wait_ready(port);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    signal(&restarted, "-TERM");
+    // Waited for off the runtime: the loopback server answering the runs lives on it.
+    tokio::task::spawn_blocking(move || restarted.wait().unwrap())
+        .await
+        .unwrap();
+
+    let status = env.tasks.get("counted").await.unwrap().status.unwrap();
+    let history = status.history.clone().unwrap_or_default();
+    let ticks: std::collections::BTreeSet<_> = history.iter().map(|r| r.scheduled_time.0).collect();
+    assert_eq!(
+        ticks.len(),
+        history.len(),
+        "no tick recorded twice: {history:?}"
+    );
+    let succeeded = history
+        .iter()
+        .filter(|r| r.phase == Phase::Succeeded)
+        .count();
+    assert_eq!(
+        hits.lock().unwrap().len(),
+        succeeded,
+        "every request is one recorded run: {history:?}"
+    );
+    assert!(
+        history
+            .iter()
+            .any(|r| r.phase == Phase::Succeeded && r.scheduled_time.0 > crashed),
+        "runs go on after the restart: {history:?}"
+    );
+}

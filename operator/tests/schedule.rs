@@ -75,6 +75,50 @@ async fn every_two_seconds_runs_repeatedly_with_history_trimmed() {
 }
 
 #[tokio::test]
+async fn each_tick_costs_one_status_write_its_result_claims_the_next() {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    let env = test_env("sched-writes").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "frugal",
+        json!({"type": "cmd", "input": "true", "schedule": "@every 1s",
+        "successfulRunsHistoryLimit": 100}),
+    )
+    .await;
+    let runs = |s: &McallTaskStatus| s.history.as_ref().map_or(0, Vec::len);
+    let first = wait_for(&env, "frugal", T, "two runs", |s| runs(s) >= 2).await;
+    let before = runs(&first.status.unwrap());
+    // Every write of the task shows on a watch; count them over some ticks.
+    let config = watcher::Config::default().fields("metadata.name=frugal");
+    let mut writes = std::pin::pin!(watcher(env.tasks.clone(), config).applied_objects());
+    let mut versions = BTreeSet::new();
+    let mut latest = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    while let Ok(Some(task)) = tokio::time::timeout_at(deadline, writes.next()).await {
+        let task = task.unwrap();
+        versions.insert(task.metadata.resource_version.clone());
+        latest = task.status;
+    }
+    let latest = latest.unwrap();
+    let ticks = runs(&latest) - before;
+    assert!(ticks >= 4, "about one run a second: {ticks}");
+    assert!(
+        latest.claimed_tick.is_some() || latest.phase == Some(Phase::Running),
+        "the result claimed the next tick: {latest:?}"
+    );
+    // The first version seen is the one before the window.
+    let writes = versions.len() - 1;
+    assert!(
+        writes <= ticks + 1,
+        "{writes} status writes for {ticks} ticks (one each, give or take the window's edges)"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
 async fn forbid_skips_overlapping_ticks_and_replace_cancels_the_running_one() {
     let env = test_env("sched-policy").await;
     let op = start_operator(&env, config_for(&env));
@@ -224,6 +268,14 @@ async fn a_restarted_operator_neither_repeats_nor_loses_ticks() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     first.stop().await;
     let stopped = k8s_openapi::jiff::Timestamp::now();
+    let lease: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(env.client.clone(), &env.namespace);
+    let lease = lease.get("mcall-operator").await.unwrap().spec.unwrap();
+    assert_eq!(
+        lease.holder_identity, None,
+        "a graceful stop releases the Lease"
+    );
+    assert!(lease.renew_time.is_some_and(|t| t.0 <= stopped));
     // Down across at least one tick.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let restarted = k8s_openapi::jiff::Timestamp::now();

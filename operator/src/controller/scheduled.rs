@@ -14,7 +14,7 @@ use mcall_generated::{McallTask, Phase};
 use super::reconcile::{dependency_phases, reject};
 use super::run::{Claim, RunKind, publish, start};
 use super::status::{self, HistoryLimits, READY};
-use super::writes::{is_conflict, write_status, write_status_if};
+use super::writes::{is_conflict, write_status_if};
 use super::{Context, TaskKey};
 use crate::Result;
 use crate::schedule::{
@@ -26,6 +26,9 @@ use crate::schedule::{
 /// one API round trip after it. A restart inside this window leaves the claimed tick recorded
 /// as interrupted, like a restart during a run.
 const CLAIM_LEAD: Duration = Duration::from_secs(1);
+
+/// The shortest wait before a task with a run in progress is looked at again.
+const MIN_REQUEUE: Duration = Duration::from_millis(100);
 
 /// A new task whose first tick is at most this far away writes no status until that run.
 const FIRST_RUN_SOON: Duration = Duration::from_secs(30);
@@ -121,7 +124,15 @@ pub(super) async fn apply(
             limits,
             schedule: &schedule,
         };
-        match schedule::judge_claimed(&claimed) {
+        let verdict = schedule::judge_claimed(&claimed);
+        tracing::debug!(
+            namespace = key.namespace,
+            name = key.name,
+            ?claimed,
+            ?verdict,
+            "claimed tick judged"
+        );
+        match verdict {
             // A run-now request does not wait for the claimed tick.
             ClaimedVerdict::WaitUntil(_) if run_now_pending => {}
             verdict => return act_on_claim(facts, key, uid, tick, verdict, now).await,
@@ -177,9 +188,16 @@ pub(super) async fn apply(
     );
     // Sleep until just before the next tick (its claim is written CLAIM_LEAD early): no polling.
     let until_next_tick = decision.requeue_at.map(|at| {
-        Duration::try_from(at.duration_since(now))
+        let until = Duration::try_from(at.duration_since(now))
             .unwrap_or_default()
-            .saturating_sub(CLAIM_LEAD)
+            .saturating_sub(CLAIM_LEAD);
+        // With a run in progress the next tick cannot be claimed ahead anyway (and the run's
+        // result wakes us): no spinning through the lead.
+        if active.is_some() {
+            until.max(MIN_REQUEUE)
+        } else {
+            until
+        }
     });
     // A run-now request deferred by Forbid is looked at again shortly: the end of the active run
     // is reported before this process forgets the run, so that report's own reconcile still
@@ -281,6 +299,11 @@ pub(super) async fn apply(
     {
         return Ok(action);
     }
+    // A run in progress here (or waiting for its claimed tick) writes the schedule with its
+    // result.
+    if active.is_some() {
+        return Ok(action);
+    }
     let mut next = status.cloned().unwrap_or_default();
     next.next_schedule_time = decision.next_schedule_time.map(MicroTime);
     // A rejection of an earlier generation (e.g. InvalidSchedule, since fixed) no longer holds.
@@ -306,7 +329,8 @@ pub(super) async fn apply(
         });
     }
     if status != Some(&next) {
-        write_status(api, &key.name, &next).await?;
+        // Onto the version read: a result written meanwhile must not be overwritten.
+        claim(api, &task, &next).await?;
     }
     Ok(action)
 }
