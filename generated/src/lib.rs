@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "ca8ff8b7c09f82d5e5e99ca714b0f050", dir = "../spec"
+    fingerprint = "f880a430b6ed5937f9d43f8760c96b4d", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "ca8ff8b7c09f82d5e5e99ca714b0f050";
+pub const SPEC_FINGERPRINT: &str = "f880a430b6ed5937f9d43f8760c96b4d";
 
 pub mod types;
 pub mod mcall_task;

@@ -219,6 +219,7 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     let rss_mib = rss_kib(operator_pid).unwrap_or(0) as f64 / 1024.0;
     let rss_split = rss_split_json(operator_pid);
     let throughput = count as f64 / total.as_secs_f64();
+    let burst_end = Instant::now();
 
     // The ceiling: a minimal client writing status (16 in flight), operator idle by now. Both
     // ways of patching are measured and the faster one is the ceiling; Event creation is
@@ -288,9 +289,14 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
         .await?,
     };
     let raw_rate = raw.apply.max(raw.merge).max(raw.replace);
+    // With the 1,000 tasks still there, once the operator has had a chance to hand freed memory
+    // back (it trims every 10 s), and the high-water mark of the whole run.
+    tokio::time::sleep(Duration::from_secs(11).saturating_sub(burst_end.elapsed())).await;
+    let settled_mib = rss_kib(operator_pid).unwrap_or(0) as f64 / 1024.0;
+    let peak_mib = status_kib(operator_pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
 
     Ok(format!(
-        "{{\n  \"benchmark\": \"tasks\",\n  \"low_load_p50_ms\": {low_p50:.1},\n  \"low_load_max_ms\": {low_max:.1},\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"raw_apply_per_second\": {:.1},\n  \"raw_merge_patch_per_second\": {:.1},\n  \"raw_replace_per_second\": {:.1},\n  \"raw_event_creates_per_second\": {:.1},\n  \"raw_task_creates_per_second\": {:.1},\n  \"operator_rss_mib\": {rss_mib:.1},\n  {rss_split}\n}}\n",
+        "{{\n  \"benchmark\": \"tasks\",\n  \"low_load_p50_ms\": {low_p50:.1},\n  \"low_load_max_ms\": {low_max:.1},\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"raw_apply_per_second\": {:.1},\n  \"raw_merge_patch_per_second\": {:.1},\n  \"raw_replace_per_second\": {:.1},\n  \"raw_event_creates_per_second\": {:.1},\n  \"raw_task_creates_per_second\": {:.1},\n  \"operator_rss_mib\": {rss_mib:.1},\n  \"operator_rss_settled_mib\": {settled_mib:.1},\n  \"operator_peak_rss_mib\": {peak_mib:.1},\n  {rss_split}\n}}\n",
         pct(0.5),
         pct(0.99),
         raw.apply,
@@ -366,9 +372,14 @@ pub fn rss_split_json(pid: u32) -> String {
 }
 
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`, such as `VmHWM:` (the peak RSS).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
