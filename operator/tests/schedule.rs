@@ -119,6 +119,59 @@ async fn each_tick_costs_one_status_write_its_result_claims_the_next() {
 }
 
 #[tokio::test]
+async fn run_now_requests_between_claimed_ticks_never_run_a_tick_twice() {
+    let env = test_env("sched-runnow-ticks").await;
+    let (port, hits) = http_server(200, "ok").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "busy",
+        json!({"type": "get", "input": format!("http://127.0.0.1:{port}/"), "schedule": "@every 1s",
+        "concurrencyPolicy": "Allow", "successfulRunsHistoryLimit": 100, "failedRunsHistoryLimit": 100}),
+    )
+    .await;
+    wait_for(&env, "busy", T, "a claimed tick", |s| {
+        s.claimed_tick.is_some()
+    })
+    .await;
+    // Requests land at every point of the second between two ticks, including while the next
+    // tick's claimed run waits for it.
+    for i in 0..14 {
+        let annotate =
+            json!({"metadata": {"annotations": {"mcall.tz.io/run-now": format!("r{i}")}}});
+        env.tasks
+            .patch("busy", &PatchParams::default(), &Patch::Merge(&annotate))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(370)).await;
+    }
+    wait_for(&env, "busy", T, "the last request handled", |s| {
+        s.run_now_handled.as_deref() == Some("r13")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    op.stop().await;
+
+    let status = env.tasks.get("busy").await.unwrap().status.unwrap();
+    let runs = history(&status);
+    let times: BTreeSet<&String> = runs.iter().map(|(time, _, _)| time).collect();
+    assert_eq!(
+        times.len(),
+        runs.len(),
+        "no tick or request ran twice: {runs:?}"
+    );
+    let succeeded = runs
+        .iter()
+        .filter(|(_, phase, _)| *phase == Phase::Succeeded)
+        .count();
+    assert_eq!(
+        hits.lock().unwrap().len(),
+        succeeded,
+        "every request is one recorded run: {runs:?}"
+    );
+}
+
+#[tokio::test]
 async fn forbid_skips_overlapping_ticks_and_replace_cancels_the_running_one() {
     let env = test_env("sched-policy").await;
     let op = start_operator(&env, config_for(&env));

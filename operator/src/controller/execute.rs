@@ -21,6 +21,9 @@ use super::writes::Tracked;
 use super::{Context, TaskKey, status};
 use crate::Result;
 
+/// The longest wait between two tries to write a result.
+const REPORT_BACKOFF_MAX: Duration = Duration::from_secs(20);
+
 /// How long a one-shot run goes before it is recorded as `Running`.
 pub(super) const CLAIM_AFTER: Duration = Duration::from_secs(1);
 
@@ -53,8 +56,9 @@ pub(super) async fn execute(run: Run, mut tracked: Tracked, slot: Option<OwnedSe
         // successor then knows which claims this process may have started.
         if *claim == Claim::Chained {
             let vouched = tokio::select! {
-                vouched = run.ctx.liveness.vouch_for(*scheduled) => vouched,
+                biased;
                 () = run.execution.token.cancelled() => false,
+                vouched = run.ctx.liveness.vouch_for(*scheduled) => vouched,
             };
             if !vouched {
                 run.ctx.executions.abort_scheduled(&run.key, &run.execution);
@@ -64,9 +68,11 @@ pub(super) async fn execute(run: Run, mut tracked: Tracked, slot: Option<OwnedSe
     }
     let permit = match slot {
         Some(slot) => Some(slot),
+        // A cancelled run does not start, even if a slot is free at the same moment.
         None => tokio::select! {
-            permit = run.ctx.slots.clone().acquire_owned() => permit.ok(),
+            biased;
             () = run.execution.token.cancelled() => None,
+            permit = run.ctx.slots.clone().acquire_owned() => permit.ok(),
         },
     };
     // A one-shot run, or a scheduled one claimed by an earlier result, records `Running` only
@@ -94,7 +100,12 @@ pub(super) async fn execute(run: Run, mut tracked: Tracked, slot: Option<OwnedSe
         Ok(false) => ctx.executions.finish(key, execution),
         Err(e) => {
             tracing::warn!(namespace = key.namespace, name = key.name, error = %e, "reporting the outcome failed");
-            ctx.executions.finish(key, execution);
+            // The run happened: this process does not start it again (a restart would).
+            if matches!(run.kind, RunKind::OneShot) {
+                ctx.executions.finish_reported(key, execution);
+            } else {
+                ctx.executions.finish(key, execution);
+            }
         }
     }
     drop(permit);
@@ -233,8 +244,8 @@ fn logged<T>(written: Result<Option<T>>, key: &TaskKey, what: &str) -> bool {
 }
 
 /// Writes the outcome onto the latest version of the task (reading it again only after a
-/// conflict); other failures are retried with a short backoff, so a result is not lost to one
-/// failed request. A run that is no longer current (spec changed, Replace, Allow) leaves only its
+/// conflict); other failures are retried with a backoff (at most 20 s apart) until the write
+/// lands, or a few times during a shutdown. A run that is no longer current (spec changed, Replace, Allow) leaves only its
 /// history record of a scheduled run; a deleted task gets nothing. Returns whether the result of a
 /// current one-shot run was written.
 async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Result<bool> {
@@ -258,10 +269,13 @@ async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Resu
                 }
                 return Ok(current && matches!(kind, RunKind::OneShot));
             }
-            Err(e) if failures < 5 => {
+            // Until it lands, however long the API server is away; during a shutdown a few
+            // more tries at most.
+            Err(e) if failures < 5 || !ctx.shutdown.is_cancelled() => {
                 failures += 1;
-                tracing::debug!(namespace = key.namespace, name = key.name, error = %e, "retrying the report");
-                tokio::time::sleep(Duration::from_millis(200 << failures)).await;
+                let delay = Duration::from_millis(200 << failures.min(7)).min(REPORT_BACKOFF_MAX);
+                tracing::debug!(namespace = key.namespace, name = key.name, error = %e, retry_in_ms = delay.as_millis(), "retrying the report");
+                tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),
         }

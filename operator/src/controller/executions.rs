@@ -216,18 +216,41 @@ impl Executions {
     fn finish_with(&self, key: &TaskKey, execution: &Execution, reported: bool) {
         let mut map = self.inner.lock().expect("not poisoned");
         let Some(runs) = map.get_mut(key) else { return };
-        if let Some(current) = runs.current.take_if(|c| c.execution.id == execution.id) {
-            if let Some(scheduled) = current.scheduled {
-                runs.last_ran = Some((current.uid.clone(), scheduled));
+        let finished = match runs.current.take_if(|c| c.execution.id == execution.id) {
+            Some(current) => Some(current),
+            None => runs
+                .overtaken
+                .iter()
+                .position(|o| o.execution.id == execution.id)
+                .map(|i| runs.overtaken.remove(i)),
+        };
+        if let Some(finished) = finished {
+            if let Some(scheduled) = finished.scheduled {
+                let latest = runs
+                    .last_ran
+                    .as_ref()
+                    .filter(|(uid, _)| *uid == finished.uid)
+                    .map_or(scheduled, |(_, ran)| (*ran).max(scheduled));
+                runs.last_ran = Some((finished.uid.clone(), latest));
             }
             if reported {
-                runs.reported = Some((current.uid, current.generation));
+                runs.reported = Some((finished.uid, finished.generation));
             }
         }
-        runs.overtaken.retain(|o| o.execution.id != execution.id);
         if runs.is_empty() {
             map.remove(key);
         }
+    }
+
+    /// Forgets what is remembered about tasks that `exists` says are gone (after a watch gap, a
+    /// deletion may have had no event). Only memory: their executions were cancelled already.
+    pub fn forget_missing(&self, mut exists: impl FnMut(&TaskKey, &str) -> bool) {
+        let mut map = self.inner.lock().expect("not poisoned");
+        map.retain(|key, runs| {
+            runs.reported.take_if(|(uid, _)| !exists(key, uid));
+            runs.last_ran.take_if(|(uid, _)| !exists(key, uid));
+            !runs.is_empty()
+        });
     }
 
     /// Cancels and forgets every execution of the task (it is being deleted).
@@ -353,6 +376,38 @@ mod tests {
         );
         ex.finish(&key(), &next);
         assert_eq!(ex.generation_of(&key(), "uid"), None);
+    }
+
+    #[test]
+    fn every_finished_scheduled_run_counts_as_run_here_and_deleted_tasks_are_forgotten() {
+        let ex = Executions::default();
+        let old = ex.start_scheduled(key(), "uid", 1, at(10));
+        let new = ex.start_scheduled(key(), "uid", 1, at(20));
+        ex.confirm_scheduled(&key(), false);
+        ex.finish(&key(), &new);
+        assert_eq!(ex.last_ran(&key(), "uid"), Some(at(20)));
+        ex.finish(&key(), &old);
+        assert_eq!(
+            ex.last_ran(&key(), "uid"),
+            Some(at(20)),
+            "an overtaken run finishing later does not move it back"
+        );
+        let overtaken = ex.start_scheduled(key(), "uid", 1, at(30));
+        let current = ex.start_scheduled(key(), "uid", 1, at(40));
+        ex.finish(&key(), &overtaken);
+        assert_eq!(
+            ex.last_ran(&key(), "uid"),
+            Some(at(30)),
+            "overtaken runs count"
+        );
+        ex.finish(&key(), &current);
+
+        ex.forget_missing(|_, uid| uid != "uid");
+        assert_eq!(ex.last_ran(&key(), "uid"), None);
+        assert!(
+            ex.inner.lock().unwrap().is_empty(),
+            "nothing kept for a gone task"
+        );
     }
 
     #[test]

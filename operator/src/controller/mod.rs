@@ -107,6 +107,7 @@ pub async fn run(
         let failures = Failures::default();
         let watch = watch_tasks(
             api,
+            ns.clone(),
             writer,
             store.clone(),
             executions.clone(),
@@ -184,6 +185,7 @@ const RECONCILE_CONCURRENCY: u16 = 16;
 /// task to the controller.
 fn watch_tasks(
     api: Api<McallTask>,
+    namespace: Option<String>,
     writer: reflector::store::Writer<McallTask>,
     store: Store<McallTask>,
     executions: Executions,
@@ -215,13 +217,21 @@ fn watch_tasks(
         }
         // After a re-list, a task deleted while the watch was down has no Delete event:
         // whatever runs for a task the fresh cache does not hold is cancelled.
+        // Only this watch's namespace: another namespace's tasks are in another cache.
         watcher::Event::InitDone => {
+            let in_scope = |key: &TaskKey| namespace.as_ref().is_none_or(|ns| *ns == key.namespace);
+            let exists = |key: &TaskKey, uid: &str| {
+                !in_scope(key)
+                    || store
+                        .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                        .is_some_and(|t| t.uid().as_deref() == Some(uid))
+            };
             for (key, uid) in executions.tasks() {
-                let cached = store.get(&ObjectRef::new(&key.name).within(&key.namespace));
-                if cached.is_none_or(|t| t.uid().as_deref() != Some(uid.as_str())) {
+                if !exists(&key, &uid) {
                     executions.cancel_deleted(&key, &uid);
                 }
             }
+            executions.forget_missing(exists);
         }
         watcher::Event::Init => {}
     })

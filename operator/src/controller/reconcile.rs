@@ -201,9 +201,23 @@ pub(super) async fn reject(
         message,
         Timestamp::now(),
     );
-    write_status(api, &task.name_any(), &next).await?;
-    publish(ctx, task, EventType::Warning, reason, message).await;
-    Ok(())
+    // Onto the version read: a result that landed meanwhile is not overwritten; the reconcile
+    // its write triggers decides again.
+    match write_status_if(
+        api,
+        &task.name_any(),
+        &next,
+        task.resource_version().as_deref(),
+    )
+    .await
+    {
+        Err(e) if is_conflict(&e) => Ok(()),
+        Err(e) => Err(e),
+        Ok(_) => {
+            publish(ctx, task, EventType::Warning, reason, message).await;
+            Ok(())
+        }
+    }
 }
 
 /// The spec with `inputTemplate` filled from `inputSources` (read from the cache), or the spec

@@ -94,76 +94,51 @@ pub(super) async fn start(
     let execution = ctx
         .executions
         .start_scheduled(key.clone(), &uid, generation, *scheduled);
-    if *claim == Claim::Chained {
+    let known = if *claim == Claim::Chained {
         // Claimed already: nothing to write before the run. Its result goes onto the version
         // the run was decided on (read again on a conflict).
-        let known = Some(task.clone());
-        spawn_execution(
-            ctx, api, task, key, uid, generation, plan, execution, kind, known,
-        );
-        return Ok(Action::await_change());
-    }
-    let started = if *claim == Claim::Ahead {
-        *scheduled
+        Some(task.clone())
     } else {
-        Timestamp::now()
-    };
-    let running = status::scheduled_running(
-        task.status.as_ref(),
-        generation,
-        started,
-        *scheduled,
-        *tick,
-        run_now.as_deref(),
-        *next,
-    );
-    // The tick is claimed with optimistic concurrency: if the object changed since we read it
-    // (another replica, or our own earlier write), the claim fails and we decide again.
-    let precondition = task.resource_version();
-    let known = match write_status_if(api, &key.name, &running, precondition.as_deref()).await {
-        Ok(version) => {
-            ctx.executions.confirm_scheduled(&key, *cancel_previous);
-            // The task as the claim left it: the outcome is written onto this version without
-            // reading the task again, unless something else wrote in between.
-            version.map(|version| {
-                let mut claimed = (*task).clone();
-                claimed.metadata.resource_version = Some(version);
-                claimed.status = Some(running);
-                Arc::new(claimed)
-            })
+        let started = if *claim == Claim::Ahead {
+            *scheduled
+        } else {
+            Timestamp::now()
+        };
+        let running = status::scheduled_running(
+            task.status.as_ref(),
+            generation,
+            started,
+            *scheduled,
+            *tick,
+            run_now.as_deref(),
+            *next,
+        );
+        // The tick is claimed with optimistic concurrency: if the object changed since we read
+        // it (another replica, or our own earlier write), the claim fails and we decide again.
+        let precondition = task.resource_version();
+        match write_status_if(api, &key.name, &running, precondition.as_deref()).await {
+            Ok(version) => {
+                ctx.executions.confirm_scheduled(&key, *cancel_previous);
+                // The task as the claim left it: the outcome is written onto this version
+                // without reading the task again, unless something else wrote in between.
+                version.map(|version| {
+                    let mut claimed = (*task).clone();
+                    claimed.metadata.resource_version = Some(version);
+                    claimed.status = Some(running);
+                    Arc::new(claimed)
+                })
+            }
+            Err(e) => {
+                // Not claimed: the run it would have overtaken stays the current one.
+                ctx.executions.abort_scheduled(&key, &execution);
+                return if is_conflict(&e) {
+                    Ok(Action::requeue(Duration::from_millis(50)))
+                } else {
+                    Err(e)
+                };
+            }
         }
-        Err(e) => {
-            // Not claimed: the run it would have overtaken stays the current one.
-            ctx.executions.abort_scheduled(&key, &execution);
-            return if is_conflict(&e) {
-                Ok(Action::requeue(Duration::from_millis(50)))
-            } else {
-                Err(e)
-            };
-        }
     };
-    spawn_execution(
-        ctx, api, task, key, uid, generation, plan, execution, kind, known,
-    );
-    Ok(Action::await_change())
-}
-
-#[allow(
-    clippy::too_many_arguments,
-    reason = "everything the spawned execution owns"
-)]
-fn spawn_execution(
-    ctx: &Arc<Context>,
-    api: &Api<McallTask>,
-    task: Arc<McallTask>,
-    key: TaskKey,
-    uid: String,
-    generation: i64,
-    plan: TaskPlan,
-    execution: Execution,
-    kind: RunKind,
-    known: Option<Arc<McallTask>>,
-) {
     tracing::info!(
         namespace = key.namespace,
         name = key.name,
@@ -181,6 +156,7 @@ fn spawn_execution(
         kind,
     };
     tokio::spawn(execute(run, tracked, None));
+    Ok(Action::await_change())
 }
 
 /// Fills the template, resolves the environment, compiles the plan. `None`: the run cannot start,
@@ -246,11 +222,16 @@ impl OneShot {
         let mut failures = 0u32;
         let (slot, plan) = loop {
             let slot = tokio::select! {
-                permit = ctx.slots.clone().acquire_owned() => permit.ok(),
+                biased;
                 () = execution.token.cancelled() => None,
+                () = ctx.shutdown.cancelled() => None,
+                permit = ctx.slots.clone().acquire_owned() => permit.ok(),
             };
-            // Replaced by a newer generation or deleted while it waited: nothing to report.
-            let Some(slot) = slot.filter(|_| ctx.executions.is_current(&key, &execution)) else {
+            // Replaced by a newer generation or deleted while it waited: nothing to report. Not
+            // started during a shutdown either: nothing was written, so it runs after the restart.
+            let Some(slot) = slot.filter(|_| {
+                ctx.executions.is_current(&key, &execution) && !ctx.shutdown.is_cancelled()
+            }) else {
                 ctx.executions.finish(&key, &execution);
                 return;
             };

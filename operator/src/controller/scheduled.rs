@@ -27,7 +27,7 @@ use crate::schedule::{
 /// as interrupted, like a restart during a run.
 const CLAIM_LEAD: Duration = Duration::from_secs(1);
 
-/// The shortest wait before a task with a run in progress is looked at again.
+/// The shortest wait before a scheduled task is looked at again.
 const MIN_REQUEUE: Duration = Duration::from_millis(100);
 
 /// A new task whose first tick is at most this far away writes no status until that run.
@@ -76,13 +76,10 @@ pub(super) async fn apply(
         && s.current_run.is_some()
     {
         // Conditional on the version read, so a stale cached copy never overwrites a result.
-        claim(
-            api,
-            &task,
-            &status::scheduled_interrupted(s, generation, INTERRUPTED, now, limits),
-        )
-        .await?;
-        publish(ctx, &task, EventType::Warning, "Interrupted", INTERRUPTED).await;
+        let interrupted = status::scheduled_interrupted(s, generation, INTERRUPTED, now, limits);
+        if claim(api, &task, &interrupted).await? {
+            publish(ctx, &task, EventType::Warning, "Interrupted", INTERRUPTED).await;
+        }
         return Ok(Action::await_change());
     }
 
@@ -138,6 +135,25 @@ pub(super) async fn apply(
             verdict => return act_on_claim(facts, key, uid, tick, verdict, now).await,
         }
     }
+    // A claimed tick whose run is in progress here is decided: every status written from here on
+    // records it as the last scheduled tick (a run-now's claim would otherwise leave it due).
+    let decided = claimed_tick.filter(|tick| {
+        active == Some(*tick)
+            && status
+                .and_then(|s| s.last_schedule_time.as_ref())
+                .is_none_or(|last| last.0 < *tick)
+    });
+    let task = match decided {
+        Some(tick) => {
+            let mut decided = (*task).clone();
+            if let Some(s) = decided.status.as_mut() {
+                s.last_schedule_time = Some(MicroTime(tick));
+            }
+            Arc::new(decided)
+        }
+        None => task.clone(),
+    };
+    let status = task.status.as_ref();
     let input = ScheduleInput {
         schedule: &schedule,
         now,
@@ -149,11 +165,9 @@ pub(super) async fn apply(
         suspend: spec.suspend,
         concurrency_policy: spec.concurrency_policy,
         starting_deadline_seconds: spec.starting_deadline_seconds,
-        // A claimed tick whose run is in progress here is decided.
         last_schedule_time: status
             .and_then(|s| s.last_schedule_time.as_ref())
-            .map(|t| t.0)
-            .max(claimed_tick.filter(|tick| active == Some(*tick))),
+            .map(|t| t.0),
         active_run: active,
         run_now: RunNowRequest {
             requested: annotation,
@@ -188,16 +202,12 @@ pub(super) async fn apply(
     );
     // Sleep until just before the next tick (its claim is written CLAIM_LEAD early): no polling.
     let until_next_tick = decision.requeue_at.map(|at| {
-        let until = Duration::try_from(at.duration_since(now))
+        // Never sooner than MIN_REQUEUE: with a run in progress (or a cache that has not caught
+        // up with our own write) the same decision would come back at once, again and again.
+        Duration::try_from(at.duration_since(now))
             .unwrap_or_default()
-            .saturating_sub(CLAIM_LEAD);
-        // With a run in progress the next tick cannot be claimed ahead anyway (and the run's
-        // result wakes us): no spinning through the lead.
-        if active.is_some() {
-            until.max(MIN_REQUEUE)
-        } else {
-            until
-        }
+            .saturating_sub(CLAIM_LEAD)
+            .max(MIN_REQUEUE)
     });
     // A run-now request deferred by Forbid is looked at again shortly: the end of the active run
     // is reported before this process forgets the run, so that report's own reconcile still
@@ -224,8 +234,9 @@ pub(super) async fn apply(
             if let Some(value) = &run.run_now {
                 next.run_now_handled = Some(value.clone());
             }
-            claim(api, &task, &next).await?;
-            publish(ctx, &task, EventType::Warning, "Skipped", &unmet).await;
+            if claim(api, &task, &next).await? {
+                publish(ctx, &task, EventType::Warning, "Skipped", &unmet).await;
+            }
             return Ok(action);
         }
         if run.active == ActiveRunAction::Cancel {
@@ -277,15 +288,16 @@ pub(super) async fn apply(
             decision.next_schedule_time,
             limits,
         );
-        claim(api, &task, &next).await?;
-        publish(
-            ctx,
-            &task,
-            EventType::Warning,
-            code,
-            &format!("tick {}: {message}", tick.time),
-        )
-        .await;
+        if claim(api, &task, &next).await? {
+            publish(
+                ctx,
+                &task,
+                EventType::Warning,
+                code,
+                &format!("tick {}: {message}", tick.time),
+            )
+            .await;
+        }
         return Ok(action);
     }
 
@@ -367,14 +379,15 @@ async fn act_on_claim(
     // Look again just before the tick after this one, as for any tick.
     let at_next_tick = next.map_or_else(Action::await_change, |at| {
         let until = Duration::try_from(at.duration_since(now)).unwrap_or_default();
-        Action::requeue(until.saturating_sub(CLAIM_LEAD))
+        Action::requeue(until.saturating_sub(CLAIM_LEAD).max(MIN_REQUEUE))
     });
     match verdict {
         ClaimedVerdict::Interrupted => {
             let message = "the operator that claimed this tick stopped around its time, so it may have run; it is recorded as failed and not run again, so a command never runs twice";
             let next = status::scheduled_interrupted(&status, generation, message, now, limits);
-            claim(api, task, &next).await?;
-            publish(ctx, task, EventType::Warning, "Interrupted", message).await;
+            if claim(api, task, &next).await? {
+                publish(ctx, task, EventType::Warning, "Interrupted", message).await;
+            }
             Ok(Action::await_change())
         }
         ClaimedVerdict::Release => {
@@ -384,7 +397,9 @@ async fn act_on_claim(
             Ok(Action::await_change())
         }
         ClaimedVerdict::WaitUntil(at) => Ok(Action::requeue(
-            Duration::try_from(at.duration_since(now)).unwrap_or_default(),
+            Duration::try_from(at.duration_since(now))
+                .unwrap_or_default()
+                .max(MIN_REQUEUE),
         )),
         ClaimedVerdict::Missed { late } => {
             let message = format!(
@@ -400,9 +415,10 @@ async fn act_on_claim(
                 next,
                 limits,
             );
-            claim(api, task, &next).await?;
-            let note = format!("tick {tick}: {message}");
-            publish(ctx, task, EventType::Warning, "Missed", &note).await;
+            if claim(api, task, &next).await? {
+                let note = format!("tick {tick}: {message}");
+                publish(ctx, task, EventType::Warning, "Missed", &note).await;
+            }
             Ok(at_next_tick)
         }
         ClaimedVerdict::Run => {
@@ -416,8 +432,9 @@ async fn act_on_claim(
                     next,
                     limits,
                 );
-                claim(api, task, &next).await?;
-                publish(ctx, task, EventType::Warning, "Skipped", &unmet).await;
+                if claim(api, task, &next).await? {
+                    publish(ctx, task, EventType::Warning, "Skipped", &unmet).await;
+                }
                 return Ok(at_next_tick);
             }
             let kind = RunKind::Scheduled {
@@ -437,11 +454,12 @@ async fn act_on_claim(
 
 /// Records a decided tick with optimistic concurrency, so two writers never both claim it; a
 /// conflict is left to the next reconcile, which sees the tick already recorded.
+/// Whether it was written (its Event, if any, is published only then).
 async fn claim(
     api: &Api<McallTask>,
     task: &McallTask,
     next: &mcall_generated::McallTaskStatus,
-) -> Result<()> {
+) -> Result<bool> {
     match write_status_if(
         api,
         &task.name_any(),
@@ -450,8 +468,8 @@ async fn claim(
     )
     .await
     {
-        Err(e) if is_conflict(&e) => Ok(()),
-        other => other.map(drop),
+        Err(e) if is_conflict(&e) => Ok(false),
+        other => other.map(|_| true),
     }
 }
 

@@ -321,7 +321,9 @@ pub fn tick_not_run(
 ) -> McallTaskStatus {
     let mut s = previous.cloned().unwrap_or_default();
     s.observed_generation = Some(generation);
-    s.last_schedule_time = Some(MicroTime(tick));
+    // Never backwards: a run-now request's time can be earlier than a tick already claimed.
+    let last = s.last_schedule_time.as_ref().map(|t| t.0);
+    s.last_schedule_time = Some(MicroTime(last.map_or(tick, |last| last.max(tick))));
     s.claimed_tick = None;
     s.next_schedule_time = next.map(MicroTime);
     if s.phase.is_none() {
