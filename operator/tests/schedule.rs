@@ -28,6 +28,24 @@ fn history(status: &McallTaskStatus) -> Vec<(String, Phase, Option<String>)> {
         .collect()
 }
 
+/// Asserts that no scheduled time (tick or run-now request) ran twice and that the loopback
+/// server saw one request per successful run; returns how many succeeded.
+fn each_run_once(status: &McallTaskStatus, hits: &std::sync::Mutex<Vec<String>>) -> usize {
+    let runs = history(status);
+    let times: BTreeSet<&String> = runs.iter().map(|(time, _, _)| time).collect();
+    assert_eq!(times.len(), runs.len(), "nothing ran twice: {runs:?}");
+    let succeeded = runs
+        .iter()
+        .filter(|(_, phase, _)| *phase == Phase::Succeeded)
+        .count();
+    assert_eq!(
+        hits.lock().unwrap().len(),
+        succeeded,
+        "every request is one recorded run: {runs:?}"
+    );
+    succeeded
+}
+
 #[tokio::test]
 async fn every_two_seconds_runs_repeatedly_with_history_trimmed() {
     let env = test_env("sched-every").await;
@@ -153,22 +171,7 @@ async fn run_now_requests_between_claimed_ticks_never_run_a_tick_twice() {
     op.stop().await;
 
     let status = env.tasks.get("busy").await.unwrap().status.unwrap();
-    let runs = history(&status);
-    let times: BTreeSet<&String> = runs.iter().map(|(time, _, _)| time).collect();
-    assert_eq!(
-        times.len(),
-        runs.len(),
-        "no tick or request ran twice: {runs:?}"
-    );
-    let succeeded = runs
-        .iter()
-        .filter(|(_, phase, _)| *phase == Phase::Succeeded)
-        .count();
-    assert_eq!(
-        hits.lock().unwrap().len(),
-        succeeded,
-        "every request is one recorded run: {runs:?}"
-    );
+    each_run_once(&status, &hits);
 }
 
 #[tokio::test]
@@ -339,17 +342,7 @@ async fn a_restarted_operator_neither_repeats_nor_loses_ticks() {
 
     let status = env.tasks.get("counted").await.unwrap().status.unwrap();
     let runs = history(&status);
-    let ticks: BTreeSet<&String> = runs.iter().map(|(tick, _, _)| tick).collect();
-    assert_eq!(ticks.len(), runs.len(), "no tick ran twice: {runs:?}");
-    let succeeded = runs
-        .iter()
-        .filter(|(_, phase, _)| *phase == Phase::Succeeded)
-        .count();
-    assert_eq!(
-        hits.lock().unwrap().len(),
-        succeeded,
-        "every request is one recorded run: {runs:?}"
-    );
+    let succeeded = each_run_once(&status, &hits);
     // The latest tick that fell while the operator was down ran once, after the restart (it is
     // within startingDeadlineSeconds).
     let missed_then_run = status.history.iter().flatten().any(|r| {
