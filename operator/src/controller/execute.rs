@@ -273,7 +273,12 @@ async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Resu
             // more tries at most.
             Err(e) if failures < 5 || !ctx.shutdown.is_cancelled() => {
                 failures += 1;
-                let delay = Duration::from_millis(200 << failures.min(7)).min(REPORT_BACKOFF_MAX);
+                // During a shutdown the tries come quickly: the drain waits 5 s for them.
+                let delay = if ctx.shutdown.is_cancelled() {
+                    Duration::from_millis(250)
+                } else {
+                    Duration::from_millis(200 << failures.min(7)).min(REPORT_BACKOFF_MAX)
+                };
                 tracing::debug!(namespace = key.namespace, name = key.name, error = %e, retry_in_ms = delay.as_millis(), "retrying the report");
                 tokio::time::sleep(delay).await;
             }
