@@ -14,7 +14,7 @@ use mcall_generated::{McallTask, McallTaskSpec, Phase};
 
 use super::decide::{Decision, Observed, Policy, decide};
 use super::run::{RunKind, publish, start};
-use super::writes::{is_conflict, write_status, write_status_if};
+use super::writes::{write_onto_read, write_status};
 use super::{Context, FINALIZER, TaskKey, scheduled, status};
 use crate::request::{ResolvedEnvironment, task_request};
 use crate::{Error, Result};
@@ -168,18 +168,9 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
             // Conditional on the version read: if the execution's own result landed meanwhile,
             // this stale view must not overwrite it.
             let interrupted = status::failed(previous, generation, "Interrupted", message, now);
-            match write_status_if(
-                api,
-                &key.name,
-                &interrupted,
-                task.resource_version().as_deref(),
-            )
-            .await
-            {
-                Err(e) if is_conflict(&e) => return Ok(Action::await_change()),
-                other => drop(other?),
+            if write_onto_read(api, &task, &interrupted).await? {
+                publish(ctx, &task, EventType::Warning, "Interrupted", message).await;
             }
-            publish(ctx, &task, EventType::Warning, "Interrupted", message).await;
             Ok(Action::await_change())
         }
         Decision::Start => start(ctx, api, task, key, uid, generation, RunKind::OneShot).await,
@@ -203,21 +194,10 @@ pub(super) async fn reject(
     );
     // Onto the version read: a result that landed meanwhile is not overwritten; the reconcile
     // its write triggers decides again.
-    match write_status_if(
-        api,
-        &task.name_any(),
-        &next,
-        task.resource_version().as_deref(),
-    )
-    .await
-    {
-        Err(e) if is_conflict(&e) => Ok(()),
-        Err(e) => Err(e),
-        Ok(_) => {
-            publish(ctx, task, EventType::Warning, reason, message).await;
-            Ok(())
-        }
+    if write_onto_read(api, task, &next).await? {
+        publish(ctx, task, EventType::Warning, reason, message).await;
     }
+    Ok(())
 }
 
 /// The spec with `inputTemplate` filled from `inputSources` (read from the cache), or the spec

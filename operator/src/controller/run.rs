@@ -17,7 +17,7 @@ use super::execute::{Run, execute};
 use super::executions::Execution;
 use super::reconcile::{reject, rendered_spec};
 use super::status::HistoryLimits;
-use super::writes::{Tracked, is_conflict, write_status_if};
+use super::writes::{Tracked, is_conflict, write_onto_read, write_status_if};
 use super::{Context, TaskKey, status};
 use crate::request::task_request;
 use crate::{Error, Result};
@@ -320,18 +320,9 @@ async fn cannot_run(
     if let Some(value) = run_now {
         claimed.run_now_handled = Some(value.clone());
     }
-    match write_status_if(
-        api,
-        &task.name_any(),
-        &claimed,
-        task.resource_version().as_deref(),
-    )
-    .await
-    {
-        Err(e) if is_conflict(&e) => {}
-        other => drop(other?),
+    if write_onto_read(api, task, &claimed).await? {
+        publish(ctx, task, EventType::Warning, reason, message).await;
     }
-    publish(ctx, task, EventType::Warning, reason, message).await;
     Ok(Action::await_change())
 }
 

@@ -14,7 +14,7 @@ use mcall_generated::{McallTask, Phase};
 use super::reconcile::{dependency_phases, reject};
 use super::run::{Claim, RunKind, publish, start};
 use super::status::{self, HistoryLimits, READY};
-use super::writes::{is_conflict, write_status_if};
+use super::writes::write_onto_read;
 use super::{Context, TaskKey};
 use crate::Result;
 use crate::schedule::{
@@ -77,7 +77,7 @@ pub(super) async fn apply(
     {
         // Conditional on the version read, so a stale cached copy never overwrites a result.
         let interrupted = status::scheduled_interrupted(s, generation, INTERRUPTED, now, limits);
-        if claim(api, &task, &interrupted).await? {
+        if write_onto_read(api, &task, &interrupted).await? {
             publish(ctx, &task, EventType::Warning, "Interrupted", INTERRUPTED).await;
         }
         return Ok(Action::await_change());
@@ -234,7 +234,7 @@ pub(super) async fn apply(
             if let Some(value) = &run.run_now {
                 next.run_now_handled = Some(value.clone());
             }
-            if claim(api, &task, &next).await? {
+            if write_onto_read(api, &task, &next).await? {
                 publish(ctx, &task, EventType::Warning, "Skipped", &unmet).await;
             }
             return Ok(action);
@@ -288,7 +288,7 @@ pub(super) async fn apply(
             decision.next_schedule_time,
             limits,
         );
-        if claim(api, &task, &next).await? {
+        if write_onto_read(api, &task, &next).await? {
             publish(
                 ctx,
                 &task,
@@ -342,7 +342,7 @@ pub(super) async fn apply(
     }
     if status != Some(&next) {
         // Onto the version read: a result written meanwhile must not be overwritten.
-        claim(api, &task, &next).await?;
+        write_onto_read(api, &task, &next).await?;
     }
     Ok(action)
 }
@@ -385,7 +385,7 @@ async fn act_on_claim(
         ClaimedVerdict::Interrupted => {
             let message = "the operator that claimed this tick stopped around its time, so it may have run; it is recorded as failed and not run again, so a command never runs twice";
             let next = status::scheduled_interrupted(&status, generation, message, now, limits);
-            if claim(api, task, &next).await? {
+            if write_onto_read(api, task, &next).await? {
                 publish(ctx, task, EventType::Warning, "Interrupted", message).await;
             }
             Ok(Action::await_change())
@@ -393,7 +393,7 @@ async fn act_on_claim(
         ClaimedVerdict::Release => {
             let mut next = status;
             next.claimed_tick = None;
-            claim(api, task, &next).await?;
+            write_onto_read(api, task, &next).await?;
             Ok(Action::await_change())
         }
         ClaimedVerdict::WaitUntil(at) => Ok(Action::requeue(
@@ -415,7 +415,7 @@ async fn act_on_claim(
                 next,
                 limits,
             );
-            if claim(api, task, &next).await? {
+            if write_onto_read(api, task, &next).await? {
                 let note = format!("tick {tick}: {message}");
                 publish(ctx, task, EventType::Warning, "Missed", &note).await;
             }
@@ -432,7 +432,7 @@ async fn act_on_claim(
                     next,
                     limits,
                 );
-                if claim(api, task, &next).await? {
+                if write_onto_read(api, task, &next).await? {
                     publish(ctx, task, EventType::Warning, "Skipped", &unmet).await;
                 }
                 return Ok(at_next_tick);
@@ -449,27 +449,6 @@ async fn act_on_claim(
             start(ctx, api, task.clone(), key, uid, generation, kind).await?;
             Ok(at_next_tick)
         }
-    }
-}
-
-/// Records a decided tick with optimistic concurrency, so two writers never both claim it; a
-/// conflict is left to the next reconcile, which sees the tick already recorded.
-/// Whether it was written (its Event, if any, is published only then).
-async fn claim(
-    api: &Api<McallTask>,
-    task: &McallTask,
-    next: &mcall_generated::McallTaskStatus,
-) -> Result<bool> {
-    match write_status_if(
-        api,
-        &task.name_any(),
-        next,
-        task.resource_version().as_deref(),
-    )
-    .await
-    {
-        Err(e) if is_conflict(&e) => Ok(false),
-        other => other.map(|_| true),
     }
 }
 

@@ -46,6 +46,21 @@ pub(super) async fn write_status_if(
     Ok(written.metadata.resource_version)
 }
 
+/// Writes a status built from `read`, only if the task is still at that version. `Ok(false)`:
+/// something wrote in between (the reconcile that write triggers decides again), so whatever
+/// goes with this write (its Event) is left out.
+pub(super) async fn write_onto_read(
+    api: &Api<McallTask>,
+    read: &McallTask,
+    status: &McallTaskStatus,
+) -> Result<bool> {
+    let version = read.resource_version();
+    match write_status_if(api, &read.name_any(), status, version.as_deref()).await {
+        Err(e) if is_conflict(&e) => Ok(false),
+        other => other.map(|_| true),
+    }
+}
+
 pub(super) fn is_conflict(error: &Error) -> bool {
     matches!(
         error,
