@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use mcall::config::CommandPolicy;
-use mcall_generated::Phase;
+use mcall_generated::{McallTaskStatus, Phase};
 use serde_json::json;
 
 const T: Duration = Duration::from_secs(30);
@@ -165,6 +165,82 @@ async fn dependencies_gate_the_start_and_skip_with_the_culprit_named() {
             .message
             .unwrap()
             .contains("dependency ghost does not exist")
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn dependency_cycles_fail_instead_of_waiting_forever() {
+    let env = test_env("cycle").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(
+        &env,
+        "selfish",
+        json!({"type": "cmd", "input": "echo x", "dependencies": ["selfish"]}),
+    )
+    .await;
+    failed_with(
+        &env,
+        "selfish",
+        "InvalidSpec",
+        "selfish → selfish is a cycle",
+    )
+    .await;
+
+    // ping waits for pong to appear; pong closes the loop.
+    create_task(
+        &env,
+        "ping",
+        json!({"type": "cmd", "input": "echo ping", "dependencies": ["pong"]}),
+    )
+    .await;
+    create_task(
+        &env,
+        "after-ping",
+        json!({"type": "cmd", "input": "echo x", "dependencies": ["ping"]}),
+    )
+    .await;
+    wait_for_phase(&env, "ping", Phase::Pending, T).await;
+    create_task(
+        &env,
+        "pong",
+        json!({"type": "cmd", "input": "echo pong", "dependencies": ["ping"]}),
+    )
+    .await;
+    let finished = |s: &McallTaskStatus| matches!(s.phase, Some(Phase::Failed | Phase::Skipped));
+    let mut cycle_reported = false;
+    for (name, other) in [("ping", "pong"), ("pong", "ping")] {
+        let status = wait_for(&env, name, T, "Failed or Skipped", finished)
+            .await
+            .status
+            .unwrap();
+        let message = status.message.unwrap_or_default();
+        // Whichever saw the cycle first fails naming it; the other one then either sees it too
+        // or is skipped because of the first one's failure.
+        if status.phase == Some(Phase::Failed) {
+            assert!(message.contains("is a cycle"), "{name}: {message}");
+            assert!(
+                message.contains(&format!("{name} → {other} → {name}")),
+                "{message}"
+            );
+            cycle_reported = true;
+        } else {
+            assert!(
+                message.contains(&format!("dependency {other} is")),
+                "{name}: {message}"
+            );
+        }
+    }
+    assert!(cycle_reported, "one of them names the cycle");
+    let skipped = wait_for_phase(&env, "after-ping", Phase::Skipped, T).await;
+    assert!(
+        skipped
+            .status
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("dependency ping is"),
+        "a task waiting for a member of the cycle is skipped, naming it"
     );
     op.stop().await;
 }

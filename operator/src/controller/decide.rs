@@ -23,6 +23,8 @@ pub struct Observed<'a> {
     /// The task's dependencies in the order of the spec, with their phase (`None` when the
     /// McallTask does not exist).
     pub dependencies: Vec<(String, Option<Phase>)>,
+    /// Dependencies that wait, in turn, for this task (`[a, b, a]`): none of them can start.
+    pub dependency_cycle: Option<Vec<String>>,
     /// The spec problem the engine found while compiling the plan, if any.
     pub invalid_spec: Option<String>,
     /// Why `inputTemplate` could not be filled from `inputSources`; only decisive once the
@@ -105,6 +107,15 @@ pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
             Some(Phase::Pending | Phase::Running) => unfinished.push(name.as_str()),
             None => missing.push(name.as_str()),
         }
+    }
+    if let Some(cycle) = &observed.dependency_cycle {
+        return Decision::Reject {
+            reason: "InvalidSpec",
+            message: format!(
+                "spec.dependencies: {} is a cycle, so none of these tasks could ever start",
+                cycle.join(" → ")
+            ),
+        };
     }
     if unfinished.is_empty() && missing.is_empty() {
         if let Some(message) = &observed.input_unavailable {
@@ -198,6 +209,7 @@ mod tests {
             status,
             running_here: None,
             dependencies: Vec::new(),
+            dependency_cycle: None,
             invalid_spec: None,
             input_unavailable: None,
             commands_forbidden: false,
@@ -329,6 +341,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn dependencies_that_wait_for_the_task_fail_it_naming_the_cycle() {
+        let o = Observed {
+            dependencies: vec![("b".into(), Some(Phase::Pending))],
+            dependency_cycle: Some(vec!["a".into(), "b".into(), "a".into()]),
+            ..observed(None)
+        };
+        assert_eq!(
+            decide(&o, GRACE),
+            Decision::Reject {
+                reason: "InvalidSpec",
+                message: "spec.dependencies: a → b → a is a cycle, so none of these tasks could ever start".into()
+            }
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The McallTask controller: watch → decide (pure) → act → report.
 
 pub mod decide;
+mod dependencies;
 mod environment;
 mod events;
 mod execute;

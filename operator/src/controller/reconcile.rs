@@ -15,7 +15,7 @@ use mcall_generated::{McallTask, McallTaskSpec, Phase};
 use super::decide::{Decision, Observed, Policy, decide};
 use super::run::{RunKind, publish, start};
 use super::writes::{write_onto_read, write_status};
-use super::{Context, FINALIZER, TaskKey, scheduled, status};
+use super::{Context, FINALIZER, TaskKey, dependencies, scheduled, status};
 use crate::request::{ResolvedEnvironment, task_request};
 use crate::{Error, Result};
 
@@ -113,11 +113,17 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
     }) {
         ctx.executions.settle(&key, &uid, generation);
     }
+    let dependencies = dependencies::phases(&ctx.store, &task);
     let observed = Observed {
         generation,
         status: task.status.as_ref(),
         running_here: ctx.executions.generation_of(&key, &uid),
-        dependencies: dependency_phases(ctx, &task),
+        dependency_cycle: dependencies
+            .iter()
+            .any(|(_, phase)| *phase == Some(Phase::Pending))
+            .then(|| dependencies::cycle(&ctx.store, &task))
+            .flatten(),
+        dependencies,
         invalid_spec,
         input_unavailable,
         commands_forbidden: uses_commands && !ctx.config.commands.allows(&key.namespace),
@@ -233,25 +239,4 @@ pub(super) fn rendered_spec(ctx: &Context, task: &McallTask) -> (McallTaskSpec, 
         }
         Err(e) => (spec, Some(e.to_string())),
     }
-}
-
-pub(super) fn dependency_phases(ctx: &Context, task: &McallTask) -> Vec<(String, Option<Phase>)> {
-    let namespace = task.namespace().unwrap_or_default();
-    task.spec
-        .dependencies
-        .iter()
-        .flatten()
-        .map(|name| {
-            let phase = ctx
-                .store
-                .get(&ObjectRef::new(name).within(&namespace))
-                .map(|dep| {
-                    dep.status
-                        .as_ref()
-                        .and_then(|s| s.phase)
-                        .unwrap_or(Phase::Pending)
-                });
-            (name.clone(), phase)
-        })
-        .collect()
 }

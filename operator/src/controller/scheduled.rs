@@ -11,7 +11,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use mcall_generated::{McallTask, Phase};
 
-use super::reconcile::{dependency_phases, reject};
+use super::reconcile::reject;
 use super::run::{Claim, RunKind, publish, start};
 use super::status::{self, HistoryLimits, READY};
 use super::writes::write_onto_read;
@@ -466,7 +466,7 @@ fn already_rejected(task: &McallTask, generation: i64, reason: &str) -> bool {
 
 /// The first dependency that has not Succeeded, for a scheduled run (dependencies gate each run).
 fn unmet_dependency(ctx: &Context, task: &McallTask) -> Option<String> {
-    dependency_phases(ctx, task)
+    super::dependencies::phases(&ctx.store, task)
         .into_iter()
         .find_map(|(name, phase)| match phase {
             Some(Phase::Succeeded) => None,
