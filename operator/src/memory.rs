@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 /// How often freed memory is handed back. A trim of this process's heap takes well under a
 /// millisecond (logged at DEBUG).
-pub const TRIM_EVERY: Duration = Duration::from_secs(10);
+pub const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// Trims every [`TRIM_EVERY`] until `shutdown`.
 pub async fn return_freed_memory(shutdown: CancellationToken) {

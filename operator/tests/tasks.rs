@@ -47,8 +47,10 @@ async fn a_command_task_succeeds_with_result_conditions_and_events() {
     // Deletions are seen on the watch: no finalizer, so a task never blocks its own deletion.
     assert_eq!(task.metadata.finalizers, None);
     // A run this short is told by its outcome Event alone.
-    let reasons = event_reasons(&env, "hello").await;
-    assert!(reasons.contains(&"Succeeded".into()), "{reasons:?}");
+    events_once(&env, "hello", "with Succeeded", |r| {
+        r.contains(&"Succeeded".into())
+    })
+    .await;
     op.stop().await;
 }
 
@@ -68,7 +70,10 @@ async fn an_unmet_expectation_fails_with_a_message() {
         status.message.unwrap().contains("oranges"),
         "the message names what was expected"
     );
-    assert!(event_reasons(&env, "nope").await.contains(&"Failed".into()));
+    events_once(&env, "nope", "with Failed", |r| {
+        r.contains(&"Failed".into())
+    })
+    .await;
     op.stop().await;
 }
 
@@ -112,17 +117,15 @@ async fn retries_are_counted_with_events() {
     assert_eq!(status.retry_count, Some(2));
     assert!(status.last_retry_time.is_some());
     assert_eq!(status.result.unwrap().error_code.as_deref(), Some("3"));
-    let retries = event_reasons(&env, "flaky")
-        .await
-        .into_iter()
-        .filter(|r| r == "Retrying")
-        .count();
-    assert_eq!(retries, 2);
+    // The outcome's Event is queued last.
+    let reasons = events_once(&env, "flaky", "with Failed", |r| {
+        r.contains(&"Failed".into())
+    })
+    .await;
+    assert_eq!(reasons.iter().filter(|r| *r == "Retrying").count(), 2);
     // Backoffs of 1 s and 2 s: the run lasted long enough to announce its start.
     assert!(
-        event_reasons(&env, "flaky")
-            .await
-            .contains(&"Started".to_owned()),
+        reasons.contains(&"Started".to_owned()),
         "a run longer than a second records Started"
     );
     op.stop().await;
@@ -289,10 +292,19 @@ async fn secret_values_never_reach_status_or_events() {
         text.contains("token=***"),
         "the variable was set and redacted: {text}"
     );
+    // Events trail the status: wait for the outcome's, so the check is not vacuous.
+    events_once(&env, "uses-secret", "with Failed", |r| {
+        r.contains(&"Failed".into())
+    })
+    .await;
     let events: kube::Api<k8s_openapi::api::events::v1::Event> =
         kube::Api::namespaced(env.client.clone(), &env.namespace);
     let all =
         serde_json::to_string(&events.list(&Default::default()).await.unwrap().items).unwrap();
-    assert!(!all.contains("s3cr3t-value-42"));
+    assert!(!all.contains("s3cr3t-value-42"), "{all}");
+    assert!(
+        all.contains("token=***"),
+        "the Event tells the redacted output: {all}"
+    );
     op.stop().await;
 }

@@ -76,11 +76,13 @@ fn tasks(root: &Path) -> Result<()> {
     );
     update_table(root, "tasks, low load", &low)?;
     let burst = format!(
-        "| tasks, burst ({count} created at once, release) | {} ms | {} ms | {} tasks/s vs raw status writes {}/s (goal ≥ 300/s or ≥ 50 %); operator RSS {} MiB at the end of the burst, {} MiB 10 s later (goal ≤ 20), peak {} MiB |",
+        "| tasks, burst ({count} created at once, release) | {} ms | {} ms | {} tasks/s vs raw status writes {}/s (goal ≥ 300/s or ≥ 50 %); {} of {count} Succeeded Events, the last {} s after the last Succeeded status; operator RSS {} MiB at the end of the burst, {} MiB 10 s later (goal ≤ 20), peak {} MiB |",
         value["p50_ms"],
         value["p99_ms"],
         value["tasks_per_second"],
         value["raw_status_writes_per_second"],
+        value["succeeded_events"],
+        value["events_trail_s"],
         value["operator_rss_mib"],
         value["operator_rss_settled_mib"],
         value["operator_peak_rss_mib"]

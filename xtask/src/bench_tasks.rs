@@ -148,6 +148,31 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
         })
     };
 
+    // The operator's Succeeded Events about burst tasks, by arrival: they trail the statuses.
+    let events_seen = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let events_watch = {
+        let seen = events_seen.clone();
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(client.clone(), "bench");
+        let stream = watcher(api, watcher::Config::default()).applied_objects();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Ok(Some(event)) = stream.try_next().await {
+                let about_burst = event
+                    .regarding
+                    .as_ref()
+                    .and_then(|r| r.name.as_deref())
+                    .is_some_and(|n| n.starts_with("t-"));
+                if about_burst
+                    && event.reason.as_deref() == Some("Succeeded")
+                    && event.reporting_controller.as_deref() == Some("mcall-operator")
+                {
+                    seen.lock().expect("not poisoned").push(Instant::now());
+                }
+            }
+        })
+    };
+
     // Low load first: one task at a time, each waited for, so the latency is the operator's own.
     let mut low_load = Vec::new();
     for i in 0..20 {
@@ -208,7 +233,22 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total = start.elapsed();
+    let last_succeeded = Instant::now();
     watch.abort();
+    let events_deadline = Instant::now() + Duration::from_secs(60);
+    while events_seen.lock().expect("not poisoned").len() < count
+        && Instant::now() < events_deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    events_watch.abort();
+    let (events_published, last_event) = {
+        let seen = events_seen.lock().expect("not poisoned");
+        (seen.len(), seen.iter().max().copied())
+    };
+    let events_trail_s = last_event.map_or(0.0, |at| {
+        at.saturating_duration_since(last_succeeded).as_secs_f64()
+    });
     let done = done.lock().await;
     let mut latencies: Vec<f64> = created
         .iter()
@@ -296,7 +336,7 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     let peak_mib = status_kib(operator_pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
 
     Ok(format!(
-        "{{\n  \"benchmark\": \"tasks\",\n  \"low_load_p50_ms\": {low_p50:.1},\n  \"low_load_max_ms\": {low_max:.1},\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"raw_apply_per_second\": {:.1},\n  \"raw_merge_patch_per_second\": {:.1},\n  \"raw_replace_per_second\": {:.1},\n  \"raw_event_creates_per_second\": {:.1},\n  \"raw_task_creates_per_second\": {:.1},\n  \"operator_rss_mib\": {rss_mib:.1},\n  \"operator_rss_settled_mib\": {settled_mib:.1},\n  \"operator_peak_rss_mib\": {peak_mib:.1},\n  {rss_split}\n}}\n",
+        "{{\n  \"benchmark\": \"tasks\",\n  \"low_load_p50_ms\": {low_p50:.1},\n  \"low_load_max_ms\": {low_max:.1},\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"succeeded_events\": {events_published},\n  \"events_trail_s\": {events_trail_s:.2},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"raw_apply_per_second\": {:.1},\n  \"raw_merge_patch_per_second\": {:.1},\n  \"raw_replace_per_second\": {:.1},\n  \"raw_event_creates_per_second\": {:.1},\n  \"raw_task_creates_per_second\": {:.1},\n  \"operator_rss_mib\": {rss_mib:.1},\n  \"operator_rss_settled_mib\": {settled_mib:.1},\n  \"operator_peak_rss_mib\": {peak_mib:.1},\n  {rss_split}\n}}\n",
         pct(0.5),
         pct(0.99),
         raw.apply,

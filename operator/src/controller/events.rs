@@ -1,9 +1,21 @@
-//! Kubernetes Events (`events.k8s.io/v1`) about tasks. One create per Event and nothing kept in
-//! memory: kube-runtime's `Recorder` caches every Event it sends for six minutes (to count repeats
-//! as a series), which under a burst of thousands of tasks is megabytes and a scan of the whole
-//! cache per Event. The controller already avoids repeats (a scheduled task reports changes, not
-//! every run), so there is nothing for such a cache to fold.
+//! Kubernetes Events (`events.k8s.io/v1`) about tasks, published off the hot path.
+//!
+//! An Event is queued where it happens and created by one publisher with at most
+//! [`CREATES_IN_FLIGHT`] requests at a time, so under a burst the status writes (which carry the
+//! truth, and free execution slots) get the API server first and Events trail them; like
+//! client-go's broadcaster, the queue is bounded and an Event that finds it full is dropped
+//! (counted, and logged). Nothing is kept once created: kube-runtime's `Recorder` caches every
+//! Event for six minutes to count repeats as a series, which under a burst of thousands of tasks
+//! is megabytes; the controller already avoids repeats (a scheduled task reports changes, not
+//! every run).
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -12,46 +24,174 @@ use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::{Api, Client, Resource, ResourceExt};
 use mcall_generated::McallTask;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-/// Who reports: the controller's name and this instance.
+/// Event creates in flight at once: few, so status writes keep most of the operator's API requests.
+pub const CREATES_IN_FLIGHT: usize = 2;
+/// Events waiting to be created, at most (a few hundred bytes each).
+pub const QUEUE_CAPACITY: usize = 4096;
+/// How long queued Events may still be created once the operator stops.
+pub const FLUSH_GRACE: Duration = Duration::from_secs(5);
+
+/// Who reports (the controller's name and this instance), and the queue of Events to create.
 #[derive(Clone)]
 pub struct EventSink {
     client: Client,
-    controller: String,
-    instance: String,
+    controller: Arc<str>,
+    instance: Arc<str>,
+    queue: Arc<EventQueue>,
 }
 
 impl EventSink {
     pub fn new(client: Client, controller: &str, instance: Option<&str>) -> EventSink {
         EventSink {
             client,
-            controller: controller.to_owned(),
-            instance: instance.unwrap_or(controller).to_owned(),
+            controller: controller.into(),
+            instance: instance.unwrap_or(controller).into(),
+            queue: Arc::new(EventQueue::new(QUEUE_CAPACITY)),
         }
     }
 
-    /// Creates one Event regarding `task`.
-    pub async fn publish(
-        &self,
-        task: &McallTask,
-        type_: EventType,
-        reason: &str,
-        note: &str,
-    ) -> Result<(), kube::Error> {
-        let namespace = task.namespace().unwrap_or_else(|| "default".to_owned());
+    /// Queues one Event regarding `task`, stamped now; never waits.
+    pub fn publish(&self, task: &McallTask, type_: EventType, reason: &str, note: &str) {
+        let queued = self.queue.push(Pending {
+            regarding: task.object_ref(&()),
+            type_,
+            reason: reason.to_owned(),
+            note: note.to_owned(),
+            at: Timestamp::now(),
+        });
+        if !queued {
+            tracing::warn!(
+                name = task.name_any(),
+                reason,
+                dropped = self.queue.dropped(),
+                "the Event queue is full; Event dropped"
+            );
+        }
+    }
+
+    /// Creates queued Events until `stop`, then for at most [`FLUSH_GRACE`] more while any are left.
+    pub async fn publish_queued(self, stop: CancellationToken) {
+        let mut in_flight = FuturesUnordered::new();
+        let flush_deadline = async {
+            stop.cancelled().await;
+            tokio::time::sleep(FLUSH_GRACE).await;
+        };
+        tokio::pin!(flush_deadline);
+        loop {
+            while in_flight.len() < CREATES_IN_FLIGHT {
+                let Some(pending) = self.queue.pop() else {
+                    break;
+                };
+                in_flight.push(self.create(pending));
+            }
+            if in_flight.is_empty() && stop.is_cancelled() {
+                return;
+            }
+            tokio::select! {
+                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                () = self.queue.pushed.notified(), if in_flight.len() < CREATES_IN_FLIGHT => {}
+                () = stop.cancelled(), if in_flight.is_empty() && self.queue.is_empty() => return,
+                () = &mut flush_deadline => {
+                    let left = self.queue.len() + in_flight.len();
+                    if left > 0 {
+                        tracing::warn!(left, "stopping with Events not yet created");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn create(&self, pending: Pending) {
+        let name = pending.regarding.name.clone().unwrap_or_default();
+        let namespace = pending
+            .regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
         let event = event(
-            task.object_ref(&()),
+            pending.regarding,
             &self.controller,
             &self.instance,
-            type_,
-            reason,
-            note,
-            Timestamp::now(),
+            pending.type_,
+            &pending.reason,
+            &pending.note,
+            pending.at,
         );
-        Api::<Event>::namespaced(self.client.clone(), &namespace)
+        let created = Api::<Event>::namespaced(self.client.clone(), &namespace)
             .create(&PostParams::default(), &event)
-            .await
-            .map(drop)
+            .await;
+        if let Err(e) = created {
+            tracing::debug!(namespace, name, error = %e, "recording an Event failed");
+        }
+    }
+}
+
+/// An Event not created yet.
+struct Pending {
+    regarding: ObjectReference,
+    type_: EventType,
+    reason: String,
+    note: String,
+    at: Timestamp,
+}
+
+/// First in, first out, bounded; `pushed` wakes the publisher.
+struct EventQueue {
+    capacity: usize,
+    items: Mutex<VecDeque<Pending>>,
+    dropped: std::sync::atomic::AtomicU64,
+    pushed: Notify,
+}
+
+impl EventQueue {
+    fn new(capacity: usize) -> Self {
+        EventQueue {
+            capacity,
+            items: Mutex::default(),
+            dropped: Default::default(),
+            pushed: Notify::new(),
+        }
+    }
+
+    /// Whether the Event was queued (false: the queue is full and it was dropped).
+    fn push(&self, pending: Pending) -> bool {
+        let mut items = self.items.lock().expect("not poisoned");
+        if items.len() >= self.capacity {
+            self.dropped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return false;
+        }
+        items.push_back(pending);
+        drop(items);
+        self.pushed.notify_one();
+        true
+    }
+
+    fn pop(&self) -> Option<Pending> {
+        let mut items = self.items.lock().expect("not poisoned");
+        let next = items.pop_front();
+        if items.capacity() > 64 && items.len() < items.capacity() / 4 {
+            // A burst's queue is not kept at its peak size.
+            let keep = items.len() * 2;
+            items.shrink_to(keep);
+        }
+        next
+    }
+
+    fn len(&self) -> usize {
+        self.items.lock().expect("not poisoned").len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -98,6 +238,30 @@ fn event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pending(reason: &str) -> Pending {
+        Pending {
+            regarding: ObjectReference::default(),
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: String::new(),
+            at: Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn the_queue_is_first_in_first_out_and_drops_what_does_not_fit() {
+        let queue = EventQueue::new(2);
+        assert!(queue.push(pending("first")));
+        assert!(queue.push(pending("second")));
+        assert!(!queue.push(pending("third")));
+        assert_eq!(queue.dropped(), 1);
+        assert_eq!(queue.pop().map(|p| p.reason).as_deref(), Some("first"));
+        assert!(queue.push(pending("fourth")));
+        let rest: Vec<String> = std::iter::from_fn(|| queue.pop().map(|p| p.reason)).collect();
+        assert_eq!(rest, ["second", "fourth"]);
+        assert!(queue.is_empty());
+    }
 
     #[test]
     fn an_event_names_its_task_reporter_and_reason() {

@@ -140,7 +140,7 @@ async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> Tas
                 // Retries announced at the very end: their count is in the result.
                 while let Ok(EngineEvent::Retrying { attempt, reason, .. }) = rx.try_recv() {
                     let note = format!("attempt {attempt} after: {reason}");
-                    publish(&run.ctx, &run.task, EventType::Warning, "Retrying", &note).await;
+                    publish(&run.ctx, &run.task, EventType::Warning, "Retrying", &note);
                 }
                 return outcome;
             }
@@ -151,7 +151,7 @@ async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> Tas
                 }
                 if matches!(run.kind, RunKind::OneShot) {
                     let note = format!("running {} input(s)", run.plan.inputs().len());
-                    publish(&run.ctx, &run.task, EventType::Normal, "Started", &note).await;
+                    publish(&run.ctx, &run.task, EventType::Normal, "Started", &note);
                 }
             }
             Some(EngineEvent::Retrying { attempt, at, reason }) = rx.recv() => {
@@ -164,7 +164,7 @@ async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> Tas
                 };
                 *claimed |= written;
                 let note = format!("attempt {attempt} after: {reason}");
-                publish(&run.ctx, &run.task, EventType::Warning, "Retrying", &note).await;
+                publish(&run.ctx, &run.task, EventType::Warning, "Retrying", &note);
             }
         }
     }
@@ -264,7 +264,7 @@ async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Resu
             Ok(None) => return Ok(false),
             Ok(Some((before, next))) => {
                 if current {
-                    announce(ctx, &before, kind, outcome, &next).await;
+                    announce(ctx, &before, kind, outcome, &next);
                     tracing::info!(namespace = key.namespace, name = key.name, generation, verdict = ?outcome.verdict, "execution finished");
                 }
                 return Ok(current && matches!(kind, RunKind::OneShot));
@@ -370,7 +370,7 @@ fn outcome_status(
 
 /// The outcome's Event: always for a one-shot task; for a scheduled one only when a run fails or
 /// the task recovers, so a busy schedule does not flood the API server.
-async fn announce(
+fn announce(
     ctx: &Context,
     latest: &McallTask,
     kind: &RunKind,
@@ -401,7 +401,7 @@ async fn announce(
             Timestamp::try_from(outcome.started_at).unwrap_or_else(|_| Timestamp::now()),
             outcome.duration.as_millis()
         );
-        publish(ctx, latest, event_type, reason, &note).await;
+        publish(ctx, latest, event_type, reason, &note);
     }
 }
 

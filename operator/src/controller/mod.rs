@@ -92,6 +92,8 @@ pub async fn run(
     let lease_stop = CancellationToken::new();
     let lease_kept = tokio::spawn(lease.keep(lease_stop.clone()));
     let events = EventSink::new(client.clone(), FIELD_MANAGER, config.instance.as_deref());
+    let events_stop = CancellationToken::new();
+    let events_published = tokio::spawn(events.clone().publish_queued(events_stop.clone()));
     let executions = Executions::default();
     let slots = Arc::new(Semaphore::new(config.max_concurrent_executions.max(1)));
     let mut controllers = Vec::new();
@@ -154,6 +156,9 @@ pub async fn run(
     // Released only now: no run starts after the Lease says this process stopped.
     lease_stop.cancel();
     let _ = lease_kept.await;
+    // The Events of the last results, within a few seconds.
+    events_stop.cancel();
+    let _ = events_published.await;
     Ok(())
 }
 

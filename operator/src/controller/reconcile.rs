@@ -162,7 +162,7 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
                 &status::skipped(previous, generation, &message, now),
             )
             .await?;
-            publish(ctx, &task, EventType::Warning, "Skipped", &message).await;
+            publish(ctx, &task, EventType::Warning, "Skipped", &message);
             Ok(Action::await_change())
         }
         Decision::Reject { reason, message } => {
@@ -175,7 +175,7 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
             // this stale view must not overwrite it.
             let interrupted = status::failed(previous, generation, "Interrupted", message, now);
             if write_onto_read(api, &task, &interrupted).await? {
-                publish(ctx, &task, EventType::Warning, "Interrupted", message).await;
+                publish(ctx, &task, EventType::Warning, "Interrupted", message);
             }
             Ok(Action::await_change())
         }
@@ -201,7 +201,7 @@ pub(super) async fn reject(
     // Onto the version read: a result that landed meanwhile is not overwritten; the reconcile
     // its write triggers decides again.
     if write_onto_read(api, task, &next).await? {
-        publish(ctx, task, EventType::Warning, reason, message).await;
+        publish(ctx, task, EventType::Warning, reason, message);
     }
     Ok(())
 }

@@ -321,21 +321,13 @@ async fn cannot_run(
         claimed.run_now_handled = Some(value.clone());
     }
     if write_onto_read(api, task, &claimed).await? {
-        publish(ctx, task, EventType::Warning, reason, message).await;
+        publish(ctx, task, EventType::Warning, reason, message);
     }
     Ok(Action::await_change())
 }
 
 /// Events are best effort: a failure to record one is logged, never fails the reconcile.
-pub(super) async fn publish(
-    ctx: &Context,
-    task: &McallTask,
-    type_: EventType,
-    reason: &str,
-    note: &str,
-) {
-    let note = status::truncate(note, 1000);
-    if let Err(e) = ctx.events.publish(task, type_, reason, &note).await {
-        tracing::debug!(name = task.name_any(), error = %e, "recording an Event failed");
-    }
+pub(super) fn publish(ctx: &Context, task: &McallTask, type_: EventType, reason: &str, note: &str) {
+    ctx.events
+        .publish(task, type_, reason, &status::truncate(note, 1000));
 }

@@ -78,7 +78,7 @@ pub(super) async fn apply(
         // Conditional on the version read, so a stale cached copy never overwrites a result.
         let interrupted = status::scheduled_interrupted(s, generation, INTERRUPTED, now, limits);
         if write_onto_read(api, &task, &interrupted).await? {
-            publish(ctx, &task, EventType::Warning, "Interrupted", INTERRUPTED).await;
+            publish(ctx, &task, EventType::Warning, "Interrupted", INTERRUPTED);
         }
         return Ok(Action::await_change());
     }
@@ -235,7 +235,7 @@ pub(super) async fn apply(
                 next.run_now_handled = Some(value.clone());
             }
             if write_onto_read(api, &task, &next).await? {
-                publish(ctx, &task, EventType::Warning, "Skipped", &unmet).await;
+                publish(ctx, &task, EventType::Warning, "Skipped", &unmet);
             }
             return Ok(action);
         }
@@ -295,8 +295,7 @@ pub(super) async fn apply(
                 EventType::Warning,
                 code,
                 &format!("tick {}: {message}", tick.time),
-            )
-            .await;
+            );
         }
         return Ok(action);
     }
@@ -386,7 +385,7 @@ async fn act_on_claim(
             let message = "the operator that claimed this tick stopped around its time, so it may have run; it is recorded as failed and not run again, so a command never runs twice";
             let next = status::scheduled_interrupted(&status, generation, message, now, limits);
             if write_onto_read(api, task, &next).await? {
-                publish(ctx, task, EventType::Warning, "Interrupted", message).await;
+                publish(ctx, task, EventType::Warning, "Interrupted", message);
             }
             Ok(Action::await_change())
         }
@@ -417,7 +416,7 @@ async fn act_on_claim(
             );
             if write_onto_read(api, task, &next).await? {
                 let note = format!("tick {tick}: {message}");
-                publish(ctx, task, EventType::Warning, "Missed", &note).await;
+                publish(ctx, task, EventType::Warning, "Missed", &note);
             }
             Ok(at_next_tick)
         }
@@ -433,7 +432,7 @@ async fn act_on_claim(
                     limits,
                 );
                 if write_onto_read(api, task, &next).await? {
-                    publish(ctx, task, EventType::Warning, "Skipped", &unmet).await;
+                    publish(ctx, task, EventType::Warning, "Skipped", &unmet);
                 }
                 return Ok(at_next_tick);
             }

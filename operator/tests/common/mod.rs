@@ -177,6 +177,27 @@ pub async fn event_reasons(env: &TestEnv, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The reasons of the task's Events once `check` holds for them (Events trail the status).
+pub async fn events_once(
+    env: &TestEnv,
+    name: &str,
+    what: &str,
+    check: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let reasons = event_reasons(env, name).await;
+        if check(&reasons) {
+            return reasons;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: timed out waiting for Events {what}; recorded: {reasons:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Whether a process whose command line contains `marker` is alive.
 pub fn process_alive(marker: &str) -> bool {
     std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
