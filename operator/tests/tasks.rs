@@ -302,9 +302,5 @@ async fn secret_values_never_reach_status_or_events() {
     let all =
         serde_json::to_string(&events.list(&Default::default()).await.unwrap().items).unwrap();
     assert!(!all.contains("s3cr3t-value-42"), "{all}");
-    assert!(
-        all.contains("token=***"),
-        "the Event tells the redacted output: {all}"
-    );
     op.stop().await;
 }
