@@ -199,6 +199,7 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     let low_max = low_load[low_load.len() - 1];
     done.lock().await.clear();
 
+    let requests_before = request_counts(&client).await?;
     let start = Instant::now();
     let created: Vec<(String, Instant)> = futures::stream::iter(0..count)
         .map(|i| {
@@ -242,6 +243,7 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     events_watch.abort();
+    let requests = requests_per_task(&requests_before, &request_counts(&client).await?, count);
     let (events_published, last_event) = {
         let seen = events_seen.lock().expect("not poisoned");
         (seen.len(), seen.iter().max().copied())
@@ -336,7 +338,7 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     let peak_mib = status_kib(operator_pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
 
     Ok(format!(
-        "{{\n  \"benchmark\": \"tasks\",\n  \"low_load_p50_ms\": {low_p50:.1},\n  \"low_load_max_ms\": {low_max:.1},\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"succeeded_events\": {events_published},\n  \"events_trail_s\": {events_trail_s:.2},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"raw_apply_per_second\": {:.1},\n  \"raw_merge_patch_per_second\": {:.1},\n  \"raw_replace_per_second\": {:.1},\n  \"raw_event_creates_per_second\": {:.1},\n  \"raw_task_creates_per_second\": {:.1},\n  \"operator_rss_mib\": {rss_mib:.1},\n  \"operator_rss_settled_mib\": {settled_mib:.1},\n  \"operator_peak_rss_mib\": {peak_mib:.1},\n  {rss_split}\n}}\n",
+        "{{\n  \"benchmark\": \"tasks\",\n  \"low_load_p50_ms\": {low_p50:.1},\n  \"low_load_max_ms\": {low_max:.1},\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"succeeded_events\": {events_published},\n  \"events_trail_s\": {events_trail_s:.2},\n  \"api_requests_per_task\": {requests},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"raw_apply_per_second\": {:.1},\n  \"raw_merge_patch_per_second\": {:.1},\n  \"raw_replace_per_second\": {:.1},\n  \"raw_event_creates_per_second\": {:.1},\n  \"raw_task_creates_per_second\": {:.1},\n  \"operator_rss_mib\": {rss_mib:.1},\n  \"operator_rss_settled_mib\": {settled_mib:.1},\n  \"operator_peak_rss_mib\": {peak_mib:.1},\n  {rss_split}\n}}\n",
         pct(0.5),
         pct(0.99),
         raw.apply,
@@ -345,6 +347,58 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
         raw.events,
         raw.creates,
     ))
+}
+
+/// `apiserver_request_total` by verb and resource (all clients, all codes), from the API server's
+/// own metrics.
+async fn request_counts(client: &kube::Client) -> Result<std::collections::BTreeMap<String, f64>> {
+    let text = client
+        .request_text(http::Request::get("/metrics").body(Vec::new())?)
+        .await
+        .context("reading the API server's metrics")?;
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let label = |name: &str| {
+            line.split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or("")
+        };
+        let (Some(value), verb) = (
+            line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()),
+            label("verb"),
+        ) else {
+            continue;
+        };
+        if verb == "WATCH" || verb == "LIST" {
+            continue;
+        }
+        let resource = match label("subresource") {
+            "" => label("resource").to_owned(),
+            sub => format!("{}/{sub}", label("resource")),
+        };
+        *counts.entry(format!("{verb} {resource}")).or_insert(0.0) += value;
+    }
+    Ok(counts)
+}
+
+/// The requests the burst cost the plane per task (the benchmark's creates included), as JSON.
+fn requests_per_task(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    count: usize,
+) -> String {
+    let per_task: Vec<String> = after
+        .iter()
+        .filter_map(|(key, value)| {
+            let delta = (value - before.get(key).copied().unwrap_or(0.0)) / count as f64;
+            (delta >= 0.01).then(|| format!("\"{key}\": {delta:.2}"))
+        })
+        .collect();
+    format!("{{{}}}", per_task.join(", "))
 }
 
 /// Raw write rates on the plane, per second.
