@@ -148,31 +148,6 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
         })
     };
 
-    // The operator's Succeeded Events about burst tasks, by arrival: they trail the statuses.
-    let events_seen = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
-    let events_watch = {
-        let seen = events_seen.clone();
-        let api: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(client.clone(), "bench");
-        let stream = watcher(api, watcher::Config::default()).applied_objects();
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Ok(Some(event)) = stream.try_next().await {
-                let about_burst = event
-                    .regarding
-                    .as_ref()
-                    .and_then(|r| r.name.as_deref())
-                    .is_some_and(|n| n.starts_with("t-"));
-                if about_burst
-                    && event.reason.as_deref() == Some("Succeeded")
-                    && event.reporting_controller.as_deref() == Some("mcall-operator")
-                {
-                    seen.lock().expect("not poisoned").push(Instant::now());
-                }
-            }
-        })
-    };
-
     // Low load first: one task at a time, each waited for, so the latency is the operator's own.
     let mut low_load = Vec::new();
     for i in 0..20 {
@@ -236,21 +211,21 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     let total = start.elapsed();
     let last_succeeded = Instant::now();
     watch.abort();
+    // Events trail the statuses: count the operator's Event creates on the API server's metrics
+    // (no watch of them during the burst, which would cost the plane and this client).
+    let events_before = requests_before.get("POST events").copied().unwrap_or(0.0);
     let events_deadline = Instant::now() + Duration::from_secs(60);
-    while events_seen.lock().expect("not poisoned").len() < count
-        && Instant::now() < events_deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    events_watch.abort();
-    let requests = requests_per_task(&requests_before, &request_counts(&client).await?, count);
-    let (events_published, last_event) = {
-        let seen = events_seen.lock().expect("not poisoned");
-        (seen.len(), seen.iter().max().copied())
+    let mut requests_after = request_counts(&client).await?;
+    let events_created = |after: &std::collections::BTreeMap<String, f64>| {
+        (after.get("POST events").copied().unwrap_or(0.0) - events_before) as usize
     };
-    let events_trail_s = last_event.map_or(0.0, |at| {
-        at.saturating_duration_since(last_succeeded).as_secs_f64()
-    });
+    while events_created(&requests_after) < count && Instant::now() < events_deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        requests_after = request_counts(&client).await?;
+    }
+    let events_published = events_created(&requests_after);
+    let events_trail_s = last_succeeded.elapsed().as_secs_f64();
+    let requests = requests_per_task(&requests_before, &requests_after, count);
     let done = done.lock().await;
     let mut latencies: Vec<f64> = created
         .iter()
