@@ -73,9 +73,37 @@ impl Capture {
     }
 }
 
+impl Captured {
+    /// Keeps only the first `limit` bytes (on a character boundary), counting the rest as
+    /// omitted: once judged, an output needs no more than its report shows.
+    pub(crate) fn keep_first(&mut self, limit: usize) {
+        if self.text.len() <= limit {
+            return;
+        }
+        let cut = crate::redact::floor_char_boundary(&self.text, limit);
+        self.omitted += (self.text.len() - cut) as u64;
+        self.text.truncate(cut);
+        self.text.shrink_to_fit();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_judged_output_keeps_only_what_its_report_shows() {
+        let mut captured = Captured {
+            text: "aé".repeat(4),
+            omitted: 5,
+            lines: 1,
+        };
+        captured.keep_first(2);
+        assert_eq!(captured.text, "a", "cut before a split character");
+        assert_eq!(captured.omitted, 5 + 11);
+        captured.keep_first(10);
+        assert_eq!(captured.text, "a");
+    }
 
     #[test]
     fn keeps_the_head_and_counts_the_rest() {

@@ -167,7 +167,7 @@ fn outcome(
     last_retry_at: Option<SystemTime>,
 ) -> TaskOutcome {
     let redactor = &plan.redactor;
-    let redact = |m: Option<String>| m.map(|m| redactor.apply(&m).into_owned());
+    let redact = |m: Option<String>| m.map(|m| redactor.apply_to_message(&m));
     let (output, inputs) = if plan.multi {
         let inputs: Vec<InputOutcome> = results
             .iter()

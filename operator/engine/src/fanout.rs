@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use futures::future::join_all;
+use futures::StreamExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -66,8 +66,13 @@ async fn sequential(
     results
 }
 
-/// All inputs run concurrently inside this one future (join_all), so borrowing the plan is
-/// enough; failFast cancels a child token that only the inputs watch, not the caller's.
+/// Inputs of one parallel task running at once, at most: a task of 256 inputs is one execution
+/// slot, and must not become 256 processes and 256 output buffers.
+pub const PARALLEL_INPUTS: usize = 16;
+
+/// The inputs run concurrently inside this one future ([`PARALLEL_INPUTS`] at a time, results in
+/// input order), so borrowing the plan is enough; failFast cancels a child token that only the
+/// inputs watch, not the caller's: running inputs are killed and waiting ones never start.
 async fn parallel(
     plan: &TaskPlan,
     limits: &Limits,
@@ -76,19 +81,27 @@ async fn parallel(
 ) -> Vec<InputResult> {
     let fail_fast = cancel.child_token();
     let first_failure: OnceLock<String> = OnceLock::new();
-    let runs = plan.inputs.iter().map(|input| {
-        let fail_fast = &fail_fast;
-        let first_failure = &first_failure;
-        async move {
-            let result = run_input(plan, input, limits, deadline, fail_fast).await;
-            if result.verdict == Verdict::Failed && plan.fail_fast {
-                let _ = first_failure.set(result.name.clone());
-                fail_fast.cancel();
+    // Collected first: a stream over the borrowing closure would not be provably Send.
+    let runs: Vec<_> = plan
+        .inputs
+        .iter()
+        .map(|input| {
+            let fail_fast = &fail_fast;
+            let first_failure = &first_failure;
+            async move {
+                let result = run_input(plan, input, limits, deadline, fail_fast).await;
+                if result.verdict == Verdict::Failed && plan.fail_fast {
+                    let _ = first_failure.set(result.name.clone());
+                    fail_fast.cancel();
+                }
+                result
             }
-            result
-        }
-    });
-    let mut results = join_all(runs).await;
+        })
+        .collect();
+    let mut results: Vec<InputResult> = futures::stream::iter(runs)
+        .buffered(PARALLEL_INPUTS)
+        .collect()
+        .await;
     if let Some(failed) = first_failure.get()
         && !cancel.is_cancelled()
     {

@@ -42,6 +42,7 @@ mod text_match;
 
 pub use execute::execute;
 pub use expect::{Expectation, Subject, parse_expectation};
+pub use fanout::PARALLEL_INPUTS;
 pub use invalid::InvalidSpec;
 pub use outcome::{EngineEvent, InputOutcome, Limits, TaskOutcome, Verdict};
 pub use plan::{InputPlan, TaskPlan};

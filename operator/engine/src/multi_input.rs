@@ -12,6 +12,10 @@ use serde_json::Value;
 use crate::invalid::InvalidSpec;
 use crate::request::TaskKind;
 
+/// Inputs in one task, at most: `status.inputResults` holds one result per input and the API
+/// server refuses more than 256 (spec/kinds/mcalltask.yaml), so a longer list could never report.
+pub const MAX_INPUTS: usize = 256;
+
 /// One element of the list, before defaults and validation.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +57,15 @@ pub(crate) fn parse_inputs(input: &str) -> Result<Option<Vec<RawInput>>, Invalid
     };
     if elements.is_empty() {
         return Err(malformed("the list of inputs is empty".to_owned()));
+    }
+    if elements.len() > MAX_INPUTS {
+        return Err(InvalidSpec::new(
+            "spec.input",
+            format!(
+                "{} inputs; a task runs at most {MAX_INPUTS} (split it into several tasks)",
+                elements.len()
+            ),
+        ));
     }
     elements
         .into_iter()
@@ -134,6 +147,15 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(list.len(), 2);
+    }
+
+    #[test]
+    fn more_inputs_than_the_status_can_report_are_invalid() {
+        let list = |n: usize| format!("[{}]", vec![r#"{"input": "true"}"#; n].join(","));
+        assert_eq!(parse_inputs(&list(MAX_INPUTS)).unwrap().unwrap().len(), 256);
+        let err = parse_inputs(&list(MAX_INPUTS + 1)).unwrap_err();
+        assert!(err.to_string().contains("257 inputs"), "{err}");
+        assert!(err.to_string().contains("spec.input"), "{err}");
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl TaskPlan {
     pub fn compile(request: TaskRequest) -> Result<TaskPlan, InvalidSpec> {
         let redactor = Redactor::new(&request.redact);
         compile(request, &redactor).map_err(|mut e| {
-            e.message = redactor.apply(&e.message).into_owned();
+            e.message = redactor.apply_to_message(&e.message);
             e
         })
     }
@@ -93,7 +93,7 @@ impl TaskPlan {
 
     /// Masks this task's secret values in `text`, for messages the caller writes itself.
     pub fn redact(&self, text: &str) -> String {
-        self.redactor.apply(text).into_owned()
+        self.redactor.apply_to_message(text)
     }
 }
 

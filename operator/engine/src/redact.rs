@@ -14,7 +14,24 @@ pub(crate) struct Redactor {
 
 impl Redactor {
     pub(crate) fn new(values: &[String]) -> Self {
-        let mut values: Vec<String> = values.iter().filter(|v| !v.is_empty()).cloned().collect();
+        // Messages quote what they show (Rust and JSON escaping): a secret with a quote, a
+        // backslash or a newline in it is masked in its escaped spellings too.
+        let mut values: Vec<String> = values
+            .iter()
+            .filter(|v| !v.is_empty())
+            .flat_map(|v| {
+                let debug = format!("{v:?}");
+                let json = serde_json::to_string(v).unwrap_or_default();
+                [
+                    v.clone(),
+                    debug[1..debug.len() - 1].to_owned(),
+                    json.get(1..json.len().saturating_sub(1))
+                        .unwrap_or_default()
+                        .to_owned(),
+                ]
+            })
+            .filter(|v| !v.is_empty())
+            .collect();
         values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         values.dedup();
         Redactor { values }
@@ -36,6 +53,31 @@ impl Redactor {
             })
             .max()
             .unwrap_or(0)
+    }
+
+    /// [`Redactor::apply`] for a message: also masks the start of a secret that a quoted value
+    /// was cut in the middle of (`quote` ends a cut value with `"…`).
+    pub(crate) fn apply_to_message(&self, text: &str) -> String {
+        const CUT: &str = "\"…";
+        let masked = self.apply(text);
+        if !masked.contains(CUT) {
+            return masked.into_owned();
+        }
+        let mut out = String::with_capacity(masked.len());
+        let mut pieces = masked.split(CUT).peekable();
+        while let Some(piece) = pieces.next() {
+            if pieces.peek().is_none() {
+                out.push_str(piece);
+                break;
+            }
+            let fragment = self.trailing_fragment(piece);
+            out.push_str(&piece[..piece.len() - fragment]);
+            if fragment > 0 {
+                out.push_str(MASK);
+            }
+            out.push_str(CUT);
+        }
+        out
     }
 
     pub(crate) fn apply<'a>(&self, text: &'a str) -> Cow<'a, str> {
@@ -94,6 +136,29 @@ mod tests {
         assert_eq!(r.apply("x abcdef y abc z"), "x *** y *** z");
         assert_eq!(r.longest(), 6);
         assert!(matches!(r.apply("clean"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn escaped_spellings_of_a_secret_are_masked_too() {
+        let r = redactor(&["pa\"ss\\word\n"]);
+        let debug = format!("header is {:?}", "pa\"ss\\word\n");
+        assert_eq!(r.apply(&debug), "header is \"***\"");
+        let json = serde_json::json!({"key": "pa\"ss\\word\n"}).to_string();
+        assert_eq!(r.apply(&json), r#"{"key":"***"}"#);
+    }
+
+    #[test]
+    fn a_secret_cut_by_a_quote_does_not_leak_its_start() {
+        let r = redactor(&["s3cr3t-value"]);
+        let message = format!(
+            "header x is {}, expected \"y\"",
+            crate::text_match::quote(&format!("{}s3cr3t-value", "a".repeat(75)))
+        );
+        let masked = r.apply_to_message(&message);
+        assert!(!masked.contains("s3cr"), "{masked}");
+        assert!(masked.contains("***\"…, expected"), "{masked}");
+        // Without a cut, a value that merely ends like a secret's start is kept.
+        assert_eq!(r.apply_to_message("is \"s3\""), "is \"s3\"");
     }
 
     #[test]

@@ -96,6 +96,14 @@ pub(crate) async fn run_input(
         }
     };
     let duration = started.elapsed();
+    // The checks have read the window; the report needs its cap plus room to drop a cut secret.
+    let mut output = output;
+    output.keep_first(
+        limits
+            .output_cap
+            .max(limits.input_output_cap)
+            .saturating_add(plan.redactor.longest()),
+    );
     tracing::debug!(
         input = %input.name,
         kind = %input.kind,

@@ -152,6 +152,39 @@ async fn parallel_runs_inputs_at_the_same_time() {
 }
 
 #[tokio::test]
+async fn parallel_runs_at_most_a_bounded_number_of_inputs_at_once() {
+    let log = std::env::temp_dir().join(format!("mcall-parallel-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let one = format!(
+        r#"{{"input": "echo start >> {0}; sleep 0.3; echo end >> {0}"}}"#,
+        log.display()
+    );
+    let mut req = request(
+        TaskKind::Cmd,
+        format!(
+            "[{}]",
+            vec![one; mcall_engine::PARALLEL_INPUTS + 8].join(",")
+        ),
+    );
+    req.execution_mode = ExecutionMode::Parallel;
+    let outcome = run(req).await;
+    assert_eq!(outcome.verdict, Verdict::Succeeded, "{outcome:?}");
+    assert_eq!(outcome.inputs.len(), mcall_engine::PARALLEL_INPUTS + 8);
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let (mut running, mut most) = (0i32, 0i32);
+    for line in lines.lines() {
+        running += if line == "start" { 1 } else { -1 };
+        most = most.max(running);
+    }
+    assert!(
+        most as usize <= mcall_engine::PARALLEL_INPUTS && most > 1,
+        "at most {} inputs at once, and more than one: {most}",
+        mcall_engine::PARALLEL_INPUTS
+    );
+}
+
+#[tokio::test]
 async fn parallel_without_fail_fast_lets_all_finish() {
     let mut req = request(
         TaskKind::Cmd,
