@@ -54,7 +54,16 @@ async fn invalid_specs_fail_with_the_field_named() {
     .await;
     create_task(&env, "bad-jsonpath", json!({"type": "cmd", "input": "echo {}", "outputValidation": {"jsonPath": "$[", "expectedJsonValue": "1"}})).await;
     create_task(&env, "no-secret", json!({"type": "cmd", "input": "true", "environmentFrom": [{"name": "X", "secretKeyRef": {"name": "ghost", "key": "k"}}]})).await;
+    // More inputs than status.inputResults can hold would be a result the API server refuses.
+    let too_many = format!("[{}]", vec![r#"{"input": "true"}"#; 257].join(","));
+    create_task(
+        &env,
+        "too-many-inputs",
+        json!({"type": "cmd", "input": too_many}),
+    )
+    .await;
     failed_with(&env, "bad-regex", "InvalidSpec", "spec.expect").await;
+    failed_with(&env, "too-many-inputs", "InvalidSpec", "257 inputs").await;
     failed_with(&env, "bad-json", "InvalidSpec", "spec.input").await;
     failed_with(&env, "bad-url", "InvalidSpec", "spec.input").await;
     failed_with(
@@ -165,6 +174,49 @@ async fn dependencies_gate_the_start_and_skip_with_the_culprit_named() {
             .message
             .unwrap()
             .contains("dependency ghost does not exist")
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_dependency_whose_spec_changed_is_waited_for_not_judged_by_its_old_result() {
+    let env = test_env("deps-gen").await;
+    let op = start_operator(&env, config_for(&env));
+    create_task(&env, "base", json!({"type": "cmd", "input": "exit 1"})).await;
+    wait_for_phase(&env, "base", Phase::Failed, T).await;
+    // Fixed, and a dependent added at once (as `kubectl apply -f dir/` does): the dependent
+    // must wait for the fixed run, not be skipped for the old failure.
+    env.tasks
+        .patch(
+            "base",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&json!({"spec": {"input": "sleep 1.5; echo fixed"}})),
+        )
+        .await
+        .unwrap();
+    create_task(
+        &env,
+        "after-base",
+        json!({"type": "cmd", "input": "echo after", "dependencies": ["base"]}),
+    )
+    .await;
+    let after = wait_for(&env, "after-base", T, "a final phase", |s| {
+        matches!(
+            s.phase,
+            Some(Phase::Succeeded | Phase::Skipped | Phase::Failed)
+        )
+    })
+    .await;
+    assert_eq!(
+        after.status.as_ref().and_then(|s| s.phase),
+        Some(Phase::Succeeded),
+        "{:?}",
+        after.status
+    );
+    let base = env.tasks.get("base").await.unwrap().status.unwrap();
+    assert!(
+        after.status.unwrap().start_time.unwrap().0 >= base.completion_time.unwrap().0,
+        "the dependent started after the fixed run ended"
     );
     op.stop().await;
 }

@@ -7,7 +7,9 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use mcall_generated::{McallTask, Phase};
 
-/// The task's dependencies in the order of the spec, with their phase (`None`: no such task).
+/// The task's dependencies in the order of the spec, with their phase (`None`: no such task). A
+/// dependency whose spec changed since its status was written counts as Pending: its result is
+/// of a spec that is gone, and its new run is still to come.
 pub(super) fn phases(store: &Store<McallTask>, task: &McallTask) -> Vec<(String, Option<Phase>)> {
     let namespace = task.namespace().unwrap_or_default();
     task.spec
@@ -20,6 +22,7 @@ pub(super) fn phases(store: &Store<McallTask>, task: &McallTask) -> Vec<(String,
                 .map(|dep| {
                     dep.status
                         .as_ref()
+                        .filter(|s| s.observed_generation == dep.metadata.generation)
                         .and_then(|s| s.phase)
                         .unwrap_or(Phase::Pending)
                 });

@@ -17,7 +17,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::executions::Execution;
 use super::run::{Claim, RunKind, publish};
-use super::writes::Tracked;
+use super::writes::{Tracked, refused_as_invalid};
 use super::{Context, TaskKey, status};
 use crate::Result;
 
@@ -269,6 +269,37 @@ async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Resu
                 }
                 return Ok(current && matches!(kind, RunKind::OneShot));
             }
+            // A result the API server refuses as invalid is not tried again as it is: the run
+            // is recorded as failed with the server's reason instead, which always fits.
+            Err(e) if refused_as_invalid(&e).is_some() => {
+                let refusal = refused_as_invalid(&e).unwrap_or_default().to_owned();
+                tracing::warn!(namespace = key.namespace, name = key.name, error = %e, "the API server refused the result");
+                let message = format!("the API server refused this run's result: {refusal}");
+                let written = tracked
+                    .write(|latest| {
+                        current = ctx.executions.is_current(key, execution);
+                        current.then(|| {
+                            status::failed(
+                                latest.status.as_ref(),
+                                generation,
+                                "ResultRefused",
+                                &status::truncate(&message, 1000),
+                                Timestamp::now(),
+                            )
+                        })
+                    })
+                    .await?;
+                if written.is_some() {
+                    publish(
+                        ctx,
+                        &run.task,
+                        EventType::Warning,
+                        "ResultRefused",
+                        &message,
+                    );
+                }
+                return Ok(written.is_some() && matches!(kind, RunKind::OneShot));
+            }
             // Until it lands, however long the API server is away; during a shutdown a few
             // more tries at most.
             Err(e) if failures < 5 || !ctx.shutdown.is_cancelled() => {
@@ -279,7 +310,11 @@ async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Resu
                 } else {
                     Duration::from_millis(200 << failures.min(7)).min(REPORT_BACKOFF_MAX)
                 };
-                tracing::debug!(namespace = key.namespace, name = key.name, error = %e, retry_in_ms = delay.as_millis(), "retrying the report");
+                if failures >= 3 {
+                    tracing::warn!(namespace = key.namespace, name = key.name, error = %e, retry_in_ms = delay.as_millis(), "writing the result failed; retrying");
+                } else {
+                    tracing::debug!(namespace = key.namespace, name = key.name, error = %e, retry_in_ms = delay.as_millis(), "retrying the report");
+                }
                 tokio::time::sleep(delay).await;
             }
             Err(e) => return Err(e),

@@ -189,7 +189,7 @@ pub(super) async fn reject(
     task: &McallTask,
     reason: &str,
     message: &str,
-) -> Result<()> {
+) -> Result<bool> {
     let generation = task.metadata.generation.unwrap_or(0);
     let next = status::failed(
         task.status.as_ref(),
@@ -200,10 +200,11 @@ pub(super) async fn reject(
     );
     // Onto the version read: a result that landed meanwhile is not overwritten; the reconcile
     // its write triggers decides again.
-    if write_onto_read(api, task, &next).await? {
+    let written = write_onto_read(api, task, &next).await?;
+    if written {
         publish(ctx, task, EventType::Warning, reason, message);
     }
-    Ok(())
+    Ok(written)
 }
 
 /// The spec with `inputTemplate` filled from `inputSources` (read from the cache), or the spec

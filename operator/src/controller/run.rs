@@ -86,7 +86,7 @@ pub(super) async fn start(
         tokio::spawn(waiting.run());
         return Ok(Action::await_change());
     };
-    let Some(plan) = prepare(ctx, api, &task, generation, &kind).await? else {
+    let Prepared::Ready(plan) = prepare(ctx, api, &task, generation, &kind).await? else {
         return Ok(Action::await_change());
     };
     // Registered before the claim is written, so the reconcile that write triggers sees the
@@ -151,7 +151,7 @@ pub(super) async fn start(
         task,
         key,
         generation,
-        plan,
+        plan: *plan,
         execution,
         kind,
     };
@@ -159,20 +159,29 @@ pub(super) async fn start(
     Ok(Action::await_change())
 }
 
-/// Fills the template, resolves the environment, compiles the plan. `None`: the run cannot start,
-/// and that was reported.
+/// What preparing a run came to.
+enum Prepared {
+    Ready(Box<TaskPlan>),
+    /// The run cannot start. `reported`: the status says why; otherwise the task changed since
+    /// it was read, and the reconcile that change triggers decides again.
+    CannotRun {
+        reported: bool,
+    },
+}
+
+/// Fills the template, resolves the environment, compiles the plan.
 async fn prepare(
     ctx: &Context,
     api: &Api<McallTask>,
     task: &McallTask,
     generation: i64,
     kind: &RunKind,
-) -> Result<Option<TaskPlan>> {
+) -> Result<Prepared> {
     let (spec, input_unavailable) = rendered_spec(ctx, task);
     let cannot_run = async |reason, message: &str| {
         cannot_run(ctx, api, task, generation, kind, reason, message)
             .await
-            .map(|_| None)
+            .map(|reported| Prepared::CannotRun { reported })
     };
     if let Some(message) = input_unavailable {
         return cannot_run("InputUnavailable", &message).await;
@@ -189,7 +198,7 @@ async fn prepare(
         }
     };
     match TaskPlan::compile(task_request(&spec, resolved)) {
-        Ok(plan) => Ok(Some(plan)),
+        Ok(plan) => Ok(Prepared::Ready(Box::new(plan))),
         Err(e) => cannot_run("InvalidSpec", &e.to_string()).await,
     }
 }
@@ -237,9 +246,13 @@ impl OneShot {
             };
             let prepared = Box::pin(prepare(&ctx, &api, &task, generation, &RunKind::OneShot));
             match prepared.await {
-                Ok(Some(plan)) => break (slot, plan),
-                Ok(None) => {
+                Ok(Prepared::Ready(plan)) => break (slot, *plan),
+                Ok(Prepared::CannotRun { reported: true }) => {
                     ctx.executions.finish_reported(&key, &execution);
+                    return;
+                }
+                Ok(Prepared::CannotRun { reported: false }) => {
+                    ctx.executions.finish(&key, &execution);
                     return;
                 }
                 Err(e) => {
@@ -252,6 +265,7 @@ impl OneShot {
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = execution.token.cancelled() => {}
+                        () = ctx.shutdown.cancelled() => {}
                     }
                 }
             }
@@ -280,7 +294,8 @@ impl OneShot {
 
 /// The run cannot start (a Secret or ConfigMap of `environmentFrom` is missing, say). A one-shot
 /// task fails; a scheduled run is recorded as failed with its tick claimed, so the next tick
-/// tries again instead of this one being retried in a loop.
+/// tries again instead of this one being retried in a loop. Returns whether that was written
+/// (not when the task changed since it was read).
 async fn cannot_run(
     ctx: &Context,
     api: &Api<McallTask>,
@@ -289,7 +304,7 @@ async fn cannot_run(
     kind: &RunKind,
     reason: &'static str,
     message: &str,
-) -> Result<Action> {
+) -> Result<bool> {
     let RunKind::Scheduled {
         scheduled,
         tick,
@@ -299,8 +314,7 @@ async fn cannot_run(
         ..
     } = kind
     else {
-        reject(ctx, api, task, reason, message).await?;
-        return Ok(Action::await_change());
+        return reject(ctx, api, task, reason, message).await;
     };
     let now = Timestamp::now();
     let failed = status::failed(task.status.as_ref(), generation, reason, message, now);
@@ -320,10 +334,11 @@ async fn cannot_run(
     if let Some(value) = run_now {
         claimed.run_now_handled = Some(value.clone());
     }
-    if write_onto_read(api, task, &claimed).await? {
+    let written = write_onto_read(api, task, &claimed).await?;
+    if written {
         publish(ctx, task, EventType::Warning, reason, message);
     }
-    Ok(Action::await_change())
+    Ok(written)
 }
 
 /// Events are best effort: a failure to record one is logged, never fails the reconcile.

@@ -200,6 +200,9 @@ pub fn retrying(
     s
 }
 
+/// Bytes of `result.errorMessage` (and of the Ready condition's message) at most.
+const ERROR_MESSAGE_MAX: usize = 4096;
+
 /// The status after an execution finished (or was cancelled by a shutdown).
 pub fn finished(
     previous: Option<&McallTaskStatus>,
@@ -214,7 +217,7 @@ pub fn finished(
     };
     let message = match (&outcome.verdict, &outcome.error_message) {
         (Verdict::Succeeded, _) => "succeeded".to_owned(),
-        (_, Some(m)) => m.clone(),
+        (_, Some(m)) => truncate(m, ERROR_MESSAGE_MAX),
         (_, None) => reason.to_lowercase(),
     };
     let mut s = base(previous, generation, phase, &message);
@@ -237,7 +240,11 @@ pub fn finished(
     s.result = Some(TaskResult {
         output: Some(outcome.output.clone()),
         error_code: code,
-        error_message: outcome.error_message.clone(),
+        // A failed run of 256 inputs names each failure: bounded, like the output.
+        error_message: outcome
+            .error_message
+            .as_deref()
+            .map(|m| truncate(m, ERROR_MESSAGE_MAX)),
     });
     s.input_results = (!outcome.inputs.is_empty()).then(|| {
         outcome

@@ -61,6 +61,17 @@ pub(super) async fn write_onto_read(
     }
 }
 
+/// The API server refused the object itself (422): writing it again cannot succeed.
+pub(super) fn refused_as_invalid(error: &Error) -> Option<&str> {
+    match error {
+        Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        } if status.code == 422 => Some(status.message.as_str()),
+        _ => None,
+    }
+}
+
 pub(super) fn is_conflict(error: &Error) -> bool {
     matches!(
         error,

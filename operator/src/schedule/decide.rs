@@ -44,12 +44,35 @@ pub struct RunNowRequest<'a> {
     pub handled: Option<&'a str>,
 }
 
-impl<'a> RunNowRequest<'a> {
-    /// The value of a request not handled yet: set, not empty, and different from the handled one.
-    pub fn pending(&self) -> Option<&'a str> {
+impl RunNowRequest<'_> {
+    /// The request not handled yet (set, not empty, and different from the handled one), as
+    /// [`handled_token`] records it.
+    pub fn pending(&self) -> Option<String> {
         self.requested
-            .filter(|value| !value.is_empty() && Some(*value) != self.handled)
+            .filter(|value| !value.is_empty())
+            .map(handled_token)
+            .filter(|token| Some(token.as_str()) != self.handled)
     }
+}
+
+/// Longest request recorded as it is: `status.runNowHandled` holds at most 256 bytes.
+const HANDLED_MAX: usize = 256;
+
+/// How a run-now request is recorded in `status.runNowHandled`: as it is, or, when longer than
+/// the field allows, its start and a hash of the whole (the API server would refuse the status).
+pub fn handled_token(requested: &str) -> String {
+    if requested.len() <= HANDLED_MAX {
+        return requested.to_owned();
+    }
+    // FNV-1a: stable across versions and machines, which std's hasher does not promise.
+    let hash = requested.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut start = 200;
+    while !requested.is_char_boundary(start) {
+        start -= 1;
+    }
+    format!("{}…#{hash:016x}", &requested[..start])
 }
 
 /// What to do now, and when to look again.
@@ -161,14 +184,14 @@ pub fn decide(input: &ScheduleInput<'_>) -> ScheduleDecision {
         }) => Some(Run {
             scheduled_time: time,
             tick: Some(time),
-            run_now: run_now.map(str::to_owned),
+            run_now: run_now.clone(),
             active: active(input.concurrency_policy).unwrap_or(ActiveRunAction::NoneActive),
         }),
         _ => run_now.and_then(|value| match active(input.concurrency_policy) {
             Some(action) => Some(Run {
                 scheduled_time: now,
                 tick: None,
-                run_now: Some(value.to_owned()),
+                run_now: Some(value),
                 active: action,
             }),
             None => {

@@ -716,3 +716,36 @@ fn new_york_decisions_across_daylight_saving_time() {
     let repeat = fall.after(&first).now("2025-11-02T06:30:00Z").decide();
     assert_eq!((repeat.tick, repeat.run), (None, None));
 }
+
+#[test]
+fn a_run_now_value_too_long_for_the_status_is_recorded_by_a_token() {
+    let long = "x".repeat(300);
+    let case = task("0 * * * *")
+        .last("2025-01-01T10:00:00Z")
+        .now("2025-01-01T10:20:00Z")
+        .run_now(&long, None);
+    let decision = case.decide();
+    let token = decision
+        .run
+        .as_ref()
+        .and_then(|r| r.run_now.clone())
+        .unwrap();
+    assert!(token.len() <= 256, "{} bytes", token.len());
+    assert!(token.starts_with(&long[..200]));
+    assert_eq!(token, crate::schedule::decide::handled_token(&long));
+    // Once recorded, the same request is handled; a different long one is new.
+    let mut handled = case.after(&decision);
+    handled.active = None;
+    assert_eq!(
+        handled.clone().now("2025-01-01T10:21:00Z").decide().run,
+        None
+    );
+    let other = format!("{long}y");
+    let again = handled
+        .run_now(&other, Some(&token))
+        .now("2025-01-01T10:22:00Z")
+        .decide();
+    assert!(again.run.is_some(), "a different request runs");
+    // Short values are kept as they are.
+    assert_eq!(crate::schedule::decide::handled_token("now"), "now");
+}
