@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "f880a430b6ed5937f9d43f8760c96b4d", dir = "../spec"
+    fingerprint = "bbdf906870faf3a56c6e4bc8205cb998", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "f880a430b6ed5937f9d43f8760c96b4d";
+pub const SPEC_FINGERPRINT: &str = "bbdf906870faf3a56c6e4bc8205cb998";
 
 pub mod types;
 pub mod mcall_task;

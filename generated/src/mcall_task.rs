@@ -260,6 +260,9 @@ pub struct McallTaskStatus {
     /// HTTP status of the last get/post.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status_code: Option<i64>,
+    /// For a single get/post, how long its last request took, from sending it to the end of the response body, in milliseconds (per input in inputResults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_time_ms: Option<i64>,
     /// Outcome of the last execution of a task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<TaskResult>,
@@ -439,6 +442,9 @@ pub struct InputResult {
     /// How long the input ran, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<i64>,
+    /// For a get/post input, from sending the request to the end of the response body, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_time_ms: Option<i64>,
     /// Output, truncated to 1 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,

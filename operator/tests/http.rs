@@ -31,6 +31,12 @@ async fn get_checks_status_body_and_headers() {
         .status
         .unwrap();
     assert_eq!(ok.http_status_code, Some(200));
+    let response_time = ok.response_time_ms.expect("the response time is recorded");
+    assert!(
+        (0..=ok.execution_time_ms.unwrap()).contains(&response_time),
+        "{response_time} ms within the run's {:?} ms",
+        ok.execution_time_ms
+    );
     let bad = wait_for_phase(&env, "wrong-code", Phase::Failed, T)
         .await
         .status

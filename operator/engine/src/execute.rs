@@ -177,6 +177,7 @@ fn outcome(
                 error_code: r.error_code.clone(),
                 error_message: redact(r.message.clone()),
                 duration: r.duration,
+                response_time: r.response_time,
                 output: report(
                     &r.output.text,
                     r.output.omitted,
@@ -197,6 +198,9 @@ fn outcome(
         error_code: summary.error_code,
         error_message: redact(summary.message),
         http_status: summary.http_status,
+        response_time: (!plan.multi)
+            .then(|| results.first().and_then(|r| r.response_time))
+            .flatten(),
         started_at,
         duration: start.elapsed(),
         retries,

@@ -40,6 +40,8 @@ pub(crate) enum HttpEnd {
 pub(crate) struct HttpRun {
     pub end: HttpEnd,
     pub output: Captured,
+    /// From sending the request to the end of the response body, when a response came whole.
+    pub response_time: Option<Duration>,
 }
 
 /// What [`run_http`] needs besides the input.
@@ -63,6 +65,7 @@ pub(crate) async fn run_http(
             status: None,
         },
         output: Captured::default(),
+        response_time: None,
     };
     let client = match client(plan.follow_redirects, plan.max_redirects) {
         Ok(client) => client,
@@ -92,6 +95,7 @@ pub(crate) async fn run_http(
 
     // One capture outlives the request future, so a partial body is kept even on timeout.
     let mut capture = Capture::new(settings.keep);
+    let sent = Instant::now();
     let exchange = async {
         let mut response = request.send().await.map_err(|e| (describe(e), None))?;
         let status = response.status().as_u16();
@@ -110,9 +114,13 @@ pub(crate) async fn run_http(
         }
         Ok((status, headers))
     };
+    let mut response_time = None;
     let end = tokio::select! {
         result = exchange => match result {
-            Ok((status, headers)) => HttpEnd::Response { status, headers },
+            Ok((status, headers)) => {
+                response_time = Some(sent.elapsed());
+                HttpEnd::Response { status, headers }
+            }
             Err((reason, status)) => HttpEnd::Failed { reason, status },
         },
         () = sleep_until(deadline) => HttpEnd::TimedOut { limit, by_response_timeout },
@@ -121,6 +129,7 @@ pub(crate) async fn run_http(
     HttpRun {
         end,
         output: capture.finish(),
+        response_time,
     }
 }
 

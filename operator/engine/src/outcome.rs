@@ -103,6 +103,9 @@ pub struct TaskOutcome {
     pub error_message: Option<String>,
     /// HTTP status of the (first failed, else last) HTTP input that got a response.
     pub http_status: Option<u16>,
+    /// For a single get/post input: how long its last request took, from sending it to the end
+    /// of the response body (per input in [`TaskOutcome::inputs`]).
+    pub response_time: Option<Duration>,
     /// When the first attempt started.
     pub started_at: SystemTime,
     /// From the first attempt's start to the end, backoff included.
@@ -126,6 +129,9 @@ pub struct InputOutcome {
     /// Why it failed, was cancelled or skipped.
     pub error_message: Option<String>,
     pub duration: Duration,
+    /// Of a get/post input that got a whole response: from sending the request to the end of
+    /// the body.
+    pub response_time: Option<Duration>,
     /// Redacted, cut to `input_output_cap`.
     pub output: String,
 }

@@ -23,6 +23,8 @@ pub(crate) struct InputResult {
     pub http_status: Option<u16>,
     pub output: Captured,
     pub duration: Duration,
+    /// Of a get/post that got a whole response.
+    pub response_time: Option<Duration>,
 }
 
 impl InputResult {
@@ -35,6 +37,7 @@ impl InputResult {
             http_status: None,
             output: Captured::default(),
             duration: Duration::ZERO,
+            response_time: None,
         }
     }
 }
@@ -71,9 +74,10 @@ pub(crate) async fn run_input(
             http_status: None,
             output: Captured::default(),
             duration: Duration::ZERO,
+            response_time: None,
         };
     }
-    let (judged, output) = match input.kind {
+    let (judged, output, response_time) = match input.kind {
         TaskKind::Cmd => {
             let settings = CmdSettings {
                 environment: &plan.environment,
@@ -82,7 +86,11 @@ pub(crate) async fn run_input(
                 kill_grace: limits.kill_grace,
             };
             let run = run_command(&input.input, &settings, cancel).await;
-            (judge_cmd(plan, input, &run.end, &run.output), run.output)
+            (
+                judge_cmd(plan, input, &run.end, &run.output),
+                run.output,
+                None,
+            )
         }
         TaskKind::Get | TaskKind::Post => {
             let settings = HttpSettings {
@@ -92,7 +100,11 @@ pub(crate) async fn run_input(
                 deadline,
             };
             let run = run_http(input, &settings, cancel).await;
-            (judge_http(plan, input, &run.end, &run.output), run.output)
+            (
+                judge_http(plan, input, &run.end, &run.output),
+                run.output,
+                run.response_time,
+            )
         }
     };
     let duration = started.elapsed();
@@ -120,5 +132,6 @@ pub(crate) async fn run_input(
         http_status: judged.http_status,
         output,
         duration,
+        response_time,
     }
 }

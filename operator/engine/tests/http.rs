@@ -228,6 +228,39 @@ async fn response_timeout_fails_a_slow_response() {
 }
 
 #[tokio::test]
+async fn the_response_time_is_recorded_for_each_request() {
+    let server = TestServer::start().await;
+    let outcome = run(request(TaskKind::Get, server.url("/slow/200"))).await;
+    assert_eq!(outcome.verdict, Verdict::Succeeded);
+    let took = outcome
+        .response_time
+        .expect("a whole response has a response time");
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(
+        took <= outcome.duration,
+        "{took:?} within {:?}",
+        outcome.duration
+    );
+
+    let input = format!(
+        r#"[{{"type": "get", "input": "{}"}}, {{"type": "cmd", "input": "true"}}]"#,
+        server.url("/slow/100")
+    );
+    let outcome = run(request(TaskKind::Cmd, input)).await;
+    assert_eq!(
+        outcome.response_time, None,
+        "per input when there are several"
+    );
+    assert!(outcome.inputs[0].response_time.unwrap() >= Duration::from_millis(100));
+    assert_eq!(outcome.inputs[1].response_time, None, "a command has none");
+
+    // A timed-out request has no response time: there was no whole response.
+    let mut req = request(TaskKind::Get, server.url("/slow/3000"));
+    req.timeout = Duration::from_millis(200);
+    assert_eq!(run(req).await.response_time, None);
+}
+
+#[tokio::test]
 async fn post_sends_body_and_headers() {
     let server = TestServer::start().await;
     let mut req = request(TaskKind::Post, server.url("/echo"));

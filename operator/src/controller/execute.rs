@@ -448,6 +448,7 @@ fn cancelled_before_start() -> TaskOutcome {
         error_code: Some("Cancelled".into()),
         error_message: Some("cancelled before it started".into()),
         http_status: None,
+        response_time: None,
         started_at: std::time::SystemTime::now(),
         duration: Duration::ZERO,
         retries: 0,

@@ -224,6 +224,7 @@ pub fn finished(
     s.completion_time = Some(Time(now));
     s.execution_time_ms = Some(i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX));
     s.http_status_code = outcome.http_status.map(i64::from);
+    s.response_time_ms = outcome.response_time.map(millis);
     s.retry_count = Some(i64::from(outcome.retries));
     s.last_retry_time = outcome
         .last_retry_at
@@ -258,7 +259,8 @@ pub fn finished(
                     Verdict::Failed | Verdict::Cancelled => Phase::Failed,
                 },
                 error_code: i.error_code.clone(),
-                duration_ms: Some(i64::try_from(i.duration.as_millis()).unwrap_or(i64::MAX)),
+                duration_ms: Some(millis(i.duration)),
+                response_time_ms: i.response_time.map(millis),
                 output: Some(i.output.clone()),
             })
             .collect()
@@ -439,6 +441,10 @@ pub fn scheduled_interrupted(
     s.current_run = None;
     s.claimed_tick = None;
     s
+}
+
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
