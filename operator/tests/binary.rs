@@ -94,7 +94,16 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 }
 
 fn spawn_operator(env: &TestEnv, port: u16) -> Child {
-    Command::new(MCALL)
+    operator_command(env, port, 10)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mcall operator starts")
+}
+
+/// `mcall operator` for the test's namespace, with DEBUG logs.
+fn operator_command(env: &TestEnv, port: u16, shutdown_grace_seconds: u32) -> Command {
+    let mut command = Command::new(MCALL);
+    command
         .args(["operator", "--kubeconfig"])
         .arg(plane().kubeconfig_path())
         .args([
@@ -109,13 +118,105 @@ fn spawn_operator(env: &TestEnv, port: u16) -> Child {
             "--bind-address",
             "127.0.0.1",
             "--shutdown-grace-seconds",
-            "10",
+            &shutdown_grace_seconds.to_string(),
         ])
         .env("LOG_LEVEL", "DEBUG")
-        .stdout(Stdio::null())
+        .stdout(Stdio::null());
+    command
+}
+
+fn wait_exit(operator: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = operator.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the operator did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn json_logs_name_the_task_and_never_show_a_secret() {
+    let env = test_env("bin-logs").await;
+    create_secret(&env, "creds", "token", "l0g-s3cr3t-7").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("operator.log");
+    let port = free_port();
+    let mut operator = operator_command(&env, port, 10)
+        .env("LOG_FORMAT", "json")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("mcall operator starts");
+    wait_ready(port);
+    create_task(
+        &env,
+        "leaky",
+        json!({"type": "cmd", "input": "echo token=$TOKEN; exit 1",
+               "environmentFrom": [{"name": "TOKEN", "secretKeyRef": {"name": "creds", "key": "token"}}]}),
+    )
+    .await;
+    wait_for_phase(&env, "leaky", Phase::Failed, Duration::from_secs(30)).await;
+    signal(&operator, "-TERM");
+    assert!(wait_exit(&mut operator, Duration::from_secs(15)).success());
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        !logs.contains("l0g-s3cr3t-7"),
+        "a secret reached the log:\n{logs}"
+    );
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let about_task =
+        |l: &&serde_json::Value| l["namespace"] == env.namespace.as_str() && l["name"] == "leaky";
+    assert!(
+        lines
+            .iter()
+            .any(|l| about_task(&l) && l["message"] == "execution finished"),
+        "the controller's lines carry namespace and name:\n{logs}"
+    );
+    // The engine's own lines (DEBUG) carry the task through their span.
+    assert!(
+        lines.iter().any(|l| l["message"] == "input finished"
+            && l["span"]["namespace"] == env.namespace.as_str()
+            && l["span"]["task"] == "leaky"),
+        "the engine's lines name the task:\n{logs}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_cancels_what_outlives_the_shutdown_grace() {
+    let env = test_env("bin-grace").await;
+    let port = free_port();
+    let mut operator = operator_command(&env, port, 1)
         .stderr(Stdio::null())
         .spawn()
-        .expect("mcall operator starts")
+        .expect("mcall operator starts");
+    wait_ready(port);
+    let marker = format!("4{}.5", std::process::id());
+    create_task(
+        &env,
+        "endless",
+        json!({"type": "cmd", "input": format!("sleep {marker}"), "timeout": 600}),
+    )
+    .await;
+    wait_for_phase(&env, "endless", Phase::Running, Duration::from_secs(30)).await;
+    // A 1 s grace, then the cancel: the 600 s command does not hold the exit.
+    signal(&operator, "-TERM");
+    assert!(wait_exit(&mut operator, Duration::from_secs(15)).success());
+    assert!(!process_alive(&marker), "the command's process was killed");
+    let task = wait_for_phase(&env, "endless", Phase::Failed, Duration::from_secs(10)).await;
+    let status = task.status.unwrap();
+    assert_eq!(
+        status.result.unwrap().error_code.as_deref(),
+        Some("Cancelled"),
+        "{:?}",
+        status.message
+    );
 }
 
 fn wait_ready(port: u16) {
@@ -159,15 +260,7 @@ async fn sigterm_lets_a_running_execution_finish() {
             .unwrap()
             .contains("done")
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while operator.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "the operator did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(operator.wait().unwrap().success());
+    assert!(wait_exit(&mut operator, Duration::from_secs(15)).success());
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ use super::run::{Claim, RunKind, publish};
 use super::writes::{Tracked, refused_as_invalid};
 use super::{Context, TaskKey, status};
 use crate::Result;
+use tracing::Instrument;
 
 /// The longest wait between two tries to write a result.
 const REPORT_BACKOFF_MAX: Duration = Duration::from_secs(20);
@@ -128,7 +129,10 @@ async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> Tas
         let _ = tx.send(event);
     };
     let (plan, token) = (&run.plan, run.execution.token.clone());
-    let engine = mcall_engine::execute(plan, &run.ctx.limits, token, &observer);
+    // The engine's own log lines name the task through this span.
+    let engine = mcall_engine::execute(plan, &run.ctx.limits, token, &observer).instrument(
+        tracing::info_span!("execution", namespace = %run.key.namespace, task = %run.key.name),
+    );
     let mut engine = std::pin::pin!(engine);
     let claim_timer = tokio::time::sleep(CLAIM_AFTER);
     let mut claim_timer = std::pin::pin!(claim_timer);
