@@ -304,3 +304,41 @@ async fn secret_values_never_reach_status_or_events() {
     assert!(!all.contains("s3cr3t-value-42"), "{all}");
     op.stop().await;
 }
+
+#[tokio::test]
+async fn executions_are_bounded_by_max_concurrent_executions() {
+    let env = test_env("task-bound").await;
+    let op = start_operator(
+        &env,
+        mcall::config::OperatorConfig {
+            max_concurrent_executions: 2,
+            ..config_for(&env)
+        },
+    );
+    let log = std::env::temp_dir().join(format!("mcall-bound-{}", env.namespace));
+    let input = format!(
+        "echo start >> {0}; sleep 0.4; echo end >> {0}",
+        log.display()
+    );
+    for i in 0..6 {
+        create_task(
+            &env,
+            &format!("bounded-{i}"),
+            json!({"type": "cmd", "input": input}),
+        )
+        .await;
+    }
+    for i in 0..6 {
+        wait_for_phase(&env, &format!("bounded-{i}"), Phase::Succeeded, T).await;
+    }
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let (mut running, mut most) = (0i32, 0i32);
+    for line in lines.lines() {
+        running += if line == "start" { 1 } else { -1 };
+        most = most.max(running);
+    }
+    assert_eq!(lines.lines().count(), 12, "{lines}");
+    assert_eq!(most, 2, "two at a time, never more: {lines}");
+    op.stop().await;
+}
