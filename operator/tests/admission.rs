@@ -1,6 +1,7 @@
 //! What the schema cannot catch becomes `Failed` with a reason, never a crash or a hot loop:
 //! InvalidSpec (bad regex, malformed multi-input JSON, a non-URL for get, an unknown Secret) and
-//! CommandsNotAllowed; plus dependencies that fail, go missing, or succeed.
+//! CommandsNotAllowed; plus dependencies that fail, go missing, succeed, change or form a cycle,
+//! and a run the API server will not let the operator prepare (RBAC) until it does.
 
 mod common;
 
@@ -347,5 +348,98 @@ async fn results_pass_from_one_task_to_another() {
     wait_for_phase(&env, "consumer", Phase::Succeeded, T).await;
     wait_for_phase(&env, "with-default", Phase::Succeeded, T).await;
     failed_with(&env, "no-source", "InputUnavailable", "McallTask \"ghost\"").await;
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_the_api_server_will_not_prepare_says_why_and_runs_once_it_can() {
+    let env = test_env("prepare").await;
+    // The operator as a ServiceAccount that may do everything it needs but read Secrets.
+    let role = |name: &str, rules: serde_json::Value| {
+        serde_json::from_value::<k8s_openapi::api::rbac::v1::Role>(json!({
+            "metadata": {"name": name}, "rules": rules
+        }))
+        .unwrap()
+    };
+    let roles: kube::Api<k8s_openapi::api::rbac::v1::Role> =
+        kube::Api::namespaced(env.client.clone(), &env.namespace);
+    let bindings: kube::Api<k8s_openapi::api::rbac::v1::RoleBinding> =
+        kube::Api::namespaced(env.client.clone(), &env.namespace);
+    let bind = |role: &str| {
+        serde_json::from_value::<k8s_openapi::api::rbac::v1::RoleBinding>(json!({
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "no-secrets", "namespace": env.namespace}]
+        }))
+        .unwrap()
+    };
+    let pp = kube::api::PostParams::default();
+    roles
+        .create(&pp, &role("operate", json!([
+            {"apiGroups": ["mcall.tz.io"], "resources": ["mcalltasks"], "verbs": ["get", "list", "watch", "patch", "update"]},
+            {"apiGroups": ["mcall.tz.io"], "resources": ["mcalltasks/status"], "verbs": ["get", "patch", "update"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]}
+        ])))
+        .await
+        .unwrap();
+    bindings.create(&pp, &bind("operate")).await.unwrap();
+    let client = plane()
+        .service_account_client(&env.namespace, "no-secrets")
+        .await
+        .unwrap();
+    create_secret(&env, "creds", "token", "t0ken").await;
+    let op = start_operator_as(client, config_for(&env));
+    create_task(
+        &env,
+        "needs-secret",
+        json!({"type": "cmd", "input": "echo got=$TOKEN",
+               "environmentFrom": [{"name": "TOKEN", "secretKeyRef": {"name": "creds", "key": "token"}}]}),
+    )
+    .await;
+    let waiting = wait_for(&env, "needs-secret", T, "PrepareFailed", |s| {
+        s.conditions
+            .iter()
+            .flatten()
+            .any(|c| c.r#type == "Ready" && c.reason == "PrepareFailed")
+    })
+    .await
+    .status
+    .unwrap();
+    assert_eq!(waiting.phase, Some(Phase::Pending));
+    assert!(
+        waiting
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("forbidden"),
+        "{:?}",
+        waiting.message
+    );
+    // Allowed now: the retry (5 s after the first failure) runs it.
+    roles
+        .create(
+            &pp,
+            &role(
+                "read-secrets",
+                json!([
+                    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+                ]),
+            ),
+        )
+        .await
+        .unwrap();
+    bindings.create(&pp, &bind("read-secrets")).await.unwrap();
+    let done = wait_for_phase(&env, "needs-secret", Phase::Succeeded, T).await;
+    assert!(
+        done.status
+            .unwrap()
+            .result
+            .unwrap()
+            .output
+            .unwrap()
+            .contains("got=***"),
+        "ran with the Secret's value (redacted in status)"
+    );
     op.stop().await;
 }

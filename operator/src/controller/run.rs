@@ -229,6 +229,10 @@ impl OneShot {
             execution,
         } = self;
         let mut failures = 0u32;
+        // The result goes onto the version the run was decided on (read again on a conflict).
+        // Made when first needed: a thousand waiting runs hold only their task.
+        let mut tracked: Option<Tracked> = None;
+        let mut failure_shown: Option<String> = None;
         let (slot, plan) = loop {
             let slot = tokio::select! {
                 biased;
@@ -262,6 +266,34 @@ impl OneShot {
                     failures += 1;
                     let delay = super::retry_delay(failures);
                     tracing::warn!(namespace = key.namespace, name = key.name, error = %e, retry_in_secs = delay.as_secs(), "preparing the run failed; retrying");
+                    // Shown on the task once per distinct failure, so `kubectl get` tells why it
+                    // (and whatever depends on it) waits.
+                    let message = format!("preparing the run failed, retrying: {e}");
+                    if failure_shown.as_deref() != Some(message.as_str()) {
+                        let shown = tracked
+                            .get_or_insert_with(|| {
+                                Tracked::new(
+                                    api.clone(),
+                                    key.clone(),
+                                    uid.clone(),
+                                    Some(task.clone()),
+                                )
+                            })
+                            .write(|latest| {
+                                ctx.executions.is_current(&key, &execution).then(|| {
+                                    status::preparing_failed(
+                                        latest.status.as_ref(),
+                                        generation,
+                                        &message,
+                                        Timestamp::now(),
+                                    )
+                                })
+                            })
+                            .await;
+                        if matches!(shown, Ok(Some(_))) {
+                            failure_shown = Some(message);
+                        }
+                    }
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = execution.token.cancelled() => {}
@@ -276,8 +308,8 @@ impl OneShot {
             generation,
             "execution started"
         );
-        // The result goes onto the version the run was decided on (read again on a conflict).
-        let tracked = Tracked::new(api, key.clone(), uid, Some(task.clone()));
+        let tracked =
+            tracked.unwrap_or_else(|| Tracked::new(api, key.clone(), uid, Some(task.clone())));
         let run = Run {
             ctx,
             task,

@@ -53,6 +53,27 @@ fn base(
     status
 }
 
+/// A one-shot run that could not be prepared because the API server failed (reading a Secret of
+/// `environmentFrom`, say) and is retried: Pending, with `Ready` False saying why.
+pub fn preparing_failed(
+    previous: Option<&McallTaskStatus>,
+    generation: i64,
+    message: &str,
+    now: Timestamp,
+) -> McallTaskStatus {
+    let mut s = base(previous, generation, Phase::Pending, message);
+    set_condition(
+        &mut s,
+        READY,
+        ConditionStatus::False,
+        "PrepareFailed",
+        message,
+        generation,
+        now,
+    );
+    s
+}
+
 pub fn waiting(
     previous: Option<&McallTaskStatus>,
     generation: i64,

@@ -99,8 +99,12 @@ pub fn config_for(env: &TestEnv) -> OperatorConfig {
 }
 
 pub fn start_operator(env: &TestEnv, config: OperatorConfig) -> Operator {
+    start_operator_as(env.client.clone(), config)
+}
+
+/// The operator with `client`'s identity (a ServiceAccount's, say, so RBAC applies).
+pub fn start_operator_as(client: Client, config: OperatorConfig) -> Operator {
     let shutdown = CancellationToken::new();
-    let client = env.client.clone();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
         mcall::controller::run(client, config, Readiness::default(), token)
