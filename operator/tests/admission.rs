@@ -31,6 +31,16 @@ async fn failed_with(env: &TestEnv, name: &str, reason: &str, message_part: &str
     );
 }
 
+/// A `cmd` task that depends on `dependency`.
+async fn create_after(env: &TestEnv, name: &str, input: &str, dependency: &str) {
+    create_task(
+        env,
+        name,
+        json!({"type": "cmd", "input": input, "dependencies": [dependency]}),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn invalid_specs_fail_with_the_field_named() {
     let env = test_env("invalid").await;
@@ -124,24 +134,9 @@ async fn commands_only_run_in_allowed_namespaces() {
 async fn dependencies_gate_the_start_and_skip_with_the_culprit_named() {
     let env = test_env("deps").await;
     let op = start_operator(&env, config_for(&env));
-    create_task(
-        &env,
-        "child",
-        json!({"type": "cmd", "input": "echo child", "dependencies": ["parent"]}),
-    )
-    .await;
-    create_task(
-        &env,
-        "after-broken",
-        json!({"type": "cmd", "input": "echo x", "dependencies": ["broken"]}),
-    )
-    .await;
-    create_task(
-        &env,
-        "orphan",
-        json!({"type": "cmd", "input": "echo x", "dependencies": ["ghost"]}),
-    )
-    .await;
+    create_after(&env, "child", "echo child", "parent").await;
+    create_after(&env, "after-broken", "echo x", "broken").await;
+    create_after(&env, "orphan", "echo x", "ghost").await;
     // child waits (Pending) while parent does not exist yet, then runs once parent succeeds.
     wait_for_phase(&env, "child", Phase::Pending, T).await;
     create_task(
@@ -195,12 +190,7 @@ async fn a_dependency_whose_spec_changed_is_waited_for_not_judged_by_its_old_res
         )
         .await
         .unwrap();
-    create_task(
-        &env,
-        "after-base",
-        json!({"type": "cmd", "input": "echo after", "dependencies": ["base"]}),
-    )
-    .await;
+    create_after(&env, "after-base", "echo after", "base").await;
     let after = wait_for(&env, "after-base", T, "a final phase", |s| {
         matches!(
             s.phase,
@@ -226,12 +216,7 @@ async fn a_dependency_whose_spec_changed_is_waited_for_not_judged_by_its_old_res
 async fn dependency_cycles_fail_instead_of_waiting_forever() {
     let env = test_env("cycle").await;
     let op = start_operator(&env, config_for(&env));
-    create_task(
-        &env,
-        "selfish",
-        json!({"type": "cmd", "input": "echo x", "dependencies": ["selfish"]}),
-    )
-    .await;
+    create_after(&env, "selfish", "echo x", "selfish").await;
     failed_with(
         &env,
         "selfish",
@@ -241,25 +226,10 @@ async fn dependency_cycles_fail_instead_of_waiting_forever() {
     .await;
 
     // ping waits for pong to appear; pong closes the loop.
-    create_task(
-        &env,
-        "ping",
-        json!({"type": "cmd", "input": "echo ping", "dependencies": ["pong"]}),
-    )
-    .await;
-    create_task(
-        &env,
-        "after-ping",
-        json!({"type": "cmd", "input": "echo x", "dependencies": ["ping"]}),
-    )
-    .await;
+    create_after(&env, "ping", "echo ping", "pong").await;
+    create_after(&env, "after-ping", "echo x", "ping").await;
     wait_for_phase(&env, "ping", Phase::Pending, T).await;
-    create_task(
-        &env,
-        "pong",
-        json!({"type": "cmd", "input": "echo pong", "dependencies": ["ping"]}),
-    )
-    .await;
+    create_after(&env, "pong", "echo pong", "ping").await;
     let finished = |s: &McallTaskStatus| matches!(s.phase, Some(Phase::Failed | Phase::Skipped));
     let mut cycle_reported = false;
     for (name, other) in [("ping", "pong"), ("pong", "ping")] {
