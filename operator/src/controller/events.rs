@@ -62,12 +62,14 @@ impl EventSink {
             note: note.to_owned(),
             at: Timestamp::now(),
         });
-        if !queued {
+        let dropped = self.queue.dropped();
+        // The first drop and every thousandth: a flood of drops must not become a flood of logs.
+        if !queued && dropped % 1000 == 1 {
             tracing::warn!(
                 name = task.name_any(),
                 reason,
-                dropped = self.queue.dropped(),
-                "the Event queue is full; Event dropped"
+                dropped,
+                "the Event queue is full; Events are dropped"
             );
         }
     }
