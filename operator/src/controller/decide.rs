@@ -66,20 +66,31 @@ pub struct Policy {
     pub dependency_grace: Duration,
 }
 
+/// The decision when the task's status and this process's execution settle it, whatever the spec
+/// and the dependencies say: finished for this generation, running here, or interrupted. The
+/// reconcile asks this first and skips compiling the spec when it answers.
+pub fn settled(
+    generation: i64,
+    status: Option<&McallTaskStatus>,
+    running_here: Option<i64>,
+) -> Option<Decision> {
+    if running_here == Some(generation) {
+        return Some(Decision::Idle);
+    }
+    let current = status.and_then(|s| s.observed_generation) == Some(generation);
+    match status.and_then(|s| s.phase) {
+        Some(Phase::Succeeded | Phase::Failed | Phase::Skipped) if current => Some(Decision::Idle),
+        Some(Phase::Running) if current => Some(Decision::Interrupted),
+        _ => None,
+    }
+}
+
 pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
     let status = observed.status;
     let phase = status.and_then(|s| s.phase);
     let current = status.and_then(|s| s.observed_generation) == Some(observed.generation);
-
-    if observed.running_here == Some(observed.generation) {
-        return Decision::Idle;
-    }
-    if current {
-        match phase {
-            Some(Phase::Succeeded | Phase::Failed | Phase::Skipped) => return Decision::Idle,
-            Some(Phase::Running) => return Decision::Interrupted,
-            Some(Phase::Pending) | None => {}
-        }
+    if let Some(decision) = settled(observed.generation, status, observed.running_here) {
+        return decision;
     }
     if let Some(message) = &observed.invalid_spec {
         return Decision::Reject {
@@ -215,6 +226,23 @@ mod tests {
             commands_forbidden: false,
             now: at(0),
         }
+    }
+
+    #[test]
+    fn settled_answers_only_what_the_status_and_this_process_decide() {
+        let done = status(Phase::Succeeded, 1);
+        let running = status(Phase::Running, 1);
+        let pending = status(Phase::Pending, 1);
+        assert_eq!(settled(1, Some(&done), None), Some(Decision::Idle));
+        assert_eq!(settled(2, Some(&done), None), None, "a new generation");
+        assert_eq!(settled(1, Some(&running), Some(1)), Some(Decision::Idle));
+        assert_eq!(
+            settled(1, Some(&running), None),
+            Some(Decision::Interrupted)
+        );
+        assert_eq!(settled(1, Some(&pending), None), None);
+        assert_eq!(settled(1, None, Some(1)), Some(Decision::Idle));
+        assert_eq!(settled(1, None, None), None);
     }
 
     #[test]

@@ -80,6 +80,27 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
     let generation = task.metadata.generation.unwrap_or(0);
     let now = Timestamp::now();
 
+    let one_shot = task.spec.schedule.is_none();
+    if one_shot
+        && task.status.as_ref().is_some_and(|s| {
+            s.observed_generation == Some(generation)
+                && matches!(
+                    s.phase,
+                    Some(Phase::Succeeded | Phase::Failed | Phase::Skipped)
+                )
+        })
+    {
+        ctx.executions.settle(&key, &uid, generation);
+    }
+    // Most reconciles of a one-shot task (its own status writes) end here, without compiling it.
+    let running_here = ctx.executions.generation_of(&key, &uid);
+    if one_shot
+        && super::decide::settled(generation, task.status.as_ref(), running_here)
+            == Some(Decision::Idle)
+    {
+        return Ok(Action::await_change());
+    }
+
     let (spec, input_unavailable) = rendered_spec(ctx, &task);
     let plan = TaskPlan::compile(task_request(&spec, ResolvedEnvironment::default()));
     let (invalid_spec, uses_commands) = match &plan {
@@ -104,20 +125,11 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
         };
         return scheduled::apply(ctx, api, task, key, uid, generation, now, rejection).await;
     }
-    if task.status.as_ref().is_some_and(|s| {
-        s.observed_generation == Some(generation)
-            && matches!(
-                s.phase,
-                Some(Phase::Succeeded | Phase::Failed | Phase::Skipped)
-            )
-    }) {
-        ctx.executions.settle(&key, &uid, generation);
-    }
     let dependencies = dependencies::phases(&ctx.store, &task);
     let observed = Observed {
         generation,
         status: task.status.as_ref(),
-        running_here: ctx.executions.generation_of(&key, &uid),
+        running_here,
         dependency_cycle: dependencies
             .iter()
             .any(|(_, phase)| *phase == Some(Phase::Pending))
