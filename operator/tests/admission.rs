@@ -367,15 +367,25 @@ async fn a_run_the_api_server_will_not_prepare_says_why_and_runs_once_it_can() {
                "environmentFrom": [{"name": "TOKEN", "secretKeyRef": {"name": "creds", "key": "token"}}]}),
     )
     .await;
-    let waiting = wait_for(&env, "needs-secret", T, "PrepareFailed", |s| {
+    // And one whose Secret does not exist: forbidden first, then missing.
+    create_task(
+        &env,
+        "needs-ghost",
+        json!({"type": "cmd", "input": "echo never",
+               "environmentFrom": [{"name": "TOKEN", "secretKeyRef": {"name": "ghost", "key": "token"}}]}),
+    )
+    .await;
+    let prepare_failed = |s: &McallTaskStatus| {
         s.conditions
             .iter()
             .flatten()
             .any(|c| c.r#type == "Ready" && c.reason == "PrepareFailed")
-    })
-    .await
-    .status
-    .unwrap();
+    };
+    wait_for(&env, "needs-ghost", T, "PrepareFailed", prepare_failed).await;
+    let waiting = wait_for(&env, "needs-secret", T, "PrepareFailed", prepare_failed)
+        .await
+        .status
+        .unwrap();
     assert_eq!(waiting.phase, Some(Phase::Pending));
     assert!(
         waiting
@@ -401,6 +411,14 @@ async fn a_run_the_api_server_will_not_prepare_says_why_and_runs_once_it_can() {
         .unwrap();
     bindings.create(&pp, &bind("read-secrets")).await.unwrap();
     let done = wait_for_phase(&env, "needs-secret", Phase::Succeeded, T).await;
+    // Written onto the version its own PrepareFailed made, not lost to a conflict.
+    failed_with(
+        &env,
+        "needs-ghost",
+        "InvalidSpec",
+        "spec.environmentFrom[0].secretKeyRef",
+    )
+    .await;
     assert!(
         done.status
             .unwrap()

@@ -70,9 +70,11 @@ async fn sequential(
 /// slot, and must not become 256 processes and 256 output buffers.
 pub const PARALLEL_INPUTS: usize = 16;
 
-/// The inputs run concurrently inside this one future ([`PARALLEL_INPUTS`] at a time, results in
-/// input order), so borrowing the plan is enough; failFast cancels a child token that only the
-/// inputs watch, not the caller's: running inputs are killed and waiting ones never start.
+/// The inputs run concurrently inside this one future ([`PARALLEL_INPUTS`] at a time: the next
+/// starts as soon as any ends; results in input order), so borrowing the plan is enough.
+/// failFast cancels a child token that only the inputs watch, not the caller's: running inputs
+/// are killed and waiting ones never start. The task timeout bounds the whole attempt: an input
+/// whose turn comes after it elapsed is skipped, as in sequential mode.
 async fn parallel(
     plan: &TaskPlan,
     limits: &Limits,
@@ -85,23 +87,33 @@ async fn parallel(
     let runs: Vec<_> = plan
         .inputs
         .iter()
-        .map(|input| {
+        .enumerate()
+        .map(|(index, input)| {
             let fail_fast = &fail_fast;
             let first_failure = &first_failure;
             async move {
+                if Instant::now() >= deadline && !fail_fast.is_cancelled() {
+                    let reason = format!(
+                        "the task timeout of {} elapsed before this input's turn",
+                        seconds(plan.timeout)
+                    );
+                    return (index, InputResult::skipped(input, &reason));
+                }
                 let result = run_input(plan, input, limits, deadline, fail_fast).await;
                 if result.verdict == Verdict::Failed && plan.fail_fast {
                     let _ = first_failure.set(result.name.clone());
                     fail_fast.cancel();
                 }
-                result
+                (index, result)
             }
         })
         .collect();
-    let mut results: Vec<InputResult> = futures::stream::iter(runs)
-        .buffered(PARALLEL_INPUTS)
+    let mut finished: Vec<(usize, InputResult)> = futures::stream::iter(runs)
+        .buffer_unordered(PARALLEL_INPUTS)
         .collect()
         .await;
+    finished.sort_by_key(|(index, _)| *index);
+    let mut results: Vec<InputResult> = finished.into_iter().map(|(_, r)| r).collect();
     if let Some(failed) = first_failure.get()
         && !cancel.is_cancelled()
     {

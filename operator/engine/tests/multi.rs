@@ -185,6 +185,63 @@ async fn parallel_runs_at_most_a_bounded_number_of_inputs_at_once() {
 }
 
 #[tokio::test]
+async fn a_slow_parallel_input_does_not_hold_back_the_ones_waiting_for_their_turn() {
+    let log = std::env::temp_dir().join(format!("mcall-turns-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let mut inputs = vec![format!(
+        r#"{{"input": "sleep 1; echo slow >> {}"}}"#,
+        log.display()
+    )];
+    inputs.extend(vec![
+        r#"{"input": "true"}"#.to_owned();
+        mcall_engine::PARALLEL_INPUTS - 1
+    ]);
+    inputs.push(format!(
+        r#"{{"input": "echo waited >> {}"}}"#,
+        log.display()
+    ));
+    let mut req = request(TaskKind::Cmd, format!("[{}]", inputs.join(",")));
+    req.execution_mode = ExecutionMode::Parallel;
+    let outcome = run(req).await;
+    assert_eq!(outcome.verdict, Verdict::Succeeded, "{outcome:?}");
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(
+        lines, "waited\nslow\n",
+        "the last input started while the slow one ran"
+    );
+    assert_eq!(
+        outcome.inputs.len(),
+        mcall_engine::PARALLEL_INPUTS + 1,
+        "in input order"
+    );
+    assert_eq!(outcome.inputs[0].name, "input-0");
+}
+
+#[tokio::test]
+async fn a_parallel_input_whose_turn_comes_after_the_timeout_is_skipped() {
+    let mut inputs = vec![r#"{"input": "sleep 5"}"#; mcall_engine::PARALLEL_INPUTS];
+    inputs.push(r#"{"input": "echo late", "name": "late"}"#);
+    let mut req = request(TaskKind::Cmd, format!("[{}]", inputs.join(",")));
+    req.execution_mode = ExecutionMode::Parallel;
+    req.timeout = Duration::from_millis(500);
+    let outcome = run(req).await;
+    assert_eq!(outcome.verdict, Verdict::Failed);
+    let late = outcome.inputs.last().unwrap();
+    assert_eq!(
+        (late.name.as_str(), late.verdict),
+        ("late", Verdict::Skipped)
+    );
+    assert!(
+        late.error_message
+            .as_deref()
+            .unwrap()
+            .contains("elapsed before this input's turn"),
+        "{late:?}"
+    );
+}
+
+#[tokio::test]
 async fn parallel_without_fail_fast_lets_all_finish() {
     let mut req = request(
         TaskKind::Cmd,

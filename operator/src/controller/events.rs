@@ -62,9 +62,10 @@ impl EventSink {
             note: note.to_owned(),
             at: Timestamp::now(),
         });
-        let dropped = self.queue.dropped();
         // The first drop and every thousandth: a flood of drops must not become a flood of logs.
-        if !queued && dropped % 1000 == 1 {
+        if let Err(dropped) = queued
+            && dropped % 1000 == 1
+        {
             tracing::warn!(
                 name = task.name_any(),
                 reason,
@@ -159,18 +160,19 @@ impl EventQueue {
         }
     }
 
-    /// Whether the Event was queued (false: the queue is full and it was dropped).
-    fn push(&self, pending: Pending) -> bool {
+    /// Queues the Event, or drops it when the queue is full: `Err` then counts the drops so far.
+    fn push(&self, pending: Pending) -> Result<(), u64> {
         let mut items = self.items.lock().expect("not poisoned");
         if items.len() >= self.capacity {
-            self.dropped
+            let before = self
+                .dropped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return false;
+            return Err(before + 1);
         }
         items.push_back(pending);
         drop(items);
         self.pushed.notify_one();
-        true
+        Ok(())
     }
 
     fn pop(&self) -> Option<Pending> {
@@ -190,10 +192,6 @@ impl EventQueue {
 
     fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn dropped(&self) -> u64 {
-        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -254,14 +252,14 @@ mod tests {
     #[test]
     fn the_queue_is_first_in_first_out_and_drops_what_does_not_fit() {
         let queue = EventQueue::new(2);
-        assert!(queue.push(pending("first")));
-        assert!(queue.push(pending("second")));
-        assert!(!queue.push(pending("third")));
-        assert_eq!(queue.dropped(), 1);
+        assert_eq!(queue.push(pending("first")), Ok(()));
+        assert_eq!(queue.push(pending("second")), Ok(()));
+        assert_eq!(queue.push(pending("third")), Err(1), "the first drop");
+        assert_eq!(queue.push(pending("fourth")), Err(2));
         assert_eq!(queue.pop().map(|p| p.reason).as_deref(), Some("first"));
-        assert!(queue.push(pending("fourth")));
+        assert_eq!(queue.push(pending("fifth")), Ok(()));
         let rest: Vec<String> = std::iter::from_fn(|| queue.pop().map(|p| p.reason)).collect();
-        assert_eq!(rest, ["second", "fourth"]);
+        assert_eq!(rest, ["second", "fifth"]);
         assert!(queue.is_empty());
     }
 

@@ -254,9 +254,12 @@ fn logged<T>(written: Result<Option<T>>, key: &TaskKey, what: &str) -> bool {
 /// current one-shot run was written.
 async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Result<bool> {
     let mut failures = 0u32;
+    // Set when the API server refused `outcome` as invalid: what is reported instead.
+    let mut refused: Option<TaskOutcome> = None;
     loop {
         let (ctx, key, execution, kind) = (&run.ctx, &run.key, &run.execution, &run.kind);
         let generation = run.generation;
+        let outcome = refused.as_ref().unwrap_or(outcome);
         let mut current = false;
         let written = tracked
             .write(|latest| {
@@ -274,35 +277,12 @@ async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Resu
                 return Ok(current && matches!(kind, RunKind::OneShot));
             }
             // A result the API server refuses as invalid is not tried again as it is: the run
-            // is recorded as failed with the server's reason instead, which always fits.
-            Err(e) if refused_as_invalid(&e).is_some() => {
-                let refusal = refused_as_invalid(&e).unwrap_or_default().to_owned();
+            // is reported failed with the server's reason instead, without output or inputs,
+            // through the same path (a scheduled run keeps its history and claims).
+            Err(e) if refused.is_none() && refused_as_invalid(&e).is_some() => {
+                let reason = refused_as_invalid(&e).unwrap_or_default();
                 tracing::warn!(namespace = key.namespace, name = key.name, error = %e, "the API server refused the result");
-                let message = format!("the API server refused this run's result: {refusal}");
-                let written = tracked
-                    .write(|latest| {
-                        current = ctx.executions.is_current(key, execution);
-                        current.then(|| {
-                            status::failed(
-                                latest.status.as_ref(),
-                                generation,
-                                "ResultRefused",
-                                &status::truncate(&message, 1000),
-                                Timestamp::now(),
-                            )
-                        })
-                    })
-                    .await?;
-                if written.is_some() {
-                    publish(
-                        ctx,
-                        &run.task,
-                        EventType::Warning,
-                        "ResultRefused",
-                        &message,
-                    );
-                }
-                return Ok(written.is_some() && matches!(kind, RunKind::OneShot));
+                refused = Some(refused_outcome(outcome, reason));
             }
             // Until it lands, however long the API server is away; during a shutdown a few
             // more tries at most.
@@ -444,6 +424,21 @@ fn announce(
     }
 }
 
+/// What is reported of `outcome` when the API server refused its status as invalid.
+fn refused_outcome(outcome: &TaskOutcome, refusal: &str) -> TaskOutcome {
+    TaskOutcome {
+        verdict: Verdict::Failed,
+        output: String::new(),
+        error_code: Some("ResultRefused".into()),
+        error_message: Some(status::truncate(
+            &format!("the API server refused this run's result: {refusal}"),
+            1000,
+        )),
+        inputs: Vec::new(),
+        ..outcome.clone()
+    }
+}
+
 /// The outcome of an execution cancelled while it waited for a slot.
 fn cancelled_before_start() -> TaskOutcome {
     TaskOutcome {
@@ -458,5 +453,39 @@ fn cancelled_before_start() -> TaskOutcome {
         retries: 0,
         last_retry_at: None,
         inputs: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_result_is_reported_as_a_failure_naming_the_refusal() {
+        let original = TaskOutcome {
+            verdict: Verdict::Succeeded,
+            output: "x".repeat(100),
+            error_code: None,
+            http_status: Some(200),
+            duration: Duration::from_millis(7),
+            retries: 2,
+            ..cancelled_before_start()
+        };
+        let refused = refused_outcome(&original, "status.inputResults: Too many: 300");
+        assert_eq!(refused.verdict, Verdict::Failed);
+        assert_eq!(refused.error_code.as_deref(), Some("ResultRefused"));
+        assert!(
+            refused
+                .error_message
+                .as_deref()
+                .unwrap()
+                .contains("refused this run's result: status.inputResults: Too many")
+        );
+        assert!(refused.output.is_empty() && refused.inputs.is_empty());
+        assert_eq!(
+            (refused.http_status, refused.duration, refused.retries),
+            (Some(200), Duration::from_millis(7), 2),
+            "what the run measured stays"
+        );
     }
 }

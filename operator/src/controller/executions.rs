@@ -202,6 +202,23 @@ impl Executions {
             .is_some_and(|c| c.execution.id == execution.id)
     }
 
+    /// Cancels the task's one-shot execution of a generation older than `generation`: the spec
+    /// it runs is gone, whatever the new generation decides (it may wait for dependencies, or
+    /// be invalid). Its result is then written nowhere (it is no longer current).
+    pub fn cancel_older_one_shot(&self, key: &TaskKey, uid: &str, generation: i64) {
+        let mut map = self.inner.lock().expect("not poisoned");
+        let Some(runs) = map.get_mut(key) else {
+            return;
+        };
+        let stale = runs
+            .current
+            .as_ref()
+            .is_some_and(|c| c.uid == uid && c.scheduled.is_none() && c.generation < generation);
+        if stale && let Some(old) = runs.current.take() {
+            old.execution.token.cancel();
+        }
+    }
+
     /// Forgets `execution`, current or overtaken.
     pub fn finish(&self, key: &TaskKey, execution: &Execution) {
         self.finish_with(key, execution, false);
@@ -428,6 +445,26 @@ mod tests {
         );
         ex.finish(&key(), &second);
         assert!(ex.is_empty());
+    }
+
+    #[test]
+    fn a_one_shot_run_of_an_older_generation_is_cancelled_whatever_replaces_it() {
+        let ex = Executions::default();
+        let old = ex.start(key(), "uid", 1);
+        ex.cancel_older_one_shot(&key(), "uid", 1);
+        assert!(!old.token.is_cancelled(), "same generation: kept");
+        ex.cancel_older_one_shot(&key(), "other-uid", 2);
+        assert!(!old.token.is_cancelled(), "another task's uid: kept");
+        ex.cancel_older_one_shot(&key(), "uid", 2);
+        assert!(old.token.is_cancelled());
+        assert!(!ex.is_current(&key(), &old));
+        assert_eq!(ex.generation_of(&key(), "uid"), None);
+        let scheduled = ex.start_scheduled(key(), "uid", 1, at(0));
+        ex.cancel_older_one_shot(&key(), "uid", 2);
+        assert!(
+            !scheduled.token.is_cancelled(),
+            "scheduled runs follow their own policy"
+        );
     }
 
     #[test]

@@ -92,6 +92,9 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
     {
         ctx.executions.settle(&key, &uid, generation);
     }
+    if one_shot {
+        ctx.executions.cancel_older_one_shot(&key, &uid, generation);
+    }
     // Most reconciles of a one-shot task (its own status writes) end here, without compiling it.
     let running_here = ctx.executions.generation_of(&key, &uid);
     if one_shot

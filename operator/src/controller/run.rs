@@ -10,12 +10,12 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use mcall_engine::TaskPlan;
-use mcall_generated::McallTask;
+use mcall_generated::{McallTask, McallTaskStatus};
 
 use super::environment::{self, ResolveError};
 use super::execute::{Run, execute};
 use super::executions::Execution;
-use super::reconcile::{reject, rendered_spec};
+use super::reconcile::rendered_spec;
 use super::status::HistoryLimits;
 use super::writes::{Tracked, is_conflict, write_onto_read, write_status_if};
 use super::{Context, TaskKey, status};
@@ -86,8 +86,12 @@ pub(super) async fn start(
         tokio::spawn(waiting.run());
         return Ok(Action::await_change());
     };
-    let Prepared::Ready(plan) = prepare(ctx, api, &task, generation, &kind).await? else {
-        return Ok(Action::await_change());
+    let plan = match prepare(ctx, &task).await? {
+        Prepared::Ready(plan) => plan,
+        Prepared::CannotRun { reason, message } => {
+            cannot_run_scheduled(ctx, api, &task, generation, &kind, reason, &message).await?;
+            return Ok(Action::await_change());
+        }
     };
     // Registered before the claim is written, so the reconcile that write triggers sees the
     // execution as ours and leaves it alone.
@@ -162,34 +166,25 @@ pub(super) async fn start(
 /// What preparing a run came to.
 enum Prepared {
     Ready(Box<TaskPlan>),
-    /// The run cannot start. `reported`: the status says why; otherwise the task changed since
-    /// it was read, and the reconcile that change triggers decides again.
+    /// The run cannot start: a condition reason and why.
     CannotRun {
-        reported: bool,
+        reason: &'static str,
+        message: String,
     },
 }
 
-/// Fills the template, resolves the environment, compiles the plan.
-async fn prepare(
-    ctx: &Context,
-    api: &Api<McallTask>,
-    task: &McallTask,
-    generation: i64,
-    kind: &RunKind,
-) -> Result<Prepared> {
+/// Fills the template, resolves the environment, compiles the plan. Writes nothing: what cannot
+/// run is reported by the caller, which knows the version to write onto.
+async fn prepare(ctx: &Context, task: &McallTask) -> Result<Prepared> {
     let (spec, input_unavailable) = rendered_spec(ctx, task);
-    let cannot_run = async |reason, message: &str| {
-        cannot_run(ctx, api, task, generation, kind, reason, message)
-            .await
-            .map(|reported| Prepared::CannotRun { reported })
-    };
+    let cannot_run = |reason, message: String| Ok(Prepared::CannotRun { reason, message });
     if let Some(message) = input_unavailable {
-        return cannot_run("InputUnavailable", &message).await;
+        return cannot_run("InputUnavailable", message);
     }
     let namespace = task.namespace().unwrap_or_default();
     let resolved = match environment::resolve(&ctx.client, &namespace, &spec).await {
         Ok(resolved) => resolved,
-        Err(ResolveError::Spec(message)) => return cannot_run("InvalidSpec", &message).await,
+        Err(ResolveError::Spec(message)) => return cannot_run("InvalidSpec", message),
         Err(ResolveError::Api(source)) => {
             return Err(Error::Kube {
                 op: "reading environmentFrom",
@@ -199,7 +194,7 @@ async fn prepare(
     };
     match TaskPlan::compile(task_request(&spec, resolved)) {
         Ok(plan) => Ok(Prepared::Ready(Box::new(plan))),
-        Err(e) => cannot_run("InvalidSpec", &e.to_string()).await,
+        Err(e) => cannot_run("InvalidSpec", e.to_string()),
     }
 }
 
@@ -248,58 +243,60 @@ impl OneShot {
                 ctx.executions.finish(&key, &execution);
                 return;
             };
-            let prepared = Box::pin(prepare(&ctx, &api, &task, generation, &RunKind::OneShot));
-            match prepared.await {
+            let prepared = Box::pin(prepare(&ctx, &task)).await;
+            let failure = match prepared {
                 Ok(Prepared::Ready(plan)) => break (slot, *plan),
-                Ok(Prepared::CannotRun { reported: true }) => {
-                    ctx.executions.finish_reported(&key, &execution);
-                    return;
-                }
-                Ok(Prepared::CannotRun { reported: false }) => {
-                    ctx.executions.finish(&key, &execution);
-                    return;
-                }
-                Err(e) => {
-                    // The API server failed us (reading a Secret, say): retried like a failed
-                    // reconcile, without holding a slot.
-                    drop(slot);
-                    failures += 1;
-                    let delay = super::retry_delay(failures);
-                    tracing::warn!(namespace = key.namespace, name = key.name, error = %e, retry_in_secs = delay.as_secs(), "preparing the run failed; retrying");
-                    // Shown on the task once per distinct failure, so `kubectl get` tells why it
-                    // (and whatever depends on it) waits.
-                    let message = format!("preparing the run failed, retrying: {e}");
-                    if failure_shown.as_deref() != Some(message.as_str()) {
-                        let shown = tracked
-                            .get_or_insert_with(|| {
-                                Tracked::new(
-                                    api.clone(),
-                                    key.clone(),
-                                    uid.clone(),
-                                    Some(task.clone()),
-                                )
-                            })
-                            .write(|latest| {
-                                ctx.executions.is_current(&key, &execution).then(|| {
-                                    status::preparing_failed(
-                                        latest.status.as_ref(),
-                                        generation,
-                                        &message,
-                                        Timestamp::now(),
-                                    )
-                                })
-                            })
-                            .await;
-                        if matches!(shown, Ok(Some(_))) {
-                            failure_shown = Some(message);
+                Ok(Prepared::CannotRun { reason, message }) => {
+                    let tracked = tracked.get_or_insert_with(|| {
+                        Tracked::new(api.clone(), key.clone(), uid.clone(), Some(task.clone()))
+                    });
+                    let failed = |previous: Option<&McallTaskStatus>| {
+                        status::failed(previous, generation, reason, &message, Timestamp::now())
+                    };
+                    match write_if_current(&ctx, &key, &execution, generation, tracked, failed)
+                        .await
+                    {
+                        Ok(Some(before)) => {
+                            publish(&ctx, &before, EventType::Warning, reason, &message);
+                            ctx.executions.finish_reported(&key, &execution);
+                            return;
                         }
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = execution.token.cancelled() => {}
-                        () = ctx.shutdown.cancelled() => {}
+                        // Replaced by a newer generation or deleted: nothing to report.
+                        Ok(None) => {
+                            ctx.executions.finish(&key, &execution);
+                            return;
+                        }
+                        Err(e) => e,
                     }
                 }
+                Err(e) => e,
+            };
+            // The API server failed us (reading a Secret, or writing why the run cannot start):
+            // retried like a failed reconcile, without holding a slot.
+            drop(slot);
+            failures += 1;
+            let delay = super::retry_delay(failures);
+            tracing::warn!(namespace = key.namespace, name = key.name, error = %failure, retry_in_secs = delay.as_secs(), "preparing the run failed; retrying");
+            // Shown on the task once per distinct failure, so `kubectl get` tells why it (and
+            // whatever depends on it) waits.
+            let message = format!("preparing the run failed, retrying: {failure}");
+            if failure_shown.as_deref() != Some(message.as_str()) {
+                let tracked = tracked.get_or_insert_with(|| {
+                    Tracked::new(api.clone(), key.clone(), uid.clone(), Some(task.clone()))
+                });
+                let shown = |previous: Option<&McallTaskStatus>| {
+                    status::preparing_failed(previous, generation, &message, Timestamp::now())
+                };
+                if let Ok(Some(_)) =
+                    write_if_current(&ctx, &key, &execution, generation, tracked, shown).await
+                {
+                    failure_shown = Some(message);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = execution.token.cancelled() => {}
+                () = ctx.shutdown.cancelled() => {}
             }
         };
         tracing::info!(
@@ -324,11 +321,31 @@ impl OneShot {
     }
 }
 
-/// The run cannot start (a Secret or ConfigMap of `environmentFrom` is missing, say). A one-shot
-/// task fails; a scheduled run is recorded as failed with its tick claimed, so the next tick
-/// tries again instead of this one being retried in a loop. Returns whether that was written
-/// (not when the task changed since it was read).
-async fn cannot_run(
+/// Writes the status `build` makes from the latest task's, while `execution` is the task's
+/// current one and the task is still at `generation`. Returns the task as it was before the
+/// write, if written.
+async fn write_if_current(
+    ctx: &Context,
+    key: &TaskKey,
+    execution: &Execution,
+    generation: i64,
+    tracked: &mut Tracked,
+    build: impl Fn(Option<&McallTaskStatus>) -> McallTaskStatus,
+) -> Result<Option<Arc<McallTask>>> {
+    let written = tracked
+        .write(|latest| {
+            (ctx.executions.is_current(key, execution)
+                && latest.metadata.generation == Some(generation))
+            .then(|| build(latest.status.as_ref()))
+        })
+        .await?;
+    Ok(written.map(|(before, _)| before))
+}
+
+/// A scheduled run that cannot start (a Secret or ConfigMap of `environmentFrom` is missing,
+/// say) is recorded as failed with its tick claimed, so the next tick tries again instead of
+/// this one being retried in a loop.
+async fn cannot_run_scheduled(
     ctx: &Context,
     api: &Api<McallTask>,
     task: &McallTask,
@@ -336,7 +353,7 @@ async fn cannot_run(
     kind: &RunKind,
     reason: &'static str,
     message: &str,
-) -> Result<bool> {
+) -> Result<()> {
     let RunKind::Scheduled {
         scheduled,
         tick,
@@ -346,7 +363,7 @@ async fn cannot_run(
         ..
     } = kind
     else {
-        return reject(ctx, api, task, reason, message).await;
+        unreachable!("one-shot runs report through their own Tracked");
     };
     let now = Timestamp::now();
     let failed = status::failed(task.status.as_ref(), generation, reason, message, now);
@@ -366,11 +383,10 @@ async fn cannot_run(
     if let Some(value) = run_now {
         claimed.run_now_handled = Some(value.clone());
     }
-    let written = write_onto_read(api, task, &claimed).await?;
-    if written {
+    if write_onto_read(api, task, &claimed).await? {
         publish(ctx, task, EventType::Warning, reason, message);
     }
-    Ok(written)
+    Ok(())
 }
 
 /// Events are best effort: a failure to record one is logged, never fails the reconcile.
