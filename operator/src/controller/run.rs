@@ -226,7 +226,7 @@ impl OneShot {
         let mut failures = 0u32;
         // The result goes onto the version the run was decided on (read again on a conflict).
         // Made when first needed: a thousand waiting runs hold only their task.
-        let mut tracked: Option<Tracked> = None;
+        let mut tracked: Option<Box<Tracked>> = None;
         let mut failure_shown: Option<String> = None;
         let (slot, plan) = loop {
             let slot = tokio::select! {
@@ -248,14 +248,21 @@ impl OneShot {
                 Ok(Prepared::Ready(plan)) => break (slot, *plan),
                 Ok(Prepared::CannotRun { reason, message }) => {
                     let tracked = tracked.get_or_insert_with(|| {
-                        Tracked::new(api.clone(), key.clone(), uid.clone(), Some(task.clone()))
+                        Box::new(Tracked::new(
+                            api.clone(),
+                            key.clone(),
+                            uid.clone(),
+                            Some(task.clone()),
+                        ))
                     });
                     let failed = |previous: Option<&McallTaskStatus>| {
                         status::failed(previous, generation, reason, &message, Timestamp::now())
                     };
-                    match write_if_current(&ctx, &key, &execution, generation, tracked, failed)
-                        .await
-                    {
+                    // Boxed, like every request here: the waiting future stays small.
+                    let written = Box::pin(write_if_current(
+                        &ctx, &key, &execution, generation, tracked, failed,
+                    ));
+                    match written.await {
                         Ok(Some(before)) => {
                             publish(&ctx, &before, EventType::Warning, reason, &message);
                             ctx.executions.finish_reported(&key, &execution);
@@ -282,14 +289,20 @@ impl OneShot {
             let message = format!("preparing the run failed, retrying: {failure}");
             if failure_shown.as_deref() != Some(message.as_str()) {
                 let tracked = tracked.get_or_insert_with(|| {
-                    Tracked::new(api.clone(), key.clone(), uid.clone(), Some(task.clone()))
+                    Box::new(Tracked::new(
+                        api.clone(),
+                        key.clone(),
+                        uid.clone(),
+                        Some(task.clone()),
+                    ))
                 });
                 let shown = |previous: Option<&McallTaskStatus>| {
                     status::preparing_failed(previous, generation, &message, Timestamp::now())
                 };
-                if let Ok(Some(_)) =
-                    write_if_current(&ctx, &key, &execution, generation, tracked, shown).await
-                {
+                let written = Box::pin(write_if_current(
+                    &ctx, &key, &execution, generation, tracked, shown,
+                ));
+                if let Ok(Some(_)) = written.await {
                     failure_shown = Some(message);
                 }
             }
@@ -305,8 +318,10 @@ impl OneShot {
             generation,
             "execution started"
         );
-        let tracked =
-            tracked.unwrap_or_else(|| Tracked::new(api, key.clone(), uid, Some(task.clone())));
+        let tracked = tracked.map_or_else(
+            || Tracked::new(api, key.clone(), uid, Some(task.clone())),
+            |tracked| *tracked,
+        );
         let run = Run {
             ctx,
             task,
