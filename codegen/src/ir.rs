@@ -121,9 +121,29 @@ pub struct Field {
     pub description: Option<String>,
     pub required: bool,
     pub default: Option<Value>,
+    /// Applied by the API server only; the Rust field stays optional.
+    pub server_default: Option<Value>,
     pub schema: Schema,
     /// CEL rules on this field's value.
     pub rules: Vec<Rule>,
+}
+
+impl Field {
+    /// The description as documented (Rust doc, CRD description): a server default is told, since
+    /// the Rust type (an `Option`) cannot tell it.
+    pub fn documentation(&self) -> Option<String> {
+        let Some(value) = &self.server_default else {
+            return self.description.clone();
+        };
+        let shown = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_owned);
+        let note = format!("The API server fills in `{shown}` when absent.");
+        Some(match &self.description {
+            Some(d) => format!("{d}\n\n{note}"),
+            None => note,
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -601,6 +601,21 @@ impl Lowerer {
                 value: value.clone(),
             });
         }
+        if let Some(value) = &node.server_default {
+            if node.required || node.default.is_some() {
+                self.error(
+                    file,
+                    path,
+                    "serverDefault is for optional fields: not with required or default",
+                );
+            }
+            self.pending.push(Pending::Default {
+                file: file.into(),
+                path: format!("{path}.serverDefault"),
+                schema: schema.clone(),
+                value: value.clone(),
+            });
+        }
         // Rules on an inline object belong to the object type; elsewhere they constrain the field.
         let rules = if node.ty.as_deref() == Some("object") {
             Vec::new()
@@ -620,6 +635,7 @@ impl Lowerer {
             description,
             required: node.required,
             default: node.default.clone(),
+            server_default: node.server_default.clone(),
             schema,
             rules,
         })

@@ -65,6 +65,9 @@ pub struct Node {
     #[serde(default)]
     pub required: bool,
     pub default: Option<Value>,
+    /// A default only the API server applies (on create and when reading an object that lacks
+    /// it): the Rust field stays an `Option`, since a client may see the object before.
+    pub server_default: Option<Value>,
     #[serde(rename = "enum")]
     pub variants: Option<Vec<String>>,
     pub format: Option<String>,

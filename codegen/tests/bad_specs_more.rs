@@ -50,6 +50,28 @@ fn a_kind_file_that_does_not_load_adds_no_rbac_errors() {
 }
 
 #[test]
+fn a_server_default_must_fit_and_belongs_to_optional_fields() {
+    assert_refused(&[
+        Case {
+            name: "server default that is not a variant",
+            edit: Replace(KIND, "serverDefault: Pending", "serverDefault: Waiting"),
+            path: "versions[0].status.fields.phase.serverDefault",
+            problem: "default",
+        },
+        Case {
+            name: "server default beside a default",
+            edit: Replace(
+                KIND,
+                "serverDefault: Pending",
+                "serverDefault: Pending\n          default: Pending",
+            ),
+            path: "versions[0].status.fields.phase",
+            problem: "serverDefault",
+        },
+    ]);
+}
+
+#[test]
 fn defaults_the_rust_emitter_cannot_express_are_refused() {
     assert_refused(&[
         Case {

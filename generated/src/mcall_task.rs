@@ -233,6 +233,8 @@ fn default_mcall_task_spec_failed_runs_history_limit() -> i64 {
 #[serde(rename_all = "camelCase")]
 pub struct McallTaskStatus {
     /// Lifecycle phase of a task, a workflow or one of its tasks.
+    ///
+    /// The API server fills in `Pending` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Human-readable summary of the last transition.

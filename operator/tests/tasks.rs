@@ -17,12 +17,14 @@ const T: Duration = Duration::from_secs(30);
 async fn a_command_task_succeeds_with_result_conditions_and_events() {
     let env = test_env("task-ok").await;
     let op = start_operator(&env, config_for(&env));
-    create_task(
+    let created = create_task(
         &env,
         "hello",
         json!({"type": "cmd", "input": "echo hello from mcall", "expect": "hello"}),
     )
     .await;
+    // Pending from the start, before the operator wrote anything (the CRD's status default).
+    assert_eq!(created.status.and_then(|s| s.phase), Some(Phase::Pending));
     let task = wait_for_phase(&env, "hello", Phase::Succeeded, T).await;
     let status = task.status.unwrap();
     let result = status.result.unwrap();

@@ -131,10 +131,16 @@ async fn server_side_defaults_appear_in_typed_objects() {
     );
     assert_eq!(stored.spec.successful_runs_history_limit, 3);
     assert_eq!(stored.spec.failed_runs_history_limit, 1);
-    assert!(stored.status.is_none());
+    // No status was written: the API server shows the status's server default.
+    let status = stored
+        .status
+        .expect("the status defaults to {phase: Pending}");
+    assert_eq!(status.phase, Some(mcall_generated::Phase::Pending));
+    assert_eq!(status.observed_generation, None);
     // The raw stored object carries the defaults too (not only serde's fallbacks).
     let stored_raw = raw.get("bare").await.unwrap();
     assert_eq!(stored_raw.data["spec"]["timeout"], json!(30));
+    assert_eq!(stored_raw.data["status"], json!({"phase": "Pending"}));
     assert_eq!(
         stored_raw.data["spec"]["executionMode"],
         json!("sequential")

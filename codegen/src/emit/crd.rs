@@ -94,10 +94,19 @@ fn root_schema(ir: &Ir, kind: &Kind) -> Value {
     };
     let mut properties = Map::new();
     properties.insert("spec".into(), object(&kind.spec_type));
-    if let Some(status) = &kind.status_type {
-        let mut status = object(status);
+    if let Some(status_name) = &kind.status_type {
+        let mut status = object(status_name);
         // A new object has no status; the operator writes it.
         status["nullable"] = json!(true);
+        // Server defaults inside the status apply only to a status that exists: `{}` makes one
+        // (the API server defaults it when the object is created and read).
+        let has_server_defaults = matches!(
+            ir.types.get(status_name).map(|d| &d.def),
+            Some(TypeDef::Object(o)) if o.fields.iter().any(|f| f.server_default.is_some())
+        );
+        if has_server_defaults {
+            status["default"] = json!({});
+        }
         properties.insert("status".into(), status);
     }
     let mut root = Map::new();

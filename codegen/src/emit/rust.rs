@@ -231,7 +231,7 @@ fn struct_item(ir: &Ir, o: &ObjectType, kind: Option<&Kind>, uses: &mut Uses) ->
     let mut default_values = Vec::new();
     for f in &o.fields {
         let ident = Ident::new_raw_or_plain(&f.ident);
-        let field_doc = docs(f.description.as_deref());
+        let field_doc = docs(f.documentation().as_deref());
         let ty = rust_type(ir, &f.schema, uses);
         let optional = !f.required && f.default.is_none();
         let ty = if optional {

@@ -17,7 +17,7 @@ pub enum Dialect {
 /// A field's property schema: its type's schema plus the field's description, default and rules.
 pub fn field_schema(types: &Types, field: &Field, dialect: Dialect) -> Map<String, Value> {
     let mut out = schema(types, &field.schema, dialect);
-    match &field.description {
+    match &field.documentation() {
         Some(d) => {
             out.insert("description".into(), json!(d));
         }
@@ -25,7 +25,7 @@ pub fn field_schema(types: &Types, field: &Field, dialect: Dialect) -> Map<Strin
             out.remove("description");
         }
     }
-    if let Some(default) = &field.default {
+    if let Some(default) = field.default.as_ref().or(field.server_default.as_ref()) {
         out.insert("default".into(), default.clone());
     }
     // An optional field is an `Option` in Rust, which accepts null; the schema says so too.

@@ -303,7 +303,8 @@ pub(super) async fn apply(
     // Nothing due: keep nextScheduleTime current, and say when the first run comes; a new task
     // whose first run is at most FIRST_RUN_SOON away gets its first status with that run (when
     // a thousand checks are created at once, that is a thousand writes fewer).
-    if status.is_none()
+    // (The API server shows a new task as `phase: Pending` before anything is written.)
+    if status.is_none_or(|s| s.observed_generation.is_none())
         && decision.next_schedule_time.is_some_and(|at| {
             Duration::try_from(at.duration_since(now)).is_ok_and(|d| d <= FIRST_RUN_SOON)
         })
