@@ -227,6 +227,14 @@ impl OneShot {
         // The result goes onto the version the run was decided on (read again on a conflict).
         // Made when first needed: a thousand waiting runs hold only their task.
         let mut tracked: Option<Box<Tracked>> = None;
+        let new_tracked = || {
+            Box::new(Tracked::new(
+                api.clone(),
+                key.clone(),
+                uid.clone(),
+                Some(task.clone()),
+            ))
+        };
         let mut failure_shown: Option<String> = None;
         let (slot, plan) = loop {
             let slot = tokio::select! {
@@ -247,14 +255,7 @@ impl OneShot {
             let failure = match prepared {
                 Ok(Prepared::Ready(plan)) => break (slot, *plan),
                 Ok(Prepared::CannotRun { reason, message }) => {
-                    let tracked = tracked.get_or_insert_with(|| {
-                        Box::new(Tracked::new(
-                            api.clone(),
-                            key.clone(),
-                            uid.clone(),
-                            Some(task.clone()),
-                        ))
-                    });
+                    let tracked = tracked.get_or_insert_with(new_tracked);
                     let failed = |previous: Option<&McallTaskStatus>| {
                         status::failed(previous, generation, reason, &message, Timestamp::now())
                     };
@@ -288,14 +289,7 @@ impl OneShot {
             // whatever depends on it) waits.
             let message = format!("preparing the run failed, retrying: {failure}");
             if failure_shown.as_deref() != Some(message.as_str()) {
-                let tracked = tracked.get_or_insert_with(|| {
-                    Box::new(Tracked::new(
-                        api.clone(),
-                        key.clone(),
-                        uid.clone(),
-                        Some(task.clone()),
-                    ))
-                });
+                let tracked = tracked.get_or_insert_with(new_tracked);
                 let shown = |previous: Option<&McallTaskStatus>| {
                     status::preparing_failed(previous, generation, &message, Timestamp::now())
                 };
