@@ -75,12 +75,12 @@ impl EventSink {
         }
     }
 
-    /// Creates queued Events until `stop`, then for at most [`FLUSH_GRACE`] more while any are left.
-    pub async fn publish_queued(self, stop: CancellationToken) {
+    /// Creates queued Events until `stop`, then for at most `flush_grace` more while any are left.
+    pub async fn publish_queued(self, stop: CancellationToken, flush_grace: Duration) {
         let mut in_flight = FuturesUnordered::new();
         let flush_deadline = async {
             stop.cancelled().await;
-            tokio::time::sleep(FLUSH_GRACE).await;
+            tokio::time::sleep(flush_grace).await;
         };
         tokio::pin!(flush_deadline);
         loop {
@@ -237,7 +237,84 @@ fn event(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+
+    /// A client whose API server takes `answer_after` for every request (forever when `None`),
+    /// and the number of Event creates it received.
+    fn client(answer_after: Option<Duration>) -> (Client, Arc<AtomicUsize>) {
+        let creates = Arc::new(AtomicUsize::new(0));
+        let seen = creates.clone();
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let seen = seen.clone();
+            async move {
+                if request.method() == http::Method::POST
+                    && request.uri().path().ends_with("/events")
+                {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }
+                match answer_after {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => std::future::pending::<()>().await,
+                }
+                Ok::<_, std::convert::Infallible>(http::Response::new(kube::client::Body::from(
+                    b"{}".to_vec(),
+                )))
+            }
+        });
+        (Client::new(service, "default"), creates)
+    }
+
+    fn task() -> McallTask {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "mcall.tz.io/v1", "kind": "McallTask",
+            "metadata": {"name": "t", "namespace": "checks", "uid": "u-1"},
+            "spec": {"type": "cmd", "input": "true"}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn events_queued_when_the_operator_stops_are_still_created() {
+        let (client, creates) = client(Some(Duration::from_millis(20)));
+        let sink = EventSink::new(client, "mcall-operator", None);
+        for _ in 0..10 {
+            sink.publish(&task(), EventType::Normal, "Succeeded", "done");
+        }
+        let stop = CancellationToken::new();
+        stop.cancel();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            sink.clone().publish_queued(stop, Duration::from_secs(5)),
+        )
+        .await
+        .expect("returns once the queue is empty");
+        assert_eq!(creates.load(Ordering::SeqCst), 10);
+        assert!(sink.queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stop_waits_for_an_unanswering_api_server_only_the_flush_grace() {
+        let (client, creates) = client(None);
+        let sink = EventSink::new(client, "mcall-operator", None);
+        for _ in 0..5 {
+            sink.publish(&task(), EventType::Warning, "Failed", "exit 1");
+        }
+        let stop = CancellationToken::new();
+        stop.cancel();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            sink.publish_queued(stop, Duration::from_millis(200)),
+        )
+        .await
+        .expect("gives up after the flush grace");
+        assert_eq!(
+            creates.load(Ordering::SeqCst),
+            CREATES_IN_FLIGHT,
+            "no more than two creates at a time"
+        );
+    }
 
     fn pending(reason: &str) -> Pending {
         Pending {

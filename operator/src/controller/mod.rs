@@ -93,7 +93,11 @@ pub async fn run(
     let lease_kept = tokio::spawn(lease.keep(lease_stop.clone()));
     let events = EventSink::new(client.clone(), FIELD_MANAGER, config.instance.as_deref());
     let events_stop = CancellationToken::new();
-    let events_published = tokio::spawn(events.clone().publish_queued(events_stop.clone()));
+    let events_published = tokio::spawn(
+        events
+            .clone()
+            .publish_queued(events_stop.clone(), events::FLUSH_GRACE),
+    );
     let executions = Executions::default();
     let slots = Arc::new(Semaphore::new(config.max_concurrent_executions.max(1)));
     let mut controllers = Vec::new();
