@@ -80,29 +80,31 @@ async fn apply(task: Arc<McallTask>, ctx: &Arc<Context>, api: &Api<McallTask>) -
     let generation = task.metadata.generation.unwrap_or(0);
     let now = Timestamp::now();
 
-    let one_shot = task.spec.schedule.is_none();
-    if one_shot
-        && task.status.as_ref().is_some_and(|s| {
+    // A one-shot task: what this process runs of it (a run of an older generation is cancelled,
+    // whatever the new one decides). Most of its reconciles (its own status writes) end here,
+    // without compiling the spec.
+    let running_here = if task.spec.schedule.is_none() {
+        let finished = task.status.as_ref().is_some_and(|s| {
             s.observed_generation == Some(generation)
                 && matches!(
                     s.phase,
                     Some(Phase::Succeeded | Phase::Failed | Phase::Skipped)
                 )
-        })
-    {
-        ctx.executions.settle(&key, &uid, generation);
-    }
-    if one_shot {
+        });
+        if finished {
+            ctx.executions.settle(&key, &uid, generation);
+        }
         ctx.executions.cancel_older_one_shot(&key, &uid, generation);
-    }
-    // Most reconciles of a one-shot task (its own status writes) end here, without compiling it.
-    let running_here = ctx.executions.generation_of(&key, &uid);
-    if one_shot
-        && super::decide::settled(generation, task.status.as_ref(), running_here)
+        let running_here = ctx.executions.generation_of(&key, &uid);
+        if super::decide::settled(generation, task.status.as_ref(), running_here)
             == Some(Decision::Idle)
-    {
-        return Ok(Action::await_change());
-    }
+        {
+            return Ok(Action::await_change());
+        }
+        running_here
+    } else {
+        None
+    };
 
     let (spec, input_unavailable) = rendered_spec(ctx, &task);
     let plan = TaskPlan::compile(task_request(&spec, ResolvedEnvironment::default()));
@@ -204,7 +206,7 @@ pub(super) async fn reject(
     task: &McallTask,
     reason: &str,
     message: &str,
-) -> Result<bool> {
+) -> Result<()> {
     let generation = task.metadata.generation.unwrap_or(0);
     let next = status::failed(
         task.status.as_ref(),
@@ -215,11 +217,10 @@ pub(super) async fn reject(
     );
     // Onto the version read: a result that landed meanwhile is not overwritten; the reconcile
     // its write triggers decides again.
-    let written = write_onto_read(api, task, &next).await?;
-    if written {
+    if write_onto_read(api, task, &next).await? {
         publish(ctx, task, EventType::Warning, reason, message);
     }
-    Ok(written)
+    Ok(())
 }
 
 /// The spec with `inputTemplate` filled from `inputSources` (read from the cache), or the spec
