@@ -13,7 +13,7 @@ use crate::redact::{Redactor, report};
 use crate::runner::InputResult;
 
 /// Runs `plan` to its outcome: one attempt, plus up to `retry_count` retries of failed attempts
-/// (never of cancelled ones), waiting `limits.backoff(n)` before retry `n`. `observer` hears of
+/// (never of cancelled ones), waiting `limits.backoff().delay(n)` (jittered) before retry `n`. `observer` hears of
 /// each retry as it starts. Cancelling `cancel` stops the running attempt (process groups are
 /// killed) or the backoff wait promptly, with [`Verdict::Cancelled`].
 pub async fn execute(
@@ -45,7 +45,7 @@ pub async fn execute(
             return build(summary, retries);
         }
         let next = retries + 1;
-        let delay = limits.backoff(next);
+        let delay = limits.backoff().delay(next);
         let reason = plan.redact(summary.message.as_deref().unwrap_or("the attempt failed"));
         tracing::info!(retry = next, of = plan.retry_count, delay_ms = delay.as_millis() as u64, %reason, "attempt failed, retrying");
         tokio::select! {

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod backoff;
 mod capture;
 mod checks;
 mod cmd;
@@ -40,6 +41,7 @@ mod request;
 mod runner;
 mod text_match;
 
+pub use backoff::Backoff;
 pub use execute::execute;
 pub use expect::{Expectation, Subject, parse_expectation};
 pub use fanout::PARALLEL_INPUTS;

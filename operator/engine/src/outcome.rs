@@ -36,11 +36,13 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The delay before retry number `retry` (1-based): `retry_base * 2^(retry-1)`, at most
-    /// `retry_cap`.
-    pub fn backoff(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
-        self.retry_base.saturating_mul(factor).min(self.retry_cap)
+    /// The backoff between attempts: `retry_base` doubling to `retry_cap`, with jitter (see
+    /// [`crate::Backoff`]).
+    pub fn backoff(&self) -> crate::Backoff {
+        crate::Backoff {
+            first: self.retry_base,
+            max: self.retry_cap,
+        }
     }
 }
 
@@ -147,9 +149,13 @@ mod tests {
             retry_cap: Duration::from_secs(30),
             ..Limits::default()
         };
-        let delays: Vec<u64> = (1..=7).map(|n| limits.backoff(n).as_secs()).collect();
+        let delays: Vec<u64> = (1..=7)
+            .map(|n| limits.backoff().nominal(n).as_secs())
+            .collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
-        assert_eq!(limits.backoff(100), Duration::from_secs(30));
+        assert_eq!(limits.backoff().nominal(100), Duration::from_secs(30));
+        let wait = limits.backoff().delay(2);
+        assert!(wait >= Duration::from_secs(2) && wait < Duration::from_secs(4));
     }
 
     #[test]

@@ -6,12 +6,11 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use mcall_generated::{McallTaskStatus, Phase};
 
+use super::report::conditions::DEPENDENCIES_READY;
+
 /// Why a `cmd` task outside the operator's command namespaces does not run.
 pub const COMMANDS_NOT_ALLOWED: &str =
     "cmd tasks are not allowed in this namespace (see the operator's commandNamespaces)";
-
-/// Condition type set while a task waits for its dependencies.
-pub const DEPENDENCIES_READY: &str = "DependenciesReady";
 
 /// What the controller knows about a task when it decides.
 #[derive(Clone, Debug)]
@@ -86,10 +85,7 @@ pub fn settled(
 }
 
 pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
-    let status = observed.status;
-    let phase = status.and_then(|s| s.phase);
-    let current = status.and_then(|s| s.observed_generation) == Some(observed.generation);
-    if let Some(decision) = settled(observed.generation, status, observed.running_here) {
+    if let Some(decision) = settled(observed.generation, observed.status, observed.running_here) {
         return decision;
     }
     if let Some(message) = &observed.invalid_spec {
@@ -138,6 +134,20 @@ pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
         return Decision::Start;
     }
 
+    wait_or_skip(observed, policy, &unfinished, &missing)
+}
+
+/// Dependencies unfinished or missing: wait for them, or skip once a missing one outstayed the
+/// grace period.
+fn wait_or_skip(
+    observed: &Observed<'_>,
+    policy: Policy,
+    unfinished: &[&str],
+    missing: &[&str],
+) -> Decision {
+    let status = observed.status;
+    let phase = status.and_then(|s| s.phase);
+    let current = status.and_then(|s| s.observed_generation) == Some(observed.generation);
     // The wait started when the DependenciesReady condition last became False for this generation.
     let since = status
         .filter(|_| current && phase == Some(Phase::Pending))

@@ -3,33 +3,40 @@
 //! A one-shot run writes nothing before it starts. A run that ends within [`CLAIM_AFTER`] makes a
 //! single status write, its result; a longer one is recorded as `Running` when it gets there (with
 //! a `Started` Event), so a restart finds it and fails it as `Interrupted` instead of running it
-//! again. A scheduled run's tick was claimed before it started (see `run::start`).
+//! again. A scheduled run's tick was claimed before it started (see `start`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::EventType;
-use mcall_engine::{EngineEvent, TaskOutcome, TaskPlan, Verdict};
-use mcall_generated::{McallTask, McallTaskStatus, Phase};
+use mcall_engine::{Backoff, EngineEvent, TaskOutcome, TaskPlan, Verdict};
+use mcall_generated::{McallTask, Phase};
 use tokio::sync::OwnedSemaphorePermit;
-
-use super::executions::Execution;
-use super::run::{Claim, RunKind, publish};
-use super::writes::{Tracked, refused_as_invalid};
-use super::{Context, TaskKey, status};
-use crate::Result;
 use tracing::Instrument;
 
-/// The longest wait between two tries to write a result.
-const REPORT_BACKOFF_MAX: Duration = Duration::from_secs(20);
+use super::context::Context;
+use super::executions::{Execution, TaskKey};
+use super::outcome::{announcement, cancelled_before_start, outcome_status, refused_outcome};
+use super::report::writes::{Tracked, refused_as_invalid};
+use super::report::{Note, publish};
+use super::runs::{Claim, RunKind};
+use super::status;
+use crate::Result;
+
+/// Tries to write a result: 400 ms after the first failure, doubling, at most 20 s apart (10 s
+/// with up to as much again of jitter), until it lands.
+const REPORT_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(400),
+    max: Duration::from_secs(10),
+};
+/// During a shutdown the tries come quickly: the drain waits 5 s for them.
+const REPORT_RETRY_STOPPING: Duration = Duration::from_millis(250);
 
 /// How long a one-shot run goes before it is recorded as `Running`.
-pub(super) const CLAIM_AFTER: Duration = Duration::from_secs(1);
+pub const CLAIM_AFTER: Duration = Duration::from_secs(1);
 
 /// What one execution reports with.
-pub(super) struct Run {
+pub struct Run {
     pub ctx: Arc<Context>,
     pub task: Arc<McallTask>,
     pub key: TaskKey,
@@ -41,12 +48,15 @@ pub(super) struct Run {
 
 /// Runs `run` in `slot` (taken here when `None`) and writes its result before freeing the slot;
 /// `tracked` is where its status writes go and knows the version it started from.
-pub(super) async fn execute(run: Run, mut tracked: Tracked, slot: Option<OwnedSemaphorePermit>) {
-    if let RunKind::Scheduled {
-        scheduled, claim, ..
-    } = &run.kind
-        && *claim != Claim::Now
+pub async fn execute(
+    run: Run,
+    mut tracked: Tracked<McallTask>,
+    slot: Option<OwnedSemaphorePermit>,
+) {
+    if let RunKind::Scheduled(scheduled_run) = &run.kind
+        && scheduled_run.claim != Claim::Now
     {
+        let (scheduled, claim) = (&scheduled_run.scheduled, scheduled_run.claim);
         let wait =
             Duration::try_from(scheduled.duration_since(Timestamp::now())).unwrap_or_default();
         tokio::select! {
@@ -55,7 +65,7 @@ pub(super) async fn execute(run: Run, mut tracked: Tracked, slot: Option<OwnedSe
         }
         // A tick claimed by an earlier result starts only while the Lease vouches for it: a
         // successor then knows which claims this process may have started.
-        if *claim == Claim::Chained {
+        if claim == Claim::Chained {
             let vouched = tokio::select! {
                 biased;
                 () = run.execution.token.cancelled() => false,
@@ -78,7 +88,7 @@ pub(super) async fn execute(run: Run, mut tracked: Tracked, slot: Option<OwnedSe
     };
     // A one-shot run, or a scheduled one claimed by an earlier result, records `Running` only
     // once it lasts; other scheduled runs wrote their claim as `Running`.
-    let mut claimed = !writes_running_late(&run.kind);
+    let mut claimed = !run.kind.writes_running_late();
     if permit.is_none() && !claimed {
         // Cancelled before it started and nothing was written: a replaced or deleted task has
         // nothing to report, and after a shutdown the task simply runs on the next start.
@@ -112,17 +122,13 @@ pub(super) async fn execute(run: Run, mut tracked: Tracked, slot: Option<OwnedSe
     drop(permit);
 }
 
-/// Whether the run writes `Running` only once it has gone on for [`CLAIM_AFTER`].
-fn writes_running_late(kind: &RunKind) -> bool {
-    match kind {
-        RunKind::OneShot => true,
-        RunKind::Scheduled { claim, .. } => *claim == Claim::Chained,
-    }
-}
-
 /// Runs the plan, recording retries as they happen and `Running` once it has gone on for
 /// [`CLAIM_AFTER`] (a one-shot run also records a `Started` Event then).
-async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> TaskOutcome {
+async fn run_engine(
+    run: &Run,
+    tracked: &mut Tracked<McallTask>,
+    claimed: &mut bool,
+) -> TaskOutcome {
     let started_at = Timestamp::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<EngineEvent>();
     let observer = move |event: EngineEvent| {
@@ -143,19 +149,18 @@ async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> Tas
             outcome = &mut engine => {
                 // Retries announced at the very end: their count is in the result.
                 while let Ok(EngineEvent::Retrying { attempt, reason, .. }) = rx.try_recv() {
-                    let note = format!("attempt {attempt} after: {reason}");
-                    publish(&run.ctx, &run.task, EventType::Warning, "Retrying", &note);
+                    announce_retry(run, attempt, &reason);
                 }
                 return outcome;
             }
-            () = &mut claim_timer, if !announced && writes_running_late(&run.kind) => {
+            () = &mut claim_timer, if !announced && run.kind.writes_running_late() => {
                 announced = true;
                 if !*claimed {
                     *claimed = write_running(run, tracked, started_at, None).await;
                 }
                 if matches!(run.kind, RunKind::OneShot) {
                     let note = format!("running {} input(s)", run.plan.inputs().len());
-                    publish(&run.ctx, &run.task, EventType::Normal, "Started", &note);
+                    publish(&run.ctx.events, run.task.as_ref(), &Note::normal("Started", note));
                 }
             }
             Some(EngineEvent::Retrying { attempt, at, reason }) = rx.recv() => {
@@ -167,11 +172,15 @@ async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> Tas
                     write_running(run, tracked, started_at, Some(retry)).await
                 };
                 *claimed |= written;
-                let note = format!("attempt {attempt} after: {reason}");
-                publish(&run.ctx, &run.task, EventType::Warning, "Retrying", &note);
+                announce_retry(run, attempt, &reason);
             }
         }
     }
+}
+
+fn announce_retry(run: &Run, attempt: u32, reason: &str) {
+    let note = Note::warning("Retrying", format!("attempt {attempt} after: {reason}"));
+    publish(&run.ctx.events, run.task.as_ref(), &note);
 }
 
 /// Records the run as `Running` (and the retry under way, if any). False when nothing was
@@ -179,7 +188,7 @@ async fn run_engine(run: &Run, tracked: &mut Tracked, claimed: &mut bool) -> Tas
 /// longer current.
 async fn write_running(
     run: &Run,
-    tracked: &mut Tracked,
+    tracked: &mut Tracked<McallTask>,
     started_at: Timestamp,
     retry: Option<(u32, Timestamp, &str)>,
 ) -> bool {
@@ -190,21 +199,9 @@ async fn write_running(
                 let previous = latest.status.as_ref();
                 let running = match &run.kind {
                     RunKind::OneShot => status::running(previous, generation, started_at),
-                    RunKind::Scheduled {
-                        scheduled,
-                        tick,
-                        run_now,
-                        next,
-                        ..
-                    } => status::scheduled_running(
-                        previous,
-                        generation,
-                        started_at,
-                        *scheduled,
-                        *tick,
-                        run_now.as_deref(),
-                        *next,
-                    ),
+                    RunKind::Scheduled(scheduled) => {
+                        status::scheduled_running(previous, generation, started_at, scheduled)
+                    }
                 };
                 match retry {
                     Some((attempt, at, reason)) => status::retrying(&running, attempt, at, reason),
@@ -219,7 +216,7 @@ async fn write_running(
 /// Records a retry on the status of the current, claimed run.
 async fn write_retry(
     run: &Run,
-    tracked: &mut Tracked,
+    tracked: &mut Tracked<McallTask>,
     (attempt, at, reason): (u32, Timestamp, &str),
 ) -> bool {
     let (ctx, key, execution) = (&run.ctx, &run.key, &run.execution);
@@ -252,7 +249,11 @@ fn logged<T>(written: Result<Option<T>>, key: &TaskKey, what: &str) -> bool {
 /// lands, or a few times during a shutdown. A run that is no longer current (spec changed, Replace, Allow) leaves only its
 /// history record of a scheduled run; a deleted task gets nothing. Returns whether the result of a
 /// current one-shot run was written.
-async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Result<bool> {
+async fn report(
+    run: &Run,
+    tracked: &mut Tracked<McallTask>,
+    outcome: &TaskOutcome,
+) -> Result<bool> {
     let mut failures = 0u32;
     // Set when the API server refused `outcome` as invalid: what is reported instead.
     let mut refused: Option<TaskOutcome> = None;
@@ -264,14 +265,16 @@ async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Resu
         let written = tracked
             .write(|latest| {
                 current = ctx.executions.is_current(key, execution);
-                outcome_status(latest, generation, kind, current, outcome)
+                outcome_status(latest, generation, kind, current, outcome, Timestamp::now())
             })
             .await;
         match written {
             Ok(None) => return Ok(false),
             Ok(Some((before, next))) => {
                 if current {
-                    announce(ctx, &before, kind, outcome, &next);
+                    if let Some(note) = announcement(&before, kind, outcome, &next) {
+                        publish(&ctx.events, before.as_ref(), &note);
+                    }
                     tracing::info!(namespace = key.namespace, name = key.name, generation, verdict = ?outcome.verdict, "execution finished");
                 }
                 return Ok(current && matches!(kind, RunKind::OneShot));
@@ -288,11 +291,10 @@ async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Resu
             // more tries at most.
             Err(e) if failures < 5 || !ctx.shutdown.is_cancelled() => {
                 failures += 1;
-                // During a shutdown the tries come quickly: the drain waits 5 s for them.
                 let delay = if ctx.shutdown.is_cancelled() {
-                    Duration::from_millis(250)
+                    REPORT_RETRY_STOPPING
                 } else {
-                    Duration::from_millis(200 << failures.min(7)).min(REPORT_BACKOFF_MAX)
+                    REPORT_BACKOFF.delay(failures)
                 };
                 if failures >= 3 {
                     tracing::warn!(namespace = key.namespace, name = key.name, error = %e, retry_in_ms = delay.as_millis(), "writing the result failed; retrying");
@@ -303,189 +305,5 @@ async fn report(run: &Run, tracked: &mut Tracked, outcome: &TaskOutcome) -> Resu
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// The status a finished run leaves on `latest`, or `None` when it leaves nothing.
-fn outcome_status(
-    latest: &McallTask,
-    generation: i64,
-    kind: &RunKind,
-    current: bool,
-    outcome: &TaskOutcome,
-) -> Option<McallTaskStatus> {
-    let now = Timestamp::now();
-    match (kind, current) {
-        (RunKind::OneShot, false) => None,
-        (RunKind::OneShot, true) => {
-            let previous = latest.status.as_ref();
-            let claimed = previous.filter(|s| {
-                s.phase == Some(Phase::Running) && s.observed_generation == Some(generation)
-            });
-            // A run that never wrote `Running` is reported as if it had, so its start time and
-            // dependency condition are those of this run.
-            let started = Timestamp::try_from(outcome.started_at).unwrap_or(now);
-            let running = claimed
-                .cloned()
-                .unwrap_or_else(|| status::running(previous, generation, started));
-            Some(status::finished(Some(&running), generation, outcome, now))
-        }
-        (
-            RunKind::Scheduled {
-                scheduled, limits, ..
-            },
-            false,
-        ) => {
-            let previous = latest.status.clone().unwrap_or_default();
-            Some(status::overtaken_run_finished(
-                &previous, outcome, now, *scheduled, *limits,
-            ))
-        }
-        (
-            RunKind::Scheduled {
-                scheduled,
-                tick,
-                run_now,
-                next,
-                limits,
-                ..
-            },
-            true,
-        ) => {
-            let previous = latest.status.as_ref();
-            let claimed = previous.filter(|s| {
-                s.phase == Some(Phase::Running)
-                    && s.current_run.as_ref().map(|t| t.0) == Some(*scheduled)
-            });
-            // A run claimed by an earlier result that ended within a second wrote nothing yet.
-            let started = Timestamp::try_from(outcome.started_at).unwrap_or(now);
-            let running = claimed.cloned().unwrap_or_else(|| {
-                status::scheduled_running(
-                    previous,
-                    generation,
-                    started,
-                    *scheduled,
-                    *tick,
-                    run_now.as_deref(),
-                    *next,
-                )
-            });
-            let mut finished = status::scheduled_finished(
-                Some(&running),
-                generation,
-                outcome,
-                now,
-                *scheduled,
-                *limits,
-            );
-            // The next tick is claimed in the same write, unless the spec changed meanwhile:
-            // one status write per tick.
-            let unchanged = latest.metadata.generation == Some(generation) && !latest.spec.suspend;
-            finished.claimed_tick = next.filter(|at| unchanged && *at > now).map(MicroTime);
-            Some(finished)
-        }
-    }
-}
-
-/// The outcome's Event: always for a one-shot task; for a scheduled one only when a run fails or
-/// the task recovers, so a busy schedule does not flood the API server.
-fn announce(
-    ctx: &Context,
-    latest: &McallTask,
-    kind: &RunKind,
-    outcome: &TaskOutcome,
-    next: &McallTaskStatus,
-) {
-    let (event_type, reason) = match outcome.verdict {
-        Verdict::Succeeded => (EventType::Normal, "Succeeded"),
-        _ => (EventType::Warning, "Failed"),
-    };
-    // The newest history record before this run tells what the previous run did.
-    let previous_phase = latest
-        .status
-        .as_ref()
-        .and_then(|s| s.history.as_ref())
-        .and_then(|h| h.first())
-        .map(|r| r.phase);
-    let changed = match kind {
-        RunKind::OneShot => true,
-        RunKind::Scheduled { .. } => {
-            outcome.verdict != Verdict::Succeeded || previous_phase != Some(Phase::Succeeded)
-        }
-    };
-    if changed {
-        let note = format!(
-            "{} (started {}, ran {} ms)",
-            next.message.as_deref().unwrap_or_default(),
-            Timestamp::try_from(outcome.started_at).unwrap_or_else(|_| Timestamp::now()),
-            outcome.duration.as_millis()
-        );
-        publish(ctx, latest, event_type, reason, &note);
-    }
-}
-
-/// What is reported of `outcome` when the API server refused its status as invalid.
-fn refused_outcome(outcome: &TaskOutcome, refusal: &str) -> TaskOutcome {
-    TaskOutcome {
-        verdict: Verdict::Failed,
-        output: String::new(),
-        error_code: Some("ResultRefused".into()),
-        error_message: Some(status::truncate(
-            &format!("the API server refused this run's result: {refusal}"),
-            1000,
-        )),
-        inputs: Vec::new(),
-        ..outcome.clone()
-    }
-}
-
-/// The outcome of an execution cancelled while it waited for a slot.
-fn cancelled_before_start() -> TaskOutcome {
-    TaskOutcome {
-        verdict: Verdict::Cancelled,
-        output: String::new(),
-        error_code: Some("Cancelled".into()),
-        error_message: Some("cancelled before it started".into()),
-        http_status: None,
-        response_time: None,
-        started_at: std::time::SystemTime::now(),
-        duration: Duration::ZERO,
-        retries: 0,
-        last_retry_at: None,
-        inputs: Vec::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_refused_result_is_reported_as_a_failure_naming_the_refusal() {
-        let original = TaskOutcome {
-            verdict: Verdict::Succeeded,
-            output: "x".repeat(100),
-            error_code: None,
-            http_status: Some(200),
-            duration: Duration::from_millis(7),
-            retries: 2,
-            ..cancelled_before_start()
-        };
-        let refused = refused_outcome(&original, "status.inputResults: Too many: 300");
-        assert_eq!(refused.verdict, Verdict::Failed);
-        assert_eq!(refused.error_code.as_deref(), Some("ResultRefused"));
-        assert!(
-            refused
-                .error_message
-                .as_deref()
-                .unwrap()
-                .contains("refused this run's result: status.inputResults: Too many")
-        );
-        assert!(refused.output.is_empty() && refused.inputs.is_empty());
-        assert_eq!(
-            (refused.http_status, refused.duration, refused.retries),
-            (Some(200), Duration::from_millis(7), 2),
-            "what the run measured stays"
-        );
     }
 }

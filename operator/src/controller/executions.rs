@@ -14,6 +14,15 @@ pub struct TaskKey {
     pub name: String,
 }
 
+impl TaskKey {
+    pub fn of(object: &impl kube::ResourceExt) -> TaskKey {
+        TaskKey {
+            namespace: object.namespace().unwrap_or_default(),
+            name: object.name_any(),
+        }
+    }
+}
+
 /// One execution: its id tells it apart from a later execution of the same task.
 #[derive(Clone, Debug)]
 pub struct Execution {
@@ -54,6 +63,23 @@ impl TaskRuns {
     }
 }
 
+/// What this process runs, or just reported, of one task (one uid): what a plan decides on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunsHere {
+    /// The current run: its generation, and its scheduled time if it is a scheduled run.
+    pub current: Option<CurrentRun>,
+    /// The generation of a one-shot run whose result was written but is not in the cache yet.
+    pub reported: Option<i64>,
+    /// The scheduled time of the latest scheduled run this process finished.
+    pub last_ran: Option<Timestamp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CurrentRun {
+    pub generation: i64,
+    pub scheduled: Option<Timestamp>,
+}
+
 #[derive(Clone, Default)]
 pub struct Executions {
     inner: Arc<Mutex<HashMap<TaskKey, TaskRuns>>>,
@@ -65,6 +91,34 @@ impl Executions {
         Execution {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             token: CancellationToken::new(),
+        }
+    }
+
+    /// A snapshot of what runs here for the task with this uid (a re-created task is another).
+    pub fn runs_here(&self, key: &TaskKey, uid: &str) -> RunsHere {
+        let map = self.inner.lock().expect("not poisoned");
+        let Some(runs) = map.get(key) else {
+            return RunsHere::default();
+        };
+        RunsHere {
+            current: runs
+                .current
+                .as_ref()
+                .filter(|c| c.uid == uid)
+                .map(|c| CurrentRun {
+                    generation: c.generation,
+                    scheduled: c.scheduled,
+                }),
+            reported: runs
+                .reported
+                .as_ref()
+                .filter(|(u, _)| u == uid)
+                .map(|(_, g)| *g),
+            last_ran: runs
+                .last_ran
+                .as_ref()
+                .filter(|(u, _)| u == uid)
+                .map(|(_, at)| *at),
         }
     }
 

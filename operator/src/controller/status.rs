@@ -5,40 +5,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use mcall_engine::{TaskOutcome, Verdict};
 use mcall_generated::{
-    Condition, ConditionStatus, InputResult, McallTaskStatus, Phase, RunRecord, TaskResult,
+    ConditionStatus, InputResult, McallTaskStatus, Phase, RunRecord, TaskResult,
 };
 
-use super::decide::DEPENDENCIES_READY;
-
-pub const READY: &str = "Ready";
-
-/// Sets a condition, keeping its transition time when its status did not change.
-pub fn set_condition(
-    status: &mut McallTaskStatus,
-    type_: &str,
-    value: ConditionStatus,
-    reason: &str,
-    message: &str,
-    generation: i64,
-    now: Timestamp,
-) {
-    let conditions = status.conditions.get_or_insert_with(Vec::new);
-    let transition = conditions
-        .iter()
-        .find(|c| c.r#type == type_ && c.status == value)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
-    conditions.retain(|c| c.r#type != type_);
-    conditions.push(Condition {
-        r#type: type_.to_owned(),
-        status: value,
-        observed_generation: Some(generation),
-        last_transition_time: transition,
-        reason: reason.to_owned(),
-        message: truncate(message, 1024),
-    });
-    conditions.sort_by(|a, b| a.r#type.cmp(&b.r#type));
-}
+use super::report::conditions::{DEPENDENCIES_READY, READY, set_condition};
+use super::report::truncate;
+use super::runs::{HistoryLimits, ScheduledRun};
 
 fn base(
     previous: Option<&McallTaskStatus>,
@@ -63,7 +35,7 @@ pub fn preparing_failed(
 ) -> McallTaskStatus {
     let mut s = base(previous, generation, Phase::Pending, message);
     set_condition(
-        &mut s,
+        &mut s.conditions,
         READY,
         ConditionStatus::False,
         "PrepareFailed",
@@ -90,7 +62,7 @@ pub fn waiting(
         });
     }
     set_condition(
-        &mut s,
+        &mut s.conditions,
         DEPENDENCIES_READY,
         ConditionStatus::False,
         "WaitingForDependencies",
@@ -99,7 +71,7 @@ pub fn waiting(
         since,
     );
     set_condition(
-        &mut s,
+        &mut s.conditions,
         READY,
         ConditionStatus::False,
         "WaitingForDependencies",
@@ -119,7 +91,7 @@ pub fn skipped(
     let mut s = base(previous, generation, Phase::Skipped, message);
     s.completion_time = Some(Time(now));
     set_condition(
-        &mut s,
+        &mut s.conditions,
         DEPENDENCIES_READY,
         ConditionStatus::False,
         "DependencyNotSatisfied",
@@ -128,7 +100,7 @@ pub fn skipped(
         now,
     );
     set_condition(
-        &mut s,
+        &mut s.conditions,
         READY,
         ConditionStatus::False,
         "Skipped",
@@ -161,7 +133,7 @@ pub fn failed(
         error_message: Some(truncate(message, 1024)),
     });
     set_condition(
-        &mut s,
+        &mut s.conditions,
         READY,
         ConditionStatus::False,
         reason,
@@ -187,7 +159,7 @@ pub fn running(
         .is_some_and(|cs| cs.iter().any(|c| c.r#type == DEPENDENCIES_READY))
     {
         set_condition(
-            &mut s,
+            &mut s.conditions,
             DEPENDENCIES_READY,
             ConditionStatus::True,
             "DependenciesSucceeded",
@@ -197,7 +169,7 @@ pub fn running(
         );
     }
     set_condition(
-        &mut s,
+        &mut s.conditions,
         READY,
         ConditionStatus::False,
         "Running",
@@ -291,15 +263,16 @@ pub fn finished(
     } else {
         ConditionStatus::False
     };
-    set_condition(&mut s, READY, ready, reason, &message, generation, now);
+    set_condition(
+        &mut s.conditions,
+        READY,
+        ready,
+        reason,
+        &message,
+        generation,
+        now,
+    );
     s
-}
-
-/// How many runs `status.history` keeps, per outcome (`spec.*RunsHistoryLimit`).
-#[derive(Clone, Copy, Debug)]
-pub struct HistoryLimits {
-    pub successful: i64,
-    pub failed: i64,
 }
 
 fn push_history(status: &mut McallTaskStatus, record: RunRecord, limits: HistoryLimits) {
@@ -315,22 +288,19 @@ pub fn scheduled_running(
     previous: Option<&McallTaskStatus>,
     generation: i64,
     now: Timestamp,
-    scheduled: Timestamp,
-    tick: Option<Timestamp>,
-    run_now: Option<&str>,
-    next: Option<Timestamp>,
+    run: &ScheduledRun,
 ) -> McallTaskStatus {
     let mut s = running(previous, generation, now);
-    if let Some(tick) = tick {
+    if let Some(tick) = run.tick {
         s.last_schedule_time = Some(MicroTime(tick));
     }
-    if let Some(value) = run_now {
-        s.run_now_handled = Some(value.to_owned());
+    if let Some(value) = &run.run_now {
+        s.run_now_handled = Some(value.clone());
     }
-    s.current_run = Some(MicroTime(scheduled));
+    s.current_run = Some(MicroTime(run.scheduled));
     s.claimed_tick = None;
-    s.next_schedule_time = next.map(MicroTime);
-    s.message = Some(format!("running the run scheduled for {scheduled}"));
+    s.next_schedule_time = run.next.map(MicroTime);
+    s.message = Some(format!("running the run scheduled for {}", run.scheduled));
     s
 }
 
@@ -468,66 +438,12 @@ fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Cuts `text` to at most `max` bytes on a character boundary, marking the cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max.saturating_sub(16);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…[truncated]", &text[..end])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
-    }
-
-    #[test]
-    fn a_condition_keeps_its_transition_time_while_unchanged() {
-        let mut s = McallTaskStatus::default();
-        set_condition(
-            &mut s,
-            READY,
-            ConditionStatus::False,
-            "Running",
-            "m",
-            1,
-            at(0),
-        );
-        set_condition(
-            &mut s,
-            READY,
-            ConditionStatus::False,
-            "Failed",
-            "m",
-            1,
-            at(10),
-        );
-        assert_eq!(
-            s.conditions.as_ref().unwrap()[0].last_transition_time,
-            Time(at(0))
-        );
-        set_condition(
-            &mut s,
-            READY,
-            ConditionStatus::True,
-            "Succeeded",
-            "m",
-            2,
-            at(20),
-        );
-        let c = &s.conditions.as_ref().unwrap()[0];
-        assert_eq!(
-            (c.last_transition_time.clone(), c.observed_generation),
-            (Time(at(20)), Some(2))
-        );
-        assert_eq!(s.conditions.unwrap().len(), 1);
     }
 
     #[test]

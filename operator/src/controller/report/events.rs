@@ -1,4 +1,4 @@
-//! Kubernetes Events (`events.k8s.io/v1`) about tasks, published off the hot path.
+//! Kubernetes Events (`events.k8s.io/v1`) about the operator's objects, published off the hot path.
 //!
 //! An Event is queued where it happens and created by one publisher with at most
 //! [`CREATES_IN_FLIGHT`] requests at a time, so under a burst the status writes (which carry the
@@ -23,7 +23,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::{Api, Client, Resource, ResourceExt};
-use mcall_generated::McallTask;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -53,10 +52,16 @@ impl EventSink {
         }
     }
 
-    /// Queues one Event regarding `task`, stamped now; never waits.
-    pub fn publish(&self, task: &McallTask, type_: EventType, reason: &str, note: &str) {
+    /// Queues one Event regarding `object`, stamped now; never waits.
+    pub fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) {
         let queued = self.queue.push(Pending {
-            regarding: task.object_ref(&()),
+            regarding: object.object_ref(&()),
             type_,
             reason: reason.to_owned(),
             note: note.to_owned(),
@@ -67,7 +72,7 @@ impl EventSink {
             && dropped % 1000 == 1
         {
             tracing::warn!(
-                name = task.name_any(),
+                name = object.name_any(),
                 reason,
                 dropped,
                 "the Event queue is full; Events are dropped"
@@ -208,7 +213,7 @@ fn event(
 ) -> Event {
     let name = format!(
         "{}.{:x}",
-        regarding.name.as_deref().unwrap_or("task"),
+        regarding.name.as_deref().unwrap_or("object"),
         now.as_nanosecond()
     );
     Event {
@@ -238,6 +243,8 @@ fn event(
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use mcall_generated::McallTask;
 
     use super::*;
 

@@ -1,0 +1,92 @@
+//! The task watch: one stream feeds the cache, the controller, cancellations of deleted tasks'
+//! runs, and the wake-ups of tasks that depend on a changed one.
+
+use futures::TryStreamExt;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use mcall_generated::McallTask;
+
+use super::context::Failures;
+use super::executions::{Executions, TaskKey};
+
+/// The task watch: keeps `writer`'s cache (without what no decision reads), cancels the execution
+/// of a deleted task, wakes the tasks that depend on a changed one, and yields every applied
+/// task to the controller.
+pub fn watch_tasks(
+    api: Api<McallTask>,
+    namespace: Option<String>,
+    writer: reflector::store::Writer<McallTask>,
+    store: Store<McallTask>,
+    executions: Executions,
+    failures: Failures,
+    wake: futures::channel::mpsc::UnboundedSender<ObjectRef<McallTask>>,
+) -> impl futures::Stream<Item = Result<McallTask, watcher::Error>> + Send + 'static {
+    // Small list pages keep the initial list's transient memory (the high-water mark) low.
+    watcher(
+        api,
+        watcher::Config::default().any_semantic().page_size(100),
+    )
+    .default_backoff()
+    .modify(strip_for_cache)
+    .reflect(writer)
+    .inspect_ok(move |event| match event {
+        watcher::Event::Apply(task) | watcher::Event::InitApply(task) => {
+            for dependent in dependents(&store, task) {
+                let _ = wake.unbounded_send(dependent);
+            }
+        }
+        watcher::Event::Delete(task) => {
+            if let (Some(namespace), name, Some(uid)) =
+                (task.namespace(), task.name_any(), task.uid())
+            {
+                let key = TaskKey { namespace, name };
+                failures.lock().expect("not poisoned").remove(&key);
+                executions.cancel_deleted(&key, &uid);
+            }
+        }
+        // After a re-list, a task deleted while the watch was down has no Delete event:
+        // whatever runs for a task the fresh cache does not hold is cancelled.
+        // Only this watch's namespace: another namespace's tasks are in another cache.
+        watcher::Event::InitDone => {
+            let in_scope = |key: &TaskKey| namespace.as_ref().is_none_or(|ns| *ns == key.namespace);
+            let exists = |key: &TaskKey, uid: &str| {
+                !in_scope(key)
+                    || store
+                        .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                        .is_some_and(|t| t.uid().as_deref() == Some(uid))
+            };
+            for (key, uid) in executions.tasks() {
+                if !exists(&key, &uid) {
+                    executions.cancel_deleted(&key, &uid);
+                }
+            }
+            executions.forget_missing(exists);
+        }
+        watcher::Event::Init => {}
+    })
+    .applied_objects()
+}
+
+/// What the cache does not need: field-manager bookkeeping and kubectl's copy of the last applied
+/// object, often larger than the rest of a task.
+fn strip_for_cache(task: &mut McallTask) {
+    task.metadata.managed_fields = None;
+    if let Some(annotations) = task.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// The tasks in `changed`'s namespace that list it as a dependency.
+fn dependents(store: &Store<McallTask>, changed: &McallTask) -> Vec<ObjectRef<McallTask>> {
+    let (Some(ns), name) = (changed.namespace(), changed.name_any()) else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter(|t| t.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|t| t.spec.dependencies.iter().flatten().any(|d| *d == name))
+        .map(|t| ObjectRef::from_obj(t.as_ref()))
+        .collect()
+}
