@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "de781cb81478be1098e8c49c291ed1f0", dir = "../spec"
+    fingerprint = "aaeb26aee7e56236ff5ef14b3fe1dfe3", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "de781cb81478be1098e8c49c291ed1f0";
+pub const SPEC_FINGERPRINT: &str = "aaeb26aee7e56236ff5ef14b3fe1dfe3";
 
 pub mod types;
 pub mod mcall_task;

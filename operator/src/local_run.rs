@@ -13,8 +13,10 @@ use crate::request::{ResolvedEnvironment, task_request};
 pub async fn run(path: &Path) -> Result<bool> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let task: McallTask = serde_saphyr::from_str(&text)
-        .with_context(|| format!("{} is not a McallTask", path.display()))?;
+    // Without the source snippet the parser's message is one line that names the line and column.
+    let task: McallTask =
+        serde_saphyr::from_str_with_options(&text, serde_saphyr::options! { with_snippet: false })
+            .with_context(|| format!("{} is not a McallTask", path.display()))?;
     if task
         .spec
         .environment_from
@@ -26,7 +28,7 @@ pub async fn run(path: &Path) -> Result<bool> {
         );
     }
     let plan = TaskPlan::compile(task_request(&task.spec, ResolvedEnvironment::default()))
-        .map_err(|e| anyhow::anyhow!("invalid spec: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{} has an invalid spec: {e}", path.display()))?;
     let cancel = CancellationToken::new();
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {

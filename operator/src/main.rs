@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -34,7 +35,8 @@ struct Cli {
 enum Command {
     /// Run the controllers.
     Operator(OperatorArgs),
-    /// Run a McallTask file locally, without a cluster; exit 0 on success, 1 on failure.
+    /// Run a McallTask file locally, without a cluster; exit 0 on success, 1 on failure, 2 when
+    /// the file cannot be run (missing, not YAML, invalid spec).
     Run {
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
@@ -74,21 +76,78 @@ struct OperatorArgs {
     lease_namespace: Option<String>,
 }
 
-fn main() -> Result<()> {
+/// Exit code of a command that could not do its work because of what it was given: a flag or
+/// environment variable (clap's usage errors use it too), or for `mcall run` the file (missing,
+/// not YAML, not a valid McallTask). `mcall run` keeps 1 for "the task ran and failed".
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    mcall::telemetry::init(&cli.log_level, &cli.log_format)?;
+    match run(cli) {
+        Ok(code) => code,
+        Err(Failure { error, code }) => {
+            // One line whatever RUST_BACKTRACE says: these are the user's mistakes (a missing
+            // file, malformed YAML, an invalid spec), not the program's; a panic still shows
+            // its backtrace.
+            eprintln!("error: {}", one_line(&error));
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// An error that ends `mcall`, with the exit code it ends with.
+struct Failure {
+    error: anyhow::Error,
+    code: u8,
+}
+
+fn exit_with(code: u8) -> impl FnOnce(anyhow::Error) -> Failure {
+    move |error| Failure { error, code }
+}
+
+fn run(cli: Cli) -> std::result::Result<ExitCode, Failure> {
+    mcall::telemetry::init(&cli.log_level, &cli.log_format).map_err(exit_with(EXIT_USAGE))?;
     // One thread: the operator waits on the API server and on child processes, and its own CPU
     // use is a fraction of a core; a single thread keeps one allocator arena and one stack.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .context("starting the async runtime")
+        .map_err(exit_with(1))?;
     match cli.command {
         Command::Run { file } => {
-            let ok = runtime.block_on(mcall::local_run::run(&file))?;
-            std::process::exit(if ok { 0 } else { 1 });
+            let ok = runtime
+                .block_on(mcall::local_run::run(&file))
+                .map_err(exit_with(EXIT_USAGE))?;
+            Ok(ExitCode::from(if ok { 0 } else { 1 }))
         }
-        Command::Operator(args) => runtime.block_on(operator(args)),
+        Command::Operator(args) => {
+            runtime.block_on(operator(args)).map_err(exit_with(1))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// The error and its causes on one line, `context: cause: cause`, without a backtrace. A
+/// message's own lines are joined, and a cause is left out when the message before it already
+/// says it (many errors repeat their source in their own message).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let text = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let text = text.strip_prefix("error: ").unwrap_or(&text).to_owned();
+        if text.is_empty() || parts.last().is_some_and(|last| last.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
 }
 
 /// Requests to the API server in flight at once (watches count only until their response starts).
@@ -154,5 +213,34 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+    use anyhow::Context as _;
+
+    #[test]
+    fn one_line_joins_the_chain_and_drops_repeated_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = Err::<(), _>(io)
+            .context("failed to read x: no such file")
+            .context("reading x")
+            .unwrap_err();
+        assert_eq!(
+            one_line(&error),
+            "reading x: failed to read x: no such file"
+        );
+    }
+
+    #[test]
+    fn one_line_joins_the_lines_of_a_message() {
+        let error = anyhow::anyhow!("error: line 4 column 5: bad\n  --> here\n\n")
+            .context("f is not a McallTask");
+        assert_eq!(
+            one_line(&error),
+            "f is not a McallTask: line 4 column 5: bad --> here"
+        );
     }
 }

@@ -72,6 +72,95 @@ fn mcall_run_exits_0_on_success_and_1_on_failure() {
     );
 }
 
+/// `mcall run -f path` with RUST_BACKTRACE=1, as in many Rust users' shells: (exit code, stderr).
+fn run_with_backtrace_on(path: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(MCALL)
+        .args(["run", "-f"])
+        .arg(path)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A mistake in the input is one line on stderr, `error: <cause>: <cause>…`, exit code 2 (1 is a
+/// task that ran and failed), and never a backtrace.
+fn assert_one_line_error(path: &std::path::Path, causes: &[&str]) {
+    let (code, stderr) = run_with_backtrace_on(path);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        !stderr.to_lowercase().contains("stack backtrace"),
+        "a backtrace:\n{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected:\n{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for cause in causes {
+        assert!(lines[0].contains(cause), "`{cause}` missing from: {stderr}");
+    }
+}
+
+#[test]
+fn mcall_run_reports_a_missing_file_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.yaml");
+    assert_one_line_error(
+        &missing,
+        &[&format!("reading {}", missing.display()), "No such file"],
+    );
+}
+
+#[test]
+fn mcall_run_reports_malformed_yaml_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("malformed.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: mcall.tz.io/v1\nkind: McallTask\nmetadata: {name: x\nspec: [\n",
+    )
+    .unwrap();
+    assert_one_line_error(&path, &["is not a McallTask", "line 4"]);
+}
+
+#[test]
+fn mcall_run_reports_an_invalid_spec_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_task(
+        &dir,
+        "bad-regex",
+        json!({"type": "cmd", "input": "echo fine", "expect": "regex:(unclosed"}),
+    );
+    assert_one_line_error(
+        &path,
+        &["has an invalid spec", "spec.expect", "invalid regex"],
+    );
+}
+
+#[test]
+fn mcall_operator_reports_a_missing_kubeconfig_on_one_line() {
+    let out = Command::new(MCALL)
+        .args(["operator", "--kubeconfig", "/nonexistent/kubeconfig"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.to_lowercase().contains("stack backtrace"),
+        "{stderr}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: reading /nonexistent/kubeconfig: ")
+            && last.contains("No such file"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("error: ").count(), 1, "{stderr}");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

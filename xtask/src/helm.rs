@@ -21,8 +21,9 @@ const WATCH_NAMESPACES: [&str; 2] = ["team-a", "team-b"];
 
 /// `helm lint --strict` with the default values and each environment's values file, then
 /// `helm template` of each environment watching all namespaces and watching
-/// [`WATCH_NAMESPACES`]. Runs every check, prints one line per check, and fails with helm's
-/// output of each failed one.
+/// [`WATCH_NAMESPACES`], then that `replicaCount=2` is refused (by the values schema, and by the
+/// Deployment template when the schema is skipped). Runs every check, prints one line per check,
+/// and fails with helm's output of each failed one.
 pub fn lint(root: &Path, bin_dir: &Path) -> Result<()> {
     let helm = helm_binary(bin_dir)?;
     let environments = environments(root)?;
@@ -34,6 +35,17 @@ pub fn lint(root: &Path, bin_dir: &Path) -> Result<()> {
         checks.push(Check::template(env, false));
         checks.push(Check::template(env, true));
     }
+    // No leader election yet: a second replica would run every task again.
+    checks.push(Check::refused(
+        "replicaCount=2 (values schema)",
+        &["--set", "replicaCount=2"],
+        "replicaCount",
+    ));
+    checks.push(Check::refused(
+        "replicaCount=2 (Deployment template, schema skipped)",
+        &["--set", "replicaCount=2", "--skip-schema-validation"],
+        "no leader election yet",
+    ));
 
     let mut failed = Vec::new();
     for check in &checks {
@@ -186,6 +198,8 @@ struct Check {
     expect: Vec<String>,
     /// Substrings the output must not contain.
     reject: Vec<String>,
+    /// When set, helm must fail and say this on stderr.
+    refused_with: Option<String>,
 }
 
 impl Check {
@@ -208,6 +222,25 @@ impl Check {
             args,
             expect: vec!["0 chart(s) failed".to_string()],
             reject: Vec::new(),
+            refused_with: None,
+        }
+    }
+
+    /// `helm template` of the chart with the default values and `extra` arguments, which helm
+    /// must refuse with a message containing `message`.
+    fn refused(what: &str, extra: &[&str], message: &str) -> Self {
+        let mut args = vec![
+            "template".to_string(),
+            "mcall-operator".to_string(),
+            CHART_DIR.to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self {
+            label: format!("helm template refuses {what}"),
+            args,
+            expect: Vec::new(),
+            reject: Vec::new(),
+            refused_with: Some(message.to_string()),
         }
     }
 
@@ -251,6 +284,7 @@ impl Check {
             args,
             expect,
             reject,
+            refused_with: None,
         }
     }
 
@@ -270,6 +304,19 @@ impl Check {
                 indent_stderr(&stderr)
             )
         };
+        if let Some(message) = &self.refused_with {
+            ensure!(
+                !output.status.success(),
+                "helm accepted what it must refuse\n{}",
+                shown()
+            );
+            ensure!(
+                stderr.contains(message.as_str()),
+                "helm refused, but its message lacks `{message}`\n{}",
+                shown()
+            );
+            return Ok(());
+        }
         if !output.status.success() {
             bail!("helm exited with {}\n{}", output.status, shown());
         }

@@ -69,10 +69,3 @@ The operator image: repository:tag, the tag defaulting to the chart's appVersion
 {{- define "mcall-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
-
-{{/*
-The metrics Service: the full name plus -metrics, within the 63 characters of a Service name.
-*/}}
-{{- define "mcall-operator.metricsServiceName" -}}
-{{- printf "%s-metrics" (include "mcall-operator.fullname" . | trunc 55 | trimSuffix "-") -}}
-{{- end -}}
