@@ -10,19 +10,21 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "de781cb81478be1098e8c49c291ed1f0", dir = "../spec"
+    fingerprint = "46a932dfc1bf0be5bc4475e58a242a07", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "de781cb81478be1098e8c49c291ed1f0";
+pub const SPEC_FINGERPRINT: &str = "46a932dfc1bf0be5bc4475e58a242a07";
 
 pub mod types;
+pub mod reasons;
 pub mod mcall_task;
 pub mod mcall_workflow;
 
 pub use types::*;
+pub use reasons::*;
 pub use mcall_task::*;
 pub use mcall_workflow::*;
