@@ -15,6 +15,8 @@ pub struct Ir {
     pub types: BTreeMap<String, TypeDecl>,
     pub rbac: Rbac,
     pub settings: Settings,
+    /// The condition types and the reasons of status conditions and Events (`reasons.yaml`).
+    pub reasons: Reasons,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -253,4 +255,63 @@ pub struct Environment {
     pub release_name: String,
     /// What this environment sets, validated against `Settings::fields`.
     pub values: serde_json::Map<String, Value>,
+}
+
+/// The condition types and reasons of `reasons.yaml`, in declaration order. Each name is PascalCase
+/// and is both the wire string and the Rust variant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reasons {
+    pub conditions: Vec<ConditionTypeDef>,
+    pub reasons: Vec<ReasonDef>,
+}
+
+/// A condition type: the `type` of a status condition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConditionTypeDef {
+    pub name: String,
+    /// The kinds whose status has this condition.
+    pub kinds: Vec<String>,
+    /// One line, trimmed.
+    pub description: String,
+}
+
+/// The `reason` of a status condition or of an Event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReasonDef {
+    pub name: String,
+    /// The kinds that report it.
+    pub kinds: Vec<String>,
+    /// The condition types whose reason it can be (none for an Event-only reason).
+    pub conditions: Vec<String>,
+    /// The type of the Events with this reason, when it is an Event reason.
+    pub event: Option<EventType>,
+    /// One line, trimmed.
+    pub description: String,
+}
+
+impl ReasonDef {
+    /// Where the reason appears, for docs: `Ready, DependenciesReady, Warning Event`.
+    pub fn appears_in(&self) -> String {
+        let mut places: Vec<String> = self.conditions.clone();
+        if let Some(event) = self.event {
+            places.push(format!("{} Event", event.as_str()));
+        }
+        places.join(", ")
+    }
+}
+
+/// The `type` of a Kubernetes Event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        }
+    }
 }

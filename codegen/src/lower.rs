@@ -11,27 +11,30 @@ use crate::{SpecFiles, naming, raw};
 
 mod deploy;
 mod kind;
+mod reasons;
 mod rules;
 mod schema;
 
 const API_FILE: &str = "api.yaml";
 const RBAC_FILE: &str = "rbac.yaml";
 const ENVIRONMENTS_FILE: &str = "environments.yaml";
+const REASONS_FILE: &str = "reasons.yaml";
 const KINDS_DIR: &str = "kinds/";
 
 /// Parses and validates the spec into the IR, or returns every problem found.
 pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
     let mut cx = Lowerer::default();
     for name in files.files.keys() {
-        let known =
-            [API_FILE, RBAC_FILE, ENVIRONMENTS_FILE].contains(&name.as_str()) || is_kind_file(name);
+        let known = [API_FILE, RBAC_FILE, ENVIRONMENTS_FILE, REASONS_FILE].contains(&name.as_str())
+            || is_kind_file(name);
         if !known {
-            cx.error(name, "(file)", "unknown spec file: expected api.yaml, rbac.yaml, environments.yaml or kinds/<kind>.yaml");
+            cx.error(name, "(file)", "unknown spec file: expected api.yaml, rbac.yaml, environments.yaml, reasons.yaml or kinds/<kind>.yaml");
         }
     }
     let api: Option<raw::ApiFile> = cx.load(files, API_FILE);
     let rbac: Option<raw::RbacFile> = cx.load(files, RBAC_FILE);
     let environments: Option<raw::EnvironmentsFile> = cx.load(files, ENVIRONMENTS_FILE);
+    let reasons: Option<raw::ReasonsFile> = cx.load(files, REASONS_FILE);
     let declared_kind_files = files.files.keys().filter(|name| is_kind_file(name)).count();
     let kind_files: Vec<(String, raw::KindFile)> = files
         .files
@@ -115,6 +118,7 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
     let all_kinds = (kinds.len() == declared_kind_files).then_some(kinds.as_slice());
     let rbac = rbac.map(|r| cx.lower_rbac(&r, &group, all_kinds));
     let settings = environments.map(|e| cx.lower_settings(&e));
+    let reasons = reasons.map(|r| cx.lower_reasons(&r, all_kinds));
 
     if !cx.errors.is_empty() {
         return Err(SpecErrors(cx.errors));
@@ -126,6 +130,7 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
         types: cx.types,
         rbac: rbac.expect("no errors, so rbac.yaml loaded"),
         settings: settings.expect("no errors, so environments.yaml loaded"),
+        reasons: reasons.expect("no errors, so reasons.yaml loaded"),
     })
 }
 
@@ -200,7 +205,7 @@ impl Lowerer {
             return;
         }
         if RESERVED_TYPE_NAMES.contains(&name.as_str()) || self.kind_names.contains(&name) {
-            self.error(file, path, format!("type name {name} is reserved (a kind or a name the generated code imports); set a different rustName"));
+            self.error(file, path, format!("type name {name} is reserved (a kind, or a name the generated code imports or declares); set a different rustName"));
             return;
         }
         let origin = format!("spec/{file}: {path}");
@@ -505,7 +510,7 @@ fn is_kind_file(name: &str) -> bool {
 }
 
 /// Names the generated Rust imports or derives; a spec type with one of them would not compile.
-const RESERVED_TYPE_NAMES: [&str; 7] = [
+const RESERVED_TYPE_NAMES: [&str; 9] = [
     "Time",
     "BTreeMap",
     "JsonSchema",
@@ -513,6 +518,9 @@ const RESERVED_TYPE_NAMES: [&str; 7] = [
     "Deserialize",
     "CustomResource",
     "Values",
+    // The enums of reasons.yaml, re-exported from the crate root beside the spec's types.
+    "ConditionType",
+    "Reason",
 ];
 
 /// A DNS subdomain (RFC 1123): dot-separated labels.

@@ -19,6 +19,15 @@ pub fn variant_ident(wire: &str) -> Option<String> {
     is_plain_ident(&pascal).then_some(pascal)
 }
 
+/// A name that is at once its wire string and its Rust variant, as condition types and reasons
+/// are (`InvalidSpec`): ASCII letters and digits, PascalCase, and unchanged by PascalCase
+/// conversion (so `HTTPFailed`, whose variant would be `HttpFailed`, is not one).
+pub fn is_pascal_case_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_uppercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
+        && variant_ident(name).as_deref() == Some(name)
+}
+
 /// A Rust type name derived from a field name (`httpValidation` → `HttpValidation`).
 pub fn type_name(json_name: &str) -> String {
     json_name.to_pascal_case()
@@ -128,6 +137,24 @@ mod tests {
         }
         assert_eq!(variant_ident("1x"), None);
         assert_eq!(variant_ident(""), None);
+    }
+
+    #[test]
+    fn pascal_case_names() {
+        for (name, ok) in [
+            ("InvalidSpec", true),
+            ("Ready", true),
+            ("Retry2", true),
+            ("invalidSpec", false),
+            ("HTTPFailed", false),
+            ("ALL", false),
+            ("Invalid_Spec", false),
+            ("Invalid-Spec", false),
+            ("Self", false),
+            ("", false),
+        ] {
+            assert_eq!(is_pascal_case_name(name), ok, "{name}");
+        }
     }
 
     #[test]

@@ -129,3 +129,27 @@ pub struct Environment {
     #[serde(default)]
     pub values: serde_json::Map<String, Value>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonsFile {
+    pub conditions: IndexMap<String, ConditionTypeEntry>,
+    pub reasons: IndexMap<String, ReasonEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionTypeEntry {
+    pub kinds: Vec<String>,
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonEntry {
+    pub kinds: Vec<String>,
+    #[serde(default)]
+    pub conditions: Vec<String>,
+    pub event: Option<String>,
+    pub description: String,
+}

@@ -7,7 +7,7 @@
 mod common;
 
 use common::Edit::{Remove, Replace, Write};
-use common::{API, Case, ENVS, KIND, RBAC, apply, assert_refused, fixture_spec, refused};
+use common::{API, Case, ENVS, KIND, RBAC, REASONS, apply, assert_refused, fixture_spec, refused};
 use mcall_codegen::{generate, parse};
 
 const CASES: &[Case] = &[
@@ -247,7 +247,7 @@ const CASES: &[Case] = &[
         name: "unknown spec file",
         edit: Write("extra.yaml", "group: example.mcall.tz.io\n"),
         path: "(file)",
-        problem: "unknown spec file: expected api.yaml, rbac.yaml, environments.yaml or kinds/<kind>.yaml",
+        problem: "unknown spec file: expected api.yaml, rbac.yaml, environments.yaml, reasons.yaml or kinds/<kind>.yaml",
     },
     Case {
         name: "kind with two versions",
@@ -325,12 +325,13 @@ fn all_problems_are_reported_in_one_pass() {
     let b = Replace(RBAC, "verbs: [get, list, watch, patch]", "verbs: ['*']");
     let c = Replace(ENVS, "logLevel: debug", "logLevel: trace");
     let d = Replace(KIND, "default: blue", "default: purple");
-    let errors = refused(&apply(&[&a, &b, &c, &d]));
+    let e = Replace(REASONS, "event: Warning", "event: Error");
+    let errors = refused(&apply(&[&a, &b, &c, &d, &e]));
     let files: std::collections::BTreeSet<&str> =
         errors.0.iter().map(|e| e.file.as_str()).collect();
     assert_eq!(
         files,
-        [API, ENVS, KIND, RBAC].into(),
+        [API, ENVS, KIND, RBAC, REASONS].into(),
         "{}",
         common::listing(&errors)
     );

@@ -126,6 +126,7 @@ fn rust_types() {
         names,
         [
             "generated/src/lib.rs",
+            "generated/src/reasons.rs",
             "generated/src/types.rs",
             "generated/src/widget.rs"
         ]

@@ -10,19 +10,21 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "aaeb26aee7e56236ff5ef14b3fe1dfe3", dir = "../spec"
+    fingerprint = "bbaab8cba60dda9800c77cd8bd0910dc", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "aaeb26aee7e56236ff5ef14b3fe1dfe3";
+pub const SPEC_FINGERPRINT: &str = "bbaab8cba60dda9800c77cd8bd0910dc";
 
 pub mod types;
+pub mod reasons;
 pub mod mcall_task;
 pub mod mcall_workflow;
 
 pub use types::*;
+pub use reasons::*;
 pub use mcall_task::*;
 pub use mcall_workflow::*;

@@ -243,7 +243,30 @@ pub struct McallTaskStatus {
     /// The `.metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Standard conditions (`Ready`, `Succeeded`, `Scheduled`).
+    /// Standard conditions, one per `type`.
+    ///
+    /// Condition types:
+    /// - `Ready`: True when the last run succeeded; False while the task waits, runs or cannot run, and after a failure, with the reason saying which.
+    /// - `DependenciesReady`: Set on a task that had to wait for its `dependencies`: False while one has not Succeeded, True once all have.
+    ///
+    /// Reasons, of these conditions and of the Events about a McallTask:
+    /// - `Succeeded` (Ready, Normal Event): The last run passed its checks (`Ready` is True).
+    /// - `Failed` (Ready, Warning Event): The last run failed: a non-zero exit, an HTTP error, a failed check or a timeout (`result` says which); a cancelled run's Event also says Failed.
+    /// - `Cancelled` (Ready): The last run was cancelled before it finished, e.g. by an operator shutdown past its grace period.
+    /// - `Running` (Ready): A run is in progress; it is recorded once it has gone on for one second.
+    /// - `Started` (Normal Event): A one-shot run has gone on for one second (a shorter run records only its outcome Event).
+    /// - `Retrying` (Warning Event): An execution failed and is retried (`retryCount`), after a backoff; the message gives the attempt and why.
+    /// - `Interrupted` (Ready, Warning Event): The operator stopped while a run was recorded Running (or a claimed tick may have started): recorded as failed and not run again, so a command never runs twice.
+    /// - `InvalidSpec` (Ready, Warning Event): The spec is wrong in a way the schema cannot see (an invalid regex, malformed multi-input JSON, a non-URL for get/post, a dependency cycle); the message names the field.
+    /// - `InvalidSchedule` (Ready, Warning Event): The schedule passes the CRD pattern but cron refuses it (e.g. `61 * * * *`), or the time zone is unknown.
+    /// - `CommandsNotAllowed` (Ready, Warning Event): A `cmd` task in a namespace where the operator does not run commands (`--command-namespaces`).
+    /// - `InputUnavailable` (Ready, Warning Event): An `inputSources` entry has no value and no default, so `inputTemplate` cannot be filled; the message names it.
+    /// - `PrepareFailed` (Ready): The API server failed a read the run needs (such as a Secret of `environmentFrom`); retried 5 s after the first failure, doubling to 5 min.
+    /// - `WaitingForDependencies` (Ready, DependenciesReady): A dependency has not Succeeded yet (or does not exist yet, for up to the grace period); the task waits.
+    /// - `DependenciesSucceeded` (DependenciesReady): Every dependency Succeeded, so the task runs (`DependenciesReady` is True).
+    /// - `DependencyNotSatisfied` (DependenciesReady): A dependency Failed, was Skipped, or stayed missing past the grace period; the task is Skipped.
+    /// - `Skipped` (Ready, Warning Event): The task did not run because a dependency was not satisfied; for a scheduled task, a tick not run (a dependency not Succeeded, or concurrencyPolicy Forbid), kept in `history`.
+    /// - `Missed` (Warning Event): A scheduled tick came due later than `startingDeadlineSeconds` and was not run (kept in `history`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 16),

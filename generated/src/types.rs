@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// Condition type in CamelCase, e.g. `Ready`, `Succeeded`, `Scheduled`.
+    /// Condition type in CamelCase, e.g. `Ready` (each kind's `status.conditions` lists its types).
     #[schemars(length(max = 316))]
     pub r#type: String,
     /// Whether the condition holds.
@@ -22,7 +22,7 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
     /// When the condition last changed status.
     pub last_transition_time: Time,
-    /// Machine-readable CamelCase reason for the last transition, e.g. `InvalidSpec`.
+    /// Machine-readable CamelCase reason for the last transition, e.g. `InvalidSpec` (each kind's `status.conditions` lists its reasons).
     #[schemars(length(max = 1024))]
     pub reason: String,
     /// Human-readable details of the last transition.

@@ -6,6 +6,8 @@ use crate::ir::Ir;
 
 pub mod crd;
 pub mod rbac;
+mod reasons;
+mod render;
 pub mod rust;
 mod schema;
 pub mod values;

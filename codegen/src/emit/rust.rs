@@ -9,6 +9,8 @@ use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
 use serde_json::Value;
 
+use super::reasons;
+use super::render::{docs, notice, render};
 use super::schema::rule_json;
 use crate::GeneratedFiles;
 use crate::ir::*;
@@ -24,6 +26,10 @@ pub fn emit(ir: &Ir) -> GeneratedFiles {
         format!("generated/src/{SHARED_MODULE}.rs").into(),
         render(shared),
     );
+    files.insert(
+        format!("generated/src/{}.rs", reasons::MODULE).into(),
+        render(reasons::module(ir)),
+    );
     for kind in &ir.kinds {
         let doc = format!(
             "The `{}` custom resource ({}/{}).",
@@ -38,58 +44,12 @@ pub fn emit(ir: &Ir) -> GeneratedFiles {
     files
 }
 
-fn render(tokens: TokenStream) -> String {
-    let file: syn::File = syn::parse2(tokens)
-        .unwrap_or_else(|e| panic!("the Rust emitter produced invalid tokens: {e}"));
-    separate_items(&prettyplease::unparse(&file))
-}
-
-/// prettyplease puts top-level items on consecutive lines; a blank line after each item (and
-/// after the imports) makes the generated code read like hand-written code.
-fn separate_items(code: &str) -> String {
-    let lines: Vec<&str> = code.lines().collect();
-    let mut out = String::with_capacity(code.len() + lines.len());
-    // Inside a multi-line inner attribute (`#![allow(` … `)]`), whose end closes the header.
-    let mut in_inner_attribute = false;
-    for (i, line) in lines.iter().enumerate() {
-        out.push_str(line);
-        out.push('\n');
-        let next = lines.get(i + 1).copied().unwrap_or("");
-        let inner_attribute_ended = in_inner_attribute && *line == ")]";
-        if line.starts_with("#![") && !line.ends_with(']') {
-            in_inner_attribute = true;
-        } else if inner_attribute_ended {
-            in_inner_attribute = false;
-        }
-        let item_ended = *line == "}"
-            || (line.starts_with("pub const ") && line.ends_with(';'))
-            || (line.starts_with("pub mod ") && !next.starts_with("pub mod "))
-            || (line.starts_with("use ")
-                && !next.starts_with("use ")
-                && !next.starts_with("#[allow"))
-            || (line.starts_with("pub use ") && !next.starts_with("pub use "))
-            || *line == ");"
-            || (line.starts_with("//!") && !next.starts_with("//!") && !next.starts_with("#!"))
-            || (line.starts_with("#![") && line.ends_with(']') && !next.starts_with("#!["))
-            || (inner_attribute_ended && !next.starts_with("#!["));
-        if item_ended && !next.is_empty() {
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// The first doc line of every generated file.
-fn notice() -> TokenStream {
-    let line = format!(" {}", crate::GENERATED_NOTICE);
-    quote! { #![doc = #line] }
-}
-
 fn lib_rs(ir: &Ir) -> TokenStream {
     let notice = notice();
     let fingerprint = &ir.fingerprint;
     let group = &ir.group;
     let shared = format_ident!("{}", SHARED_MODULE);
+    let reasons = format_ident!("{}", reasons::MODULE);
     let modules: Vec<Ident> = ir
         .kinds
         .iter()
@@ -118,9 +78,11 @@ fn lib_rs(ir: &Ir) -> TokenStream {
         pub const SPEC_FINGERPRINT: &str = #fingerprint;
 
         pub mod #shared;
+        pub mod #reasons;
         #(pub mod #modules;)*
 
         pub use #shared::*;
+        pub use #reasons::*;
         #(pub use #modules::*;)*
     }
 }
@@ -194,18 +156,6 @@ struct Uses {
     micro_time: bool,
     custom_resource: bool,
     shared: bool,
-}
-
-fn docs(text: Option<&str>) -> TokenStream {
-    let Some(text) = text else { return quote!() };
-    let lines = text.lines().map(|l| {
-        if l.is_empty() {
-            String::new()
-        } else {
-            format!(" {l}")
-        }
-    });
-    quote! { #(#[doc = #lines])* }
 }
 
 fn enum_item(e: &EnumType) -> TokenStream {

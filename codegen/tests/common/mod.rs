@@ -10,6 +10,7 @@ pub const KIND: &str = "kinds/widget.yaml";
 pub const API: &str = "api.yaml";
 pub const RBAC: &str = "rbac.yaml";
 pub const ENVS: &str = "environments.yaml";
+pub const REASONS: &str = "reasons.yaml";
 
 /// `codegen/tests/fixtures/minimal`: a one-kind spec (`spec/`) and the files it generates (`expected/`).
 pub fn fixture_dir() -> PathBuf {
