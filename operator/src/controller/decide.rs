@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use mcall_generated::{McallTaskStatus, Phase};
+use mcall_generated::{McallTaskStatus, Phase, Reason};
 
 use super::report::conditions::DEPENDENCIES_READY;
 
@@ -48,10 +48,7 @@ pub enum Decision {
     /// A dependency failed, was skipped, or stayed missing past the grace period.
     Skip { message: String },
     /// The spec cannot run: `reason` is a condition reason such as `InvalidSpec`.
-    Reject {
-        reason: &'static str,
-        message: String,
-    },
+    Reject { reason: Reason, message: String },
     /// Status says Running for this generation, but no execution runs here: the operator
     /// restarted (or lost leadership) mid-run.
     Interrupted,
@@ -90,13 +87,13 @@ pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
     }
     if let Some(message) = &observed.invalid_spec {
         return Decision::Reject {
-            reason: "InvalidSpec",
+            reason: Reason::InvalidSpec,
             message: message.clone(),
         };
     }
     if observed.commands_forbidden {
         return Decision::Reject {
-            reason: "CommandsNotAllowed",
+            reason: Reason::CommandsNotAllowed,
             message: COMMANDS_NOT_ALLOWED.into(),
         };
     }
@@ -117,7 +114,7 @@ pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
     }
     if let Some(cycle) = &observed.dependency_cycle {
         return Decision::Reject {
-            reason: "InvalidSpec",
+            reason: Reason::InvalidSpec,
             message: format!(
                 "spec.dependencies: {} is a cycle, so none of these tasks could ever start",
                 cycle.join(" → ")
@@ -127,7 +124,7 @@ pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
     if unfinished.is_empty() && missing.is_empty() {
         if let Some(message) = &observed.input_unavailable {
             return Decision::Reject {
-                reason: "InputUnavailable",
+                reason: Reason::InputUnavailable,
                 message: message.clone(),
             };
         }
@@ -152,7 +149,7 @@ fn wait_or_skip(
     let since = status
         .filter(|_| current && phase == Some(Phase::Pending))
         .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.r#type == DEPENDENCIES_READY))
+        .and_then(|cs| cs.iter().find(|c| c.r#type == DEPENDENCIES_READY.as_str()))
         .map(|c| c.last_transition_time.0)
         .unwrap_or(observed.now);
     let waited = observed.now.duration_since(since);
@@ -213,11 +210,11 @@ mod tests {
     fn waiting_since(generation: i64, since: Timestamp) -> McallTaskStatus {
         McallTaskStatus {
             conditions: Some(vec![Condition {
-                r#type: DEPENDENCIES_READY.into(),
+                r#type: DEPENDENCIES_READY.to_string(),
                 status: ConditionStatus::False,
                 observed_generation: Some(generation),
                 last_transition_time: Time(since),
-                reason: "WaitingForDependencies".into(),
+                reason: Reason::WaitingForDependencies.to_string(),
                 message: "waiting".into(),
             }]),
             ..status(Phase::Pending, generation)
@@ -318,7 +315,7 @@ mod tests {
         assert!(matches!(
             decide(&o, GRACE),
             Decision::Reject {
-                reason: "InvalidSpec",
+                reason: Reason::InvalidSpec,
                 ..
             }
         ));
@@ -329,7 +326,7 @@ mod tests {
         assert!(matches!(
             decide(&o, GRACE),
             Decision::Reject {
-                reason: "CommandsNotAllowed",
+                reason: Reason::CommandsNotAllowed,
                 ..
             }
         ));
@@ -375,7 +372,7 @@ mod tests {
         assert!(matches!(
             decide(&done, GRACE),
             Decision::Reject {
-                reason: "InputUnavailable",
+                reason: Reason::InputUnavailable,
                 ..
             }
         ));
@@ -391,7 +388,7 @@ mod tests {
         assert_eq!(
             decide(&o, GRACE),
             Decision::Reject {
-                reason: "InvalidSpec",
+                reason: Reason::InvalidSpec,
                 message: "spec.dependencies: a → b → a is a cycle, so none of these tasks could ever start".into()
             }
         );

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use mcall_engine::{Backoff, EngineEvent, TaskOutcome, TaskPlan, Verdict};
-use mcall_generated::{McallTask, Phase};
+use mcall_generated::{McallTask, Phase, Reason};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
@@ -160,7 +160,7 @@ async fn run_engine(
                 }
                 if matches!(run.kind, RunKind::OneShot) {
                     let note = format!("running {} input(s)", run.plan.inputs().len());
-                    publish(&run.ctx.events, run.task.as_ref(), &Note::normal("Started", note));
+                    publish(&run.ctx.events, run.task.as_ref(), &Note::new(Reason::Started, note));
                 }
             }
             Some(EngineEvent::Retrying { attempt, at, reason }) = rx.recv() => {
@@ -179,7 +179,10 @@ async fn run_engine(
 }
 
 fn announce_retry(run: &Run, attempt: u32, reason: &str) {
-    let note = Note::warning("Retrying", format!("attempt {attempt} after: {reason}"));
+    let note = Note::new(
+        Reason::Retrying,
+        format!("attempt {attempt} after: {reason}"),
+    );
     publish(&run.ctx.events, run.task.as_ref(), &note);
 }
 

@@ -1,7 +1,7 @@
 //! Observing a task: what the cache, this process's runs, the operator's configuration and its
 //! Lease say about it, gathered into what the pure planners decide on. Reads only memory.
 
-use mcall_generated::Phase;
+use mcall_generated::{Phase, Reason};
 
 use super::context::{Context, Facts};
 use super::dependencies;
@@ -47,8 +47,8 @@ pub fn scheduled<'a>(ctx: &Context, facts: &'a Facts) -> scheduled::Observed<'a>
         &validation.invalid_spec,
         commands_forbidden(ctx, facts, &validation),
     ) {
-        (Some(message), _) => Some(("InvalidSpec", message.clone())),
-        (None, true) => Some(("CommandsNotAllowed", COMMANDS_NOT_ALLOWED.to_owned())),
+        (Some(message), _) => Some((Reason::InvalidSpec, message.clone())),
+        (None, true) => Some((Reason::CommandsNotAllowed, COMMANDS_NOT_ALLOWED.to_owned())),
         (None, false) => None,
     };
     let runs = ctx.executions.runs_here(&facts.key, &facts.uid);

@@ -2,7 +2,7 @@
 //! of it, what the reconcile observed and the time. The decision itself is [`super::decide`];
 //! this turns it into effects.
 
-use mcall_generated::{McallTaskStatus, Phase};
+use mcall_generated::{McallTaskStatus, Phase, Reason};
 
 use super::decide::{Decision, Observed, Policy, decide, settled};
 use super::effects::{Effect, Plan};
@@ -93,7 +93,7 @@ pub fn plan(prelude: Prelude, observed: &Observed<'_>, policy: Policy) -> Plan {
         Decision::Skip { message } => plan.then(Effect::WriteStatus {
             status: Box::new(status::skipped(previous, generation, &message, now)),
             precondition: Precondition::None,
-            then: Some(Note::warning("Skipped", message)),
+            then: Some(Note::new(Reason::Skipped, message)),
         }),
         Decision::Reject { reason, message } => {
             plan.then(reject(previous, generation, reason, &message, now))
@@ -101,7 +101,7 @@ pub fn plan(prelude: Prelude, observed: &Observed<'_>, policy: Policy) -> Plan {
         Decision::Interrupted => plan.then(reject(
             previous,
             generation,
-            "Interrupted",
+            Reason::Interrupted,
             INTERRUPTED,
             now,
         )),
@@ -114,13 +114,13 @@ pub fn plan(prelude: Prelude, observed: &Observed<'_>, policy: Policy) -> Plan {
 pub fn reject(
     previous: Option<&McallTaskStatus>,
     generation: i64,
-    reason: &'static str,
+    reason: Reason,
     message: &str,
     now: k8s_openapi::jiff::Timestamp,
 ) -> Effect {
     Effect::write_onto_read(
         status::failed(previous, generation, reason, message, now),
-        Some(Note::warning(reason, message)),
+        Some(Note::new(reason, message)),
     )
 }
 

@@ -4,7 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use mcall_engine::{TaskOutcome, Verdict};
-use mcall_generated::{McallTask, McallTaskStatus, Phase};
+use mcall_generated::{McallTask, McallTaskStatus, Phase, Reason};
 
 use super::report::{Note, truncate};
 use super::runs::{RunKind, ScheduledRun};
@@ -112,8 +112,8 @@ pub fn announcement(
         outcome.duration.as_millis()
     );
     Some(match outcome.verdict {
-        Verdict::Succeeded => Note::normal("Succeeded", message),
-        _ => Note::warning("Failed", message),
+        Verdict::Succeeded => Note::new(Reason::Succeeded, message),
+        _ => Note::new(Reason::Failed, message),
     })
 }
 

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
 use mcall_engine::TaskPlan;
-use mcall_generated::{KeyReference, McallTask, McallTaskSpec, TaskType};
+use mcall_generated::{KeyReference, McallTask, McallTaskSpec, Reason, TaskType};
 
 use super::context::Context;
 use crate::request::{ResolvedEnvironment, task_request};
@@ -19,7 +19,7 @@ pub enum Prepared {
     Ready(Box<TaskPlan>),
     /// The run cannot start: a condition reason and why.
     CannotRun {
-        reason: &'static str,
+        reason: Reason,
         message: String,
     },
 }
@@ -31,12 +31,12 @@ pub async fn prepare(ctx: &Context, task: &McallTask) -> Result<Prepared> {
     let (spec, input_unavailable) = rendered_spec(&ctx.store, task);
     let cannot_run = |reason, message: String| Ok(Prepared::CannotRun { reason, message });
     if let Some(message) = input_unavailable {
-        return cannot_run("InputUnavailable", message);
+        return cannot_run(Reason::InputUnavailable, message);
     }
     let namespace = task.namespace().unwrap_or_default();
     let resolved = match resolve_environment(&ctx.client, &namespace, &spec).await {
         Ok(resolved) => resolved,
-        Err(ResolveError::Spec(message)) => return cannot_run("InvalidSpec", message),
+        Err(ResolveError::Spec(message)) => return cannot_run(Reason::InvalidSpec, message),
         Err(ResolveError::Api(source)) => {
             return Err(Error::Kube {
                 op: "reading environmentFrom",
@@ -46,7 +46,7 @@ pub async fn prepare(ctx: &Context, task: &McallTask) -> Result<Prepared> {
     };
     match TaskPlan::compile(task_request(&spec, resolved)) {
         Ok(plan) => Ok(Prepared::Ready(Box::new(plan))),
-        Err(e) => cannot_run("InvalidSpec", e.to_string()),
+        Err(e) => cannot_run(Reason::InvalidSpec, e.to_string()),
     }
 }
 

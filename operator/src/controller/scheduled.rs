@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use mcall_generated::{McallTask, McallTaskStatus, Phase};
+use mcall_generated::{McallTask, McallTaskStatus, Phase, Reason};
 
 use super::effects::{Effect, Plan};
 use super::one_shot::reject;
@@ -17,7 +17,8 @@ use super::report::conditions::{READY, reason_of};
 use super::runs::{Claim, HistoryLimits, RunKind, ScheduledRun};
 use super::status;
 use crate::schedule::{
-    self, ActiveRunAction, RunNowRequest, Schedule, ScheduleDecision, ScheduleInput, TickVerdict,
+    self, ActiveRunAction, RunNowRequest, Schedule, ScheduleDecision, ScheduleError, ScheduleInput,
+    TickVerdict,
 };
 
 mod claimed;
@@ -37,11 +38,11 @@ const FIRST_RUN_SOON: Duration = Duration::from_secs(30);
 const INTERRUPTED: &str = "the operator stopped while this run was in progress; it is recorded as failed and not re-run, so a command never runs twice";
 
 /// Reasons a scheduled task is refused for as long as its spec stays as it is.
-const REJECTIONS: [&str; 4] = [
-    "InvalidSchedule",
-    "InvalidSpec",
-    "CommandsNotAllowed",
-    "InputUnavailable",
+const REJECTIONS: [Reason; 4] = [
+    Reason::InvalidSchedule,
+    Reason::InvalidSpec,
+    Reason::CommandsNotAllowed,
+    Reason::InputUnavailable,
 ];
 
 /// What the reconcile observed of a scheduled task.
@@ -51,7 +52,7 @@ pub struct Observed<'a> {
     pub generation: i64,
     pub now: Timestamp,
     /// Why the spec cannot run at all (`InvalidSpec`, `CommandsNotAllowed`), if so.
-    pub rejection: Option<(&'static str, String)>,
+    pub rejection: Option<(Reason, String)>,
     /// The scheduled time of the run in progress here, if any.
     pub active: Option<Timestamp>,
     /// The scheduled time of the latest run this process finished.
@@ -69,7 +70,7 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         task.spec.time_zone.as_deref(),
     );
     let schedule = match parsed {
-        Err(e) => return rejected(observed, "InvalidSchedule", e.to_string()),
+        Err(e) => return rejected(observed, ScheduleError::REASON, e.to_string()),
         Ok(_) if observed.rejection.is_some() => {
             let (reason, message) = observed.rejection.clone().expect("checked");
             return rejected(observed, reason, message);
@@ -88,7 +89,7 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
             observed.now,
             limits(task),
         );
-        let note = Note::warning("Interrupted", INTERRUPTED);
+        let note = Note::new(Reason::Interrupted, INTERRUPTED);
         return Plan::idle().then(Effect::write_onto_read(interrupted, Some(note)));
     }
     if let Some(plan) = claimed::plan(observed, &schedule) {
@@ -98,7 +99,7 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
 }
 
 /// Failed for `reason`, once per generation (no repeated writes).
-fn rejected(observed: &Observed<'_>, reason: &'static str, message: String) -> Plan {
+fn rejected(observed: &Observed<'_>, reason: Reason, message: String) -> Plan {
     let status = observed.task.status.as_ref();
     let already = status.is_some_and(|s| {
         s.observed_generation == Some(observed.generation)
@@ -231,10 +232,10 @@ fn plan_due(observed: &Observed<'_>, schedule: &Schedule) -> Plan {
     if let Some(tick) = decision.tick {
         let (code, message) = match tick.verdict {
             TickVerdict::Skipped => (
-                "Skipped",
+                Reason::Skipped,
                 "the previous run is still in progress (concurrencyPolicy Forbid)".to_owned(),
             ),
-            TickVerdict::Missed { late } => ("Missed", missed(late)),
+            TickVerdict::Missed { late } => (Reason::Missed, missed(late)),
             TickVerdict::Run => unreachable!("a tick to run comes with a run"),
         };
         let next = tick_not_run(
@@ -245,7 +246,7 @@ fn plan_due(observed: &Observed<'_>, schedule: &Schedule) -> Plan {
             &message,
             decision.next_schedule_time,
         );
-        let note = Note::warning(code, format!("tick {}: {message}", tick.time));
+        let note = Note::new(code, format!("tick {}: {message}", tick.time));
         return next_plan.then(Effect::write_onto_read(next, Some(note)));
     }
     match nothing_due(observed, status, &decision) {
@@ -268,12 +269,12 @@ fn start_or_skip(
             observed,
             status,
             run.scheduled_time,
-            "Skipped",
+            Reason::Skipped,
             &unmet,
             next,
         );
         skipped.run_now_handled = run.run_now.or(skipped.run_now_handled);
-        return Effect::write_onto_read(skipped, Some(Note::warning("Skipped", unmet)));
+        return Effect::write_onto_read(skipped, Some(Note::new(Reason::Skipped, unmet)));
     }
     let scheduled = ScheduledRun {
         scheduled: run.scheduled_time,
@@ -336,7 +337,7 @@ fn tick_not_run(
     observed: &Observed<'_>,
     status: Option<&McallTaskStatus>,
     tick: Timestamp,
-    code: &str,
+    code: Reason,
     message: &str,
     next: Option<Timestamp>,
 ) -> McallTaskStatus {
@@ -375,7 +376,7 @@ pub fn cannot_run(
     previous: Option<&McallTaskStatus>,
     generation: i64,
     run: &ScheduledRun,
-    reason: &str,
+    reason: Reason,
     message: &str,
     now: Timestamp,
 ) -> McallTaskStatus {

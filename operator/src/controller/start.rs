@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use mcall_generated::{McallTask, McallTaskStatus};
+use mcall_generated::{McallTask, McallTaskStatus, Reason};
 
 use super::context::{Context, Facts, RECONCILE_BACKOFF};
 use super::execute::{Run, execute};
@@ -73,7 +73,7 @@ async fn start_scheduled(
             let now = Timestamp::now();
             let failed = scheduled::cannot_run(previous, generation, &run, reason, &message, now);
             if writes::write(&facts.api, &task, &failed, Precondition::OnRead).await? {
-                publish(&ctx.events, task.as_ref(), &Note::warning(reason, message));
+                publish(&ctx.events, task.as_ref(), &Note::new(reason, message));
             }
             return Ok(None);
         }
@@ -273,7 +273,7 @@ impl OneShot {
     async fn report_cannot_run(
         &self,
         tracked: &mut Tracked<McallTask>,
-        reason: &'static str,
+        reason: Reason,
         message: &str,
     ) -> Result<()> {
         let (ctx, key, execution) = (&self.ctx, &self.facts.key, &self.execution);
@@ -283,11 +283,7 @@ impl OneShot {
         };
         match self.write_if_current(tracked, failed).await? {
             Some(before) => {
-                publish(
-                    &ctx.events,
-                    before.as_ref(),
-                    &Note::warning(reason, message),
-                );
+                publish(&ctx.events, before.as_ref(), &Note::new(reason, message));
                 ctx.executions.finish_reported(key, execution);
             }
             // Replaced by a newer generation or deleted: nothing to report.

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use mcall_engine::{TaskOutcome, Verdict};
 use mcall_generated::{
-    ConditionStatus, InputResult, McallTaskStatus, Phase, RunRecord, TaskResult,
+    ConditionStatus, InputResult, McallTaskStatus, Phase, Reason, RunRecord, TaskResult,
 };
 
 use super::report::conditions::{DEPENDENCIES_READY, READY, set_condition};
@@ -38,7 +38,7 @@ pub fn preparing_failed(
         &mut s.conditions,
         READY,
         ConditionStatus::False,
-        "PrepareFailed",
+        Reason::PrepareFailed,
         message,
         generation,
         now,
@@ -58,14 +58,14 @@ pub fn waiting(
     // by an earlier one, so `since` becomes its transition time.
     if let Some(conditions) = s.conditions.as_mut() {
         conditions.retain(|c| {
-            c.r#type != DEPENDENCIES_READY || c.observed_generation == Some(generation)
+            c.r#type != DEPENDENCIES_READY.as_str() || c.observed_generation == Some(generation)
         });
     }
     set_condition(
         &mut s.conditions,
         DEPENDENCIES_READY,
         ConditionStatus::False,
-        "WaitingForDependencies",
+        Reason::WaitingForDependencies,
         message,
         generation,
         since,
@@ -74,7 +74,7 @@ pub fn waiting(
         &mut s.conditions,
         READY,
         ConditionStatus::False,
-        "WaitingForDependencies",
+        Reason::WaitingForDependencies,
         message,
         generation,
         now,
@@ -94,7 +94,7 @@ pub fn skipped(
         &mut s.conditions,
         DEPENDENCIES_READY,
         ConditionStatus::False,
-        "DependencyNotSatisfied",
+        Reason::DependencyNotSatisfied,
         message,
         generation,
         now,
@@ -103,7 +103,7 @@ pub fn skipped(
         &mut s.conditions,
         READY,
         ConditionStatus::False,
-        "Skipped",
+        Reason::Skipped,
         message,
         generation,
         now,
@@ -116,7 +116,7 @@ pub fn skipped(
 pub fn failed(
     previous: Option<&McallTaskStatus>,
     generation: i64,
-    reason: &str,
+    reason: Reason,
     message: &str,
     now: Timestamp,
 ) -> McallTaskStatus {
@@ -129,7 +129,7 @@ pub fn failed(
     s.completion_time = Some(Time(now));
     s.result = Some(TaskResult {
         output: None,
-        error_code: Some(reason.to_owned()),
+        error_code: Some(reason.to_string()),
         error_message: Some(truncate(message, 1024)),
     });
     set_condition(
@@ -156,13 +156,13 @@ pub fn running(
     s.last_retry_time = None;
     if s.conditions
         .as_ref()
-        .is_some_and(|cs| cs.iter().any(|c| c.r#type == DEPENDENCIES_READY))
+        .is_some_and(|cs| cs.iter().any(|c| c.r#type == DEPENDENCIES_READY.as_str()))
     {
         set_condition(
             &mut s.conditions,
             DEPENDENCIES_READY,
             ConditionStatus::True,
-            "DependenciesSucceeded",
+            Reason::DependenciesSucceeded,
             "every dependency succeeded",
             generation,
             now,
@@ -172,7 +172,7 @@ pub fn running(
         &mut s.conditions,
         READY,
         ConditionStatus::False,
-        "Running",
+        Reason::Running,
         "the task is running",
         generation,
         now,
@@ -204,14 +204,14 @@ pub fn finished(
     now: Timestamp,
 ) -> McallTaskStatus {
     let (phase, reason) = match outcome.verdict {
-        Verdict::Succeeded => (Phase::Succeeded, "Succeeded"),
-        Verdict::Cancelled => (Phase::Failed, "Cancelled"),
-        Verdict::Failed | Verdict::Skipped => (Phase::Failed, "Failed"),
+        Verdict::Succeeded => (Phase::Succeeded, Reason::Succeeded),
+        Verdict::Cancelled => (Phase::Failed, Reason::Cancelled),
+        Verdict::Failed | Verdict::Skipped => (Phase::Failed, Reason::Failed),
     };
     let message = match (&outcome.verdict, &outcome.error_message) {
         (Verdict::Succeeded, _) => "succeeded".to_owned(),
         (_, Some(m)) => truncate(m, ERROR_MESSAGE_MAX),
-        (_, None) => reason.to_lowercase(),
+        (_, None) => reason.as_str().to_lowercase(),
     };
     let mut s = base(previous, generation, phase, &message);
     s.completion_time = Some(Time(now));
@@ -314,7 +314,7 @@ pub fn tick_not_run(
     previous: Option<&McallTaskStatus>,
     generation: i64,
     tick: Timestamp,
-    code: &str,
+    code: Reason,
     message: &str,
     next: Option<Timestamp>,
     limits: HistoryLimits,
@@ -335,7 +335,7 @@ pub fn tick_not_run(
         start_time: None,
         completion_time: None,
         phase: Phase::Skipped,
-        error_code: Some(code.to_owned()),
+        error_code: Some(code.to_string()),
         output: Some(truncate(message, 1024)),
     };
     push_history(&mut s, record, limits);
@@ -408,7 +408,13 @@ pub fn scheduled_interrupted(
     now: Timestamp,
     limits: HistoryLimits,
 ) -> McallTaskStatus {
-    let mut s = failed(Some(previous), generation, "Interrupted", message, now);
+    let mut s = failed(
+        Some(previous),
+        generation,
+        Reason::Interrupted,
+        message,
+        now,
+    );
     // The run in progress, or else a tick claimed ahead that may have started.
     let interrupted = match (&previous.current_run, &previous.claimed_tick) {
         (Some(run), _) => Some((run.clone(), previous.start_time.clone())),
@@ -424,7 +430,7 @@ pub fn scheduled_interrupted(
             start_time,
             completion_time: Some(Time(now)),
             phase: Phase::Failed,
-            error_code: Some("Interrupted".into()),
+            error_code: Some(Reason::Interrupted.to_string()),
             output: None,
         };
         push_history(&mut s, record, limits);
@@ -455,7 +461,7 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .iter()
-                .find(|c| c.r#type == DEPENDENCIES_READY)
+                .find(|c| c.r#type == DEPENDENCIES_READY.as_str())
                 .unwrap()
                 .last_transition_time
                 .clone()
@@ -471,7 +477,7 @@ mod tests {
 
     #[test]
     fn failed_records_the_reason_as_error_code() {
-        let s = failed(None, 3, "InvalidSpec", "spec.expect: bad", at(5));
+        let s = failed(None, 3, Reason::InvalidSpec, "spec.expect: bad", at(5));
         assert_eq!(s.phase, Some(Phase::Failed));
         assert_eq!(s.observed_generation, Some(3));
         assert_eq!(s.result.unwrap().error_code.as_deref(), Some("InvalidSpec"));

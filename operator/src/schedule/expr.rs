@@ -64,7 +64,7 @@ pub enum ScheduleError {
 
 impl ScheduleError {
     /// The condition reason the controller reports.
-    pub const REASON: &'static str = "InvalidSchedule";
+    pub const REASON: mcall_generated::Reason = mcall_generated::Reason::InvalidSchedule;
 
     /// The spec field at fault, as a path.
     pub fn field_path(&self) -> &'static str {

@@ -65,7 +65,11 @@ fn the_write(plan: &Plan) -> (&McallTaskStatus, Precondition, Option<&str>) {
                 precondition,
                 then,
             },
-        ] => (status, *precondition, then.as_ref().map(|n| n.reason)),
+        ] => (
+            status,
+            *precondition,
+            then.as_ref().map(|n| n.reason.as_str()),
+        ),
         other => panic!("expected one status write, got {other:?}"),
     }
 }
@@ -231,7 +235,7 @@ fn each_decision_writes_its_status_with_its_precondition_and_event() {
         assert_eq!(written.phase, Some(phase), "{case}");
         assert_eq!(precondition, expected_precondition, "{case}");
         assert_eq!(event, Some(reason), "{case}");
-        let condition = reason_of(written.conditions.as_deref(), READY);
+        let condition = reason_of(written.conditions.as_deref(), READY).map(|r| r.as_str());
         assert_eq!(
             condition,
             Some(reason),

@@ -3,14 +3,14 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use mcall_generated::{Condition, ConditionStatus};
+use mcall_generated::{Condition, ConditionStatus, ConditionType, Reason};
 
 use super::truncate;
 
 /// The condition every kind carries: True once the object did what it is for.
-pub const READY: &str = "Ready";
+pub const READY: ConditionType = ConditionType::Ready;
 /// Set on a McallTask while it waits for its dependencies.
-pub const DEPENDENCIES_READY: &str = "DependenciesReady";
+pub const DEPENDENCIES_READY: ConditionType = ConditionType::DependenciesReady;
 
 /// Bytes of a condition's message at most.
 const MESSAGE_MAX: usize = 1024;
@@ -19,13 +19,18 @@ const MESSAGE_MAX: usize = 1024;
 /// sorted by type, so a status built twice is the same bytes.
 pub fn set_condition(
     conditions: &mut Option<Vec<Condition>>,
-    type_: &str,
+    type_: ConditionType,
     value: ConditionStatus,
-    reason: &str,
+    reason: Reason,
     message: &str,
     generation: i64,
     now: Timestamp,
 ) {
+    debug_assert!(
+        reason.conditions().contains(&type_),
+        "{reason} is not a reason of {type_}"
+    );
+    let (type_, reason) = (type_.as_str(), reason.as_str());
     let conditions = conditions.get_or_insert_with(Vec::new);
     let transition = conditions
         .iter()
@@ -44,12 +49,12 @@ pub fn set_condition(
     conditions.sort_by(|a, b| a.r#type.cmp(&b.r#type));
 }
 
-/// The reason of condition `type_`, if set.
-pub fn reason_of<'a>(conditions: Option<&'a [Condition]>, type_: &str) -> Option<&'a str> {
+/// The reason of condition `type_`, if set to a reason this version knows.
+pub fn reason_of(conditions: Option<&[Condition]>, type_: ConditionType) -> Option<Reason> {
     conditions?
         .iter()
-        .find(|c| c.r#type == type_)
-        .map(|c| c.reason.as_str())
+        .find(|c| c.r#type == type_.as_str())
+        .and_then(|c| c.reason.parse().ok())
 }
 
 #[cfg(test)]
@@ -63,34 +68,60 @@ mod tests {
     #[test]
     fn a_transition_time_moves_only_when_the_status_changes() {
         let mut conditions = None;
-        let set = |c: &mut Option<Vec<Condition>>, value, reason, now| {
-            set_condition(c, READY, value, reason, "m", 1, now);
+        let set = |c: &mut Option<Vec<Condition>>, value, reason, generation, now| {
+            set_condition(c, READY, value, reason, "m", generation, now);
         };
-        set(&mut conditions, ConditionStatus::False, "Running", at(0));
-        set(&mut conditions, ConditionStatus::False, "Failed", at(5));
+        set(
+            &mut conditions,
+            ConditionStatus::False,
+            Reason::Running,
+            1,
+            at(0),
+        );
+        set(
+            &mut conditions,
+            ConditionStatus::False,
+            Reason::Failed,
+            1,
+            at(5),
+        );
         let ready = &conditions.as_ref().unwrap()[0];
         assert_eq!(
             (ready.reason.as_str(), &ready.last_transition_time),
             ("Failed", &Time(at(0)))
         );
-        set(&mut conditions, ConditionStatus::True, "Succeeded", at(9));
-        assert_eq!(
-            conditions.as_ref().unwrap()[0].last_transition_time,
-            Time(at(9))
+        set(
+            &mut conditions,
+            ConditionStatus::True,
+            Reason::Succeeded,
+            2,
+            at(9),
         );
-        assert_eq!(reason_of(conditions.as_deref(), READY), Some("Succeeded"));
-        assert_eq!(reason_of(conditions.as_deref(), DEPENDENCIES_READY), None);
+        let ready = &conditions.as_ref().unwrap()[0];
+        assert_eq!(
+            (&ready.last_transition_time, ready.observed_generation),
+            (&Time(at(9)), Some(2))
+        );
+        assert_eq!(
+            reason_of(conditions.as_deref(), READY),
+            Some(Reason::Succeeded)
+        );
+        assert_eq!(
+            reason_of(conditions.as_deref(), ConditionType::DependenciesReady),
+            None
+        );
     }
 
     #[test]
     fn conditions_stay_sorted_by_type_and_unique() {
         let mut conditions = None;
-        for type_ in [READY, DEPENDENCIES_READY, READY] {
+        let waiting = Reason::WaitingForDependencies;
+        for type_ in [READY, ConditionType::DependenciesReady, READY] {
             set_condition(
                 &mut conditions,
                 type_,
                 ConditionStatus::False,
-                "r",
+                waiting,
                 "m",
                 1,
                 at(0),
@@ -101,6 +132,6 @@ mod tests {
             .flatten()
             .map(|c| c.r#type.as_str())
             .collect();
-        assert_eq!(types, [DEPENDENCIES_READY, READY]);
+        assert_eq!(types, ["DependenciesReady", "Ready"]);
     }
 }

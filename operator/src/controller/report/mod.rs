@@ -10,7 +10,7 @@ use std::fmt::Debug;
 
 use kube::Resource;
 use kube::runtime::events::EventType;
-use mcall_generated::{McallTask, McallTaskStatus, McallWorkflow, McallWorkflowStatus};
+use mcall_generated::{McallTask, McallTaskStatus, McallWorkflow, McallWorkflowStatus, Reason};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -50,28 +50,31 @@ impl Reported for McallWorkflow {
     }
 }
 
-/// An Event to publish: its type, reason and note.
+/// An Event to publish: its reason (whose type, Normal or Warning, `spec/reasons.yaml` declares)
+/// and its note.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
-    pub type_: EventType,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
 impl Note {
-    pub fn normal(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        debug_assert!(
+            reason.is_event(),
+            "{reason} is not declared as an Event reason"
+        );
         Note {
-            type_: EventType::Normal,
             reason,
             message: message.into(),
         }
     }
 
-    pub fn warning(reason: &'static str, message: impl Into<String>) -> Self {
-        Note {
-            type_: EventType::Warning,
-            reason,
-            message: message.into(),
+    pub fn event_type(&self) -> EventType {
+        if self.reason.is_warning() {
+            EventType::Warning
+        } else {
+            EventType::Normal
         }
     }
 }
@@ -83,8 +86,8 @@ const NOTE_MAX: usize = 1000;
 pub fn publish<K: Resource<DynamicType = ()>>(events: &EventSink, object: &K, note: &Note) {
     events.publish(
         object,
-        note.type_,
-        note.reason,
+        note.event_type(),
+        note.reason.as_str(),
         &truncate(&note.message, NOTE_MAX),
     );
 }

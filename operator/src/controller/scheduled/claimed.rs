@@ -2,6 +2,7 @@
 //! executing: run it, wait for it, or record what became of it.
 
 use k8s_openapi::jiff::Timestamp;
+use mcall_generated::Reason;
 
 use super::{
     CLAIM_LEAD, MIN_REQUEUE, Observed, limits, missed, run_now, tick_not_run, unmet_dependency,
@@ -48,7 +49,7 @@ pub(super) fn plan(observed: &Observed<'_>, schedule: &Schedule) -> Option<Plan>
         ClaimedVerdict::Interrupted => {
             let interrupted =
                 status::scheduled_interrupted(status, generation, MAY_HAVE_RUN, now, limits(task));
-            let note = Note::warning("Interrupted", MAY_HAVE_RUN);
+            let note = Note::new(Reason::Interrupted, MAY_HAVE_RUN);
             Plan::idle().then(Effect::write_onto_read(interrupted, Some(note)))
         }
         ClaimedVerdict::Release => {
@@ -58,14 +59,15 @@ pub(super) fn plan(observed: &Observed<'_>, schedule: &Schedule) -> Option<Plan>
         }
         ClaimedVerdict::Missed { late } => {
             let message = missed(late);
-            let note = Note::warning("Missed", format!("tick {tick}: {message}"));
-            let next = tick_not_run(observed, Some(status), tick, "Missed", &message, next);
+            let note = Note::new(Reason::Missed, format!("tick {tick}: {message}"));
+            let next = tick_not_run(observed, Some(status), tick, Reason::Missed, &message, next);
             at_next_tick.then(Effect::write_onto_read(next, Some(note)))
         }
         ClaimedVerdict::Run => match unmet_dependency(&observed.dependencies) {
             Some(unmet) => {
-                let skipped = tick_not_run(observed, Some(status), tick, "Skipped", &unmet, next);
-                let note = Note::warning("Skipped", unmet);
+                let skipped =
+                    tick_not_run(observed, Some(status), tick, Reason::Skipped, &unmet, next);
+                let note = Note::new(Reason::Skipped, unmet);
                 at_next_tick.then(Effect::write_onto_read(skipped, Some(note)))
             }
             None => {

@@ -69,7 +69,7 @@ fn written(plan: &Plan) -> (McallTaskStatus, Option<&'static str>) {
                 precondition: Precondition::OnRead,
                 then,
             },
-        ] => ((**status).clone(), then.as_ref().map(|n| n.reason)),
+        ] => ((**status).clone(), then.as_ref().map(|n| n.reason.as_str())),
         other => panic!("expected one conditional write, got {other:?}"),
     }
 }
@@ -95,7 +95,7 @@ fn an_unparsable_schedule_is_rejected_once_per_generation() {
 fn a_spec_the_engine_refuses_is_rejected_like_a_bad_schedule() {
     let t = task();
     let o = Observed {
-        rejection: Some(("CommandsNotAllowed", "not here".into())),
+        rejection: Some((Reason::CommandsNotAllowed, "not here".into())),
         ..observed(&t, at(0))
     };
     let (status, event) = written(&plan(&o));

@@ -586,7 +586,7 @@ fn unknown_time_zones_are_refused_with_the_field_name() {
             .starts_with("spec.timeZone: unknown time zone \"Mars/Base\""),
         "{err}"
     );
-    assert_eq!(ScheduleError::REASON, "InvalidSchedule");
+    assert_eq!(ScheduleError::REASON.as_str(), "InvalidSchedule");
     // Names are case-sensitive, as in the IANA database; the zone is checked for @every too.
     assert!(Schedule::parse("@daily", Some("europe/berlin")).is_err());
     assert!(Schedule::parse("@every 5s", Some("Mars/Base")).is_err());
