@@ -1,8 +1,8 @@
 //! mcall: the operator (controllers that run McallTasks) and the local CLI (`mcall run`).
 //!
 //! The execution engine lives in the `mcall-engine` crate and knows nothing of Kubernetes; this
-//! crate maps the generated API types onto it ([`request`]), decides what to do with each object
-//! ([`controller::decide`], pure) and acts: status, Events, executions.
+//! crate maps the generated API types onto it ([`request`]) and runs the controller
+//! ([`controller`]: observe → plan, pure → apply).
 // Denied, not forbidden: `memory` makes the one FFI call (malloc_trim), allowed there alone.
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
