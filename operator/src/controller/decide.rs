@@ -190,22 +190,7 @@ mod tests {
     use mcall_generated::{Condition, ConditionStatus};
 
     use super::*;
-
-    const GRACE: Policy = Policy {
-        dependency_grace: Duration::from_secs(60),
-    };
-
-    fn at(secs: i64) -> Timestamp {
-        Timestamp::from_second(1_800_000_000 + secs).unwrap()
-    }
-
-    fn status(phase: Phase, generation: i64) -> McallTaskStatus {
-        McallTaskStatus {
-            phase: Some(phase),
-            observed_generation: Some(generation),
-            ..Default::default()
-        }
-    }
+    use crate::controller::fixtures::{GRACE, at, observed, status};
 
     fn waiting_since(generation: i64, since: Timestamp) -> McallTaskStatus {
         McallTaskStatus {
@@ -218,20 +203,6 @@ mod tests {
                 message: "waiting".into(),
             }]),
             ..status(Phase::Pending, generation)
-        }
-    }
-
-    fn observed(status: Option<&McallTaskStatus>) -> Observed<'_> {
-        Observed {
-            generation: 1,
-            status,
-            running_here: None,
-            dependencies: Vec::new(),
-            dependency_cycle: None,
-            invalid_spec: None,
-            input_unavailable: None,
-            commands_forbidden: false,
-            now: at(0),
         }
     }
 

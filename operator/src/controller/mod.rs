@@ -17,6 +17,8 @@ mod dependencies;
 mod effects;
 mod execute;
 mod executions;
+#[cfg(test)]
+mod fixtures;
 pub mod liveness;
 mod observe;
 mod one_shot;

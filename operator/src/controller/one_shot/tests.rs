@@ -2,28 +2,12 @@
 
 use std::time::Duration;
 
-use k8s_openapi::jiff::Timestamp;
 use mcall_generated::{McallTaskStatus, Phase};
 
 use super::*;
 use crate::controller::executions::{CurrentRun, RunsHere};
+use crate::controller::fixtures::{GRACE, at, observed, status};
 use crate::controller::report::conditions::{READY, reason_of};
-
-const GRACE: Policy = Policy {
-    dependency_grace: Duration::from_secs(60),
-};
-
-fn at(secs: i64) -> Timestamp {
-    Timestamp::from_second(1_800_000_000 + secs).unwrap()
-}
-
-fn status(phase: Phase, generation: i64) -> McallTaskStatus {
-    McallTaskStatus {
-        phase: Some(phase),
-        observed_generation: Some(generation),
-        ..Default::default()
-    }
-}
 
 fn one_shot_run(generation: i64) -> RunsHere {
     RunsHere {
@@ -32,20 +16,6 @@ fn one_shot_run(generation: i64) -> RunsHere {
             scheduled: None,
         }),
         ..RunsHere::default()
-    }
-}
-
-fn observed(status: Option<&McallTaskStatus>) -> Observed<'_> {
-    Observed {
-        generation: 1,
-        status,
-        running_here: None,
-        dependencies: Vec::new(),
-        dependency_cycle: None,
-        invalid_spec: None,
-        input_unavailable: None,
-        commands_forbidden: false,
-        now: at(0),
     }
 }
 

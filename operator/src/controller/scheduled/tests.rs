@@ -5,13 +5,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use mcall_generated::McallTask;
 
 use super::*;
+use crate::controller::fixtures::at;
 use crate::controller::report::writes::Precondition;
 
 const MINUTE: i64 = 60;
-
-fn at(secs: i64) -> Timestamp {
-    Timestamp::from_second(1_800_000_000 + secs).unwrap()
-}
 
 /// A task on `* * * * *` created at `at(-600)`, generation 1, no status.
 fn task() -> McallTask {
