@@ -122,31 +122,6 @@ impl Executions {
         }
     }
 
-    /// The generation running for this task, or whose result was written but is not in the
-    /// cache yet (same uid: a re-created task is another task).
-    pub fn generation_of(&self, key: &TaskKey, uid: &str) -> Option<i64> {
-        let map = self.inner.lock().expect("not poisoned");
-        let runs = map.get(key)?;
-        let running = runs
-            .current
-            .as_ref()
-            .map(|c| (c.uid.as_str(), c.generation));
-        let reported = runs.reported.as_ref().map(|(u, g)| (u.as_str(), *g));
-        running
-            .or(reported)
-            .filter(|(u, _)| *u == uid)
-            .map(|(_, generation)| generation)
-    }
-
-    /// The scheduled time of the latest scheduled run of this task that this process finished.
-    pub fn last_ran(&self, key: &TaskKey, uid: &str) -> Option<Timestamp> {
-        let map = self.inner.lock().expect("not poisoned");
-        map.get(key)
-            .and_then(|r| r.last_ran.as_ref())
-            .filter(|(u, _)| u == uid)
-            .map(|(_, at)| *at)
-    }
-
     /// The cache shows the finished result of `generation`: the written-result marker of that
     /// generation (or an older one) is no longer needed.
     pub fn settle(&self, key: &TaskKey, uid: &str, generation: i64) {
@@ -160,15 +135,6 @@ impl Executions {
         {
             map.remove(key);
         }
-    }
-
-    /// The scheduled time of the run in progress for this task, if one runs here.
-    pub fn scheduled_run_of(&self, key: &TaskKey, uid: &str) -> Option<Timestamp> {
-        let map = self.inner.lock().expect("not poisoned");
-        map.get(key)
-            .and_then(|r| r.current.as_ref())
-            .filter(|c| c.uid == uid)
-            .and_then(|c| c.scheduled)
     }
 
     /// Registers a one-shot execution, cancelling every other one of the task (a new generation
@@ -403,6 +369,20 @@ mod tests {
         }
     }
 
+    /// The generation running here, or whose result was written but is not in the cache yet.
+    fn generation_of(ex: &Executions, uid: &str) -> Option<i64> {
+        let runs = ex.runs_here(&key(), uid);
+        runs.current.map(|c| c.generation).or(runs.reported)
+    }
+
+    fn last_ran(ex: &Executions, uid: &str) -> Option<Timestamp> {
+        ex.runs_here(&key(), uid).last_ran
+    }
+
+    fn scheduled_run_of(ex: &Executions, uid: &str) -> Option<Timestamp> {
+        ex.runs_here(&key(), uid).current.and_then(|c| c.scheduled)
+    }
+
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
     }
@@ -425,28 +405,24 @@ mod tests {
         let run = ex.start(key(), "uid", 1);
         ex.finish_reported(&key(), &run);
         assert!(ex.is_empty() && ex.tasks().is_empty(), "nothing runs");
-        assert_eq!(ex.generation_of(&key(), "uid"), Some(1));
-        assert_eq!(ex.generation_of(&key(), "other-uid"), None);
+        assert_eq!(generation_of(&ex, "uid"), Some(1));
+        assert_eq!(generation_of(&ex, "other-uid"), None);
         ex.settle(&key(), "uid", 0);
-        assert_eq!(ex.generation_of(&key(), "uid"), Some(1), "an older result");
+        assert_eq!(generation_of(&ex, "uid"), Some(1), "an older result");
         ex.settle(&key(), "uid", 1);
-        assert_eq!(ex.generation_of(&key(), "uid"), None);
+        assert_eq!(generation_of(&ex, "uid"), None);
 
         let run = ex.start(key(), "uid", 2);
         ex.finish_reported(&key(), &run);
         ex.cancel_deleted(&key(), "uid");
-        assert_eq!(ex.generation_of(&key(), "uid"), None, "deleted");
+        assert_eq!(generation_of(&ex, "uid"), None, "deleted");
 
         let run = ex.start(key(), "uid", 3);
         ex.finish_reported(&key(), &run);
         let next = ex.start(key(), "uid", 4);
-        assert_eq!(
-            ex.generation_of(&key(), "uid"),
-            Some(4),
-            "a new run replaces it"
-        );
+        assert_eq!(generation_of(&ex, "uid"), Some(4), "a new run replaces it");
         ex.finish(&key(), &next);
-        assert_eq!(ex.generation_of(&key(), "uid"), None);
+        assert_eq!(generation_of(&ex, "uid"), None);
     }
 
     #[test]
@@ -456,25 +432,21 @@ mod tests {
         let new = ex.start_scheduled(key(), "uid", 1, at(20));
         ex.confirm_scheduled(&key(), false);
         ex.finish(&key(), &new);
-        assert_eq!(ex.last_ran(&key(), "uid"), Some(at(20)));
+        assert_eq!(last_ran(&ex, "uid"), Some(at(20)));
         ex.finish(&key(), &old);
         assert_eq!(
-            ex.last_ran(&key(), "uid"),
+            last_ran(&ex, "uid"),
             Some(at(20)),
             "an overtaken run finishing later does not move it back"
         );
         let overtaken = ex.start_scheduled(key(), "uid", 1, at(30));
         let current = ex.start_scheduled(key(), "uid", 1, at(40));
         ex.finish(&key(), &overtaken);
-        assert_eq!(
-            ex.last_ran(&key(), "uid"),
-            Some(at(30)),
-            "overtaken runs count"
-        );
+        assert_eq!(last_ran(&ex, "uid"), Some(at(30)), "overtaken runs count");
         ex.finish(&key(), &current);
 
         ex.forget_missing(|_, uid| uid != "uid");
-        assert_eq!(ex.last_ran(&key(), "uid"), None);
+        assert_eq!(last_ran(&ex, "uid"), None);
         assert!(
             ex.inner.lock().unwrap().is_empty(),
             "nothing kept for a gone task"
@@ -485,8 +457,8 @@ mod tests {
     fn a_new_generation_replaces_and_cancels_the_old_one() {
         let ex = Executions::default();
         let first = ex.start(key(), "uid", 1);
-        assert_eq!(ex.generation_of(&key(), "uid"), Some(1));
-        assert_eq!(ex.generation_of(&key(), "other-uid"), None);
+        assert_eq!(generation_of(&ex, "uid"), Some(1));
+        assert_eq!(generation_of(&ex, "other-uid"), None);
         let second = ex.start(key(), "uid", 2);
         assert!(first.token.is_cancelled());
         assert!(!ex.is_current(&key(), &first));
@@ -512,7 +484,7 @@ mod tests {
         ex.cancel_older_one_shot(&key(), "uid", 2);
         assert!(old.token.is_cancelled());
         assert!(!ex.is_current(&key(), &old));
-        assert_eq!(ex.generation_of(&key(), "uid"), None);
+        assert_eq!(generation_of(&ex, "uid"), None);
         let scheduled = ex.start_scheduled(key(), "uid", 1, at(0));
         ex.cancel_older_one_shot(&key(), "uid", 2);
         assert!(
@@ -529,7 +501,7 @@ mod tests {
         ex.confirm_scheduled(&key(), false);
         assert!(!old.token.is_cancelled());
         assert_eq!(ex.len(), 2, "the overtaken run still counts for shutdown");
-        assert_eq!(ex.scheduled_run_of(&key(), "uid"), Some(at(10)));
+        assert_eq!(scheduled_run_of(&ex, "uid"), Some(at(10)));
         ex.cancel(&key());
         assert!(
             old.token.is_cancelled() && new.token.is_cancelled(),
