@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "bbaab8cba60dda9800c77cd8bd0910dc", dir = "../spec"
+    fingerprint = "64dc5ae7743aa83c854c2501549442e9", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "bbaab8cba60dda9800c77cd8bd0910dc";
+pub const SPEC_FINGERPRINT: &str = "64dc5ae7743aa83c854c2501549442e9";
 
 pub mod types;
 pub mod reasons;

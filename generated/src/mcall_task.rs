@@ -261,7 +261,7 @@ pub struct McallTaskStatus {
     /// - `InvalidSchedule` (Ready, Warning Event): The schedule passes the CRD pattern but cron refuses it (e.g. `61 * * * *`), or the time zone is unknown.
     /// - `CommandsNotAllowed` (Ready, Warning Event): A `cmd` task in a namespace where the operator does not run commands (`--command-namespaces`).
     /// - `InputUnavailable` (Ready, Warning Event): An `inputSources` entry has no value and no default, so `inputTemplate` cannot be filled; the message names it.
-    /// - `PrepareFailed` (Ready): The API server failed a read the run needs (such as a Secret of `environmentFrom`); retried 5 s after the first failure, doubling to 5 min.
+    /// - `PrepareFailed` (Ready): The API server failed a read the run needs (such as a Secret of `environmentFrom`); retried 5 s after the first failure, doubling to 5 min (with jitter).
     /// - `WaitingForDependencies` (Ready, DependenciesReady): A dependency has not Succeeded yet (or does not exist yet, for up to the grace period); the task waits.
     /// - `DependenciesSucceeded` (DependenciesReady): Every dependency Succeeded, so the task runs (`DependenciesReady` is True).
     /// - `DependencyNotSatisfied` (DependenciesReady): A dependency Failed, was Skipped, or stayed missing past the grace period; the task is Skipped.

@@ -79,7 +79,7 @@ pub enum Reason {
     ///
     /// Condition: `Ready`. Events: Warning. Kinds: `McallTask`.
     InputUnavailable,
-    /// The API server failed a read the run needs (such as a Secret of `environmentFrom`); retried 5 s after the first failure, doubling to 5 min.
+    /// The API server failed a read the run needs (such as a Secret of `environmentFrom`); retried 5 s after the first failure, doubling to 5 min (with jitter).
     ///
     /// Condition: `Ready`. Kinds: `McallTask`.
     PrepareFailed,
@@ -141,7 +141,7 @@ impl Reason {
                 "An `inputSources` entry has no value and no default, so `inputTemplate` cannot be filled; the message names it."
             }
             Reason::PrepareFailed => {
-                "The API server failed a read the run needs (such as a Secret of `environmentFrom`); retried 5 s after the first failure, doubling to 5 min."
+                "The API server failed a read the run needs (such as a Secret of `environmentFrom`); retried 5 s after the first failure, doubling to 5 min (with jitter)."
             }
             Reason::WaitingForDependencies => {
                 "A dependency has not Succeeded yet (or does not exist yet, for up to the grace period); the task waits."

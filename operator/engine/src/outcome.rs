@@ -18,7 +18,7 @@ pub struct Limits {
     pub kill_grace: Duration,
     /// Delay before the first retry; doubles for each further retry.
     pub retry_base: Duration,
-    /// Longest delay between two attempts.
+    /// Longest nominal delay between two attempts (jitter may lengthen a wait up to twice it).
     pub retry_cap: Duration,
 }
 

@@ -1,6 +1,7 @@
-//! The one interpreter of plans: the only code a reconcile touches the API server or the run
-//! registry with. Effects run in the order planned; a status write that did not land (its
-//! precondition failed) drops the Event that goes with it.
+//! The one interpreter of plans: a reconcile touches the API server and the run registry only
+//! here (and in the run a `StartRun` effect hands over to: `start`, then `execute`). Effects run
+//! in the order planned; a status write that did not land (its precondition failed) drops the
+//! Event that goes with it.
 
 use std::sync::Arc;
 

@@ -17,8 +17,9 @@ use crate::config::OperatorConfig;
 use crate::{Error, Result};
 
 /// How a failed reconcile, or a run that the API server keeps from starting, is retried: 5 s
-/// after the first failure, doubling to 5 minutes, so an unreachable API server is not asked
-/// about every task every few seconds.
+/// after the first failure, doubling to 5 minutes, each wait lengthened by up to as much again at
+/// random, so an unreachable API server is not asked about every task every few seconds, nor
+/// about a thousand tasks at the same instant.
 pub const RECONCILE_BACKOFF: Backoff = Backoff {
     first: std::time::Duration::from_secs(5),
     max: std::time::Duration::from_secs(300),

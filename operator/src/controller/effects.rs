@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
-use mcall_generated::McallTaskStatus;
+use k8s_openapi::jiff::Timestamp;
+use mcall_generated::{McallTaskStatus, Reason};
 
 use super::report::Note;
 use super::report::writes::Precondition;
 use super::runs::RunKind;
+use super::status;
 
 /// One thing to do, in the order the plan lists them.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,6 +65,22 @@ impl Plan {
 }
 
 impl Effect {
+    /// Failed for `reason`, onto the version read: a result that landed meanwhile is not
+    /// overwritten (the reconcile its write triggers decides again), and the Event follows only a
+    /// landed write.
+    pub fn reject(
+        previous: Option<&McallTaskStatus>,
+        generation: i64,
+        reason: Reason,
+        message: &str,
+        now: Timestamp,
+    ) -> Effect {
+        Effect::write_onto_read(
+            status::failed(previous, generation, reason, message, now),
+            Some(Note::new(reason, message)),
+        )
+    }
+
     pub fn start(kind: RunKind, status: Option<McallTaskStatus>) -> Effect {
         Effect::StartRun {
             kind: Box::new(kind),

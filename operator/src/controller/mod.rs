@@ -1,7 +1,8 @@
 //! The McallTask controller. Data flows one way:
 //!
-//! - **observe** ([`observe`]): the cached task, what this process runs of it ([`executions`]),
-//!   the operator's Lease ([`liveness`]) and now, gathered in [`context::Facts`];
+//! - **observe** ([`observe`]): the cached task and now ([`context::Facts`]), with what this
+//!   process runs of it ([`executions`]), the operator's Lease ([`liveness`]) and the
+//!   dependencies, gathered into each planner's `Observed`;
 //! - **plan** (pure, unit-tested as tables): [`one_shot`] (with [`decide`]) or [`scheduled`] (with
 //!   `crate::schedule`) return a [`effects::Plan`]: status writes with preconditions, Events,
 //!   runs to start or cancel, and when to look again;

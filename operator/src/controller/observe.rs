@@ -4,12 +4,10 @@
 use mcall_generated::{Phase, Reason};
 
 use super::context::{Context, Facts};
+use super::decide::{self, COMMANDS_NOT_ALLOWED};
 use super::dependencies;
 use super::prepare::{self, Validation};
-use super::{decide, scheduled};
-
-/// Why a `cmd` task outside the operator's command namespaces does not run.
-pub use decide::COMMANDS_NOT_ALLOWED;
+use super::scheduled;
 
 /// What a one-shot task's plan needs, beyond its status and this process's runs.
 pub fn one_shot<'a>(

@@ -13,7 +13,7 @@ use super::runs::RunKind;
 use super::status;
 
 /// Why a task recorded `Running` but running nowhere is not run again.
-pub const INTERRUPTED: &str = "the operator stopped while this execution ran; it was not re-run, so a command never runs twice (change the spec to run it again)";
+pub const ONE_SHOT_INTERRUPTED: &str = "the operator stopped while this execution ran; it was not re-run, so a command never runs twice (change the spec to run it again)";
 
 /// What this process's runs need before anything is decided, and which generation runs here
 /// once they got it.
@@ -96,32 +96,17 @@ pub fn plan(prelude: Prelude, observed: &Observed<'_>, policy: Policy) -> Plan {
             then: Some(Note::new(Reason::Skipped, message)),
         }),
         Decision::Reject { reason, message } => {
-            plan.then(reject(previous, generation, reason, &message, now))
+            plan.then(Effect::reject(previous, generation, reason, &message, now))
         }
-        Decision::Interrupted => plan.then(reject(
+        Decision::Interrupted => plan.then(Effect::reject(
             previous,
             generation,
             Reason::Interrupted,
-            INTERRUPTED,
+            ONE_SHOT_INTERRUPTED,
             now,
         )),
         Decision::Start => plan.then(Effect::start(RunKind::OneShot, None)),
     }
-}
-
-/// Failed for `reason`, onto the version read: a result that landed meanwhile is not overwritten
-/// (the reconcile its write triggers decides again), and the Event follows only a landed write.
-pub fn reject(
-    previous: Option<&McallTaskStatus>,
-    generation: i64,
-    reason: Reason,
-    message: &str,
-    now: k8s_openapi::jiff::Timestamp,
-) -> Effect {
-    Effect::write_onto_read(
-        status::failed(previous, generation, reason, message, now),
-        Some(Note::new(reason, message)),
-    )
 }
 
 #[cfg(test)]

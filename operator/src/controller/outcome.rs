@@ -21,12 +21,12 @@ pub fn outcome_status(
     now: Timestamp,
 ) -> Option<McallTaskStatus> {
     let previous = latest.status.as_ref();
-    // A run that never wrote `Running` is reported as if it had, so its start time (and a
-    // dependency condition) are those of this run.
-    let started = Timestamp::try_from(outcome.started_at).unwrap_or(now);
     match (kind, current) {
         (RunKind::OneShot, false) => None,
         (RunKind::OneShot, true) => {
+            // A run that never wrote `Running` is reported as if it had, so its start time (and
+            // a dependency condition) are those of this run.
+            let started = Timestamp::try_from(outcome.started_at).unwrap_or(now);
             let claimed = previous.filter(|s| {
                 s.phase == Some(Phase::Running) && s.observed_generation == Some(generation)
             });

@@ -11,7 +11,6 @@ use kube::ResourceExt;
 use mcall_generated::{McallTask, McallTaskStatus, Phase, Reason};
 
 use super::effects::{Effect, Plan};
-use super::one_shot::reject;
 use super::report::Note;
 use super::report::conditions::{READY, reason_of};
 use super::runs::{Claim, HistoryLimits, RunKind, ScheduledRun};
@@ -35,7 +34,7 @@ pub const MIN_REQUEUE: Duration = Duration::from_millis(100);
 /// A new task whose first tick is at most this far away writes no status until that run.
 const FIRST_RUN_SOON: Duration = Duration::from_secs(30);
 
-const INTERRUPTED: &str = "the operator stopped while this run was in progress; it is recorded as failed and not re-run, so a command never runs twice";
+const RUN_INTERRUPTED: &str = "the operator stopped while this run was in progress; it is recorded as failed and not re-run, so a command never runs twice";
 
 /// Reasons a scheduled task is refused for as long as its spec stays as it is.
 const REJECTIONS: [Reason; 4] = [
@@ -69,13 +68,10 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         task.spec.schedule.as_deref().unwrap_or_default(),
         task.spec.time_zone.as_deref(),
     );
-    let schedule = match parsed {
-        Err(e) => return rejected(observed, ScheduleError::REASON, e.to_string()),
-        Ok(_) if observed.rejection.is_some() => {
-            let (reason, message) = observed.rejection.clone().expect("checked");
-            return rejected(observed, reason, message);
-        }
-        Ok(schedule) => schedule.spread_by(&task.uid().unwrap_or_default()),
+    let schedule = match (parsed, &observed.rejection) {
+        (Err(e), _) => return rejected(observed, ScheduleError::REASON, e.to_string()),
+        (Ok(_), Some((reason, message))) => return rejected(observed, *reason, message.clone()),
+        (Ok(schedule), None) => schedule.spread_by(&task.uid().unwrap_or_default()),
     };
     if let Some(s) = task.status.as_ref()
         && s.phase == Some(Phase::Running)
@@ -85,11 +81,11 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         let interrupted = status::scheduled_interrupted(
             s,
             observed.generation,
-            INTERRUPTED,
+            RUN_INTERRUPTED,
             observed.now,
             limits(task),
         );
-        let note = Note::new(Reason::Interrupted, INTERRUPTED);
+        let note = Note::new(Reason::Interrupted, RUN_INTERRUPTED);
         return Plan::idle().then(Effect::write_onto_read(interrupted, Some(note)));
     }
     if let Some(plan) = claimed::plan(observed, &schedule) {
@@ -109,7 +105,7 @@ fn rejected(observed: &Observed<'_>, reason: Reason, message: String) -> Plan {
     if already {
         return Plan::idle();
     }
-    Plan::idle().then(reject(
+    Plan::idle().then(Effect::reject(
         status,
         observed.generation,
         reason,
@@ -264,6 +260,9 @@ fn start_or_skip(
     claim: Claim,
 ) -> Effect {
     let next = decision.next_schedule_time;
+    if run.active == ActiveRunAction::Cancel {
+        tracing::info!("replacing the run in progress");
+    }
     if let Some(unmet) = unmet_dependency(&observed.dependencies) {
         let mut skipped = tick_not_run(
             observed,

@@ -193,7 +193,7 @@ pub fn retrying(
     s
 }
 
-/// Bytes of `result.errorMessage` (and of the Ready condition's message) at most.
+/// Bytes of `result.errorMessage` and of `message` at most (the Ready condition cuts its own at 1 KiB).
 const ERROR_MESSAGE_MAX: usize = 4096;
 
 /// The status after an execution finished (or was cancelled by a shutdown).

@@ -7,7 +7,7 @@ use mcall_generated::{Condition, ConditionStatus, ConditionType, Reason};
 
 use super::truncate;
 
-/// The condition every kind carries: True once the object did what it is for.
+/// True once the object did what it is for (`spec/reasons.yaml` declares which kinds set it).
 pub const READY: ConditionType = ConditionType::Ready;
 /// Set on a McallTask while it waits for its dependencies.
 pub const DEPENDENCIES_READY: ConditionType = ConditionType::DependenciesReady;

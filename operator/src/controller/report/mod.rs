@@ -1,6 +1,6 @@
 //! Reporting, for any kind the operator writes the status of: status writes with preconditions
-//! ([`writes`]), conditions ([`conditions`]) and Events ([`events`]). Nothing here knows what a
-//! McallTask is; a kind takes part by implementing [`Reported`].
+//! ([`writes`]), conditions ([`conditions`]) and Events ([`events`]). The code is generic; a kind
+//! takes part by implementing [`Reported`] (below, for McallTask and McallWorkflow).
 
 pub mod conditions;
 pub mod events;

@@ -169,3 +169,104 @@ impl<K: Reported> Tracked<K> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use mcall_generated::{McallWorkflow, McallWorkflowStatus, Phase};
+
+    use super::*;
+
+    /// Requests seen: method, path with query, body.
+    type Seen = Arc<Mutex<Vec<(String, String, serde_json::Value)>>>;
+
+    /// A client whose API server answers every request with `code` (and the body sent back, as
+    /// server-side apply does), and the requests it saw: method, path with query, body.
+    fn client(code: u16) -> (kube::Client, Seen) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+            let log = log.clone();
+            async move {
+                let (parts, body) = request.into_parts();
+                let bytes = body.collect_bytes().await.unwrap();
+                let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                let path = parts.uri.path_and_query().unwrap().to_string();
+                log.lock()
+                    .unwrap()
+                    .push((parts.method.to_string(), path, json.clone()));
+                let mut answer = json;
+                answer["metadata"]["name"] = "w".into();
+                answer["metadata"]["resourceVersion"] = "8".into();
+                answer["spec"] = serde_json::json!({"tasks": []});
+                if code != 200 {
+                    answer = serde_json::json!({"kind": "Status", "apiVersion": "v1",
+                        "status": "Failure", "reason": "Conflict", "code": code, "message": "changed"});
+                }
+                let response = http::Response::builder()
+                    .status(code)
+                    .body(kube::client::Body::from(answer.to_string().into_bytes()))
+                    .unwrap();
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        (kube::Client::new(service, "default"), seen)
+    }
+
+    fn workflow() -> McallWorkflow {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "mcall.tz.io/v1", "kind": "McallWorkflow",
+            "metadata": {"name": "w", "namespace": "ns", "uid": "u-1", "resourceVersion": "7"},
+            "spec": {"tasks": []}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_workflow_status_is_applied_onto_the_version_read_with_the_operators_field_manager() {
+        let (client, seen) = client(200);
+        let api: Api<McallWorkflow> = Api::namespaced(client, "ns");
+        let status = McallWorkflowStatus {
+            phase: Some(Phase::Running),
+            ..Default::default()
+        };
+        let written = write(&api, &workflow(), &status, Precondition::OnRead).await;
+        assert!(written.unwrap());
+        let seen = seen.lock().unwrap();
+        let (method, path, body) = &seen[0];
+        assert_eq!(method, "PATCH");
+        assert!(
+            path.starts_with("/apis/mcall.tz.io/v1/namespaces/ns/mcallworkflows/w/status?")
+                && path.contains("fieldManager=mcall-operator")
+                && path.contains("force=true"),
+            "{path}"
+        );
+        assert_eq!(body["kind"], "McallWorkflow");
+        assert_eq!(body["apiVersion"], "mcall.tz.io/v1");
+        assert_eq!(body["metadata"]["resourceVersion"], "7");
+        assert_eq!(body["status"]["phase"], "Running");
+    }
+
+    #[tokio::test]
+    async fn a_conflict_is_not_written_and_no_precondition_sends_no_version() {
+        let (client, seen) = client(409);
+        let api: Api<McallWorkflow> = Api::namespaced(client, "ns");
+        let status = McallWorkflowStatus::default();
+        let written = write(&api, &workflow(), &status, Precondition::OnRead).await;
+        assert!(!written.unwrap(), "a conflict means: changed since read");
+        let (client, seen_none) = self::client(200);
+        let api: Api<McallWorkflow> = Api::namespaced(client, "ns");
+        assert!(
+            write(&api, &workflow(), &status, Precondition::None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            seen_none.lock().unwrap()[0].2["metadata"]
+                .get("resourceVersion")
+                .is_none()
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+}
