@@ -16,7 +16,9 @@ use tracing::Instrument;
 
 use super::context::Context;
 use super::executions::{Execution, TaskKey};
-use super::outcome::{announcement, cancelled_before_start, outcome_status, refused_outcome};
+use super::outcome::{
+    announcement, cancelled_before_start, outcome_status, refused_outcome, reports_as_current,
+};
 use super::report::writes::{Tracked, refused_as_invalid};
 use super::report::{Note, publish};
 use super::runs::{Claim, RunKind};
@@ -267,7 +269,8 @@ async fn report(
         let mut current = false;
         let written = tracked
             .write(|latest| {
-                current = ctx.executions.is_current(key, execution);
+                current =
+                    reports_as_current(latest, kind, ctx.executions.is_current(key, execution));
                 outcome_status(latest, generation, kind, current, outcome, Timestamp::now())
             })
             .await;

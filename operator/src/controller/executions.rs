@@ -198,7 +198,8 @@ impl Executions {
         }
     }
 
-    /// The claim of `execution` failed: forget it and make the run it overtook current again.
+    /// The claim of `execution` failed (or its vouch never came): forget it, and if it was current
+    /// make the run it overtook current again.
     pub fn abort_scheduled(&self, key: &TaskKey, execution: &Execution) {
         let mut map = self.inner.lock().expect("not poisoned");
         let Some(runs) = map.get_mut(key) else { return };
@@ -208,6 +209,9 @@ impl Executions {
             .is_some_and(|c| c.execution.id == execution.id)
         {
             runs.current = runs.overtaken.pop();
+        } else {
+            // Overtaken meanwhile (a chained run that never got its vouch): forgotten all the same.
+            runs.overtaken.retain(|o| o.execution.id != execution.id);
         }
         if runs.is_empty() {
             map.remove(key);

@@ -10,6 +10,19 @@ use super::report::{Note, truncate};
 use super::runs::{RunKind, ScheduledRun};
 use super::status;
 
+/// Whether a finished run reports as the task's current run: it is the current one here, or the
+/// status still records it as the run in progress. The latter is a run overtaken here by a newer
+/// one whose claim has not landed yet (that claim then conflicts, and the task is decided again):
+/// reported as merely overtaken it would add only a history record and leave the task `Running`
+/// for a run that is over, which a later reconcile records as `Interrupted` — the same tick twice.
+pub fn reports_as_current(latest: &McallTask, kind: &RunKind, registered_current: bool) -> bool {
+    registered_current
+        || matches!(kind, RunKind::Scheduled(run) if latest.status.as_ref().is_some_and(|s| {
+            s.phase == Some(Phase::Running)
+                && s.current_run.as_ref().map(|t| t.0) == Some(run.scheduled)
+        }))
+}
+
 /// The status a finished run leaves on `latest`, or `None` when it leaves nothing. `current`:
 /// the run is still the task's current one (not replaced, not overtaken).
 pub fn outcome_status(

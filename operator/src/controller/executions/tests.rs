@@ -167,3 +167,18 @@ fn replace_cancels_only_after_the_claim_and_a_failed_claim_restores_the_old_run(
     ex.finish(&key(), &won);
     assert!(ex.is_empty());
 }
+
+#[test]
+fn an_overtaken_run_that_is_aborted_is_forgotten_and_the_current_one_stays() {
+    let ex = Executions::default();
+    let chained = ex.start_scheduled(key(), "uid", 1, at(10));
+    let newer = ex.start_scheduled(key(), "uid", 1, at(20));
+    ex.confirm_scheduled(&key(), false);
+    ex.abort_scheduled(&key(), &chained);
+    assert!(ex.is_current(&key(), &newer));
+    assert_eq!(
+        ex.len(),
+        1,
+        "the aborted run no longer holds up a shutdown's drain"
+    );
+}
