@@ -46,6 +46,31 @@ fn each_run_once(status: &McallTaskStatus, hits: &std::sync::Mutex<Vec<String>>)
     succeeded
 }
 
+/// Changes a scheduled task's spec in a way that changes no run (a history limit), and waits
+/// for the operator to record `generation` as observed. The reconciles of one task run one at a
+/// time, in the order of its changes, so once that write shows, every earlier change (a touch,
+/// a result) has been reconciled too: the anchor for "and then nothing more ran".
+async fn acknowledged_change(env: &TestEnv, name: &str, generation: i64) {
+    let limit = json!({"spec": {"failedRunsHistoryLimit": 10 + generation}});
+    env.tasks
+        .patch(name, &PatchParams::default(), &Patch::Merge(&limit))
+        .await
+        .unwrap();
+    wait_for(
+        env,
+        name,
+        T,
+        &format!("observedGeneration {generation}, no run in progress"),
+        // A run that reconcile started instead writes Running first: wait for its result too.
+        |s| {
+            s.observed_generation == Some(generation)
+                && s.current_run.is_none()
+                && s.phase != Some(Phase::Running)
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn every_two_seconds_runs_repeatedly_with_history_trimmed() {
     let env = test_env("sched-every").await;
@@ -57,15 +82,23 @@ async fn every_two_seconds_runs_repeatedly_with_history_trimmed() {
         "successfulRunsHistoryLimit": 2, "failedRunsHistoryLimit": 1}),
     )
     .await;
-    let task = wait_for(&env, "ticker", T, "three runs", |s| {
-        s.last_successful_time.is_some()
-            && s.history.as_ref().is_some_and(|h| h.len() == 2)
-            && s.retry_count.is_some()
+    // Every version of the status, on a watch: the history never holds more than the limit, and
+    // three ticks have run (one more than the history keeps) once a result names the third.
+    let mut ran = BTreeSet::new();
+    let task = watch_until(&env, "ticker", T, "a third run recorded", |task| {
+        let Some(status) = task.status.as_ref() else {
+            return false;
+        };
+        let runs = history(status);
+        assert!(
+            runs.len() <= 2,
+            "trimmed to successfulRunsHistoryLimit in every write: {runs:?}"
+        );
+        ran.extend(status.history.iter().flatten().map(|r| r.scheduled_time.0));
+        ran.len() >= 3 && status.phase == Some(Phase::Succeeded)
     })
     .await;
-    // Let at least one more tick pass: the history stays at the limit.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let status = env.tasks.get("ticker").await.unwrap().status.unwrap();
+    let status = task.status.clone().unwrap();
     let runs = history(&status);
     assert_eq!(
         runs.len(),
@@ -74,8 +107,19 @@ async fn every_two_seconds_runs_repeatedly_with_history_trimmed() {
     );
     assert!(runs.iter().all(|(_, phase, _)| *phase == Phase::Succeeded));
     assert_ne!(runs[0].0, runs[1].0, "each run has its own tick");
+    // The two newest runs are kept; the oldest was trimmed.
+    let kept: BTreeSet<_> = status
+        .history
+        .iter()
+        .flatten()
+        .map(|r| r.scheduled_time.0)
+        .collect();
+    let newest: BTreeSet<_> = ran.iter().rev().take(2).copied().collect();
+    assert_eq!(kept, newest, "the newest runs are kept, of {ran:?}");
+    assert!(status.last_successful_time.is_some() && status.retry_count == Some(0));
     let last = status.last_schedule_time.unwrap().0;
     let next = status.next_schedule_time.unwrap().0;
+    assert_eq!(Some(&last), ran.last(), "the last tick is the newest run's");
     assert_eq!(
         next.duration_since(last),
         k8s_openapi::jiff::SignedDuration::from_secs(2),
@@ -86,17 +130,15 @@ async fn every_two_seconds_runs_repeatedly_with_history_trimmed() {
     let spread = mcall::schedule::Schedule::parse("@every 2s", None)
         .unwrap()
         .spread_by(&uid);
-    assert_eq!(spread.latest_at_or_before(last), Some(last));
+    for tick in &ran {
+        assert_eq!(spread.latest_at_or_before(*tick), Some(*tick), "{ran:?}");
+    }
     assert_eq!(spread.next_after(last), Some(next));
-    assert!(task.status.unwrap().phase.is_some());
     op.stop().await;
 }
 
 #[tokio::test]
 async fn each_tick_costs_one_status_write_its_result_claims_the_next() {
-    use futures::StreamExt;
-    use kube::runtime::{WatchStreamExt, watcher};
-
     let env = test_env("sched-writes").await;
     let op = start_operator(&env, config_for(&env));
     create_task(
@@ -107,27 +149,50 @@ async fn each_tick_costs_one_status_write_its_result_claims_the_next() {
     )
     .await;
     let runs = |s: &McallTaskStatus| s.history.as_ref().map_or(0, Vec::len);
-    let first = wait_for(&env, "frugal", T, "two runs", |s| runs(s) >= 2).await;
-    let before = runs(&first.status.unwrap());
-    // Every write of the task shows on a watch; count them over some ticks.
-    let config = watcher::Config::default().fields("metadata.name=frugal");
-    let mut writes = std::pin::pin!(watcher(env.tasks.clone(), config).applied_objects());
+    wait_for(&env, "frugal", T, "two runs", |s| runs(s) >= 2).await;
+    // Every write of the task shows on a watch: count them over the next six ticks. The window
+    // is bounded by those runs, not by a wall-clock time a loaded machine would stretch.
+    const TICKS: usize = 6;
     let mut versions = BTreeSet::new();
-    let mut latest = None;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
-    while let Ok(Some(task)) = tokio::time::timeout_at(deadline, writes.next()).await {
-        let task = task.unwrap();
+    let mut before = None;
+    let task = watch_until(&env, "frugal", T, "six more runs", |task| {
         versions.insert(task.metadata.resource_version.clone());
-        latest = task.status;
-    }
-    let latest = latest.unwrap();
+        let now = task.status.as_ref().map_or(0, runs);
+        // The first version seen is the one before the window.
+        let before = *before.get_or_insert(now);
+        now - before >= TICKS
+    })
+    .await;
+    let latest = task.status.unwrap();
+    let history = latest.history.clone().unwrap();
+    let before = before.unwrap();
     let ticks = runs(&latest) - before;
-    assert!(ticks >= 4, "about one run a second: {ticks}");
+    // Newest first: the window's runs are the first `ticks` records.
+    let window: Vec<_> = history[..ticks]
+        .iter()
+        .map(|r| r.scheduled_time.0)
+        .collect();
+    assert!(
+        history[..ticks].iter().all(|r| r.phase == Phase::Succeeded),
+        "{history:?}"
+    );
+    // About one run a second, in the schedule's own time (which a slow test cannot stretch):
+    // the six runs' ticks span at most 7 s, so at most two of those eight ticks were lost to a
+    // late start (the tolerance of "four runs in six seconds"), and none ran twice.
+    let span = window[0].duration_since(window[ticks - 1]);
+    assert!(
+        span <= k8s_openapi::jiff::SignedDuration::from_secs(7),
+        "{ticks} runs spread over {span} of ticks: {window:?}"
+    );
+    assert_eq!(
+        window.iter().collect::<BTreeSet<_>>().len(),
+        ticks,
+        "{window:?}"
+    );
     assert!(
         latest.claimed_tick.is_some() || latest.phase == Some(Phase::Running),
         "the result claimed the next tick: {latest:?}"
     );
-    // The first version seen is the one before the window.
     let writes = versions.len() - 1;
     assert!(
         writes <= ticks + 1,
@@ -161,13 +226,25 @@ async fn run_now_requests_between_claimed_ticks_never_run_a_tick_twice() {
             .patch("busy", &PatchParams::default(), &Patch::Merge(&annotate))
             .await
             .unwrap();
+        // Pacing, not waiting for anything: the requests are meant to land at every point of
+        // the tick interval, whatever the operator does meanwhile.
         tokio::time::sleep(Duration::from_millis(370)).await;
     }
     wait_for(&env, "busy", T, "the last request handled", |s| {
         s.run_now_handled.as_deref() == Some("r13")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Its run is recorded, and so is every run the server answered so far. (A stop drains the
+    // runs in progress anyway; this only makes sure the last request's run is not one of them.)
+    wait_for(&env, "busy", T, "every request recorded as a run", |s| {
+        s.current_run.is_none()
+            && history(s)
+                .iter()
+                .filter(|(_, phase, _)| *phase == Phase::Succeeded)
+                .count()
+                == hits.lock().unwrap().len()
+    })
+    .await;
     op.stop().await;
 
     let status = env.tasks.get("busy").await.unwrap().status.unwrap();
@@ -250,7 +327,10 @@ async fn run_now_runs_once_per_new_annotation_value() {
         s.run_now_handled.as_deref() == Some("1") && s.phase == Some(Phase::Succeeded)
     })
     .await;
-    // Touching the object without a new value does not run it again.
+    // Touching the object without a new value does not run it again. A label alone leaves no
+    // trace of the operator having looked, so the touch is followed by a spec change the
+    // operator acknowledges (observedGeneration 2): that write comes from a reconcile after the
+    // touch, which saw the old request and had to leave it alone.
     env.tasks
         .patch(
             "manual",
@@ -259,7 +339,7 @@ async fn run_now_runs_once_per_new_annotation_value() {
         )
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    acknowledged_change(&env, "manual", 2).await;
     assert_eq!(hits.lock().unwrap().len(), 1);
     env.tasks
         .patch(
@@ -273,9 +353,11 @@ async fn run_now_runs_once_per_new_annotation_value() {
         s.run_now_handled.as_deref() == Some("2") && s.phase == Some(Phase::Succeeded)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(hits.lock().unwrap().len(), 2);
+    // Nothing runs the request again: every reconcile of that result has happened once the
+    // operator acknowledges a later change, and the stop lets whatever it started finish.
+    acknowledged_change(&env, "manual", 3).await;
     op.stop().await;
+    assert_eq!(hits.lock().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -320,8 +402,23 @@ async fn a_restarted_operator_neither_repeats_nor_loses_ticks() {
     let (port, hits) = http_server(200, "ok").await;
     create_task(&env, "counted", json!({"type": "get", "input": format!("http://127.0.0.1:{port}/"), "schedule": "@every 2s",
         "startingDeadlineSeconds": 30, "successfulRunsHistoryLimit": 100, "failedRunsHistoryLimit": 100})).await;
+    let succeeded_between = |s: &McallTaskStatus, from, to| {
+        s.history
+            .iter()
+            .flatten()
+            .filter(|r| {
+                r.phase == Phase::Succeeded && r.scheduled_time.0 > from && r.scheduled_time.0 < to
+            })
+            .count()
+    };
     let first = start_operator(&env, config_for(&env));
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let created = env.tasks.get("counted").await.unwrap();
+    let began = created.metadata.creation_timestamp.unwrap().0;
+    let far = k8s_openapi::jiff::Timestamp::MAX;
+    wait_for(&env, "counted", T, "two runs by the first operator", |s| {
+        succeeded_between(s, began, far) >= 2
+    })
+    .await;
     first.stop().await;
     let stopped = k8s_openapi::jiff::Timestamp::now();
     let lease: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
@@ -332,30 +429,46 @@ async fn a_restarted_operator_neither_repeats_nor_loses_ticks() {
         "a graceful stop releases the Lease"
     );
     assert!(lease.renew_time.is_some_and(|t| t.0 <= stopped));
-    // Down across at least one tick.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Down across at least one tick: until the task's first tick after the stop has passed (a
+    // known instant on its grid, so this waits for the event itself, not a guessed span).
+    let uid = created.metadata.uid.unwrap();
+    let missed = mcall::schedule::Schedule::parse("@every 2s", None)
+        .unwrap()
+        .spread_by(&uid)
+        .next_after(stopped)
+        .unwrap();
+    let until = missed.duration_since(k8s_openapi::jiff::Timestamp::now());
+    tokio::time::sleep(Duration::try_from(until).unwrap_or_default() + Duration::from_millis(50))
+        .await;
     let restarted = k8s_openapi::jiff::Timestamp::now();
+    assert!(missed < restarted);
     let second = start_operator(&env, config_for(&env));
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The latest tick that fell while the operator was down runs once, after the restart (it is
+    // within startingDeadlineSeconds), and the schedule goes on after it.
+    wait_for(
+        &env,
+        "counted",
+        T,
+        "the missed tick and a later one run after the restart",
+        |s| {
+            succeeded_between(s, stopped, restarted) >= 1
+                && succeeded_between(s, restarted, far) >= 1
+        },
+    )
+    .await;
+    // A graceful stop drains the runs in progress: every request the server saw is recorded.
     second.stop().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let status = env.tasks.get("counted").await.unwrap().status.unwrap();
     let runs = history(&status);
-    let succeeded = each_run_once(&status, &hits);
-    // The latest tick that fell while the operator was down ran once, after the restart (it is
-    // within startingDeadlineSeconds).
-    let missed_then_run = status.history.iter().flatten().any(|r| {
-        r.phase == Phase::Succeeded
-            && r.scheduled_time.0 > stopped
-            && r.scheduled_time.0 < restarted
-    });
+    each_run_once(&status, &hits);
     assert!(
-        missed_then_run,
+        succeeded_between(&status, stopped, restarted) >= 1,
         "the tick missed during the downtime ran after the restart: {runs:?}"
     );
     assert!(
-        succeeded >= 4,
+        succeeded_between(&status, began, stopped) >= 2
+            && succeeded_between(&status, restarted, far) >= 1,
         "runs before and after the restart: {runs:?}"
     );
 }
@@ -383,23 +496,32 @@ async fn a_run_that_cannot_start_waits_for_the_next_tick_without_looping() {
         },
     )
     .await;
-    // One write per tick at most, not a loop: count resourceVersion changes over 3 s.
+    // One write per tick at most, not a loop: count the writes (every one shows on a watch)
+    // until two more ticks have been refused; a window bounded by ticks, not by a clock.
     let mut versions = BTreeSet::new();
-    for _ in 0..30 {
-        versions.insert(
-            env.tasks
-                .get("needs-secret")
-                .await
-                .unwrap()
-                .metadata
-                .resource_version,
+    let mut refused = BTreeSet::new();
+    let mut before = None;
+    watch_until(&env, "needs-secret", T, "two more refused ticks", |task| {
+        versions.insert(task.metadata.resource_version.clone());
+        let status = task.status.as_ref();
+        refused.extend(
+            status
+                .and_then(|s| s.history.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|r| r.error_code.as_deref() == Some("InvalidSpec"))
+                .map(|r| r.scheduled_time.0),
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let before = *before.get_or_insert(refused.len());
+        refused.len() - before >= 2
+    })
+    .await;
+    let ticks = refused.len() - before.unwrap();
+    // The first version seen is the one before the window.
+    let writes = versions.len() - 1;
     assert!(
-        versions.len() <= 5,
-        "{} status writes in 3 s",
-        versions.len()
+        writes <= ticks + 1,
+        "{writes} status writes for {ticks} refused ticks: {refused:?}"
     );
     // Once the Secret exists, the next tick runs.
     create_secret(&env, "later", "token", "t").await;

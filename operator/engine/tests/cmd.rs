@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{assert_no_process_with, limits, request, run, run_with};
+use common::{assert_no_process_with, limits, request, run, run_with, wait_for_process_with};
 use mcall_engine::{
     EngineEvent, Limits, OutputMatch, OutputOptions, TaskKind, TaskPlan, Verdict, execute,
 };
@@ -217,8 +217,10 @@ async fn cancellation_kills_the_group_and_reports_cancelled() {
     .unwrap();
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
+    // Cancelled once the command runs (waited for, however slow the spawn on a busy machine),
+    // so the probe below proves its group was killed rather than never started.
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_for_process_with(marker, Duration::from_secs(30)).await;
         trigger.cancel();
     });
     let started = Instant::now();
@@ -244,8 +246,12 @@ async fn dropping_the_future_kills_the_group() {
         CancellationToken::new(),
         &|_: EngineEvent| {},
     );
-    let dropped = tokio::time::timeout(Duration::from_millis(300), run).await;
-    assert!(dropped.is_err(), "the command should still be running");
+    // Dropped once the command runs (not after a guessed delay), so the probe below proves its
+    // group was killed rather than never started.
+    tokio::select! {
+        outcome = run => panic!("the command should still be running: {outcome:?}"),
+        () = wait_for_process_with(marker, Duration::from_secs(30)) => {}
+    }
     assert_no_process_with(marker, Duration::from_secs(1)).await;
 }
 

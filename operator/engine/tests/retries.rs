@@ -6,7 +6,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{TestServer, limits, request};
+use common::{TestServer, assert_no_process_with, limits, request, wait_for_process_with};
 use mcall_engine::{EngineEvent, Limits, TaskKind, TaskPlan, TaskRequest, Verdict, execute};
 use tokio_util::sync::CancellationToken;
 
@@ -108,22 +108,68 @@ async fn timeouts_are_retried() {
 
 #[tokio::test]
 async fn a_cancelled_attempt_is_not_retried() {
-    let mut req = request(TaskKind::Cmd, "sleep 5");
+    // A command line of this test alone (the pid), so the probe below finds only its process.
+    let marker = format!("sleep 7{}.5", std::process::id());
+    let mut req = request(TaskKind::Cmd, marker.clone());
     req.retry_count = 3;
     let plan = TaskPlan::compile(req).unwrap();
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
+    // Cancelled once the attempt's process runs, however long spawning takes on a busy machine.
+    let probe = marker.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        wait_for_process_with(&probe, Duration::from_secs(30)).await;
         trigger.cancel();
     });
     let outcome = execute(&plan, &limits(), cancel, &|_| panic!("no retry expected")).await;
     assert_eq!(outcome.verdict, Verdict::Cancelled);
     assert_eq!(outcome.retries, 0);
+    assert_no_process_with(&marker, Duration::from_secs(5)).await;
+}
+
+/// The engine's log line as it starts waiting before a retry: the only sign, outside the engine,
+/// that an attempt has failed and the backoff has begun (`EngineEvent::Retrying` comes after it).
+const BACKOFF_STARTS: &str = "attempt failed, retrying";
+
+/// A subscriber that cancels `cancel` when the engine logs [`BACKOFF_STARTS`], and notes when.
+struct CancelWhenBackoffStarts {
+    cancel: CancellationToken,
+    at: Mutex<Option<Instant>>,
+}
+
+impl tracing::Subscriber for CancelWhenBackoffStarts {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(Option<String>);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = Some(format!("{value:?}"));
+                }
+            }
+        }
+        let mut message = Message(None);
+        event.record(&mut message);
+        if message.0.as_deref() == Some(BACKOFF_STARTS) {
+            self.at.lock().unwrap().get_or_insert_with(Instant::now);
+            self.cancel.cancel();
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 #[tokio::test]
 async fn cancellation_during_backoff_is_prompt() {
+    use tracing::instrument::WithSubscriber;
+
     let limits = Limits {
         retry_base: Duration::from_secs(30),
         retry_cap: Duration::from_secs(30),
@@ -133,17 +179,26 @@ async fn cancellation_during_backoff_is_prompt() {
     req.retry_count = 2;
     let plan = TaskPlan::compile(req).unwrap();
     let cancel = CancellationToken::new();
-    let trigger = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        trigger.cancel();
+    // Cancelled as the 30 s backoff begins (not after a guessed delay, which a slow first attempt
+    // on a busy machine would outlast): what is timed is the cancel's effect alone.
+    let subscriber = std::sync::Arc::new(CancelWhenBackoffStarts {
+        cancel: cancel.clone(),
+        at: Mutex::new(None),
     });
-    let started = Instant::now();
-    let outcome = execute(&plan, &limits, cancel, &|_| panic!("no retry expected")).await;
+    let run = execute(&plan, &limits, cancel, &|_| panic!("no retry expected"))
+        .with_subscriber(tracing::Dispatch::from(subscriber.clone()));
+    // Bounded well below the backoff, so a missing log line fails here instead of after 90 s.
+    let outcome = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("no outcome within 20 s: did the engine stop logging {BACKOFF_STARTS:?}?")
+        });
+    let returned = Instant::now();
+    let cancelled = subscriber.at.lock().unwrap().expect("the backoff began");
+    let after_cancel = returned - cancelled;
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
+        after_cancel < Duration::from_secs(2),
+        "the outcome came {after_cancel:?} after the cancel, within a 30 s backoff"
     );
     assert_eq!(outcome.verdict, Verdict::Cancelled);
     assert_eq!(outcome.error_code.as_deref(), Some("Cancelled"));

@@ -149,6 +149,59 @@ pub async fn wait_for(
     }
 }
 
+/// Follows every write of the task on a watch (so no version is missed, unlike polling) until
+/// `check` holds for one, or fails after `timeout` naming `what` and the last status seen. `check`
+/// sees the versions in order, starting with the current one (a re-list may show one again), and
+/// may keep state across them, e.g. to assert something of every version or to count writes.
+pub async fn watch_until(
+    env: &TestEnv,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut(&McallTask) -> bool,
+) -> McallTask {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut versions = std::pin::pin!(
+        watcher(env.tasks.clone(), config)
+            .default_backoff()
+            .applied_objects()
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        match tokio::time::timeout_at(deadline, versions.next()).await {
+            Ok(Some(Ok(task))) => {
+                if check(&task) {
+                    return task;
+                }
+                last = Some(task);
+            }
+            // Re-established by the backoff; the versions go on from where they were.
+            Ok(Some(Err(e))) => eprintln!("{name}: the watch failed, retrying: {e}"),
+            Ok(None) => panic!("{name}: the watch ended while waiting for {what}"),
+            Err(_) => panic!(
+                "{name}: timed out after {timeout:?} waiting for {what}; last status: {:#?}",
+                last.and_then(|t| t.status)
+            ),
+        }
+    }
+}
+
+/// Polls `check` until it holds, or fails after `timeout` naming `what`.
+pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub async fn wait_for_phase(
     env: &TestEnv,
     name: &str,

@@ -247,6 +247,20 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
     found
 }
 
+/// Waits up to `within` for a process with `marker` to run: the anchor for acting on a running
+/// command (a fixed delay would act before the spawn on a busy machine, and the test would pass
+/// without proving anything).
+pub async fn wait_for_process_with(marker: &str, within: Duration) {
+    let until = std::time::Instant::now() + within;
+    while processes_with(marker).is_empty() {
+        assert!(
+            std::time::Instant::now() < until,
+            "no process with {marker:?} within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits up to `within` for no process with `marker` to be left.
 pub async fn assert_no_process_with(marker: &str, within: Duration) {
     let until = std::time::Instant::now() + within;
