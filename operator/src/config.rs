@@ -47,9 +47,35 @@ pub struct OperatorConfig {
     pub shutdown_grace: Duration,
     /// Identifies this replica in Events.
     pub instance: Option<String>,
-    /// Where the operator's Lease lives (see `controller::liveness`); the first watched
+    /// Where the operator's Lease lives (see `controller::lease`); the first watched
     /// namespace, or `default`, when unset.
     pub lease_namespace: Option<String>,
+    /// The Lease's name, and leader election on it.
+    pub lease: LeaseConfig,
+}
+
+/// Leader election and the Lease's timings (see `controller::lease` for what each one bounds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseConfig {
+    pub name: String,
+    /// Contend for the Lease and lead only while holding it (several replicas); off: this
+    /// process is the only operator.
+    pub leader_election: bool,
+    pub duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        LeaseConfig {
+            name: LEASE_NAME.to_owned(),
+            leader_election: true,
+            duration: Duration::from_secs(2),
+            renew_deadline: Duration::from_millis(1500),
+            retry_period: Duration::from_millis(500),
+        }
+    }
 }
 
 /// The name of the operator's Lease.
@@ -74,6 +100,7 @@ impl Default for OperatorConfig {
             shutdown_grace: Duration::from_secs(20),
             instance: None,
             lease_namespace: None,
+            lease: LeaseConfig::default(),
         }
     }
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use mcall::config::{CommandPolicy, OperatorConfig};
+use mcall::config::{CommandPolicy, LeaseConfig, OperatorConfig};
+use mcall::controller::Clients;
+use mcall::controller::lease::Leading;
 use mcall::server::Readiness;
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +76,23 @@ struct OperatorArgs {
     /// Namespace of the operator's Lease (the first watched namespace, or `default`, if unset).
     #[arg(long, env = "MCALL_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
+    /// Contend for the Lease and lead only while holding it (run several replicas); false: this
+    /// process is the only operator.
+    #[arg(long, env = "MCALL_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the operator's Lease.
+    #[arg(long, env = "MCALL_LEASE_NAME", default_value = "mcall-operator")]
+    lease_name: String,
+    /// How long a renewal of the Lease vouches for the leader (whole seconds).
+    #[arg(long, env = "MCALL_LEASE_DURATION_SECONDS", default_value_t = 2)]
+    lease_duration_seconds: u64,
+    /// A leader that has not renewed the Lease for this long stops leading (ms; shorter than the
+    /// lease duration).
+    #[arg(long, env = "MCALL_LEASE_RENEW_DEADLINE_MS", default_value_t = 1500)]
+    lease_renew_deadline_ms: u64,
+    /// How often the leader renews the Lease and a follower looks at it (ms).
+    #[arg(long, env = "MCALL_LEASE_RETRY_PERIOD_MS", default_value_t = 500)]
+    lease_retry_period_ms: u64,
 }
 
 /// Exit code of a command that could not do its work because of what it was given: a flag or
@@ -164,14 +183,34 @@ async fn operator(args: OperatorArgs) -> Result<()> {
             .await
             .context("no kubeconfig and not in a cluster")?,
     };
-    // The client speaks HTTP/1.1, so every request in flight holds a connection with its TLS
-    // state and buffers: bounding them bounds memory and keeps bursts off the API server.
-    let client = kube::client::ClientBuilder::try_from(kube_config)?
-        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
-            MAX_API_REQUESTS_IN_FLIGHT,
-        ))
-        .build();
-    let config = OperatorConfig {
+    let (bind, port) = (args.bind_address, args.port);
+    let config = operator_config(args);
+    tracing::info!(?config, "starting the operator");
+    let leading = mcall::controller::leading_for(&config);
+    let clients = clients(kube_config, &leading)?;
+    let shutdown = CancellationToken::new();
+    let readiness = Readiness::default();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signals.cancel();
+    });
+    let server = tokio::spawn(mcall::server::serve(
+        SocketAddr::new(bind, port),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+    tokio::spawn(mcall::memory::return_freed_memory(shutdown.clone()));
+    let ran = mcall::controller::run_with(clients, leading, config, readiness, shutdown.clone());
+    let ran = ran.await;
+    shutdown.cancel();
+    server.await??;
+    ran
+}
+
+fn operator_config(args: OperatorArgs) -> OperatorConfig {
+    OperatorConfig {
         watch_namespaces: args
             .namespaces
             .split(',')
@@ -185,26 +224,29 @@ async fn operator(args: OperatorArgs) -> Result<()> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
         instance: args.pod_name,
         lease_namespace: args.lease_namespace.filter(|s| !s.is_empty()),
-    };
-    tracing::info!(?config, "starting the operator");
-    let shutdown = CancellationToken::new();
-    let readiness = Readiness::default();
-    let signals = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        signals.cancel();
-    });
-    let server = tokio::spawn(mcall::server::serve(
-        SocketAddr::new(args.bind_address, args.port),
-        readiness.clone(),
-        shutdown.clone(),
-    ));
-    tokio::spawn(mcall::memory::return_freed_memory(shutdown.clone()));
-    mcall::controller::run(client, config, readiness, shutdown.clone()).await?;
-    shutdown.cancel();
-    server.await??;
-    Ok(())
+        lease: LeaseConfig {
+            name: args.lease_name,
+            leader_election: args.leader_election,
+            duration: Duration::from_secs(args.lease_duration_seconds),
+            renew_deadline: Duration::from_millis(args.lease_renew_deadline_ms),
+            retry_period: Duration::from_millis(args.lease_retry_period_ms),
+        },
+    }
+}
+
+/// The operator's client, whose writes are fenced by `leading`, and the Lease's own.
+fn clients(kube_config: kube::Config, leading: &Leading) -> Result<Clients> {
+    let lease = kube::client::ClientBuilder::try_from(kube_config.clone())?.build();
+    // The client speaks HTTP/1.1, so every request in flight holds a connection with its TLS
+    // state and buffers: bounding them bounds memory and keeps bursts off the API server. The
+    // fence is outermost: a refused write takes no slot.
+    let api = kube::client::ClientBuilder::try_from(kube_config)?
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
+            MAX_API_REQUESTS_IN_FLIGHT,
+        ))
+        .with_layer(&mcall::fence::layer(leading.clone()))
+        .build();
+    Ok(Clients { api, lease })
 }
 
 async fn wait_for_signal() {

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::executions::{Executions, TaskKey};
-use super::liveness::Liveness;
+use super::lease::{Leading, Liveness};
 use super::report::EventSink;
 use crate::config::OperatorConfig;
 use crate::{Error, Result};
@@ -46,6 +46,8 @@ pub struct Context {
     /// Which claimed ticks the previous operator process may have started, and whether this
     /// one may start a claimed run.
     pub liveness: Liveness,
+    /// Whether this process leads now; no run starts when it does not.
+    pub leading: Leading,
 }
 
 /// The facts of one reconcile: the task as cached, where its status goes, and when.

@@ -74,10 +74,24 @@ pub async fn execute(
                 vouched = run.ctx.liveness.vouch_for(*scheduled) => vouched,
             };
             if !vouched {
-                run.ctx.executions.abort_scheduled(&run.key, &run.execution);
+                run.ctx
+                    .executions
+                    .forget_unstarted(&run.key, &run.execution);
                 return;
             }
         }
+    }
+    // A process that no longer leads starts nothing (after a pause past its lease, say).
+    if !run.ctx.leading.now() {
+        tracing::warn!(
+            namespace = run.key.namespace,
+            name = run.key.name,
+            "not leading: the run does not start"
+        );
+        run.ctx
+            .executions
+            .forget_unstarted(&run.key, &run.execution);
+        return;
     }
     let permit = match slot {
         Some(slot) => Some(slot),
@@ -293,6 +307,8 @@ async fn report(
                 tracing::warn!(namespace = key.namespace, name = key.name, error = %e, "the API server refused the result");
                 refused = Some(refused_outcome(outcome, reason));
             }
+            // A process that no longer leads writes nothing more.
+            Err(e) if !ctx.leading.now() => return Err(e),
             // Until it lands, however long the API server is away; during a shutdown a few
             // more tries at most.
             Err(e) if failures < 5 || !ctx.shutdown.is_cancelled() => {

@@ -163,7 +163,7 @@ impl Executions {
 
     /// Registers a scheduled run as current; the run it overtakes keeps going until the claim
     /// of the new one is written: then [`Executions::confirm_scheduled`] decides its fate, or
-    /// [`Executions::abort_scheduled`] puts it back.
+    /// [`Executions::forget_unstarted`] puts it back.
     pub fn start_scheduled(
         &self,
         key: TaskKey,
@@ -200,7 +200,7 @@ impl Executions {
 
     /// The claim of `execution` failed (or its vouch never came): forget it, and if it was current
     /// make the run it overtook current again.
-    pub fn abort_scheduled(&self, key: &TaskKey, execution: &Execution) {
+    pub fn forget_unstarted(&self, key: &TaskKey, execution: &Execution) {
         let mut map = self.inner.lock().expect("not poisoned");
         let Some(runs) = map.get_mut(key) else { return };
         if runs

@@ -1,7 +1,7 @@
 //! The McallTask controller. Data flows one way:
 //!
 //! - **observe** ([`observe`]): the cached task and now ([`context::Facts`]), with what this
-//!   process runs of it ([`executions`]), the operator's Lease ([`liveness`]) and the
+//!   process runs of it ([`executions`]), the operator's Lease ([`lease`]) and the
 //!   dependencies, gathered into each planner's `Observed`;
 //! - **plan** (pure, unit-tested as tables): [`one_shot`] (with [`decide`]) or [`scheduled`] (with
 //!   `crate::schedule`) return a [`effects::Plan`]: status writes with preconditions, Events,
@@ -20,7 +20,7 @@ mod execute;
 mod executions;
 #[cfg(test)]
 mod fixtures;
-pub mod liveness;
+pub mod lease;
 mod observe;
 mod one_shot;
 mod outcome;
@@ -37,7 +37,7 @@ mod watch;
 pub use executions::{Executions, TaskKey};
 pub use report::EventSink;
 pub use report::writes::FIELD_MANAGER;
-pub use runtime::run;
+pub use runtime::{Clients, leading_for, run, run_with};
 
 /// The finalizer earlier versions put on every task. Deletions are now seen on the watch (no write
 /// per task, and no task stuck Terminating when the operator is gone); a task that still carries

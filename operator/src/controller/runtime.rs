@@ -1,5 +1,5 @@
-//! Wiring: the operator's Lease, the Event publisher, one task watch and controller per watched
-//! namespace, readiness, and the drain on shutdown.
+//! Wiring: leadership on the operator's Lease, the Event publisher, one task watch and controller
+//! per watched namespace, readiness, and the drain on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::{Context, Failures};
 use super::executions::Executions;
-use super::liveness;
+use super::lease::{self, Ending, Leading, LeaseSettings, Liveness};
 use super::reconcile::{error_policy, reconcile_counting_failures};
 use super::report::events::{self, EventSink};
 use super::report::writes::FIELD_MANAGER;
@@ -26,18 +26,72 @@ use crate::server::Readiness;
 /// memory and API bursts, not how many tasks run.
 const RECONCILE_CONCURRENCY: u16 = 16;
 
-/// Runs the McallTask controller until `shutdown` is cancelled, then lets running executions
-/// finish within the configured grace period and cancels the rest.
+/// The clients the operator uses: `api` for everything it reads and writes (the binary fences its
+/// writes with [`Leading`]), `lease` for the Lease alone.
+pub struct Clients {
+    pub api: Client,
+    pub lease: Client,
+}
+
+/// Whether this process leads, as the configuration makes it: asked by the client's fence.
+pub fn leading_for(config: &OperatorConfig) -> Leading {
+    if config.lease.leader_election {
+        Leading::new(config.lease.renew_deadline)
+    } else {
+        Leading::always()
+    }
+}
+
+/// Runs the McallTask controller with one client for everything (tests, embedding).
 pub async fn run(
     client: Client,
     config: OperatorConfig,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (liveness, lease) = take_lease(&client, &config).await?;
+    let clients = Clients {
+        api: client.clone(),
+        lease: client,
+    };
+    let leading = leading_for(&config);
+    run_with(clients, leading, config, readiness, shutdown).await
+}
+
+/// Follows until this process holds the operator's Lease, then runs the McallTask controller
+/// until `shutdown` is cancelled (running executions may finish within the configured grace
+/// period, the rest are cancelled, the Lease is released) or until the Lease is lost (everything
+/// is cancelled at once and an error returned: a restart follows the new leader).
+pub async fn run_with(
+    clients: Clients,
+    leading: Leading,
+    config: OperatorConfig,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let settings = LeaseSettings::new(&config.lease, config.lease_namespace(), identity(&config));
+    if let Some(problem) = settings.problem() {
+        anyhow::bail!("the Lease settings cannot work: {problem}");
+    }
+    // Followers are ready: a rolling update proceeds while another replica leads.
+    readiness.set_ready();
+    let lease_api = Api::namespaced(clients.lease, &settings.namespace);
+    let acquired = lease::acquire(lease_api, settings, leading.clone(), shutdown.clone()).await;
+    let Some((liveness, leader)) = acquired else {
+        return Ok(());
+    };
+    let stop = CancellationToken::new();
     let lease_stop = CancellationToken::new();
-    let lease_kept = tokio::spawn(lease.keep(lease_stop.clone()));
-    let events = EventSink::new(client.clone(), FIELD_MANAGER, config.instance.as_deref());
+    let kept = tokio::spawn(keep_lease(
+        leader,
+        lease_stop.clone(),
+        shutdown,
+        stop.clone(),
+    ));
+    let events = EventSink::new(
+        clients.api.clone(),
+        FIELD_MANAGER,
+        config.instance.as_deref(),
+    );
     let events_stop = CancellationToken::new();
     let events_published = tokio::spawn(
         events
@@ -45,14 +99,58 @@ pub async fn run(
             .publish_queued(events_stop.clone(), events::FLUSH_GRACE),
     );
     let shared = Shared {
-        client,
+        client: clients.api,
         config: config.clone(),
         events,
         executions: Executions::default(),
         slots: Arc::new(Semaphore::new(config.max_concurrent_executions.max(1))),
-        shutdown,
+        shutdown: stop,
         liveness,
+        leading: leading.clone(),
     };
+    run_controllers(&shared).await;
+    if !leading.now() && !lease_stop.is_cancelled() {
+        // Lost: nothing may run or be written any more (the client's fence refuses writes).
+        shared.executions.cancel_all();
+        events_stop.cancel();
+        let ending = kept.await.unwrap_or(Ending::Stopped);
+        anyhow::bail!(
+            "lost the operator's Lease: {ending:?}; stopping, a restart follows the new leader"
+        );
+    }
+    drain(&shared.executions, config.shutdown_grace).await;
+    // Released only now: no run starts after the Lease says this process stopped.
+    lease_stop.cancel();
+    let _ = kept.await;
+    // The Events of the last results, within a few seconds.
+    events_stop.cancel();
+    let _ = events_published.await;
+    Ok(())
+}
+
+/// Keeps the Lease until `lease_stop`; `stop` (the controllers' and runs' stop) follows
+/// `shutdown`, or the loss of the Lease at once.
+async fn keep_lease(
+    leader: lease::Leader,
+    lease_stop: CancellationToken,
+    shutdown: CancellationToken,
+    stop: CancellationToken,
+) -> Ending {
+    let kept = leader.keep(lease_stop);
+    tokio::pin!(kept);
+    tokio::select! {
+        ending = &mut kept => {
+            stop.cancel();
+            return ending;
+        }
+        () = shutdown.cancelled() => stop.cancel(),
+    }
+    kept.await
+}
+
+/// Every watched namespace's controller, until `shared.shutdown`; ready once the caches synced.
+async fn run_controllers(shared: &Shared) {
+    let config = &shared.config;
     let namespaces: Vec<Option<String>> = if config.watch_namespaces.is_empty() {
         vec![None]
     } else {
@@ -60,46 +158,25 @@ pub async fn run(
     };
     let (stores, controllers): (Vec<_>, Vec<_>) = namespaces
         .into_iter()
-        .map(|ns| namespace_controller(&shared, ns))
+        .map(|ns| namespace_controller(shared, ns))
         .unzip();
-    let ready = async {
+    let synced = async {
         for store in &stores {
             let _ = store.wait_until_ready().await;
         }
-        readiness.set_ready();
-        tracing::info!("caches synced; ready");
+        tracing::info!("caches synced; reconciling");
     };
-    tokio::join!(futures::future::join_all(controllers), ready);
-
-    drain(&shared.executions, config.shutdown_grace).await;
-    // Released only now: no run starts after the Lease says this process stopped.
-    lease_stop.cancel();
-    let _ = lease_kept.await;
-    // The Events of the last results, within a few seconds.
-    events_stop.cancel();
-    let _ = events_published.await;
-    Ok(())
+    tokio::join!(futures::future::join_all(controllers), synced);
 }
 
-/// Takes the operator's Lease (see `liveness`) under an identity unique to this process.
-async fn take_lease(
-    client: &Client,
-    config: &OperatorConfig,
-) -> anyhow::Result<(liveness::Liveness, liveness::LeaseKeeper)> {
-    let identity = format!(
+/// This process's identity in the Lease: the pod's name (or `mcall`), pid and start time.
+fn identity(config: &OperatorConfig) -> String {
+    format!(
         "{}-{}-{}",
         config.instance.as_deref().unwrap_or("mcall"),
         std::process::id(),
         k8s_openapi::jiff::Timestamp::now().as_microsecond()
-    );
-    liveness::acquire(
-        client.clone(),
-        config.lease_namespace(),
-        crate::config::LEASE_NAME,
-        identity,
     )
-    .await
-    .map_err(|e| anyhow::anyhow!("taking the operator's Lease: {e}"))
 }
 
 /// What the controllers of all watched namespaces share.
@@ -110,7 +187,8 @@ struct Shared {
     executions: Executions,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
-    liveness: liveness::Liveness,
+    liveness: Liveness,
+    leading: Leading,
 }
 
 /// The cache and the controller of one watched namespace (`None`: all).
@@ -146,6 +224,7 @@ fn namespace_controller(
         shutdown: shared.shutdown.clone(),
         failures,
         liveness: shared.liveness.clone(),
+        leading: shared.leading.clone(),
     });
     let stop = shared.shutdown.clone();
     let controller = Controller::for_stream(watch, store.clone())

@@ -92,7 +92,7 @@ async fn start_scheduled(
             Ok(claimed) => claimed,
             Err(e) => {
                 // Not claimed: the run it would have overtaken stays the current one.
-                ctx.executions.abort_scheduled(key, &execution);
+                ctx.executions.forget_unstarted(key, &execution);
                 return if is_conflict(&e) {
                     Ok(Some(AFTER_LOST_CLAIM))
                 } else {

@@ -12,7 +12,7 @@ pub struct ClaimedTick {
     pub tick: Timestamp,
     pub now: Timestamp,
     /// Claimed ticks at or before this may have been started by the previous operator process
-    /// (see `controller::liveness`).
+    /// (see `controller::lease`).
     pub previous_process_until: Timestamp,
     /// This process already ran this tick (its result could not be written).
     pub ran_here: bool,

@@ -156,7 +156,7 @@ fn replace_cancels_only_after_the_claim_and_a_failed_claim_restores_the_old_run(
         !old.token.is_cancelled(),
         "nothing is cancelled before the claim is written"
     );
-    ex.abort_scheduled(&key(), &lost);
+    ex.forget_unstarted(&key(), &lost);
     assert!(ex.is_current(&key(), &old));
     assert_eq!(ex.len(), 1);
     let won = ex.start_scheduled(key(), "uid", 1, at(10));
@@ -174,7 +174,7 @@ fn an_overtaken_run_that_is_aborted_is_forgotten_and_the_current_one_stays() {
     let chained = ex.start_scheduled(key(), "uid", 1, at(10));
     let newer = ex.start_scheduled(key(), "uid", 1, at(20));
     ex.confirm_scheduled(&key(), false);
-    ex.abort_scheduled(&key(), &chained);
+    ex.forget_unstarted(&key(), &chained);
     assert!(ex.is_current(&key(), &newer));
     assert_eq!(
         ex.len(),
