@@ -2,6 +2,8 @@
 //! plane, an in-process operator scoped to one test namespace, and waiting on task status.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod process;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
