@@ -1,4 +1,5 @@
-//! `/healthz` (the process serves) and `/readyz` (the controllers' caches are synced).
+//! `/healthz` (the process serves) and `/readyz` (the process takes part: it leads, or follows
+//! ready to take over; a rolling update proceeds on it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

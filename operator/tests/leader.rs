@@ -1,9 +1,11 @@
 //! Several `mcall operator` processes on one control plane: exactly one leads (holds the Lease)
 //! and executes; a crashed, stopped or paused leader is replaced, and no task or tick runs twice.
+//! The replicas run as the chart's ServiceAccount with only the RBAC the chart generates.
 
 mod common;
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -14,10 +16,27 @@ use kube::Api;
 use mcall_generated::{McallTaskStatus, Phase};
 use serde_json::json;
 
-/// A replica named `name` (its Lease identity starts with it), logs discarded.
-fn replica(env: &TestEnv, name: &str) -> (Child, u16) {
+/// The chart's RBAC for a release in the test's namespace watching it, and a kubeconfig of the
+/// release's ServiceAccount.
+async fn chart_identity(env: &TestEnv) -> PathBuf {
+    let watch = format!("watchNamespaces={{{}}}", env.namespace);
+    let plane = plane();
+    plane.apply_chart_rbac(
+        &env.namespace,
+        &env.namespace,
+        "mcall-operator",
+        &["--set", &watch],
+    );
+    plane
+        .service_account_kubeconfig(&env.namespace, "mcall-operator")
+        .await
+        .expect("a ServiceAccount kubeconfig")
+}
+
+/// A replica named `name` (its Lease identity starts with it) as `kubeconfig`, logs discarded.
+fn replica(env: &TestEnv, kubeconfig: &Path, name: &str) -> (Child, u16) {
     let port = free_port();
-    let child = operator_command(env, port, 10)
+    let child = operator_command_as(kubeconfig, env, port, 10)
         .env("POD_NAME", name)
         .stderr(Stdio::null())
         .spawn()
@@ -107,8 +126,9 @@ async fn assert_each_tick_once(env: &TestEnv, hits: usize) {
 async fn of_two_replicas_one_leads_and_each_task_runs_once() {
     let env = test_env("lead-once").await;
     let (server, hits) = http_server(200, "ok").await;
-    let (a, a_port) = replica(&env, "a");
-    let (b, b_port) = replica(&env, "b");
+    let identity = chart_identity(&env).await;
+    let (a, a_port) = replica(&env, &identity, "a");
+    let (b, b_port) = replica(&env, &identity, "b");
     wait_ready(a_port);
     wait_ready(b_port);
     let leader = leader_among(&env, &["a", "b"]).await;
@@ -150,10 +170,11 @@ async fn of_two_replicas_one_leads_and_each_task_runs_once() {
 async fn a_crashed_leader_is_replaced_and_no_tick_runs_twice() {
     let env = test_env("lead-crash").await;
     let (server, hits) = http_server(200, "ok").await;
-    let (a, a_port) = replica(&env, "a");
+    let identity = chart_identity(&env).await;
+    let (a, a_port) = replica(&env, &identity, "a");
     wait_ready(a_port);
     leader_among(&env, &["a"]).await;
-    let (b, b_port) = replica(&env, "b");
+    let (b, b_port) = replica(&env, &identity, "b");
     wait_ready(b_port);
     every_second(&env, server).await;
     wait_for(&env, "ticking", Duration::from_secs(30), "two runs", |s| {
@@ -185,10 +206,11 @@ async fn a_crashed_leader_is_replaced_and_no_tick_runs_twice() {
 async fn a_stopping_leader_hands_over_and_no_tick_runs_twice() {
     let env = test_env("lead-handover").await;
     let (server, hits) = http_server(200, "ok").await;
-    let (a, a_port) = replica(&env, "a");
+    let identity = chart_identity(&env).await;
+    let (a, a_port) = replica(&env, &identity, "a");
     wait_ready(a_port);
     leader_among(&env, &["a"]).await;
-    let (b, b_port) = replica(&env, "b");
+    let (b, b_port) = replica(&env, &identity, "b");
     wait_ready(b_port);
     every_second(&env, server).await;
     wait_for(&env, "ticking", Duration::from_secs(30), "two runs", |s| {
@@ -215,10 +237,11 @@ async fn a_stopping_leader_hands_over_and_no_tick_runs_twice() {
 async fn a_paused_leader_resumed_after_another_leads_runs_and_writes_nothing() {
     let env = test_env("lead-pause").await;
     let (server, hits) = http_server(200, "ok").await;
-    let (a, a_port) = replica(&env, "a");
+    let identity = chart_identity(&env).await;
+    let (a, a_port) = replica(&env, &identity, "a");
     wait_ready(a_port);
     leader_among(&env, &["a"]).await;
-    let (b, b_port) = replica(&env, "b");
+    let (b, b_port) = replica(&env, &identity, "b");
     wait_ready(b_port);
     every_second(&env, server).await;
     wait_for(&env, "ticking", Duration::from_secs(30), "two runs", |s| {

@@ -200,6 +200,84 @@ impl ControlPlane {
         client::client_from_yaml(&yaml, &user).await
     }
 
+    /// A kubeconfig file authenticating as ServiceAccount `namespace/name` (created if absent,
+    /// granted nothing), for a process such as the `mcall` binary: RBAC applies to it exactly as
+    /// to an in-cluster workload.
+    pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
+        let admin = self.admin_client().await?;
+        let token = client::service_account_token(&admin, namespace, name).await?;
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let yaml = client::render_kubeconfig(
+            &self.server,
+            &self.ca_pem,
+            &user,
+            Credentials::Token(&token),
+        )?;
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{namespace}-{name}"));
+        std::fs::write(&path, yaml).map_err(|source| crate::Error::Io {
+            op: "writing",
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    }
+
+    /// Renders the chart's generated RBAC (`templates/rbac.yaml`) for `release` in `namespace`,
+    /// bound to `service_account`, with `extra` helm arguments, and applies it. Panics with helm's
+    /// or kubectl's output when either fails (a test helper).
+    pub fn apply_chart_rbac(
+        &self,
+        release: &str,
+        namespace: &str,
+        service_account: &str,
+        extra: &[&str],
+    ) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let rendered = self
+            .helm()
+            .current_dir(root)
+            .args([
+                "template",
+                release,
+                "helm/mcall-operator",
+                "--namespace",
+                namespace,
+            ])
+            .args(["--show-only", "templates/rbac.yaml", "--set"])
+            .arg(format!("serviceAccount.name={service_account}"))
+            .args(extra)
+            .output()
+            .expect("helm starts");
+        assert!(
+            rendered.status.success(),
+            "helm template: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+        let mut apply = self.kubectl();
+        apply
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = apply.spawn().expect("kubectl starts");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&rendered.stdout)
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The admin kubeconfig (certificates embedded).
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig

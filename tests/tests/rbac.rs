@@ -3,7 +3,6 @@
 //! operator needs (list tasks, patch their status) and no more (no deletes).
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use kube::Api;
@@ -17,61 +16,6 @@ fn status_code<T: std::fmt::Debug>(result: kube::Result<T>) -> u16 {
         Err(kube::Error::Api(status)) => status.code,
         other => panic!("expected an API error, got {other:?}"),
     }
-}
-
-/// Renders the chart's generated RBAC template for `release` and applies it.
-fn apply_generated_rbac(
-    plane: &ControlPlane,
-    release: &str,
-    namespace: &str,
-    service_account: &str,
-    extra: &[&str],
-) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let mut template = plane.helm();
-    template
-        .current_dir(root)
-        .args([
-            "template",
-            release,
-            "helm/mcall-operator",
-            "--namespace",
-            namespace,
-        ])
-        .args([
-            "--show-only",
-            "templates/rbac.yaml",
-            "--set",
-            &format!("serviceAccount.name={service_account}"),
-        ])
-        .args(extra);
-    let rendered = template.output().expect("helm starts");
-    assert!(
-        rendered.status.success(),
-        "helm template: {}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
-
-    let mut apply = plane.kubectl();
-    apply
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = apply.spawn().expect("kubectl starts");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&rendered.stdout)
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn install_crds(plane: &ControlPlane) {
@@ -187,7 +131,7 @@ async fn cluster_role_from_spec_grants_exactly_what_the_operator_needs() {
     let admin = plane.admin_client().await.unwrap();
     let ns = create_test_namespace(&admin, "rbac-cluster").await.unwrap();
     check_operator_rights(plane, &ns, || {
-        apply_generated_rbac(plane, &ns, &ns, "mcall-operator", &[])
+        plane.apply_chart_rbac(&ns, &ns, "mcall-operator", &[])
     })
     .await;
 }
@@ -201,7 +145,7 @@ async fn namespaced_roles_when_the_chart_watches_listed_namespaces() {
     let other = create_test_namespace(&admin, "rbac-other").await.unwrap();
     let watch = format!("watchNamespaces={{{ns}}}");
     check_operator_rights(plane, &ns, || {
-        apply_generated_rbac(plane, &ns, &ns, "mcall-operator", &["--set", &watch])
+        plane.apply_chart_rbac(&ns, &ns, "mcall-operator", &["--set", &watch])
     })
     .await;
 

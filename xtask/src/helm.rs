@@ -19,10 +19,58 @@ use mcall_codegen::ir::Environment;
 /// Namespaces used to render the namespaced (Role per namespace) variant of the chart.
 const WATCH_NAMESPACES: [&str; 2] = ["team-a", "team-b"];
 
+/// Several replicas need leader election, and get rolling updates and a PodDisruptionBudget;
+/// Lease timings that could let two replicas lead are refused.
+fn replica_checks() -> Vec<Check> {
+    vec![
+        Check::renders(
+            "replicaCount=3: leader election, rolling updates, a PodDisruptionBudget",
+            &["--set", "replicaCount=3"],
+            &[
+                "kind: PodDisruptionBudget",
+                "type: RollingUpdate",
+                "name: MCALL_LEADER_ELECTION\n              value: \"true\"",
+            ],
+            &[],
+        ),
+        Check::renders(
+            "replicaCount=1: no PodDisruptionBudget",
+            &[],
+            &["type: RollingUpdate"],
+            &["PodDisruptionBudget"],
+        ),
+        Check::renders(
+            "leaderElection.enabled=false: Recreate",
+            &["--set", "leaderElection.enabled=false"],
+            &["type: Recreate"],
+            &["RollingUpdate"],
+        ),
+        Check::refused(
+            "replicaCount=2 without leader election",
+            &[
+                "--set",
+                "replicaCount=2",
+                "--set",
+                "leaderElection.enabled=false",
+            ],
+            "leaderElection.enabled is false",
+        ),
+        Check::refused(
+            "a renew deadline not shorter than the lease",
+            &["--set", "leaderElection.renewDeadlineMilliseconds=2000"],
+            "must be shorter than leaseDurationSeconds",
+        ),
+        Check::refused(
+            "replicaCount=11 (values schema)",
+            &["--set", "replicaCount=11"],
+            "replicaCount",
+        ),
+    ]
+}
+
 /// `helm lint --strict` with the default values and each environment's values file, then
 /// `helm template` of each environment watching all namespaces and watching
-/// [`WATCH_NAMESPACES`], then that `replicaCount=2` is refused (by the values schema, and by the
-/// Deployment template when the schema is skipped). Runs every check, prints one line per check,
+/// [`WATCH_NAMESPACES`], then the replica checks ([`replica_checks`]). Runs every check, prints one line per check,
 /// and fails with helm's output of each failed one.
 pub fn lint(root: &Path, bin_dir: &Path) -> Result<()> {
     let helm = helm_binary(bin_dir)?;
@@ -35,17 +83,7 @@ pub fn lint(root: &Path, bin_dir: &Path) -> Result<()> {
         checks.push(Check::template(env, false));
         checks.push(Check::template(env, true));
     }
-    // No leader election yet: a second replica would run every task again.
-    checks.push(Check::refused(
-        "replicaCount=2 (values schema)",
-        &["--set", "replicaCount=2"],
-        "replicaCount",
-    ));
-    checks.push(Check::refused(
-        "replicaCount=2 (Deployment template, schema skipped)",
-        &["--set", "replicaCount=2", "--skip-schema-validation"],
-        "no leader election yet",
-    ));
+    checks.extend(replica_checks());
 
     let mut failed = Vec::new();
     for check in &checks {
@@ -241,6 +279,22 @@ impl Check {
             expect: Vec::new(),
             reject: Vec::new(),
             refused_with: Some(message.to_string()),
+        }
+    }
+
+    fn renders(what: &str, extra: &[&str], expect: &[&str], reject: &[&str]) -> Self {
+        let mut args = vec![
+            "template".to_string(),
+            "mcall-operator".to_string(),
+            CHART_DIR.to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        Self {
+            label: format!("helm template renders {what}"),
+            args,
+            expect: expect.iter().map(|e| e.to_string()).collect(),
+            reject: reject.iter().map(|r| r.to_string()).collect(),
+            refused_with: None,
         }
     }
 

@@ -40,10 +40,20 @@ pub fn spawn_operator(env: &TestEnv, port: u16) -> Child {
 
 /// `mcall operator` for the test's namespace, with DEBUG logs.
 pub fn operator_command(env: &TestEnv, port: u16, shutdown_grace_seconds: u32) -> Command {
+    operator_command_as(plane().kubeconfig_path(), env, port, shutdown_grace_seconds)
+}
+
+/// `mcall operator` for the test's namespace with `kubeconfig`'s identity, with DEBUG logs.
+pub fn operator_command_as(
+    kubeconfig: &std::path::Path,
+    env: &TestEnv,
+    port: u16,
+    shutdown_grace_seconds: u32,
+) -> Command {
     let mut command = Command::new(MCALL);
     command
         .args(["operator", "--kubeconfig"])
-        .arg(plane().kubeconfig_path())
+        .arg(kubeconfig)
         .args([
             "--namespaces",
             &env.namespace,
