@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "9f589baa73800843c637b5d08a4d8181", dir = "../spec"
+    fingerprint = "3c329d84e72463045d700ad79cb1fac7", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "9f589baa73800843c637b5d08a4d8181";
+pub const SPEC_FINGERPRINT: &str = "3c329d84e72463045d700ad79cb1fac7";
 
 pub mod types;
 pub mod reasons;
