@@ -12,6 +12,7 @@ pub mod controller;
 pub mod inputs;
 pub mod local_run;
 pub mod memory;
+pub mod metrics;
 pub mod request;
 pub mod schedule;
 pub mod server;

@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use mcall::config::{CommandPolicy, OperatorConfig};
+use mcall::metrics::Metrics;
 use mcall::server::Readiness;
 use tokio_util::sync::CancellationToken;
 
@@ -63,7 +64,7 @@ struct OperatorArgs {
     /// Seconds running executions may finish after SIGTERM before they are cancelled.
     #[arg(long, env = "MCALL_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     shutdown_grace_seconds: u64,
-    /// Address of /healthz and /readyz.
+    /// Port of /healthz, /readyz and /metrics.
     #[arg(long, env = "MCALL_METRICS_PORT", default_value_t = 8080)]
     port: u16,
     #[arg(long, env = "MCALL_BIND_ADDRESS", default_value = "0.0.0.0")]
@@ -164,9 +165,12 @@ async fn operator(args: OperatorArgs) -> Result<()> {
             .await
             .context("no kubeconfig and not in a cluster")?,
     };
+    let metrics = Metrics::default();
     // The client speaks HTTP/1.1, so every request in flight holds a connection with its TLS
     // state and buffers: bounding them bounds memory and keeps bursts off the API server.
+    // Requests are counted nearest the wire, once they have their turn.
     let client = kube::client::ClientBuilder::try_from(kube_config)?
+        .with_layer(&metrics.api_layer())
         .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
             MAX_API_REQUESTS_IN_FLIGHT,
         ))
@@ -198,10 +202,11 @@ async fn operator(args: OperatorArgs) -> Result<()> {
     let server = tokio::spawn(mcall::server::serve(
         SocketAddr::new(args.bind_address, args.port),
         readiness.clone(),
+        metrics.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(mcall::memory::return_freed_memory(shutdown.clone()));
-    mcall::controller::run(client, config, readiness, shutdown.clone()).await?;
+    mcall::controller::run(client, config, readiness, metrics, shutdown.clone()).await?;
     shutdown.cancel();
     server.await??;
     Ok(())

@@ -1,12 +1,15 @@
-//! `/healthz` (the process serves) and `/readyz` (the controllers' caches are synced).
+//! `/healthz` (the process serves), `/readyz` (the controllers' caches are synced) and `/metrics`
+//! (Prometheus, in the OpenMetrics text format).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::get;
+
+use crate::metrics::{self, Metrics};
 
 /// Set once the operator is ready to reconcile.
 #[derive(Clone, Default)]
@@ -24,6 +27,7 @@ impl Readiness {
 pub async fn serve(
     addr: SocketAddr,
     readiness: Readiness,
+    metrics: Metrics,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let app = Router::new()
@@ -40,9 +44,16 @@ pub async fn serve(
                     }
                 }
             }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.encode();
+                async move { ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text) }
+            }),
         );
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /healthz and /readyz");
+    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

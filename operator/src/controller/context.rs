@@ -14,6 +14,7 @@ use super::executions::{Executions, TaskKey};
 use super::liveness::Liveness;
 use super::report::EventSink;
 use crate::config::OperatorConfig;
+use crate::metrics::Metrics;
 use crate::{Error, Result};
 
 /// How a failed reconcile, or a run that the API server keeps from starting, is retried: 5 s
@@ -46,6 +47,8 @@ pub struct Context {
     /// Which claimed ticks the previous operator process may have started, and whether this
     /// one may start a claimed run.
     pub liveness: Liveness,
+    /// Reconciles, executions and the per-task gauges are recorded here.
+    pub metrics: Metrics,
 }
 
 /// The facts of one reconcile: the task as cached, where its status goes, and when.

@@ -18,8 +18,9 @@ use super::liveness;
 use super::reconcile::{error_policy, reconcile_counting_failures};
 use super::report::events::{self, EventSink};
 use super::report::writes::FIELD_MANAGER;
-use super::watch::watch_tasks;
+use super::watch::{PerTask, watch_tasks};
 use crate::config::OperatorConfig;
+use crate::metrics::Metrics;
 use crate::server::Readiness;
 
 /// How many tasks are reconciled at once. Executions run outside reconciles, so this bounds
@@ -27,11 +28,12 @@ use crate::server::Readiness;
 const RECONCILE_CONCURRENCY: u16 = 16;
 
 /// Runs the McallTask controller until `shutdown` is cancelled, then lets running executions
-/// finish within the configured grace period and cancels the rest.
+/// finish within the configured grace period and cancels the rest. `metrics` records what it does.
 pub async fn run(
     client: Client,
     config: OperatorConfig,
     readiness: Readiness,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (liveness, lease) = take_lease(&client, &config).await?;
@@ -52,6 +54,7 @@ pub async fn run(
         slots: Arc::new(Semaphore::new(config.max_concurrent_executions.max(1))),
         shutdown,
         liveness,
+        metrics,
     };
     let namespaces: Vec<Option<String>> = if config.watch_namespaces.is_empty() {
         vec![None]
@@ -69,7 +72,10 @@ pub async fn run(
         readiness.set_ready();
         tracing::info!("caches synced; ready");
     };
+    // Every operator process runs the controllers (there is no leader election yet).
+    shared.metrics.set_leader(true);
     tokio::join!(futures::future::join_all(controllers), ready);
+    shared.metrics.set_leader(false);
 
     drain(&shared.executions, config.shutdown_grace).await;
     // Released only now: no run starts after the Lease says this process stopped.
@@ -111,6 +117,7 @@ struct Shared {
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
     liveness: liveness::Liveness,
+    metrics: Metrics,
 }
 
 /// The cache and the controller of one watched namespace (`None`: all).
@@ -131,8 +138,11 @@ fn namespace_controller(
         namespace,
         writer,
         store.clone(),
-        shared.executions.clone(),
-        failures.clone(),
+        PerTask {
+            executions: shared.executions.clone(),
+            failures: failures.clone(),
+            metrics: shared.metrics.tasks.clone(),
+        },
         wake,
     );
     let ctx = Arc::new(Context {
@@ -146,6 +156,7 @@ fn namespace_controller(
         shutdown: shared.shutdown.clone(),
         failures,
         liveness: shared.liveness.clone(),
+        metrics: shared.metrics.clone(),
     });
     let stop = shared.shutdown.clone();
     let controller = Controller::for_stream(watch, store.clone())
