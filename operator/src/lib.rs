@@ -13,6 +13,7 @@ pub mod fence;
 pub mod inputs;
 pub mod local_run;
 pub mod memory;
+pub mod metrics;
 pub mod request;
 pub mod schedule;
 pub mod server;

@@ -13,6 +13,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use mcall::config::{CommandPolicy, LeaseConfig, OperatorConfig};
 use mcall::controller::Clients;
 use mcall::controller::lease::Leading;
+use mcall::metrics::Metrics;
 use mcall::server::Readiness;
 use tokio_util::sync::CancellationToken;
 
@@ -187,7 +188,8 @@ async fn operator(args: OperatorArgs) -> Result<()> {
     let config = operator_config(args);
     tracing::info!(?config, "starting the operator");
     let leading = mcall::controller::leading_for(&config);
-    let clients = clients(kube_config, &leading)?;
+    let metrics = Metrics::default();
+    let clients = clients(kube_config, &leading, &metrics)?;
     let shutdown = CancellationToken::new();
     let readiness = Readiness::default();
     let signals = shutdown.clone();
@@ -199,10 +201,18 @@ async fn operator(args: OperatorArgs) -> Result<()> {
     let server = tokio::spawn(mcall::server::serve(
         SocketAddr::new(bind, port),
         readiness.clone(),
+        metrics.clone(),
         shutdown.clone(),
     ));
     tokio::spawn(mcall::memory::return_freed_memory(shutdown.clone()));
-    let ran = mcall::controller::run_with(clients, leading, config, readiness, shutdown.clone());
+    let ran = mcall::controller::run_with(
+        clients,
+        leading,
+        config,
+        readiness,
+        metrics,
+        shutdown.clone(),
+    );
     let ran = ran.await;
     shutdown.cancel();
     server.await??;
@@ -234,13 +244,18 @@ fn operator_config(args: OperatorArgs) -> OperatorConfig {
     }
 }
 
-/// The operator's client, whose writes are fenced by `leading`, and the Lease's own.
-fn clients(kube_config: kube::Config, leading: &Leading) -> Result<Clients> {
-    let lease = kube::client::ClientBuilder::try_from(kube_config.clone())?.build();
+/// The operator's client, whose writes are fenced by `leading`, and the Lease's own; both count
+/// their requests in `metrics`.
+fn clients(kube_config: kube::Config, leading: &Leading, metrics: &Metrics) -> Result<Clients> {
+    let lease = kube::client::ClientBuilder::try_from(kube_config.clone())?
+        .with_layer(&metrics.api_layer())
+        .build();
     // The client speaks HTTP/1.1, so every request in flight holds a connection with its TLS
     // state and buffers: bounding them bounds memory and keeps bursts off the API server. The
-    // fence is outermost: a refused write takes no slot.
+    // fence is outermost: a refused write takes no slot. Requests are counted nearest the wire,
+    // once they have their turn.
     let api = kube::client::ClientBuilder::try_from(kube_config)?
+        .with_layer(&metrics.api_layer())
         .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
             MAX_API_REQUESTS_IN_FLIGHT,
         ))

@@ -1,13 +1,16 @@
-//! `/healthz` (the process serves) and `/readyz` (the process takes part: it leads, or follows
-//! ready to take over; a rolling update proceeds on it).
+//! `/healthz` (the process serves), `/readyz` (the process takes part: it leads, or follows ready
+//! to take over; a rolling update proceeds on it) and `/metrics` (Prometheus, in the OpenMetrics
+//! text format; every replica serves it).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::routing::get;
+
+use crate::metrics::{self, Metrics};
 
 /// Set once the operator is ready to reconcile.
 #[derive(Clone, Default)]
@@ -25,6 +28,7 @@ impl Readiness {
 pub async fn serve(
     addr: SocketAddr,
     readiness: Readiness,
+    metrics: Metrics,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let app = Router::new()
@@ -41,9 +45,16 @@ pub async fn serve(
                     }
                 }
             }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.encode();
+                async move { ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text) }
+            }),
         );
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /healthz and /readyz");
+    tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;

@@ -14,6 +14,7 @@ use super::executions::{Executions, TaskKey};
 use super::lease::{Leading, Liveness};
 use super::report::EventSink;
 use crate::config::OperatorConfig;
+use crate::metrics::Metrics;
 use crate::{Error, Result};
 
 /// How a failed reconcile, or a run that the API server keeps from starting, is retried: 5 s
@@ -48,6 +49,8 @@ pub struct Context {
     pub liveness: Liveness,
     /// Whether this process leads now; no run starts when it does not.
     pub leading: Leading,
+    /// Reconciles, executions and the per-task gauges are recorded here.
+    pub metrics: Metrics,
 }
 
 /// The facts of one reconcile: the task as cached, where its status goes, and when.

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 use mcall_engine::{Backoff, EngineEvent, TaskOutcome, TaskPlan, Verdict};
 use mcall_generated::{McallTask, Phase, Reason};
 use tokio::sync::OwnedSemaphorePermit;
@@ -21,7 +23,7 @@ use super::outcome::{
 };
 use super::report::writes::{Tracked, refused_as_invalid};
 use super::report::{Note, publish};
-use super::runs::{Claim, RunKind};
+use super::runs::{Claim, RunKind, ScheduledRun};
 use super::status;
 use crate::Result;
 
@@ -55,39 +57,7 @@ pub async fn execute(
     mut tracked: Tracked<McallTask>,
     slot: Option<OwnedSemaphorePermit>,
 ) {
-    if let RunKind::Scheduled(scheduled_run) = &run.kind
-        && scheduled_run.claim != Claim::Now
-    {
-        let (scheduled, claim) = (&scheduled_run.scheduled, scheduled_run.claim);
-        let wait =
-            Duration::try_from(scheduled.duration_since(Timestamp::now())).unwrap_or_default();
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = run.execution.token.cancelled() => {}
-        }
-        // A tick claimed by an earlier result starts only while the Lease vouches for it: a
-        // successor then knows which claims this process may have started.
-        if claim == Claim::Chained {
-            let vouched = tokio::select! {
-                biased;
-                () = run.execution.token.cancelled() => false,
-                vouched = run.ctx.liveness.vouch_for(*scheduled) => vouched,
-            };
-            if !vouched {
-                run.ctx
-                    .executions
-                    .forget_unstarted(&run.key, &run.execution);
-                return;
-            }
-        }
-    }
-    // A process that no longer leads starts nothing (after a pause past its lease, say).
-    if !run.ctx.leading.now() {
-        tracing::warn!(
-            namespace = run.key.namespace,
-            name = run.key.name,
-            "not leading: the run does not start"
-        );
+    if !may_start(&run).await {
         run.ctx
             .executions
             .forget_unstarted(&run.key, &run.execution);
@@ -114,7 +84,11 @@ pub async fn execute(
     // Boxed, like the report below: a spawned future is allocated at its largest, and a thousand
     // runs waiting for a slot should each hold a few hundred bytes, not the engine's state.
     let mut outcome = match permit {
-        Some(_) => Box::pin(run_engine(&run, &mut tracked, &mut claimed)).await,
+        Some(_) => {
+            let outcome = Box::pin(run_engine(&run, &mut tracked, &mut claimed)).await;
+            record_execution(&run, &outcome);
+            outcome
+        }
         None => cancelled_before_start(),
     };
     if outcome.verdict == Verdict::Cancelled && run.ctx.shutdown.is_cancelled() {
@@ -136,6 +110,79 @@ pub async fn execute(
         }
     }
     drop(permit);
+}
+
+/// Waits for a scheduled run's tick (and, for a tick claimed by an earlier result, for the
+/// Lease to vouch for it: a successor then knows which claims this process may have started).
+/// False when the run must not start: cancelled while it waited, not vouched for, or this process
+/// no longer leads (after a pause past its lease, say).
+async fn may_start(run: &Run) -> bool {
+    if let RunKind::Scheduled(scheduled_run) = &run.kind
+        && scheduled_run.claim != Claim::Now
+    {
+        let (scheduled, claim) = (&scheduled_run.scheduled, scheduled_run.claim);
+        let wait =
+            Duration::try_from(scheduled.duration_since(Timestamp::now())).unwrap_or_default();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = run.execution.token.cancelled() => {}
+        }
+        if claim == Claim::Chained {
+            let vouched = tokio::select! {
+                biased;
+                () = run.execution.token.cancelled() => false,
+                vouched = run.ctx.liveness.vouch_for(*scheduled) => vouched,
+            };
+            if !vouched {
+                return false;
+            }
+        }
+    }
+    if !run.ctx.leading.now() {
+        tracing::warn!(
+            namespace = run.key.namespace,
+            name = run.key.name,
+            "not leading: the run does not start"
+        );
+        return false;
+    }
+    true
+}
+
+/// Counts the execution, its duration and, for a tick, how late after it the run started.
+fn record_execution(run: &Run, outcome: &TaskOutcome) {
+    let metrics = &run.ctx.metrics.executions;
+    let task_type = run.task.spec.r#type.as_str();
+    metrics.record(task_type, outcome.verdict.as_str(), outcome.duration);
+    if let RunKind::Scheduled(ScheduledRun {
+        tick: Some(tick), ..
+    }) = &run.kind
+    {
+        let started = Timestamp::try_from(outcome.started_at).unwrap_or_else(|_| Timestamp::now());
+        metrics.observe_schedule_lag(
+            Duration::try_from(started.duration_since(*tick)).unwrap_or_default(),
+        );
+    }
+}
+
+/// Sets the task's gauges from the result just written as its current one, unless the task was
+/// deleted meanwhile (its series are gone with it).
+fn record_result(run: &Run, outcome: &TaskOutcome) {
+    let (key, uid) = (&run.key, run.task.uid());
+    let exists = || {
+        let cached = run
+            .ctx
+            .store
+            .get(&ObjectRef::new(&key.name).within(&key.namespace));
+        cached.is_some_and(|task| task.uid() == uid)
+    };
+    let finished = outcome.started_at + outcome.duration;
+    let succeeded = outcome.verdict == Verdict::Succeeded;
+    let task = (key.namespace.as_str(), key.name.as_str());
+    run.ctx
+        .metrics
+        .tasks
+        .record(task, succeeded, finished, exists);
 }
 
 /// Runs the plan, recording retries as they happen and `Running` once it has gone on for
@@ -296,6 +343,7 @@ async fn report(
                         publish(&ctx.events, before.as_ref(), &note);
                     }
                     tracing::info!(namespace = key.namespace, name = key.name, generation, verdict = ?outcome.verdict, "execution finished");
+                    record_result(run, outcome);
                 }
                 return Ok(current && matches!(kind, RunKind::OneShot));
             }

@@ -18,6 +18,9 @@ use super::executions::TaskKey;
 use super::{observe, one_shot, scheduled};
 use crate::Result;
 
+/// The `kind` label of this controller's reconcile metrics.
+const KIND: &str = "McallTask";
+
 pub async fn reconcile(task: Arc<McallTask>, ctx: Arc<Context>) -> Result<Action> {
     if task.metadata.deletion_timestamp.is_some() {
         let facts = Facts::new(task, &ctx.client, Timestamp::now())?;
@@ -67,11 +70,13 @@ fn deletion(task: &McallTask) -> Plan {
     }
 }
 
-/// Reconciles, and forgets the task's earlier failures once a reconcile succeeds.
+/// Reconciles, and forgets the task's earlier failures once a reconcile succeeds; counted and
+/// timed in the metrics.
 pub async fn reconcile_counting_failures(
     task: Arc<McallTask>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile.count_and_measure(KIND);
     let key = TaskKey::of(task.as_ref());
     let result = reconcile(task, ctx.clone()).await;
     if result.is_ok() {
@@ -83,6 +88,9 @@ pub async fn reconcile_counting_failures(
 /// Retries a failed reconcile with a per-task backoff, so an unreachable API server is not asked
 /// about every task every few seconds.
 pub fn error_policy(task: Arc<McallTask>, error: &crate::Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile
+        .count_error(KIND, error.metric_label());
     let failures = {
         let mut map = ctx.failures.lock().expect("not poisoned");
         let count = map.entry(TaskKey::of(task.as_ref())).or_insert(0);

@@ -18,8 +18,9 @@ use super::lease::{self, Ending, Leading, LeaseSettings, Liveness};
 use super::reconcile::{error_policy, reconcile_counting_failures};
 use super::report::events::{self, EventSink};
 use super::report::writes::FIELD_MANAGER;
-use super::watch::watch_tasks;
+use super::watch::{PerTask, watch_tasks};
 use crate::config::OperatorConfig;
+use crate::metrics::Metrics;
 use crate::server::Readiness;
 
 /// How many tasks are reconciled at once. Executions run outside reconciles, so this bounds
@@ -47,6 +48,7 @@ pub async fn run(
     client: Client,
     config: OperatorConfig,
     readiness: Readiness,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let clients = Clients {
@@ -54,7 +56,7 @@ pub async fn run(
         lease: client,
     };
     let leading = leading_for(&config);
-    run_with(clients, leading, config, readiness, shutdown).await
+    run_with(clients, leading, config, readiness, metrics, shutdown).await
 }
 
 /// Follows until this process holds the operator's Lease, then runs the McallTask controller
@@ -66,6 +68,7 @@ pub async fn run_with(
     leading: Leading,
     config: OperatorConfig,
     readiness: Readiness,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let settings = LeaseSettings::new(&config.lease, config.lease_namespace(), identity(&config));
@@ -107,8 +110,11 @@ pub async fn run_with(
         shutdown: stop,
         liveness,
         leading: leading.clone(),
+        metrics,
     };
+    shared.metrics.set_leader(true);
     run_controllers(&shared).await;
+    shared.metrics.set_leader(false);
     if !leading.now() && !lease_stop.is_cancelled() {
         // Lost: nothing may run or be written any more (the client's fence refuses writes).
         shared.executions.cancel_all();
@@ -189,6 +195,7 @@ struct Shared {
     shutdown: CancellationToken,
     liveness: Liveness,
     leading: Leading,
+    metrics: Metrics,
 }
 
 /// The cache and the controller of one watched namespace (`None`: all).
@@ -209,8 +216,11 @@ fn namespace_controller(
         namespace,
         writer,
         store.clone(),
-        shared.executions.clone(),
-        failures.clone(),
+        PerTask {
+            executions: shared.executions.clone(),
+            failures: failures.clone(),
+            metrics: shared.metrics.tasks.clone(),
+        },
         wake,
     );
     let ctx = Arc::new(Context {
@@ -225,6 +235,7 @@ fn namespace_controller(
         failures,
         liveness: shared.liveness.clone(),
         leading: shared.leading.clone(),
+        metrics: shared.metrics.clone(),
     });
     let stop = shared.shutdown.clone();
     let controller = Controller::for_stream(watch, store.clone())

@@ -9,19 +9,34 @@ use mcall_generated::McallTask;
 
 use super::context::Failures;
 use super::executions::{Executions, TaskKey};
+use crate::metrics::TaskMetrics;
+
+/// What this process keeps of each task outside the cache; the watch cancels or forgets a
+/// deleted task's.
+pub struct PerTask {
+    pub executions: Executions,
+    /// Its failed reconciles.
+    pub failures: Failures,
+    /// Its metric series.
+    pub metrics: TaskMetrics,
+}
 
 /// The task watch: keeps `writer`'s cache (without what no decision reads), cancels the execution
-/// of a deleted task, wakes the tasks that depend on a changed one, and yields every applied
-/// task to the controller.
+/// of a deleted task and forgets the rest of it, wakes the tasks that depend on a changed one,
+/// and yields every applied task to the controller.
 pub fn watch_tasks(
     api: Api<McallTask>,
     namespace: Option<String>,
     writer: reflector::store::Writer<McallTask>,
     store: Store<McallTask>,
-    executions: Executions,
-    failures: Failures,
+    per_task: PerTask,
     wake: futures::channel::mpsc::UnboundedSender<ObjectRef<McallTask>>,
 ) -> impl futures::Stream<Item = Result<McallTask, watcher::Error>> + Send + 'static {
+    let PerTask {
+        executions,
+        failures,
+        metrics,
+    } = per_task;
     // Small list pages keep the initial list's transient memory (the high-water mark) low.
     watcher(
         api,
@@ -40,18 +55,19 @@ pub fn watch_tasks(
             if let (Some(namespace), name, Some(uid)) =
                 (task.namespace(), task.name_any(), task.uid())
             {
+                metrics.forget(&namespace, &name);
                 let key = TaskKey { namespace, name };
                 failures.lock().expect("not poisoned").remove(&key);
                 executions.cancel_deleted(&key, &uid);
             }
         }
         // After a re-list, a task deleted while the watch was down has no Delete event:
-        // whatever runs for a task the fresh cache does not hold is cancelled.
+        // whatever runs for a task the fresh cache does not hold is cancelled, and its series go.
         // Only this watch's namespace: another namespace's tasks are in another cache.
         watcher::Event::InitDone => {
-            let in_scope = |key: &TaskKey| namespace.as_ref().is_none_or(|ns| *ns == key.namespace);
+            let in_scope = |ns: &str| namespace.as_deref().is_none_or(|watched| watched == ns);
             let exists = |key: &TaskKey, uid: &str| {
-                !in_scope(key)
+                !in_scope(&key.namespace)
                     || store
                         .get(&ObjectRef::new(&key.name).within(&key.namespace))
                         .is_some_and(|t| t.uid().as_deref() == Some(uid))
@@ -62,6 +78,9 @@ pub fn watch_tasks(
                 }
             }
             executions.forget_missing(exists);
+            metrics.retain(|ns, name| {
+                !in_scope(ns) || store.get(&ObjectRef::new(name).within(ns)).is_some()
+            });
         }
         watcher::Event::Init => {}
     })

@@ -109,7 +109,8 @@ pub fn start_operator_as(client: Client, config: OperatorConfig) -> Operator {
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let handle = tokio::spawn(async move {
-        mcall::controller::run(client, config, Readiness::default(), token)
+        let metrics = mcall::metrics::Metrics::default();
+        mcall::controller::run(client, config, Readiness::default(), metrics, token)
             .await
             .expect("operator runs");
     });
