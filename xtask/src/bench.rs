@@ -14,6 +14,9 @@ pub enum Which {
     Tasks,
     /// Scheduled tasks on `@every 10s` (1,000 by default): schedule lag and memory.
     Schedule,
+    /// Two replicas; the leader crashed and stopped 20 times each: time to the first run on the
+    /// new leader, runs repeated, ticks not run.
+    Failover,
 }
 
 pub fn run(root: &Path, which: Which) -> Result<()> {
@@ -21,6 +24,7 @@ pub fn run(root: &Path, which: Which) -> Result<()> {
         Which::Generate => generate(root),
         Which::Tasks => tasks(root),
         Which::Schedule => schedule(root),
+        Which::Failover => failover(root),
     }
 }
 
@@ -121,6 +125,37 @@ fn schedule(root: &Path) -> Result<()> {
         value["operator_rss_mib"]
     );
     update_table(root, &format!("schedule lag, {count} tasks"), &row)
+}
+
+fn failover(root: &Path) -> Result<()> {
+    let rounds = std::env::var("MCALL_BENCH_FAILOVERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let result = crate::bench_failover::run(root, rounds)?;
+    let dir = root.join("bench/results");
+    std::fs::create_dir_all(&dir).context("creating bench/results")?;
+    std::fs::write(dir.join("failover.json"), &result)
+        .context("writing bench/results/failover.json")?;
+    println!("{result}");
+    let v: serde_json::Value = serde_json::from_str(&result)?;
+    let row = format!(
+        "| failover, {} crashes (SIGKILL) and {} graceful stops (SIGTERM) of the leader, 2 replicas (release) | crash {} ms, graceful {} ms | crash {} ms, graceful {} ms (max) | goal: crash ≤ 3 s, graceful ≤ 1 s to the first run on the new leader; {} one-shot runs repeated; ticks: {} requests, {} recorded ({} succeeded), {} recorded twice, {} interrupted (not run), {} missed without a record |",
+        v["crash_failovers"],
+        v["graceful_failovers"],
+        v["crash_to_first_run_p50_ms"],
+        v["graceful_to_first_run_p50_ms"],
+        v["crash_to_first_run_max_ms"],
+        v["graceful_to_first_run_max_ms"],
+        v["one_shot_runs_repeated"],
+        v["tick_requests"],
+        v["ticks_recorded"],
+        v["ticks_succeeded"],
+        v["ticks_recorded_twice"],
+        v["ticks_interrupted_not_run"],
+        v["ticks_missed_without_record"]
+    );
+    update_table(root, "failover", &row)
 }
 
 /// Replaces (or adds) the row of `name` in BENCHMARKS.md.

@@ -45,25 +45,7 @@ pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Resul
     )?;
     let plane = ControlPlane::start(ControlPlaneOptions::default())
         .context("starting the control plane")?;
-    let kubectl = |args: &[&str]| -> Result<()> {
-        let out = plane.kubectl().current_dir(root).args(args).output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "kubectl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    };
-    kubectl(&["apply", "--server-side", "-f", "helm/mcall-operator/crds/"])?;
-    kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/mcalltasks.mcall.tz.io",
-    ])?;
-    kubectl(&["create", "namespace", "bench"])?;
-    // Not watched by the operator: where the raw create rate is measured.
-    kubectl(&["create", "namespace", "bench-raw"])?;
+    install_crds(&plane, root)?;
 
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root.join("target"), std::path::PathBuf::from);
@@ -107,6 +89,30 @@ pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Resul
         .status();
     let _ = operator.wait();
     result
+}
+
+/// The generated CRDs, Established, and the `bench` (watched) and `bench-raw` namespaces.
+pub fn install_crds(plane: &ControlPlane, root: &Path) -> Result<()> {
+    let kubectl = |args: &[&str]| -> Result<()> {
+        let out = plane.kubectl().current_dir(root).args(args).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    kubectl(&["apply", "--server-side", "-f", "helm/mcall-operator/crds/"])?;
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/mcalltasks.mcall.tz.io",
+    ])?;
+    kubectl(&["create", "namespace", "bench"])?;
+    // Not watched by the operator: where the raw create rate is measured.
+    kubectl(&["create", "namespace", "bench-raw"])?;
+    Ok(())
 }
 
 /// The McallTask resource, untyped: xtask must build even when spec/ changed and `generated` is stale.

@@ -3,6 +3,7 @@
 #![deny(rust_2018_idioms)]
 
 mod bench;
+mod bench_failover;
 mod bench_schedule;
 mod bench_tasks;
 mod ci;

@@ -123,9 +123,20 @@ async fn may_start(run: &Run) -> bool {
         let (scheduled, claim) = (&scheduled_run.scheduled, scheduled_run.claim);
         let wait =
             Duration::try_from(scheduled.duration_since(Timestamp::now())).unwrap_or_default();
+        // A tick claimed by an earlier result, still waiting when this process stops, is left
+        // to the next leader: the Lease, released now, tells it the tick never started. (A tick
+        // claimed ahead is recorded Running already: it runs, within the drain.)
+        let stopping = async {
+            if claim == Claim::Chained {
+                run.ctx.shutdown.cancelled().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = run.execution.token.cancelled() => {}
+            () = stopping => return false,
         }
         if claim == Claim::Chained {
             let vouched = tokio::select! {
