@@ -159,7 +159,7 @@ async fn measure(plane: &ControlPlane, binary: &Path, rounds: usize) -> Result<S
     create(&tasks, "tick", spec).await?;
     let mut results = Vec::new();
     for round in 0..rounds * 2 {
-        let stop = if round % 2 == 0 {
+        let stop = if round.is_multiple_of(2) {
             Stop::Crash
         } else {
             Stop::Graceful
@@ -264,11 +264,21 @@ async fn summarize(
     let (crash_p50, crash_max) = stats(Stop::Crash);
     let (graceful_p50, graceful_max) = stats(Stop::Graceful);
     let requests = seen.lock().unwrap().clone();
-    let one_shot_repeats: usize = requests
-        .iter()
-        .filter(|(path, _)| path.starts_with("/burst-") || path.starts_with("/probe-"))
-        .map(|(_, times)| times.len().saturating_sub(1))
-        .sum();
+    // Rounds alternate: even ones crash the leader, odd ones stop it.
+    let repeats = |stop: Stop| -> usize {
+        requests
+            .iter()
+            .filter_map(|(path, times)| {
+                let rest = path
+                    .strip_prefix("/burst-")
+                    .or_else(|| path.strip_prefix("/probe-"))?;
+                let round: usize = rest.split('-').next()?.parse().ok()?;
+                let crashed = round.is_multiple_of(2);
+                (crashed == (stop == Stop::Crash)).then(|| times.len().saturating_sub(1))
+            })
+            .sum()
+    };
+    let (crash_repeats, graceful_repeats) = (repeats(Stop::Crash), repeats(Stop::Graceful));
     let tick = tasks.get("tick").await?;
     let history = tick.data["status"]["history"]
         .as_array()
@@ -291,8 +301,9 @@ async fn summarize(
         .count();
     let succeeded = history.iter().filter(|r| r["phase"] == "Succeeded").count();
     Ok(format!(
-        "{{\n  \"benchmark\": \"failover\",\n  \"crash_failovers\": {},\n  \"graceful_failovers\": {},\n  \"crash_to_first_run_p50_ms\": {crash_p50:.0},\n  \"crash_to_first_run_max_ms\": {crash_max:.0},\n  \"graceful_to_first_run_p50_ms\": {graceful_p50:.0},\n  \"graceful_to_first_run_max_ms\": {graceful_max:.0},\n  \"one_shot_runs_repeated\": {one_shot_repeats},\n  \"tick_requests\": {},\n  \"ticks_recorded\": {},\n  \"ticks_succeeded\": {succeeded},\n  \"ticks_recorded_twice\": {recorded_twice},\n  \"ticks_interrupted_not_run\": {interrupted},\n  \"ticks_missed_without_record\": {missed}\n}}\n",
+        "{{\n  \"benchmark\": \"failover\",\n  \"crash_failovers\": {},\n  \"one_shot_tasks_per_stop\": {},\n  \"graceful_failovers\": {},\n  \"crash_to_first_run_p50_ms\": {crash_p50:.0},\n  \"crash_to_first_run_max_ms\": {crash_max:.0},\n  \"graceful_to_first_run_p50_ms\": {graceful_p50:.0},\n  \"graceful_to_first_run_max_ms\": {graceful_max:.0},\n  \"one_shot_runs_repeated_after_crash\": {crash_repeats},\n  \"one_shot_runs_repeated_after_graceful_stop\": {graceful_repeats},\n  \"tick_requests\": {},\n  \"ticks_recorded\": {},\n  \"ticks_succeeded\": {succeeded},\n  \"ticks_recorded_twice\": {recorded_twice},\n  \"ticks_interrupted_not_run\": {interrupted},\n  \"ticks_missed_without_record\": {missed}\n}}\n",
         rounds.iter().filter(|r| r.stop == Stop::Crash).count(),
+        (BURST + 1) * rounds.len() / 2,
         rounds.iter().filter(|r| r.stop == Stop::Graceful).count(),
         requests.get("/tick").map_or(0, Vec::len),
         history.len(),
