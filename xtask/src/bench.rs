@@ -17,6 +17,8 @@ pub enum Which {
     /// Two replicas; the leader crashed and stopped 20 times each: time to the first run on the
     /// new leader, runs repeated, ticks not run.
     Failover,
+    /// The operator started with 0, 1,000 and 10,000 tasks: time to ready and memory.
+    Scale,
 }
 
 pub fn run(root: &Path, which: Which) -> Result<()> {
@@ -25,6 +27,7 @@ pub fn run(root: &Path, which: Which) -> Result<()> {
         Which::Tasks => tasks(root),
         Which::Schedule => schedule(root),
         Which::Failover => failover(root),
+        Which::Scale => scale(root),
     }
 }
 
@@ -158,6 +161,23 @@ fn failover(root: &Path) -> Result<()> {
         v["ticks_missed_without_record"]
     );
     update_table(root, "failover", &row)
+}
+
+fn scale(root: &Path) -> Result<()> {
+    let result = crate::bench_scale::run(root)?;
+    let dir = root.join("bench/results");
+    std::fs::create_dir_all(&dir).context("creating bench/results")?;
+    std::fs::write(dir.join("scale.json"), &result).context("writing bench/results/scale.json")?;
+    println!("{result}");
+    let v: serde_json::Value = serde_json::from_str(&result)?;
+    for size in v["sizes"].as_array().into_iter().flatten() {
+        let row = format!(
+            "| scale, {} tasks in the cache (release; restart, settled {} s) | ready {} s | RSS {} MiB, peak {} MiB | goals: ≤ 20 MiB at 1,000, ≤ 60 MiB at 10,000; ready ≤ 5 s at 10,000 |",
+            size["tasks"], v["settle_s"], size["ready_s"], size["rss_mib"], size["peak_rss_mib"]
+        );
+        update_table(root, &format!("scale, {} tasks", size["tasks"]), &row)?;
+    }
+    Ok(())
 }
 
 /// Replaces (or adds) the row of `name` in BENCHMARKS.md.
