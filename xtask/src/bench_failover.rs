@@ -187,6 +187,10 @@ async fn failover(
         (count(seen, "/tick") > ticks).then_some(())
     })
     .await?;
+    // The signal lands at a different point of the tick interval each round (tenths of it,
+    // spread), so failovers meet claimed ticks at every distance.
+    let phase = TICK.mul_f64((round * 7 % 10) as f64 / 10.0);
+    tokio::time::sleep(phase).await;
     for i in 0..BURST {
         let input = format!("http://127.0.0.1:{port}/burst-{round}-{i}");
         create(
