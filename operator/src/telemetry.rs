@@ -1,12 +1,12 @@
 //! Logging: `LOG_LEVEL` (DEBUG, INFO, WARN, ERROR; default INFO) and `LOG_FORMAT` (json, text).
-//! Traces: OpenTelemetry over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`traces`]);
+//! Traces: OpenTelemetry over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (`traces.rs`);
 //! then JSON log lines carry the `trace_id` and `span_id` of the span they were logged in.
 //! Without it, nothing of OpenTelemetry is set up: no exporter, no thread, the same logs.
 
 mod batch;
 mod json;
 mod otlp;
-pub mod traces;
+mod traces;
 
 use tracing::Metadata;
 use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
@@ -16,7 +16,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-pub use traces::Traces;
+use traces::Traces;
 
 /// Target of spans that exist for traces alone (the `reconcile` span): the logs show them only
 /// while traces are on, so the logs of an operator without traces stay as they were.

@@ -327,3 +327,41 @@ async fn without_an_endpoint_nothing_of_opentelemetry_runs() {
     signal(&operator, "-TERM");
     assert!(wait_exit(&mut operator, Duration::from_secs(15)).success());
 }
+
+#[test]
+fn a_trace_setting_that_cannot_work_stops_the_operator_at_start_with_exit_2() {
+    for (name, value, said) in [
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "grpc",
+            "OTEL_EXPORTER_OTLP_PROTOCOL is \"grpc\"",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "10s",
+            "OTEL_EXPORTER_OTLP_TIMEOUT \"10s\"",
+        ),
+    ] {
+        let out = std::process::Command::new(MCALL)
+            .args(["operator", "--kubeconfig", "/nonexistent/kubeconfig"])
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+            .env(name, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.starts_with(&format!("error: {said}")), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    let out = std::process::Command::new(MCALL)
+        .args(["operator", "--kubeconfig", "/nonexistent/kubeconfig"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "otel-collector:4318")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT \"otel-collector:4318\""),
+        "{stderr}"
+    );
+}
