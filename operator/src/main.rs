@@ -126,7 +126,10 @@ fn exit_with(code: u8) -> impl FnOnce(anyhow::Error) -> Failure {
 }
 
 fn run(cli: Cli) -> std::result::Result<ExitCode, Failure> {
-    mcall::telemetry::init(&cli.log_level, &cli.log_format).map_err(exit_with(EXIT_USAGE))?;
+    // Traces for the operator only; dropped last, after the runtime: flushes the queued spans.
+    let traces = matches!(cli.command, Command::Operator(_));
+    let _telemetry = mcall::telemetry::init(&cli.log_level, &cli.log_format, traces)
+        .map_err(exit_with(EXIT_USAGE))?;
     // One thread: the operator waits on the API server and on child processes, and its own CPU
     // use is a fraction of a core; a single thread keeps one allocator arena and one stack.
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -209,10 +209,12 @@ async fn run_engine(
         let _ = tx.send(event);
     };
     let (plan, token) = (&run.plan, run.execution.token.clone());
-    // The engine's own log lines name the task through this span.
-    let engine = mcall_engine::execute(plan, &run.ctx.limits, token, &observer).instrument(
-        tracing::info_span!("execution", namespace = %run.key.namespace, task = %run.key.name),
-    );
+    // The engine's own log lines name the task through this span; in the traces it is the
+    // execution's span, with its verdict.
+    let span = tracing::info_span!("execution", namespace = %run.key.namespace, task = %run.key.name,
+        verdict = tracing::field::Empty, otel.status_code = tracing::field::Empty);
+    let engine =
+        mcall_engine::execute(plan, &run.ctx.limits, token, &observer).instrument(span.clone());
     let mut engine = std::pin::pin!(engine);
     let claim_timer = tokio::time::sleep(CLAIM_AFTER);
     let mut claim_timer = std::pin::pin!(claim_timer);
@@ -221,6 +223,10 @@ async fn run_engine(
         // While a status write is awaited the engine is not polled; its processes keep running.
         tokio::select! {
             outcome = &mut engine => {
+                span.record("verdict", outcome.verdict.as_str());
+                if outcome.verdict == Verdict::Failed {
+                    span.record("otel.status_code", "error");
+                }
                 // Retries announced at the very end: their count is in the result.
                 while let Ok(EngineEvent::Retrying { attempt, reason, .. }) = rx.try_recv() {
                     announce_retry(run, attempt, &reason);

@@ -8,6 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use mcall_generated::McallTask;
+use tracing::Instrument as _;
 
 use super::FINALIZER;
 use super::apply::apply;
@@ -71,16 +72,26 @@ fn deletion(task: &McallTask) -> Plan {
 }
 
 /// Reconciles, and forgets the task's earlier failures once a reconcile succeeds; counted and
-/// timed in the metrics.
+/// timed in the metrics, and a `reconcile` span in the traces (the logs leave it out unless
+/// traces are on).
 pub async fn reconcile_counting_failures(
     task: Arc<McallTask>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
     let _timer = ctx.metrics.reconcile.count_and_measure(KIND);
     let key = TaskKey::of(task.as_ref());
-    let result = reconcile(task, ctx.clone()).await;
-    if result.is_ok() {
-        ctx.failures.lock().expect("not poisoned").remove(&key);
+    let span = tracing::info_span!(target: crate::telemetry::TRACES, "reconcile",
+        kind = KIND, namespace = %key.namespace, task = %key.name,
+        otel.status_code = tracing::field::Empty, otel.status_message = tracing::field::Empty);
+    let result = reconcile(task, ctx.clone()).instrument(span.clone()).await;
+    match &result {
+        Ok(_) => {
+            ctx.failures.lock().expect("not poisoned").remove(&key);
+        }
+        Err(e) => {
+            span.record("otel.status_code", "error");
+            span.record("otel.status_message", tracing::field::display(e));
+        }
     }
     result
 }
