@@ -123,15 +123,16 @@ async fn assert_each_tick_once(env: &TestEnv, hits: usize) {
 }
 
 #[tokio::test]
-async fn of_two_replicas_one_leads_and_each_task_runs_once() {
+async fn of_three_replicas_one_leads_and_each_task_runs_once() {
     let env = test_env("lead-once").await;
     let (server, hits) = http_server(200, "ok").await;
     let identity = chart_identity(&env).await;
-    let (a, a_port) = replica(&env, &identity, "a");
-    let (b, b_port) = replica(&env, &identity, "b");
-    wait_ready(a_port);
-    wait_ready(b_port);
-    let leader = leader_among(&env, &["a", "b"]).await;
+    let names = ["a", "b", "c"];
+    let replicas: Vec<(Child, u16)> = names.iter().map(|n| replica(&env, &identity, n)).collect();
+    for (_, port) in &replicas {
+        wait_ready(*port);
+    }
+    let leader = leader_among(&env, &names).await;
     for i in 0..20 {
         let input = format!("http://127.0.0.1:{server}/task-{i}");
         create_task(
@@ -158,12 +159,13 @@ async fn of_two_replicas_one_leads_and_each_task_runs_once() {
     }
     assert_eq!(requests.len(), 20);
     assert_eq!(
-        leader_among(&env, &["a", "b"]).await,
+        leader_among(&env, &names).await,
         leader,
         "leadership stayed put"
     );
-    assert!(stop(a).await.success());
-    assert!(stop(b).await.success());
+    for (child, _) in replicas {
+        assert!(stop(child).await.success());
+    }
 }
 
 #[tokio::test]

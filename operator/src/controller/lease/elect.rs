@@ -1,6 +1,7 @@
 //! Taking the Lease: at once when there is none or it is released or expired; otherwise, with
 //! leader election, once its holder releases it or stops renewing it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -37,10 +38,16 @@ impl Holding {
         }
     }
 
-    /// Until when the holder's last renewal vouches for it; a released Lease vouched until it
-    /// was released.
+    /// The holder's last `renewTime` (or the time it released the Lease): it started no claimed
+    /// tick after it.
     pub fn vouched_until(&self) -> Timestamp {
-        let renewed = self.renewed.unwrap_or(Timestamp::MIN);
+        self.renewed.unwrap_or(Timestamp::MIN)
+    }
+
+    /// When another replica may take the Lease: at once when released, else when the holder's
+    /// last renewal runs out.
+    pub fn expires_at(&self) -> Timestamp {
+        let renewed = self.vouched_until();
         match self.holder {
             None => renewed,
             Some(_) => renewed.saturating_add(self.duration).unwrap_or(renewed),
@@ -71,13 +78,15 @@ pub(super) fn judge(
             previous_until: Timestamp::MIN,
         };
     };
-    let previous_until = found.vouched_until();
+    let expires_at = found.expires_at();
     let held_by_other = found.holder.as_deref().is_some_and(|h| h != me);
     let waited_out = wait_out.is_some_and(|until| now >= until);
-    if held_by_other && now < previous_until && !waited_out {
-        return Verdict::WaitUntil(previous_until);
+    if held_by_other && now < expires_at && !waited_out {
+        return Verdict::WaitUntil(expires_at);
     }
-    Verdict::Take { previous_until }
+    Verdict::Take {
+        previous_until: found.vouched_until(),
+    }
 }
 
 /// Follows until this process holds the Lease, then returns its liveness and the Lease's keeper;
@@ -143,11 +152,8 @@ impl Taken {
         leading: Leading,
     ) -> (Liveness, Leader) {
         leading.renewed(self.sent);
-        let vouched = self
-            .renewed
-            .saturating_add(settings.duration)
-            .unwrap_or(self.renewed);
-        let (vouch, vouched_until) = watch::channel(vouched);
+        let (vouch, renewed) = watch::channel(self.renewed);
+        let wanted = Arc::new(tokio::sync::Notify::new());
         tracing::info!(
             lease = settings.name,
             identity = settings.identity,
@@ -156,12 +162,11 @@ impl Taken {
         );
         let liveness = Liveness {
             previous_until: self.previous_until,
-            vouched_until,
+            renewed,
+            wanted: wanted.clone(),
         };
-        (
-            liveness,
-            Leader::new(api, settings, self.lease, vouch, leading),
-        )
+        let leader = Leader::new(api, settings, self.lease, vouch, wanted, leading);
+        (liveness, leader)
     }
 }
 
@@ -183,7 +188,7 @@ async fn try_take(
     let now = Timestamp::now();
     if !settings.elect && wait_out.is_none() {
         // Without election the holder found first is waited out once, whoever renews after.
-        *wait_out = Some(holding.as_ref().map_or(now, Holding::vouched_until));
+        *wait_out = Some(holding.as_ref().map_or(now, Holding::expires_at));
     }
     let previous_until = match judge(holding.as_ref(), &settings.identity, now, *wait_out) {
         Verdict::WaitUntil(until) => {

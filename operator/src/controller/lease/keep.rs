@@ -1,14 +1,15 @@
 //! Keeping the Lease: renewals conditional on the version last written, stepping down when the
 //! renew deadline passes or another replica holds it, and release on a graceful stop.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Leading, LeaseSettings};
@@ -38,9 +39,16 @@ pub struct Leader {
     settings: LeaseSettings,
     /// As last written: the next write is conditional on its version.
     lease: Lease,
+    /// The `renewTime` of the last renewal that landed.
     vouch: watch::Sender<Timestamp>,
+    /// A claimed tick has come: renew now (see [`super::Liveness::vouch_for`]).
+    wanted: Arc<Notify>,
     leading: Leading,
 }
+
+/// The least time between two renewals asked for by ticks: under many ticks a renewal serves
+/// every tick due by its time, and the Lease is written at most this often.
+const ON_DEMAND_SPACING: Duration = Duration::from_millis(20);
 
 enum Renewal {
     Renewed,
@@ -56,6 +64,7 @@ impl Leader {
         settings: LeaseSettings,
         lease: Lease,
         vouch: watch::Sender<Timestamp>,
+        wanted: Arc<Notify>,
         leading: Leading,
     ) -> Leader {
         Leader {
@@ -63,6 +72,7 @@ impl Leader {
             settings,
             lease,
             vouch,
+            wanted,
             leading,
         }
     }
@@ -74,6 +84,7 @@ impl Leader {
         let mut interval = tokio::time::interval(self.settings.retry_period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval.tick().await;
+        let mut last_renewal = Instant::now();
         let ending = loop {
             // The renew deadline is a timer of its own: leading ends at it, even while a renewal
             // hangs, so the runs stop before another replica may take the Lease.
@@ -83,7 +94,12 @@ impl Leader {
                 () = stop.cancelled() => break Ending::Stopped,
                 () = until(deadline) => break Ending::Lost(DEADLINE_PASSED.into()),
                 _ = interval.tick() => {}
+                () = self.wanted.notified() => {
+                    let spacing = (last_renewal + ON_DEMAND_SPACING).saturating_duration_since(Instant::now());
+                    tokio::time::sleep(spacing).await;
+                }
             }
+            last_renewal = Instant::now();
             let renewal = tokio::select! {
                 biased;
                 () = until(deadline) => break Ending::Lost(DEADLINE_PASSED.into()),
@@ -130,8 +146,7 @@ impl Leader {
                 Ok(written) => {
                     self.lease = written;
                     self.leading.renewed(sent);
-                    let until = now.saturating_add(self.settings.duration).unwrap_or(now);
-                    self.vouch.send_replace(until);
+                    self.vouch.send_replace(now);
                     return Renewal::Renewed;
                 }
                 Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {

@@ -14,11 +14,14 @@
 //! **Liveness, for scheduled ticks.** A scheduled task's next tick is claimed when the previous
 //! run's result is written (`status.claimedTick`), so a tick costs one status write. Whoever finds
 //! the claim unstarted runs it, which needs to know which claims a process that is gone may have
-//! started. The rule: a process starts a claimed run only while its Lease vouches for the tick
-//! (`renewTime + leaseDurationSeconds` at or after it). So a new leader knows that a claim for a
-//! tick after the previous holder's last vouch was never started and runs it, and records one at
-//! or before it as interrupted (it may have run). A holder that stops gracefully releases the
-//! Lease with the time it stopped; one that crashed is waited out before anything runs.
+//! started. The rule: a process starts a claimed run only once a renewal of its Lease sent at or
+//! after the tick has landed (`renewTime` at or after it; the renewal is asked for at the tick,
+//! and one renewal serves every tick due by then). So a new leader knows that a claim for a tick
+//! after the previous holder's last `renewTime` was never started and runs it, and records one at
+//! or before it as interrupted (it may have run): only a holder that died in the few milliseconds
+//! between such a renewal and the start leaves a tick that never ran recorded so. A holder that
+//! stops gracefully releases the Lease with the time it stopped; one that crashed is waited out
+//! (until `renewTime + leaseDurationSeconds`) before anything runs.
 
 mod elect;
 mod keep;
@@ -176,15 +179,22 @@ impl Leading {
 pub struct Liveness {
     /// Claimed ticks at or before this may have been started by the previous holder.
     pub previous_until: Timestamp,
-    vouched_until: watch::Receiver<Timestamp>,
+    /// The `renewTime` of this process's last renewal that landed.
+    renewed: watch::Receiver<Timestamp>,
+    /// Asks the keeper for a renewal now.
+    wanted: Arc<tokio::sync::Notify>,
 }
 
 impl Liveness {
-    /// Waits until this process's Lease vouches for starting a run at `tick`. False when the
-    /// Lease keeper stopped (the operator is stopping, or lost the Lease).
+    /// Waits until a renewal of this process's Lease sent at or after `tick` (which has come)
+    /// has landed, asking for one. False when the Lease keeper stopped (the operator is stopping,
+    /// or lost the Lease).
     pub async fn vouch_for(&self, tick: Timestamp) -> bool {
-        let mut vouched = self.vouched_until.clone();
-        vouched.wait_for(|until| *until >= tick).await.is_ok()
+        let mut renewed = self.renewed.clone();
+        if *renewed.borrow() < tick {
+            self.wanted.notify_one();
+        }
+        renewed.wait_for(|at| *at >= tick).await.is_ok()
     }
 }
 
