@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::keep::Leader;
-use super::{Leading, LeaseSettings, Liveness};
+use super::{Leading, LeaseSettings, Liveness, VOUCH_AHEAD};
 
 /// What the Lease says, as far as taking it goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,16 +38,20 @@ impl Holding {
         }
     }
 
-    /// The holder's last `renewTime` (or the time it released the Lease): it started no claimed
-    /// tick after it.
+    /// The last claimed tick the holder may have started: its last `renewTime` plus
+    /// [`VOUCH_AHEAD`], or the time it released the Lease (it started nothing after it).
     pub fn vouched_until(&self) -> Timestamp {
-        self.renewed.unwrap_or(Timestamp::MIN)
+        let renewed = self.renewed.unwrap_or(Timestamp::MIN);
+        match self.holder {
+            None => renewed,
+            Some(_) => renewed.saturating_add(VOUCH_AHEAD).unwrap_or(renewed),
+        }
     }
 
     /// When another replica may take the Lease: at once when released, else when the holder's
     /// last renewal runs out.
     pub fn expires_at(&self) -> Timestamp {
-        let renewed = self.vouched_until();
+        let renewed = self.renewed.unwrap_or(Timestamp::MIN);
         match self.holder {
             None => renewed,
             Some(_) => renewed.saturating_add(self.duration).unwrap_or(renewed),

@@ -14,12 +14,13 @@
 //! **Liveness, for scheduled ticks.** A scheduled task's next tick is claimed when the previous
 //! run's result is written (`status.claimedTick`), so a tick costs one status write. Whoever finds
 //! the claim unstarted runs it, which needs to know which claims a process that is gone may have
-//! started. The rule: a process starts a claimed run only once a renewal of its Lease sent at or
-//! after the tick has landed (`renewTime` at or after it; the renewal is asked for at the tick,
-//! and one renewal serves every tick due by then). So a new leader knows that a claim for a tick
-//! after the previous holder's last `renewTime` was never started and runs it, and records one at
-//! or before it as interrupted (it may have run): only a holder that died in the few milliseconds
-//! between such a renewal and the start leaves a tick that never ran recorded so. A holder that
+//! started. The rule: a process starts a claimed run only once a renewal of its Lease sent no
+//! earlier than [`VOUCH_AHEAD`] before the tick has landed (`renewTime + VOUCH_AHEAD` at or after
+//! it; when none has, one is asked for at the tick, and one renewal serves every tick due by
+//! then). So a new leader knows that a claim for a tick after the previous holder's last
+//! `renewTime + VOUCH_AHEAD` was never started and runs it, and records one at or before it as
+//! interrupted (it may have run): only a holder that died within those 50 ms before a claimed tick
+//! leaves a tick that never ran recorded so. A holder that
 //! stops gracefully releases the Lease with the time it stopped; one that crashed is waited out
 //! (until `renewTime + leaseDurationSeconds`) before anything runs.
 
@@ -174,6 +175,12 @@ impl Leading {
     }
 }
 
+/// How far past its `renewTime` a renewal vouches for starting claimed ticks. Under many ticks
+/// (a renewal every few tens of ms) most find one recent enough and start at once; a lone tick
+/// asks for a renewal and waits one round trip. A crash loses a claimed tick only if it falls
+/// within this much after the holder's last renewal.
+pub const VOUCH_AHEAD: Duration = Duration::from_millis(50);
+
 /// What a reconcile needs to know about liveness.
 #[derive(Clone, Debug)]
 pub struct Liveness {
@@ -186,15 +193,20 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    /// Waits until a renewal of this process's Lease sent at or after `tick` (which has come)
-    /// has landed, asking for one. False when the Lease keeper stopped (the operator is stopping,
+    /// Waits until a renewal of this process's Lease sent no earlier than [`VOUCH_AHEAD`] before
+    /// `tick` (which has come) has landed, asking for one. False when the Lease keeper stopped (the operator is stopping,
     /// or lost the Lease).
     pub async fn vouch_for(&self, tick: Timestamp) -> bool {
+        let covers = |renewed: &Timestamp| {
+            renewed
+                .saturating_add(VOUCH_AHEAD)
+                .is_ok_and(|until| until >= tick)
+        };
         let mut renewed = self.renewed.clone();
-        if *renewed.borrow() < tick {
+        if !covers(&renewed.borrow()) {
             self.wanted.notify_one();
         }
-        renewed.wait_for(|at| *at >= tick).await.is_ok()
+        renewed.wait_for(covers).await.is_ok()
     }
 }
 

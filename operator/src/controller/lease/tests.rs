@@ -26,8 +26,8 @@ fn a_free_released_or_expired_lease_is_taken_naming_what_the_previous_holder_may
     let expired = held_by(Some("other"), 5);
     assert_eq!(
         judge(Some(&expired), "me", at(7), None),
-        take(at(5)),
-        "a holder starts no claimed tick after its last renewTime"
+        take(at(5).checked_add(VOUCH_AHEAD).unwrap()),
+        "a holder starts no claimed tick after its last renewTime and a little"
     );
 }
 
@@ -46,7 +46,7 @@ fn without_election_the_holder_is_waited_out_once_then_taken() {
     assert_eq!(
         judge(Some(&renewed_since), "me", at(10), Some(at(7))),
         Verdict::Take {
-            previous_until: at(9)
+            previous_until: at(9).checked_add(VOUCH_AHEAD).unwrap()
         }
     );
 }
