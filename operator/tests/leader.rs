@@ -122,6 +122,32 @@ async fn assert_each_tick_once(env: &TestEnv, hits: usize) {
     );
 }
 
+/// A scheduled check every second, run by replica `a` (the leader) with `b` following, after its
+/// first two runs.
+struct Ticking {
+    env: TestEnv,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    a: Child,
+    b: Child,
+}
+
+async fn ticking(prefix: &str) -> Ticking {
+    let env = test_env(prefix).await;
+    let (server, hits) = http_server(200, "ok").await;
+    let identity = chart_identity(&env).await;
+    let (a, a_port) = replica(&env, &identity, "a");
+    wait_ready(a_port);
+    leader_among(&env, &["a"]).await;
+    let (b, b_port) = replica(&env, &identity, "b");
+    wait_ready(b_port);
+    every_second(&env, server).await;
+    wait_for(&env, "ticking", Duration::from_secs(30), "two runs", |s| {
+        succeeded_after(s, k8s_openapi::jiff::Timestamp::MIN) >= 2
+    })
+    .await;
+    Ticking { env, hits, a, b }
+}
+
 #[tokio::test]
 async fn of_three_replicas_one_leads_and_each_task_runs_once() {
     let env = test_env("lead-once").await;
@@ -170,19 +196,7 @@ async fn of_three_replicas_one_leads_and_each_task_runs_once() {
 
 #[tokio::test]
 async fn a_crashed_leader_is_replaced_and_no_tick_runs_twice() {
-    let env = test_env("lead-crash").await;
-    let (server, hits) = http_server(200, "ok").await;
-    let identity = chart_identity(&env).await;
-    let (a, a_port) = replica(&env, &identity, "a");
-    wait_ready(a_port);
-    leader_among(&env, &["a"]).await;
-    let (b, b_port) = replica(&env, &identity, "b");
-    wait_ready(b_port);
-    every_second(&env, server).await;
-    wait_for(&env, "ticking", Duration::from_secs(30), "two runs", |s| {
-        succeeded_after(s, k8s_openapi::jiff::Timestamp::MIN) >= 2
-    })
-    .await;
+    let Ticking { env, hits, a, b } = ticking("lead-crash").await;
     signal(&a, "-KILL");
     let crashed = k8s_openapi::jiff::Timestamp::now();
     assert_eq!(leader_among(&env, &["b"]).await, "b");
@@ -206,19 +220,7 @@ async fn a_crashed_leader_is_replaced_and_no_tick_runs_twice() {
 
 #[tokio::test]
 async fn a_stopping_leader_hands_over_and_no_tick_runs_twice() {
-    let env = test_env("lead-handover").await;
-    let (server, hits) = http_server(200, "ok").await;
-    let identity = chart_identity(&env).await;
-    let (a, a_port) = replica(&env, &identity, "a");
-    wait_ready(a_port);
-    leader_among(&env, &["a"]).await;
-    let (b, b_port) = replica(&env, &identity, "b");
-    wait_ready(b_port);
-    every_second(&env, server).await;
-    wait_for(&env, "ticking", Duration::from_secs(30), "two runs", |s| {
-        succeeded_after(s, k8s_openapi::jiff::Timestamp::MIN) >= 2
-    })
-    .await;
+    let Ticking { env, hits, a, b } = ticking("lead-handover").await;
     let handed_over = k8s_openapi::jiff::Timestamp::now();
     assert!(stop(a).await.success(), "a graceful stop exits 0");
     assert_eq!(leader_among(&env, &["b"]).await, "b");
@@ -237,19 +239,7 @@ async fn a_stopping_leader_hands_over_and_no_tick_runs_twice() {
 
 #[tokio::test]
 async fn a_paused_leader_resumed_after_another_leads_runs_and_writes_nothing() {
-    let env = test_env("lead-pause").await;
-    let (server, hits) = http_server(200, "ok").await;
-    let identity = chart_identity(&env).await;
-    let (a, a_port) = replica(&env, &identity, "a");
-    wait_ready(a_port);
-    leader_among(&env, &["a"]).await;
-    let (b, b_port) = replica(&env, &identity, "b");
-    wait_ready(b_port);
-    every_second(&env, server).await;
-    wait_for(&env, "ticking", Duration::from_secs(30), "two runs", |s| {
-        succeeded_after(s, k8s_openapi::jiff::Timestamp::MIN) >= 2
-    })
-    .await;
+    let Ticking { env, hits, a, b } = ticking("lead-pause").await;
     signal(&a, "-STOP");
     assert_eq!(leader_among(&env, &["b"]).await, "b");
     let taken_over = k8s_openapi::jiff::Timestamp::now();

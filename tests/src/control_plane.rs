@@ -188,31 +188,13 @@ impl ControlPlane {
     /// TokenRequest API (no client certificate). Creates the ServiceAccount if absent; grants
     /// nothing, so RBAC applies exactly as to an in-cluster workload.
     pub async fn service_account_client(&self, namespace: &str, name: &str) -> Result<Client> {
-        let admin = self.admin_client().await?;
-        let token = client::service_account_token(&admin, namespace, name).await?;
-        let user = format!("system:serviceaccount:{namespace}:{name}");
-        let yaml = client::render_kubeconfig(
-            &self.server,
-            &self.ca_pem,
-            &user,
-            Credentials::Token(&token),
-        )?;
+        let (user, yaml) = self.service_account_yaml(namespace, name).await?;
         client::client_from_yaml(&yaml, &user).await
     }
 
-    /// A kubeconfig file authenticating as ServiceAccount `namespace/name` (created if absent,
-    /// granted nothing), for a process such as the `mcall` binary: RBAC applies to it exactly as
-    /// to an in-cluster workload.
+    /// The same identity as a kubeconfig file, for a process such as the `mcall` binary.
     pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
-        let admin = self.admin_client().await?;
-        let token = client::service_account_token(&admin, namespace, name).await?;
-        let user = format!("system:serviceaccount:{namespace}:{name}");
-        let yaml = client::render_kubeconfig(
-            &self.server,
-            &self.ca_pem,
-            &user,
-            Credentials::Token(&token),
-        )?;
+        let (_, yaml) = self.service_account_yaml(namespace, name).await?;
         let path = self
             .dir
             .path()
@@ -223,6 +205,20 @@ impl ControlPlane {
             source,
         })?;
         Ok(path)
+    }
+
+    /// The user name and kubeconfig YAML of ServiceAccount `namespace/name` (created if absent).
+    async fn service_account_yaml(&self, namespace: &str, name: &str) -> Result<(String, String)> {
+        let admin = self.admin_client().await?;
+        let token = client::service_account_token(&admin, namespace, name).await?;
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let yaml = client::render_kubeconfig(
+            &self.server,
+            &self.ca_pem,
+            &user,
+            Credentials::Token(&token),
+        )?;
+        Ok((user, yaml))
     }
 
     /// Renders the chart's generated RBAC (`templates/rbac.yaml`) for `release` in `namespace`,

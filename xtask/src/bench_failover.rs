@@ -6,7 +6,7 @@
 //! ran twice, and ticks never run (recorded Interrupted, or missed without a record).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
-use mcall_tests::{ControlPlane, ControlPlaneOptions};
+use mcall_tests::ControlPlane;
 use serde_json::json;
 
 use crate::bench_tasks::tasks_api;
@@ -38,25 +38,7 @@ enum Stop {
 }
 
 pub fn run(root: &Path, rounds: usize) -> Result<String> {
-    crate::run_command(
-        root,
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "mcall",
-            "--bin",
-            "mcall",
-        ],
-    )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let binary = target.join("release/mcall");
-    let plane = ControlPlane::start(ControlPlaneOptions::default())
-        .context("starting the control plane")?;
-    crate::bench_tasks::install_crds(&plane, root)?;
+    let (binary, plane) = crate::bench_tasks::release_on_fresh_plane(root)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -4,7 +4,7 @@
 //! log line that says so), and its resident memory once settled and at its peak.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,10 +12,10 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use kube::Api;
 use kube::api::{DynamicObject, PostParams};
-use mcall_tests::{ControlPlane, ControlPlaneOptions};
+use mcall_tests::ControlPlane;
 use serde_json::json;
 
-use crate::bench_tasks::{install_crds, rss_kib, status_kib, tasks_api};
+use crate::bench_tasks::{rss_kib, status_kib, tasks_api};
 
 /// The sizes measured, in tasks.
 const SIZES: [usize; 3] = [0, 1_000, 10_000];
@@ -23,25 +23,7 @@ const SIZES: [usize; 3] = [0, 1_000, 10_000];
 const SETTLE: Duration = Duration::from_secs(10);
 
 pub fn run(root: &Path) -> Result<String> {
-    crate::run_command(
-        root,
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "mcall",
-            "--bin",
-            "mcall",
-        ],
-    )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let binary = target.join("release/mcall");
-    let plane = ControlPlane::start(ControlPlaneOptions::default())
-        .context("starting the control plane")?;
-    install_crds(&plane, root)?;
+    let (binary, plane) = crate::bench_tasks::release_on_fresh_plane(root)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -30,31 +30,13 @@ pub fn run(root: &Path, count: usize) -> Result<String> {
 /// Builds the release operator, starts a fresh control plane with the CRDs and a `bench`
 /// namespace, runs the operator on it, and calls `f` with the plane and the operator's pid.
 pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Result<T>) -> Result<T> {
-    crate::run_command(
-        root,
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "mcall",
-            "--bin",
-            "mcall",
-        ],
-    )?;
-    let plane = ControlPlane::start(ControlPlaneOptions::default())
-        .context("starting the control plane")?;
-    install_crds(&plane, root)?;
+    let (binary, plane) = release_on_fresh_plane(root)?;
 
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     // MCALL_BENCH_PROFILER (e.g. `heaptrack`) runs the operator under a profiler; the RSS
     // recorded is then the profiler's.
-    let binary = target.join("release/mcall");
     let mut operator = match std::env::var_os("MCALL_BENCH_PROFILER") {
         Some(profiler) => {
             let mut command = Command::new(profiler);
@@ -89,6 +71,30 @@ pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Resul
         .status();
     let _ = operator.wait();
     result
+}
+
+/// Builds the release operator and starts a fresh control plane with the CRDs and the `bench`
+/// namespaces; returns the operator binary and the plane.
+pub fn release_on_fresh_plane(root: &Path) -> Result<(std::path::PathBuf, ControlPlane)> {
+    crate::run_command(
+        root,
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "mcall",
+            "--bin",
+            "mcall",
+        ],
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let plane = ControlPlane::start(ControlPlaneOptions::default())
+        .context("starting the control plane")?;
+    install_crds(&plane, root)?;
+    Ok((target.join("release/mcall"), plane))
 }
 
 /// The generated CRDs, Established, and the `bench` (watched) and `bench-raw` namespaces.
