@@ -3,13 +3,13 @@
 //! deleted task's ([`TaskMetrics::forget`], and [`TaskMetrics::retain`] after a re-list).
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,41 +27,71 @@ impl TaskLabels {
     }
 }
 
+/// What the gauges of one task say.
+#[derive(Clone, Copy, Debug)]
+struct TaskState {
+    up: bool,
+    /// Unix seconds.
+    last_run: f64,
+    consecutive_failures: i64,
+}
+
+/// The tasks with series: one entry per task holds all three values (a collector encodes them
+/// at each scrape), so a thousand tasks cost one label set each rather than one per gauge.
+type Tasks = Arc<Mutex<HashMap<TaskLabels, TaskState>>>;
+
 #[derive(Clone)]
 pub struct TaskMetrics {
-    up: Family<TaskLabels, Gauge>,
-    last_run: Family<TaskLabels, Gauge<f64, AtomicU64>>,
-    consecutive_failures: Family<TaskLabels, Gauge>,
-    /// The tasks with series and their failures in a row. Its lock also orders a result's record
-    /// against a deletion's forget, so a deleted task's series do not come back.
-    tasks: Arc<Mutex<HashMap<TaskLabels, i64>>>,
+    /// Its lock also orders a result's record against a deletion's forget, so a deleted task's
+    /// series do not come back.
+    tasks: Tasks,
+}
+
+/// Encodes the per-task gauges from [`Tasks`] at each scrape.
+#[derive(Debug)]
+struct TaskCollector(Tasks);
+
+impl Collector for TaskCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let tasks = self.0.lock().expect("not poisoned");
+        let gauges: [(&str, &str, Option<Unit>); 3] = [
+            (
+                "task_up",
+                "1 when the task's last run succeeded, 0 when it failed",
+                None,
+            ),
+            (
+                "task_last_run_timestamp",
+                "When the task's last run finished, in Unix time",
+                Some(Unit::Seconds),
+            ),
+            (
+                "task_consecutive_failures",
+                "Runs of the task in a row that failed, counted by this process (0 after a success)",
+                None,
+            ),
+        ];
+        for (index, (name, help, unit)) in gauges.iter().enumerate() {
+            let mut family =
+                encoder.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
+            for (labels, state) in tasks.iter() {
+                let metric = family.encode_family(labels)?;
+                match index {
+                    0 => ConstGauge::new(i64::from(state.up)).encode(metric)?,
+                    1 => ConstGauge::new(state.last_run).encode(metric)?,
+                    _ => ConstGauge::new(state.consecutive_failures).encode(metric)?,
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl TaskMetrics {
     pub fn register(registry: &mut Registry) -> Self {
-        let metrics = TaskMetrics {
-            up: Family::default(),
-            last_run: Family::default(),
-            consecutive_failures: Family::default(),
-            tasks: Arc::default(),
-        };
-        registry.register(
-            "task_up",
-            "1 when the task's last run succeeded, 0 when it failed",
-            metrics.up.clone(),
-        );
-        registry.register_with_unit(
-            "task_last_run_timestamp",
-            "When the task's last run finished, in Unix time",
-            Unit::Seconds,
-            metrics.last_run.clone(),
-        );
-        registry.register(
-            "task_consecutive_failures",
-            "Runs of the task in a row that failed, counted by this process (0 after a success)",
-            metrics.consecutive_failures.clone(),
-        );
-        metrics
+        let tasks = Tasks::default();
+        registry.register_collector(Box::new(TaskCollector(tasks.clone())));
+        TaskMetrics { tasks }
     }
 
     /// Records the result of a task's run that finished at `finished`, unless `exists` says the
@@ -77,44 +107,35 @@ impl TaskMetrics {
         if !exists() {
             return;
         }
-        let labels = TaskLabels::new(namespace, name);
-        let failures = tasks.entry(labels.clone()).or_insert(0);
-        *failures = if succeeded { 0 } else { *failures + 1 };
-        self.consecutive_failures
-            .get_or_create(&labels)
-            .set(*failures);
-        self.up.get_or_create(&labels).set(i64::from(succeeded));
         let unix = finished
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        self.last_run.get_or_create(&labels).set(unix);
+        let state = tasks
+            .entry(TaskLabels::new(namespace, name))
+            .or_insert(TaskState {
+                up: succeeded,
+                last_run: unix,
+                consecutive_failures: 0,
+            });
+        state.consecutive_failures = if succeeded {
+            0
+        } else {
+            state.consecutive_failures + 1
+        };
+        state.up = succeeded;
+        state.last_run = unix;
     }
 
     /// Removes the series of a deleted task.
     pub fn forget(&self, namespace: &str, name: &str) {
         let mut tasks = self.tasks.lock().expect("not poisoned");
-        let labels = TaskLabels::new(namespace, name);
-        if tasks.remove(&labels).is_some() {
-            self.remove_series(&labels);
-        }
+        tasks.remove(&TaskLabels::new(namespace, name));
     }
 
     /// Removes the series of every task for which `keep(namespace, name)` is false.
     pub fn retain(&self, mut keep: impl FnMut(&str, &str) -> bool) {
         let mut tasks = self.tasks.lock().expect("not poisoned");
-        tasks.retain(|labels, _| {
-            let kept = keep(&labels.namespace, &labels.name);
-            if !kept {
-                self.remove_series(labels);
-            }
-            kept
-        });
-    }
-
-    fn remove_series(&self, labels: &TaskLabels) {
-        self.up.remove(labels);
-        self.last_run.remove(labels);
-        self.consecutive_failures.remove(labels);
+        tasks.retain(|labels, _| keep(&labels.namespace, &labels.name));
     }
 }
