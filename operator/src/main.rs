@@ -255,7 +255,7 @@ fn clients(kube_config: kube::Config, leading: &Leading, metrics: &Metrics) -> R
         .build();
     // The client speaks HTTP/1.1, so every request in flight holds a connection with its TLS
     // state and buffers: bounding them bounds memory and keeps bursts off the API server. The
-    // fence is outermost: a refused write takes no slot. Requests are counted nearest the wire,
+    // fence refuses a write before it is sent (it may briefly hold a slot). Requests are counted nearest the wire,
     // once they have their turn.
     let api = kube::client::ClientBuilder::try_from(kube_config)?
         .with_layer(&metrics.api_layer())

@@ -72,6 +72,13 @@ pub async fn execute(
             permit = run.ctx.slots.clone().acquire_owned() => permit.ok(),
         },
     };
+    // Leadership may have ended while the run waited for its slot.
+    if permit.is_some() && !run.ctx.leading.now() {
+        run.ctx
+            .executions
+            .forget_unstarted(&run.key, &run.execution);
+        return;
+    }
     // A one-shot run, or a scheduled one claimed by an earlier result, records `Running` only
     // once it lasts; other scheduled runs wrote their claim as `Running`.
     let mut claimed = !run.kind.writes_running_late();
@@ -124,8 +131,9 @@ async fn may_start(run: &Run) -> bool {
         let wait =
             Duration::try_from(scheduled.duration_since(Timestamp::now())).unwrap_or_default();
         // A tick claimed by an earlier result, still waiting when this process stops, is left
-        // to the next leader: the Lease, released now, tells it the tick never started. (A tick
-        // claimed ahead is recorded Running already: it runs, within the drain.)
+        // to the next leader: the Lease's release gives the time this process stopped starting
+        // them, so the next leader knows the tick never started. (A tick claimed ahead is
+        // recorded Running already: it runs, within the drain.)
         let stopping = async {
             if claim == Claim::Chained {
                 run.ctx.shutdown.cancelled().await;
@@ -144,7 +152,9 @@ async fn may_start(run: &Run) -> bool {
                 () = run.execution.token.cancelled() => false,
                 vouched = run.ctx.liveness.vouch_for(*scheduled) => vouched,
             };
-            if !vouched {
+            // Not once this process stops: its release tells the next leader the tick never
+            // started.
+            if !vouched || run.ctx.shutdown.is_cancelled() {
                 return false;
             }
         }

@@ -84,11 +84,13 @@ pub async fn run_with(
     };
     let stop = CancellationToken::new();
     let lease_stop = CancellationToken::new();
+    let executions = Executions::default();
     let kept = tokio::spawn(keep_lease(
         leader,
         lease_stop.clone(),
         shutdown,
         stop.clone(),
+        executions.clone(),
     ));
     let events = EventSink::new(
         clients.api.clone(),
@@ -105,7 +107,7 @@ pub async fn run_with(
         client: clients.api,
         config: config.clone(),
         events,
-        executions: Executions::default(),
+        executions,
         slots: Arc::new(Semaphore::new(config.max_concurrent_executions.max(1))),
         shutdown: stop,
         liveness,
@@ -115,43 +117,49 @@ pub async fn run_with(
     shared.metrics.set_leader(true);
     run_controllers(&shared).await;
     shared.metrics.set_leader(false);
-    if !leading.now() && !lease_stop.is_cancelled() {
-        // Lost: nothing may run or be written any more (the client's fence refuses writes).
-        shared.executions.cancel_all();
-        events_stop.cancel();
-        let ending = kept.await.unwrap_or(Ending::Stopped);
-        anyhow::bail!(
-            "lost the operator's Lease: {ending:?}; stopping, a restart follows the new leader"
-        );
-    }
-    drain(&shared.executions, config.shutdown_grace).await;
+    // Running executions may finish, unless leadership ends meanwhile.
+    drain(&shared.executions, config.shutdown_grace, &leading).await;
     // Released only now: no run starts after the Lease says this process stopped.
     lease_stop.cancel();
-    let _ = kept.await;
-    // The Events of the last results, within a few seconds.
+    let ending = kept.await.unwrap_or(Ending::Stopped);
+    // The Events of the last results, within a few seconds (refused once no longer leading).
     events_stop.cancel();
     let _ = events_published.await;
-    Ok(())
+    match ending {
+        Ending::Stopped => Ok(()),
+        Ending::Lost(why) => anyhow::bail!(
+            "lost the operator's Lease ({why}); stopping, a restart follows the new leader"
+        ),
+    }
 }
 
 /// Keeps the Lease until `lease_stop`; `stop` (the controllers' and runs' stop) follows
-/// `shutdown`, or the loss of the Lease at once.
+/// `shutdown`. When the Lease is lost (at the renew deadline, before anyone may take it), every
+/// run is cancelled at once, whatever the controllers are doing.
 async fn keep_lease(
     leader: lease::Leader,
     lease_stop: CancellationToken,
     shutdown: CancellationToken,
     stop: CancellationToken,
+    executions: Executions,
 ) -> Ending {
-    let kept = leader.keep(lease_stop);
+    let stopped_starting = Arc::new(std::sync::OnceLock::new());
+    let kept = leader.keep(lease_stop, stopped_starting.clone());
     tokio::pin!(kept);
-    tokio::select! {
-        ending = &mut kept => {
+    let ending = tokio::select! {
+        ending = &mut kept => ending,
+        () = shutdown.cancelled() => {
+            // From here no claimed run starts (see `execute::may_start`): the release says so.
+            let _ = stopped_starting.set(k8s_openapi::jiff::Timestamp::now());
             stop.cancel();
-            return ending;
+            kept.await
         }
-        () = shutdown.cancelled() => stop.cancel(),
+    };
+    if matches!(ending, Ending::Lost(_)) {
+        executions.cancel_all();
     }
-    kept.await
+    stop.cancel();
+    ending
 }
 
 /// Every watched namespace's controller, until `shared.shutdown`; ready once the caches synced.
@@ -254,9 +262,9 @@ fn namespace_controller(
 
 /// Waits for running executions to finish, up to `grace`, then cancels the rest and gives them a
 /// moment to report.
-async fn drain(executions: &Executions, grace: Duration) {
+async fn drain(executions: &Executions, grace: Duration, leading: &Leading) {
     let deadline = tokio::time::Instant::now() + grace;
-    while !executions.is_empty() && tokio::time::Instant::now() < deadline {
+    while !executions.is_empty() && tokio::time::Instant::now() < deadline && leading.now() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if !executions.is_empty() {

@@ -47,16 +47,6 @@ impl Holding {
             Some(_) => renewed.saturating_add(VOUCH_AHEAD).unwrap_or(renewed),
         }
     }
-
-    /// When another replica may take the Lease: at once when released, else when the holder's
-    /// last renewal runs out.
-    pub fn expires_at(&self) -> Timestamp {
-        let renewed = self.renewed.unwrap_or(Timestamp::MIN);
-        match self.holder {
-            None => renewed,
-            Some(_) => renewed.saturating_add(self.duration).unwrap_or(renewed),
-        }
-    }
 }
 
 /// Whether to take the Lease now.
@@ -65,32 +55,42 @@ pub(super) enum Verdict {
     /// Take it; claimed ticks at or before `previous_until` may have been started by the
     /// previous holder.
     Take { previous_until: Timestamp },
-    /// Another replica holds it: look again at this time at the latest.
-    WaitUntil(Timestamp),
+    /// Another replica holds it: look again after this long at the latest.
+    WaitFor(Duration),
 }
 
-/// Pure: whether `me` takes the Lease described by `found` at `now`. Without election the holder
-/// is waited out once, until `wait_out` (its expiry when first seen), then taken whoever renews.
+/// Pure: whether `me` takes the Lease described by `found`, which this follower has seen
+/// unchanged (same holder, same `renewTime`) for `unchanged_for` on its own monotonic clock. A
+/// held Lease expires once it has not changed for its `leaseDurationSeconds` as this follower
+/// saw it, as client-go's elector judges it: the holder's wall clock (in `renewTime`) is never
+/// compared with this one's, so skewed clocks cannot let two replicas lead. Without election
+/// (`waited_out`: this process has waited one lease since it started) the holder is taken over
+/// whoever renews.
 pub(super) fn judge(
     found: Option<&Holding>,
     me: &str,
-    now: Timestamp,
-    wait_out: Option<Timestamp>,
+    unchanged_for: Duration,
+    waited_out: bool,
 ) -> Verdict {
     let Some(found) = found else {
         return Verdict::Take {
             previous_until: Timestamp::MIN,
         };
     };
-    let expires_at = found.expires_at();
     let held_by_other = found.holder.as_deref().is_some_and(|h| h != me);
-    let waited_out = wait_out.is_some_and(|until| now >= until);
-    if held_by_other && now < expires_at && !waited_out {
-        return Verdict::WaitUntil(expires_at);
+    if held_by_other && unchanged_for < found.duration && !waited_out {
+        return Verdict::WaitFor(found.duration - unchanged_for);
     }
     Verdict::Take {
         previous_until: found.vouched_until(),
     }
+}
+
+/// What this follower saw of the Lease, and since when (its own monotonic clock).
+struct Seen {
+    holder: Option<String>,
+    renewed: Option<Timestamp>,
+    since: Instant,
 }
 
 /// Follows until this process holds the Lease, then returns its liveness and the Lease's keeper;
@@ -101,19 +101,20 @@ pub async fn acquire(
     leading: Leading,
     stop: CancellationToken,
 ) -> Option<(Liveness, Leader)> {
-    let mut wait_out: Option<Timestamp> = None;
+    let started = Instant::now();
+    let mut seen: Option<Seen> = None;
     let mut announced = false;
     loop {
         let attempt = tokio::select! {
             biased;
             () = stop.cancelled() => return None,
-            attempt = try_take(&api, &settings, &mut wait_out) => attempt,
+            attempt = try_take(&api, &settings, &mut seen, started) => attempt,
         };
         let wait = match attempt {
             Ok(Attempt::Taken(taken)) => {
                 return Some(taken.lead(api, settings, leading));
             }
-            Ok(Attempt::HeldUntil(until, holder)) => {
+            Ok(Attempt::HeldFor(left, holder)) => {
                 if !announced {
                     tracing::info!(
                         lease = settings.name,
@@ -122,8 +123,6 @@ pub async fn acquire(
                     );
                     announced = true;
                 }
-                let left =
-                    Duration::try_from(until.duration_since(Timestamp::now())).unwrap_or_default();
                 left.min(settings.retry_period)
             }
             // Someone else wrote in between: look again at once.
@@ -176,8 +175,8 @@ impl Taken {
 
 enum Attempt {
     Taken(Box<Taken>),
-    /// Held by another replica until then (and by whom).
-    HeldUntil(Timestamp, String),
+    /// Held by another replica for at most this long (and by whom).
+    HeldFor(Duration, String),
     /// The conditional write lost to another writer.
     Raced,
 }
@@ -185,19 +184,36 @@ enum Attempt {
 async fn try_take(
     api: &Api<Lease>,
     settings: &LeaseSettings,
-    wait_out: &mut Option<Timestamp>,
+    seen: &mut Option<Seen>,
+    started: Instant,
 ) -> Result<Attempt, kube::Error> {
     let found = api.get_opt(&settings.name).await?;
     let holding = found.as_ref().map(Holding::of);
-    let now = Timestamp::now();
-    if !settings.elect && wait_out.is_none() {
-        // Without election the holder found first is waited out once, whoever renews after.
-        *wait_out = Some(holding.as_ref().map_or(now, Holding::expires_at));
+    let (holder, renewed) = holding
+        .as_ref()
+        .map_or((None, None), |h| (h.holder.clone(), h.renewed));
+    let unchanged = seen
+        .as_ref()
+        .is_some_and(|s| s.holder == holder && s.renewed == renewed);
+    if !unchanged {
+        *seen = Some(Seen {
+            holder,
+            renewed,
+            since: Instant::now(),
+        });
     }
-    let previous_until = match judge(holding.as_ref(), &settings.identity, now, *wait_out) {
-        Verdict::WaitUntil(until) => {
+    let unchanged_for = seen.as_ref().map_or(Duration::ZERO, |s| s.since.elapsed());
+    // Without election the holder found first is waited out once, whoever renews after.
+    let waited_out = !settings.elect && started.elapsed() >= settings.duration;
+    let previous_until = match judge(
+        holding.as_ref(),
+        &settings.identity,
+        unchanged_for,
+        waited_out,
+    ) {
+        Verdict::WaitFor(left) => {
             let holder = holding.and_then(|h| h.holder).unwrap_or_default();
-            return Ok(Attempt::HeldUntil(until, holder));
+            return Ok(Attempt::HeldFor(left, holder));
         }
         Verdict::Take { previous_until } => previous_until,
     };

@@ -80,7 +80,13 @@ impl Leader {
     /// Renews every retry period until `stop` (then releases the Lease) or until this process no
     /// longer leads. Either way nothing is vouched for afterwards: a run still waiting for its
     /// vouch gives up.
-    pub async fn keep(mut self, stop: CancellationToken) -> Ending {
+    /// `stopped_starting`: when this process stopped starting claimed runs, if it did before
+    /// `stop`; the release says so, so the next leader runs every claimed tick after it.
+    pub async fn keep(
+        mut self,
+        stop: CancellationToken,
+        stopped_starting: Arc<std::sync::OnceLock<Timestamp>>,
+    ) -> Ending {
         let mut interval = tokio::time::interval(self.settings.retry_period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval.tick().await;
@@ -122,7 +128,13 @@ impl Leader {
         self.leading.revoke();
         self.vouch.send_replace(Timestamp::MIN);
         match &ending {
-            Ending::Stopped => self.release().await,
+            Ending::Stopped => {
+                let at = stopped_starting
+                    .get()
+                    .copied()
+                    .unwrap_or_else(Timestamp::now);
+                self.release(at).await;
+            }
             Ending::Lost(why) => {
                 tracing::error!(
                     lease = self.settings.name,
@@ -187,11 +199,11 @@ impl Leader {
 
     /// Releases the Lease with the time this process stopped vouching (the next holder reads
     /// it), only if it still holds it.
-    async fn release(&mut self) {
+    async fn release(&mut self, stopped_starting: Timestamp) {
         let mut lease = self.lease.clone();
         let spec = lease.spec.get_or_insert_with(Default::default);
         spec.holder_identity = None;
-        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        spec.renew_time = Some(MicroTime(stopped_starting));
         match self.write(&lease).await {
             Ok(_) => tracing::info!(lease = self.settings.name, "released the Lease"),
             Err(e) => {

@@ -20,23 +20,37 @@ fn held_by(holder: Option<&str>, renewed: i64) -> Holding {
 #[test]
 fn a_free_released_or_expired_lease_is_taken_naming_what_the_previous_holder_may_have_started() {
     let take = |previous_until| Verdict::Take { previous_until };
-    assert_eq!(judge(None, "me", at(0), None), take(Timestamp::MIN));
-    let released = held_by(None, 5);
-    assert_eq!(judge(Some(&released), "me", at(6), None), take(at(5)));
-    let expired = held_by(Some("other"), 5);
+    let ahead = |secs| at(secs).checked_add(VOUCH_AHEAD).unwrap();
     assert_eq!(
-        judge(Some(&expired), "me", at(7), None),
-        take(at(5).checked_add(VOUCH_AHEAD).unwrap()),
-        "a holder starts no claimed tick after its last renewTime and a little"
+        judge(None, "me", Duration::ZERO, false),
+        take(Timestamp::MIN)
+    );
+    let released = held_by(None, 5);
+    assert_eq!(
+        judge(Some(&released), "me", Duration::ZERO, false),
+        take(at(5)),
+        "released: at once, and nothing after the release started"
+    );
+    let held = held_by(Some("other"), 5);
+    assert_eq!(
+        judge(Some(&held), "me", Duration::from_secs(2), false),
+        take(ahead(5)),
+        "unchanged for a whole lease: a holder starts no claimed tick after its last renewTime and a little"
     );
 }
 
 #[test]
-fn a_lease_another_replica_renews_is_waited_for_until_it_expires() {
-    let held = held_by(Some("other"), 5);
+fn a_lease_is_waited_for_by_this_followers_own_clock_not_the_holders() {
+    // The holder's renewTime may be far in the past by this follower's wall clock (skew): only
+    // how long this follower has seen it unchanged counts.
+    let held = held_by(Some("other"), -3600);
     assert_eq!(
-        judge(Some(&held), "me", at(6), None),
-        Verdict::WaitUntil(at(7))
+        judge(Some(&held), "me", Duration::from_millis(500), false),
+        Verdict::WaitFor(Duration::from_millis(1500))
+    );
+    assert_eq!(
+        judge(Some(&held), "me", Duration::ZERO, false),
+        Verdict::WaitFor(Duration::from_secs(2))
     );
 }
 
@@ -44,7 +58,7 @@ fn a_lease_another_replica_renews_is_waited_for_until_it_expires() {
 fn without_election_the_holder_is_waited_out_once_then_taken() {
     let renewed_since = held_by(Some("other"), 9);
     assert_eq!(
-        judge(Some(&renewed_since), "me", at(10), Some(at(7))),
+        judge(Some(&renewed_since), "me", Duration::ZERO, true),
         Verdict::Take {
             previous_until: at(9).checked_add(VOUCH_AHEAD).unwrap()
         }
