@@ -48,7 +48,7 @@ pub struct Leader {
 
 /// The least time between two renewals asked for by ticks: under many ticks a renewal serves
 /// every tick due by its time, and the Lease is written at most this often.
-const ON_DEMAND_SPACING: Duration = Duration::from_millis(20);
+const ON_DEMAND_SPACING: Duration = Duration::from_millis(10);
 
 enum Renewal {
     Renewed,

@@ -19,7 +19,7 @@
 //! it; when none has, one is asked for at the tick, and one renewal serves every tick due by
 //! then). So a new leader knows that a claim for a tick after the previous holder's last
 //! `renewTime + VOUCH_AHEAD` was never started and runs it, and records one at or before it as
-//! interrupted (it may have run): only a holder that died within those 50 ms before a claimed tick
+//! interrupted (it may have run): only a holder that died within those 100 ms before a claimed tick
 //! leaves a tick that never ran recorded so. A holder that
 //! stops gracefully releases the Lease with the time it stopped; one that crashed is waited out
 //! (until `renewTime + leaseDurationSeconds`) before anything runs.
@@ -179,7 +179,7 @@ impl Leading {
 /// (a renewal every few tens of ms) most find one recent enough and start at once; a lone tick
 /// asks for a renewal and waits one round trip. A crash loses a claimed tick only if it falls
 /// within this much after the holder's last renewal.
-pub const VOUCH_AHEAD: Duration = Duration::from_millis(50);
+pub const VOUCH_AHEAD: Duration = Duration::from_millis(100);
 
 /// What a reconcile needs to know about liveness.
 #[derive(Clone, Debug)]
