@@ -267,22 +267,26 @@ impl Check {
     /// `helm template` of the chart with the default values and `extra` arguments, which helm
     /// must refuse with a message containing `message`.
     fn refused(what: &str, extra: &[&str], message: &str) -> Self {
-        let mut args = vec![
-            "template".to_string(),
-            "mcall-operator".to_string(),
-            CHART_DIR.to_string(),
-        ];
-        args.extend(extra.iter().map(|a| a.to_string()));
         Self {
             label: format!("helm template refuses {what}"),
-            args,
-            expect: Vec::new(),
-            reject: Vec::new(),
             refused_with: Some(message.to_string()),
+            ..Self::default_values(extra)
         }
     }
 
+    /// `helm template` of the chart with the default values and `extra` arguments, whose output
+    /// must contain every `expect` and no `reject`.
     fn renders(what: &str, extra: &[&str], expect: &[&str], reject: &[&str]) -> Self {
+        Self {
+            label: format!("helm template renders {what}"),
+            expect: expect.iter().map(|e| e.to_string()).collect(),
+            reject: reject.iter().map(|r| r.to_string()).collect(),
+            ..Self::default_values(extra)
+        }
+    }
+
+    /// `helm template` with the default values and `extra` arguments, checking nothing yet.
+    fn default_values(extra: &[&str]) -> Self {
         let mut args = vec![
             "template".to_string(),
             "mcall-operator".to_string(),
@@ -290,10 +294,10 @@ impl Check {
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
         Self {
-            label: format!("helm template renders {what}"),
+            label: String::new(),
             args,
-            expect: expect.iter().map(|e| e.to_string()).collect(),
-            reject: reject.iter().map(|r| r.to_string()).collect(),
+            expect: Vec::new(),
+            reject: Vec::new(),
             refused_with: None,
         }
     }
