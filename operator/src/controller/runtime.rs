@@ -174,11 +174,17 @@ async fn run_controllers(shared: &Shared) {
         .into_iter()
         .map(|ns| namespace_controller(shared, ns))
         .unzip();
+    // A stop before the caches synced (leadership taken just as SIGTERM came) must not wait
+    // for a sync that never comes: the controllers end without one.
     let synced = async {
-        for store in &stores {
-            let _ = store.wait_until_ready().await;
+        tokio::select! {
+            () = async {
+                for store in &stores {
+                    let _ = store.wait_until_ready().await;
+                }
+            } => tracing::info!("caches synced; reconciling"),
+            () = shared.shutdown.cancelled() => {}
         }
-        tracing::info!("caches synced; reconciling");
     };
     tokio::join!(futures::future::join_all(controllers), synced);
 }

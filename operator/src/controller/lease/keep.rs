@@ -204,7 +204,9 @@ impl Leader {
         let spec = lease.spec.get_or_insert_with(Default::default);
         spec.holder_identity = None;
         spec.renew_time = Some(MicroTime(stopped_starting));
-        match self.write(&lease).await {
+        // Bounded: an unanswering API server must not hold the stop (the Lease then expires).
+        let written = tokio::time::timeout(self.settings.duration, self.write(&lease)).await;
+        match written.unwrap_or_else(|_| Err(kube::Error::Service("no answer".into()))) {
             Ok(_) => tracing::info!(lease = self.settings.name, "released the Lease"),
             Err(e) => {
                 tracing::warn!(lease = self.settings.name, error = %e, "releasing the Lease failed");
