@@ -10,6 +10,7 @@ use crate::values::{self, Completeness};
 use crate::{SpecFiles, naming, raw};
 
 mod deploy;
+mod include;
 mod kind;
 mod reasons;
 mod rules;
@@ -101,6 +102,7 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
     }
 
     // Checks that need every type to be known.
+    cx.resolve_includes(&kinds);
     cx.check_pending();
     for (file, kind) in kind_files
         .iter()
@@ -161,6 +163,8 @@ struct Lowerer {
     /// Kind names: the root types kube-derive generates, so no spec type may take them.
     kind_names: BTreeSet<String>,
     pending: Vec<Pending>,
+    /// Objects that take fields from a kind's spec, resolved once every kind is lowered.
+    includes: Vec<include::PendingInclude>,
 }
 
 impl Lowerer {
@@ -309,6 +313,10 @@ impl Lowerer {
         }
         let rules = rules::lower_rules(self, file, path, &node.rules);
         self.check_keys(file, path, node, "object");
+        if let Some(include) = &node.include {
+            self.includes
+                .push(include::PendingInclude::new(file, path, name, include));
+        }
         let def = ObjectType {
             name: name.to_owned(),
             description: node.description.clone(),

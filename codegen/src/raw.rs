@@ -86,6 +86,15 @@ pub struct Node {
     pub fields: Option<IndexMap<String, Node>>,
     #[serde(default)]
     pub rules: Vec<Rule>,
+    pub include: Option<Include>,
+}
+
+/// Fields of another kind's spec taken into an object (see spec/README.md, "Included fields").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Include {
+    pub from: String,
+    pub fields: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "3c329d84e72463045d700ad79cb1fac7", dir = "../spec"
+    fingerprint = "bfe4605565307968c85004001bb286d2", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "3c329d84e72463045d700ad79cb1fac7";
+pub const SPEC_FINGERPRINT: &str = "bfe4605565307968c85004001bb286d2";
 
 pub mod types;
 pub mod reasons;

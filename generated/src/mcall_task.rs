@@ -246,7 +246,7 @@ pub struct McallTaskStatus {
     /// Standard conditions, one per `type`.
     ///
     /// Condition types:
-    /// - `Ready`: True when the last run succeeded; False while the task waits, runs or cannot run, and after a failure, with the reason saying which.
+    /// - `Ready`: True when the last run succeeded; False while the task or workflow waits, runs or cannot run, and after a failure, with the reason saying which.
     /// - `DependenciesReady`: Set on a task that had to wait for its `dependencies`: False while one has not Succeeded, True once all have.
     ///
     /// Reasons, of these conditions and of the Events about a McallTask:
@@ -254,7 +254,7 @@ pub struct McallTaskStatus {
     /// - `Failed` (Ready, Warning Event): The last run failed: a non-zero exit, an HTTP error, a failed check or a timeout (`result` says which); a cancelled run's Event also says Failed.
     /// - `Cancelled` (Ready): The last run was cancelled before it finished, e.g. by an operator shutdown past its grace period.
     /// - `Running` (Ready): A run is in progress; it is recorded once it has gone on for one second.
-    /// - `Started` (Normal Event): A one-shot run has gone on for one second (a shorter run records only its outcome Event).
+    /// - `Started` (Normal Event): A one-shot task's run has gone on for one second (a shorter run records only its outcome Event); a workflow's run started (its first steps are created).
     /// - `Retrying` (Warning Event): An execution failed and is retried (`retryCount`), after a backoff; the message gives the attempt and why.
     /// - `Interrupted` (Ready, Warning Event): The operator stopped while a run was recorded Running (or a claimed tick may have started): recorded as failed and not run again, so a command never runs twice.
     /// - `InvalidSpec` (Ready, Warning Event): The spec is wrong in a way the schema cannot see (an invalid regex, malformed multi-input JSON, a non-URL for get/post, a dependency cycle); the message names the field.
@@ -267,6 +267,7 @@ pub struct McallTaskStatus {
     /// - `DependencyNotSatisfied` (DependenciesReady): A dependency Failed, was Skipped, or stayed missing past the grace period; the task is Skipped.
     /// - `Skipped` (Ready, Warning Event): The task did not run because a dependency was not satisfied; for a scheduled task, a tick not run (a dependency not Succeeded, or concurrencyPolicy Forbid), kept in `history`.
     /// - `Missed` (Warning Event): A scheduled tick came due later than `startingDeadlineSeconds` and was not run (kept in `history`).
+    /// - `Template` (Ready): The task carries the label `mcall.tz.io/template: "true"`: it is a template for workflow steps (`taskRef`) and does not run by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 16),
@@ -481,7 +482,7 @@ pub struct InputSource {
     /// Placeholder name used as `${NAME}`.
     #[schemars(length(max = 63), regex(pattern = "^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub name: String,
-    /// The McallTask (same namespace) whose result is read.
+    /// The McallTask (same namespace) whose result is read; in a workflow step, an earlier step of the same run.
     #[schemars(length(max = 253))]
     pub task_ref: String,
     /// Which part of the result is read.
@@ -586,34 +587,4 @@ fn default_output_validation_output_match() -> OutputMatch {
 
 fn default_output_validation_case_sensitive() -> bool {
     true
-}
-
-/// Which part of the result is read.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    JsonSchema,
-    mcall_macros::WireName
-)]
-pub enum ResultField {
-    #[serde(rename = "output")]
-    Output,
-    #[serde(rename = "errorCode")]
-    ErrorCode,
-    #[serde(rename = "phase")]
-    Phase,
-    #[serde(rename = "errorMessage")]
-    ErrorMessage,
-    #[serde(rename = "startTime")]
-    StartTime,
-    #[serde(rename = "completionTime")]
-    CompletionTime,
 }

@@ -6,12 +6,13 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use kube::CustomResource;
 #[allow(unused_imports)]
 use crate::types::*;
+use crate::mcall_task::*;
 
-/// The tasks of the DAG and how the workflow runs.
+/// The steps of the DAG and how the workflow runs.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "mcall.tz.io",
@@ -28,7 +29,13 @@ use crate::types::*;
         name = "Tasks",
         type_ = "integer",
         json_path = ".status.taskCount",
-        description = "Number of tasks in the DAG."
+        description = "Number of steps in the DAG."
+    ),
+    printcolumn(
+        name = "Done",
+        type_ = "string",
+        json_path = ".status.progress",
+        description = "Ended steps of the current or last run over all steps."
     ),
     printcolumn(
         name = "Schedule",
@@ -41,7 +48,14 @@ use crate::types::*;
         name = "Phase",
         type_ = "string",
         json_path = ".status.phase",
-        description = "Phase of the last run."
+        description = "Phase of the current or last run."
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        description = "Reason of the phase.",
+        priority = "1"
     ),
     printcolumn(
         name = "Last Schedule",
@@ -64,19 +78,22 @@ use crate::types::*;
     extend(
         "x-kubernetes-validations" = [{"message":"spec.timeZone needs spec.schedule",
         "rule":"!has(self.timeZone) || has(self.schedule)"},
+        {"fieldPath":".concurrencyPolicy",
+        "message":"a workflow has one run at a time; concurrencyPolicy is Forbid (skip the tick) or Replace (cancel the running run)",
+        "rule":"self.concurrencyPolicy != 'Allow'"},
         {"fieldPath":".tasks",
         "message":"every spec.tasks[].dependencies entry must name a task of this workflow",
         "rule":"self.tasks.all(t, !has(t.dependencies) || t.dependencies.all(d, self.tasks.exists(o, o.name == d)))"}]
     )
 )]
 pub struct McallWorkflowSpec {
-    /// The tasks; names are unique within the workflow.
+    /// The steps; names are unique within the workflow.
     #[schemars(
         length(min = 1, max = 100),
         extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
     )]
     pub tasks: Vec<WorkflowTask>,
-    /// Cron schedule, with the same syntax as McallTask `schedule`.
+    /// Cron schedule, with the same syntax as McallTask `schedule`. Without it the workflow runs once per generation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 128),
@@ -92,31 +109,57 @@ pub struct McallWorkflowSpec {
         regex(pattern = "^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
     )]
     pub time_zone: Option<String>,
-    /// Pause scheduled runs.
+    /// Pause scheduled runs; a run in progress is not affected.
     #[serde(default)]
     pub suspend: bool,
     /// What to do when a scheduled run is due while the previous one is still running: `Allow` runs both, `Forbid` skips the new tick, `Replace` cancels the running one.
     #[serde(default = "default_mcall_workflow_spec_concurrency_policy")]
     pub concurrency_policy: ScheduleConcurrencyPolicy,
-    /// Most tasks of one run executing at the same time.
+    /// A tick missed (e.g. operator down) still runs if no more than this many seconds late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub starting_deadline_seconds: Option<i64>,
+    /// How many successful runs `status.history` keeps; the child tasks of older runs are deleted.
+    #[serde(default = "default_mcall_workflow_spec_successful_runs_history_limit")]
+    #[schemars(range(min = 0, max = 100))]
+    pub successful_runs_history_limit: i64,
+    /// How many failed runs `status.history` keeps; the child tasks of older runs are deleted.
+    #[serde(default = "default_mcall_workflow_spec_failed_runs_history_limit")]
+    #[schemars(range(min = 0, max = 100))]
+    pub failed_runs_history_limit: i64,
+    /// Most steps of one run executing at the same time.
     #[serde(default = "default_mcall_workflow_spec_concurrency")]
     #[schemars(range(min = 1, max = 100))]
     pub concurrency: i64,
-    /// Seconds a whole run may take; running tasks are cancelled after it.
+    /// Seconds one run may take; then running steps are cancelled, the rest skipped, and the run fails with DeadlineExceeded.
     #[serde(default = "default_mcall_workflow_spec_timeout")]
     #[schemars(range(min = 1, max = 604800))]
     pub timeout: i64,
-    /// After a task fails, start no new tasks (running ones finish).
+    /// After a step fails that no `failure`, `completed` or `always` condition handles, start no new steps (running ones finish).
     #[serde(default = "default_mcall_workflow_spec_fail_fast")]
     pub fail_fast: bool,
-    /// Environment variables for every task.
+    /// Re-runs a failed run (the whole run, every step again) after a delay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
+    /// Environment variables for every step; a step's (or its template's) own variables win.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 256))]
     pub environment: Option<BTreeMap<String, String>>,
+    /// Default compute resources of every step that sets none (nor its template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
 }
 
 fn default_mcall_workflow_spec_concurrency_policy() -> ScheduleConcurrencyPolicy {
     ScheduleConcurrencyPolicy::Forbid
+}
+
+fn default_mcall_workflow_spec_successful_runs_history_limit() -> i64 {
+    3
+}
+
+fn default_mcall_workflow_spec_failed_runs_history_limit() -> i64 {
+    1
 }
 
 fn default_mcall_workflow_spec_concurrency() -> i64 {
@@ -136,8 +179,14 @@ fn default_mcall_workflow_spec_fail_fast() -> bool {
 #[serde(rename_all = "camelCase")]
 pub struct McallWorkflowStatus {
     /// Lifecycle phase of a task, a workflow or one of its tasks.
+    ///
+    /// The API server fills in `Pending` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// Machine-readable reason of the phase, e.g. `DeadlineExceeded` or `InvalidSpec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub reason: Option<String>,
     /// Human-readable summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -145,75 +194,425 @@ pub struct McallWorkflowStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Standard conditions.
+    ///
+    /// Condition types:
+    /// - `Ready`: True when the last run succeeded; False while the task or workflow waits, runs or cannot run, and after a failure, with the reason saying which.
+    ///
+    /// Reasons, of these conditions and of the Events about a McallWorkflow:
+    /// - `Succeeded` (Ready, Normal Event): The last run passed its checks (`Ready` is True).
+    /// - `Failed` (Ready, Warning Event): The last run failed: a non-zero exit, an HTTP error, a failed check or a timeout (`result` says which); a cancelled run's Event also says Failed.
+    /// - `Running` (Ready): A run is in progress; it is recorded once it has gone on for one second.
+    /// - `Started` (Normal Event): A one-shot task's run has gone on for one second (a shorter run records only its outcome Event); a workflow's run started (its first steps are created).
+    /// - `InvalidSpec` (Ready, Warning Event): The spec is wrong in a way the schema cannot see (an invalid regex, malformed multi-input JSON, a non-URL for get/post, a dependency cycle); the message names the field.
+    /// - `InvalidSchedule` (Ready, Warning Event): The schedule passes the CRD pattern but cron refuses it (e.g. `61 * * * *`), or the time zone is unknown.
+    /// - `Skipped` (Ready, Warning Event): The task did not run because a dependency was not satisfied; for a scheduled task, a tick not run (a dependency not Succeeded, or concurrencyPolicy Forbid), kept in `history`.
+    /// - `DeadlineExceeded` (Ready, Warning Event): The run took longer than `timeout`: its running steps were cancelled (their child tasks deleted), the steps not started were skipped, and the run failed.
+    /// - `RetryScheduled` (Ready, Warning Event): The run failed and `retryPolicy` re-runs it (every step again) at `nextRetryTime`.
+    /// - `StepFailed` (Warning Event): A step of the run failed; the message names it and its error.
+    /// - `Superseded` (Warning Event): The run was cancelled before it ended because the spec changed or a scheduled tick replaced it (`concurrencyPolicy: Replace`); kept in `history` as failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 16),
         extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"])
     )]
     pub conditions: Option<Vec<Condition>>,
+    /// Identifier of the current or last run; its child McallTasks carry it in the label `mcall.tz.io/run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub run_id: Option<String>,
+    /// The `.metadata.generation` the current or last run was started for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_generation: Option<i64>,
+    /// The scheduled time (tick) of the scheduled run in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_run: Option<MicroTime>,
     /// When the current or last run started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
     /// When the last run finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
-    /// Number of tasks in the DAG.
+    /// When the last run (including a retry) started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_count: Option<i64>,
-    /// State of each task of the current or last run, by task name.
+    pub last_run_time: Option<Time>,
+    /// Re-runs made by `retryPolicy` for the current run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 100))]
-    pub task_statuses: Option<BTreeMap<String, WorkflowTaskStatus>>,
-    /// The last tick a run was started for.
+    pub retry_count: Option<i64>,
+    /// When the last re-run started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_schedule_time: Option<Time>,
+    pub last_retry_time: Option<Time>,
+    /// When the failed run is re-run, while a re-run is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_time: Option<Time>,
+    /// The last tick that came due, whether it ran, was skipped (Forbid) or was missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<MicroTime>,
     /// The next tick.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_schedule_time: Option<Time>,
-    /// Recent runs.
+    pub next_schedule_time: Option<MicroTime>,
+    /// Number of steps in the DAG.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_count: Option<i64>,
+    /// Steps of the current or last run that have ended (succeeded, failed or skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_count: Option<i64>,
+    /// Ended steps over all steps, e.g. `3/5`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub progress: Option<String>,
+    /// State of each step of the current or last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 100),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
+    )]
+    pub task_statuses: Option<Vec<WorkflowTaskStatus>>,
+    /// The current or last run as a graph, for a UI to draw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dag: Option<WorkflowDag>,
+    /// Recent runs, bounded by the history limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 200))]
     pub history: Option<Vec<RunRecord>>,
 }
 
+/// `fixed`: every re-run waits `retryDelay`; `exponential`: the delay doubles after each re-run (capped at one hour).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    mcall_macros::WireName
+)]
+pub enum BackoffPolicy {
+    #[serde(rename = "fixed")]
+    Fixed,
+    #[serde(rename = "exponential")]
+    Exponential,
+}
+
+/// `success`: the dependency succeeded; `failure`: it failed; `completed`: it ran to an end (succeeded or failed); `always`: whatever happened, even if it was skipped.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    mcall_macros::WireName
+)]
+pub enum ConditionWhen {
+    #[serde(rename = "success")]
+    Success,
+    #[serde(rename = "failure")]
+    Failure,
+    #[serde(rename = "always")]
+    Always,
+    #[serde(rename = "completed")]
+    Completed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DagEdge {
+    /// Edge id, `<source>-<target>`.
+    pub id: String,
+    /// The dependency.
+    pub source: String,
+    /// The dependent step.
+    pub target: String,
+    /// `dependency` for a plain dependency, else the `when` of the condition on this edge.
+    pub r#type: DagEdgeType,
+    /// The condition on this edge, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// Short label to draw on the edge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// `dependency` for a plain dependency, else the `when` of the condition on this edge.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    mcall_macros::WireName
+)]
+pub enum DagEdgeType {
+    #[serde(rename = "dependency")]
+    Dependency,
+    #[serde(rename = "success")]
+    Success,
+    #[serde(rename = "failure")]
+    Failure,
+    #[serde(rename = "always")]
+    Always,
+    #[serde(rename = "completed")]
+    Completed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DagNode {
+    /// Node id (the step name).
+    pub id: String,
+    /// Step name.
+    pub name: String,
+    /// What the step runs (`cmd`, `get`, `post`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    /// Lifecycle phase of a task, a workflow or one of its tasks.
+    pub phase: Phase,
+    /// When the step started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the step ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Time>,
+    /// How long the step ran, e.g. `1.2s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// The step's input, truncated to 256 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// The step's output, truncated to 256 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Exit code, HTTP status or failure reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Why the step failed, truncated to 256 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Retries the step made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i64>,
+    /// The template McallTask (`namespace/name`), for a taskRef step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_ref: Option<String>,
+}
+
+/// Counts over the nodes and edges.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DagSummary {
+    /// Number of nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_nodes: Option<i64>,
+    /// Number of edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_edges: Option<i64>,
+    /// Steps that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_count: Option<i64>,
+    /// Steps that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_count: Option<i64>,
+    /// Steps running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_count: Option<i64>,
+    /// Steps not started yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_count: Option<i64>,
+    /// Steps skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped_count: Option<i64>,
+}
+
+/// The dependency's result field must equal a value (output is compared with surrounding whitespace trimmed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldEquals {
+    /// A part of a task's result.
+    pub field: ResultField,
+    /// The value the field must equal.
+    #[schemars(length(max = 4096))]
+    pub value: String,
+}
+
+/// Re-runs a failed run (the whole run, every step again) after a delay.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// How many times a failed run is re-run.
+    #[serde(default = "default_retry_policy_max_retries")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_retries: i64,
+    /// Delay before the first re-run, e.g. `10s` or `1m30s`.
+    #[serde(default = "default_retry_policy_retry_delay")]
+    #[schemars(length(max = 32), regex(pattern = "^([0-9]+(ms|s|m|h))+$"))]
+    pub retry_delay: String,
+    /// `fixed`: every re-run waits `retryDelay`; `exponential`: the delay doubles after each re-run (capped at one hour).
+    #[serde(default = "default_retry_policy_backoff_policy")]
+    pub backoff_policy: BackoffPolicy,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_retries: default_retry_policy_max_retries(),
+            retry_delay: default_retry_policy_retry_delay(),
+            backoff_policy: default_retry_policy_backoff_policy(),
+        }
+    }
+}
+
+fn default_retry_policy_max_retries() -> i64 {
+    0
+}
+
+fn default_retry_policy_retry_delay() -> String {
+    "10s".to_owned()
+}
+
+fn default_retry_policy_backoff_policy() -> BackoffPolicy {
+    BackoffPolicy::Fixed
+}
+
+/// When the step runs, judged on one dependency's result once every dependency has ended; without it, the step runs only if all its dependencies succeeded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepCondition {
+    /// The dependency whose result is judged; may be left out when the step has exactly one dependency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub dependent_task: Option<String>,
+    /// `success`: the dependency succeeded; `failure`: it failed; `completed`: it ran to an end (succeeded or failed); `always`: whatever happened, even if it was skipped.
+    #[serde(default = "default_step_condition_when")]
+    pub when: ConditionWhen,
+    /// The dependency's result field must equal a value (output is compared with surrounding whitespace trimmed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_equals: Option<FieldEquals>,
+    /// The dependency's output must contain this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub output_contains: Option<String>,
+}
+
+impl Default for StepCondition {
+    fn default() -> Self {
+        Self {
+            dependent_task: None,
+            when: default_step_condition_when(),
+            field_equals: None,
+            output_contains: None,
+        }
+    }
+}
+
+fn default_step_condition_when() -> ConditionWhen {
+    ConditionWhen::Success
+}
+
+/// Why the step is in its phase. `Waiting`: for dependencies or a free slot (`concurrency`); `DependencyNotSatisfied`: skipped, a dependency did not succeed (no condition); `ConditionNotMet`: skipped, its `condition` did not hold; `FailFast`: skipped after an unhandled failure; `DeadlineExceeded`: cancelled or skipped at the run's `timeout`; `Cancelled`: the run was superseded or its child task deleted.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    mcall_macros::WireName
+)]
+pub enum StepReason {
+    #[serde(rename = "Waiting")]
+    Waiting,
+    #[serde(rename = "Running")]
+    Running,
+    #[serde(rename = "Succeeded")]
+    Succeeded,
+    #[serde(rename = "Failed")]
+    Failed,
+    #[serde(rename = "DependencyNotSatisfied")]
+    DependencyNotSatisfied,
+    #[serde(rename = "ConditionNotMet")]
+    ConditionNotMet,
+    #[serde(rename = "FailFast")]
+    FailFast,
+    #[serde(rename = "DeadlineExceeded")]
+    DeadlineExceeded,
+    #[serde(rename = "Cancelled")]
+    Cancelled,
+}
+
+/// A McallTask used as this step's template. Mark templates with the label `mcall.tz.io/template: "true"` so they do not also run by themselves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskReference {
+    /// Name of the McallTask.
+    #[schemars(length(max = 253))]
+    pub name: String,
+    /// Namespace of the McallTask; the workflow's when absent. Another namespace is refused unless the operator allows cross-namespace templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
+}
+
+/// The current or last run as a graph, for a UI to draw.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowDag {
+    /// One node per step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100))]
+    pub nodes: Option<Vec<DagNode>>,
+    /// One edge per dependency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2000))]
+    pub edges: Option<Vec<DagEdge>>,
+    /// Counts over the nodes and edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<DagSummary>,
+}
+
+/// One step: an inline task (`type` and `input`, with any McallTask field that makes sense in a step) or `taskRef`, an existing McallTask used as the step's template, whose fields the step's own fields override.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(
     extend(
-        "x-kubernetes-validations" = [{"message":"set exactly one of type (an inline task) and taskRef (an existing McallTask)",
+        "x-kubernetes-validations" = [{"message":"set exactly one of type (an inline task) and taskRef (a McallTask used as the template)",
         "rule":"has(self.type) != has(self.taskRef)"},
-        {"message":"an inline task (type set) needs input",
-        "rule":"!has(self.type) || has(self.input)"}]
+        {"message":"an inline task (type set) needs input (or inputTemplate with inputSources)",
+        "rule":"!has(self.type) || has(self.input) || has(self.inputTemplate)"},
+        {"message":"inputTemplate needs inputSources",
+        "rule":"!has(self.inputTemplate) || has(self.inputSources)"},
+        {"message":"body is only allowed when type is post",
+        "rule":"!has(self.body) || !has(self.type) || self.type == 'post'"}]
     )
 )]
 pub struct WorkflowTask {
-    /// Name of the task within the workflow (a DNS label).
+    /// Name of the step within the workflow (a DNS label).
     #[schemars(length(max = 63), regex(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
-    /// What a task runs. `cmd` runs a shell command, `get` and `post` send an HTTP request to the URL in `input`.
+    /// A McallTask used as this step's template. Mark templates with the label `mcall.tz.io/template: "true"` so they do not also run by themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub r#type: Option<TaskType>,
-    /// Run an existing McallTask of the same namespace as this step instead of an inline task.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253))]
-    pub task_ref: Option<String>,
-    /// The shell command or the http(s) URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 65536))]
-    pub input: Option<String>,
-    /// Expected output, with the same grammar as McallTask `expect`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 4096))]
-    pub expect: Option<String>,
-    /// Seconds the task may take.
-    #[serde(default = "default_workflow_task_timeout")]
-    #[schemars(range(min = 1, max = 86400))]
-    pub timeout: i64,
-    /// Retries after a failure.
-    #[serde(default = "default_workflow_task_retry_count")]
-    #[schemars(range(min = 0, max = 100))]
-    pub retry_count: i64,
-    /// Names of tasks of this workflow that must finish first (at most 20).
+    pub task_ref: Option<TaskReference>,
+    /// Names of steps of this workflow that must end first (at most 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 20),
@@ -221,52 +620,107 @@ pub struct WorkflowTask {
         extend("x-kubernetes-list-type" = "set")
     )]
     pub dependencies: Option<Vec<String>>,
-    /// Condition on dependencies' results, e.g. `check.phase == Succeeded` or `check.output contains ok`; the task is Skipped when it is false.
+    /// When the step runs, judged on one dependency's result once every dependency has ended; without it, the step runs only if all its dependencies succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 1024))]
-    pub when: Option<String>,
-    /// Environment variables, merged over the workflow's.
+    pub condition: Option<StepCondition>,
+    /// What a task runs. `cmd` runs a shell command, `get` and `post` send an HTTP request to the URL in `input`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<TaskType>,
+    /// The shell command (`cmd`) or the http(s) URL (`get`, `post`). Several inputs may be given as a JSON array, or as `{"inputs": [...]}`, of objects with `type`, `input`, `name` and `expect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub input: Option<String>,
+    /// Expected output: alternatives separated by `|`, each a substring, `regex:<pattern>`, or a numeric test on `$count` (number of output lines) or `$status` such as `$count > 2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub expect: Option<String>,
+    /// Seconds one execution may take before it is killed (process group) or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub timeout: Option<i64>,
+    /// How many times a failed execution is retried, with exponential backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub retry_count: Option<i64>,
+    /// How several inputs run, one after another or all at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_mode: Option<ExecutionMode>,
+    /// Stop at the first failing input (sequential) or cancel the others (parallel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_fast: Option<bool>,
+    /// How an HTTP response (get/post) is judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_validation: Option<HttpValidation>,
+    /// How command output is judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_validation: Option<OutputValidation>,
+    /// Request headers for get/post; `$(NAME)` in a value is replaced by environment variable NAME (e.g. one from environmentFrom), so a token can come from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// Request body for post.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1048576))]
+    pub body: Option<String>,
+    /// Environment variables for a `cmd` task.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 256))]
     pub environment: Option<BTreeMap<String, String>>,
+    /// Environment variables whose values come from Secrets or ConfigMaps in the task's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
+    )]
+    pub environment_from: Option<Vec<EnvironmentFromSource>>,
     /// Compute resources a task's execution may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// Values taken from other tasks' results, substituted as `${NAME}` into `inputTemplate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 32),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
+    )]
+    pub input_sources: Option<Vec<InputSource>>,
+    /// Input with `${NAME}` placeholders filled from `inputSources`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub input_template: Option<String>,
 }
 
-fn default_workflow_task_timeout() -> i64 {
-    30
-}
-
-fn default_workflow_task_retry_count() -> i64 {
-    0
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowTaskStatus {
+    /// Name of the step.
+    pub name: String,
     /// Lifecycle phase of a task, a workflow or one of its tasks.
+    pub phase: Phase,
+    /// Why the step is in its phase. `Waiting`: for dependencies or a free slot (`concurrency`); `DependencyNotSatisfied`: skipped, a dependency did not succeed (no condition); `ConditionNotMet`: skipped, its `condition` did not hold; `FailFast`: skipped after an unhandled failure; `DeadlineExceeded`: cancelled or skipped at the run's `timeout`; `Cancelled`: the run was superseded or its child task deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<Phase>,
-    /// Why the task is in this phase.
+    pub reason: Option<StepReason>,
+    /// Why the step is in this phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// When the task started.
+    /// When the step started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
-    /// When the task finished.
+    /// When the step ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
-    /// Output of the task, truncated to 1 KiB.
+    /// Retries the step made (its `retryCount`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<String>,
-    /// Error of the task, if it failed.
+    pub retry_count: Option<i64>,
+    /// Output of the step, truncated to 1 KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub output: Option<String>,
     /// Exit code, HTTP status or failure reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
-    /// Retries made.
+    /// Why the step failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_count: Option<i64>,
+    pub error_message: Option<String>,
+    /// Name of the child McallTask that runs the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_task: Option<String>,
 }

@@ -7,9 +7,9 @@
 /// The `type` of a status condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, mcall_macros::WireName)]
 pub enum ConditionType {
-    /// True when the last run succeeded; False while the task waits, runs or cannot run, and after a failure, with the reason saying which.
+    /// True when the last run succeeded; False while the task or workflow waits, runs or cannot run, and after a failure, with the reason saying which.
     ///
-    /// Kinds: `McallTask`.
+    /// Kinds: `McallTask`, `McallWorkflow`.
     Ready,
     /// Set on a task that had to wait for its `dependencies`: False while one has not Succeeded, True once all have.
     ///
@@ -22,7 +22,7 @@ impl ConditionType {
     pub const fn description(&self) -> &'static str {
         match self {
             ConditionType::Ready => {
-                "True when the last run succeeded; False while the task waits, runs or cannot run, and after a failure, with the reason saying which."
+                "True when the last run succeeded; False while the task or workflow waits, runs or cannot run, and after a failure, with the reason saying which."
             }
             ConditionType::DependenciesReady => {
                 "Set on a task that had to wait for its `dependencies`: False while one has not Succeeded, True once all have."
@@ -37,11 +37,11 @@ impl ConditionType {
 pub enum Reason {
     /// The last run passed its checks (`Ready` is True).
     ///
-    /// Condition: `Ready`. Events: Normal. Kinds: `McallTask`.
+    /// Condition: `Ready`. Events: Normal. Kinds: `McallTask`, `McallWorkflow`.
     Succeeded,
     /// The last run failed: a non-zero exit, an HTTP error, a failed check or a timeout (`result` says which); a cancelled run's Event also says Failed.
     ///
-    /// Condition: `Ready`. Events: Warning. Kinds: `McallTask`.
+    /// Condition: `Ready`. Events: Warning. Kinds: `McallTask`, `McallWorkflow`.
     Failed,
     /// The last run was cancelled before it finished, e.g. by an operator shutdown past its grace period.
     ///
@@ -49,11 +49,11 @@ pub enum Reason {
     Cancelled,
     /// A run is in progress; it is recorded once it has gone on for one second.
     ///
-    /// Condition: `Ready`. Kinds: `McallTask`.
+    /// Condition: `Ready`. Kinds: `McallTask`, `McallWorkflow`.
     Running,
-    /// A one-shot run has gone on for one second (a shorter run records only its outcome Event).
+    /// A one-shot task's run has gone on for one second (a shorter run records only its outcome Event); a workflow's run started (its first steps are created).
     ///
-    /// Events: Normal. Kinds: `McallTask`.
+    /// Events: Normal. Kinds: `McallTask`, `McallWorkflow`.
     Started,
     /// An execution failed and is retried (`retryCount`), after a backoff; the message gives the attempt and why.
     ///
@@ -65,11 +65,11 @@ pub enum Reason {
     Interrupted,
     /// The spec is wrong in a way the schema cannot see (an invalid regex, malformed multi-input JSON, a non-URL for get/post, a dependency cycle); the message names the field.
     ///
-    /// Condition: `Ready`. Events: Warning. Kinds: `McallTask`.
+    /// Condition: `Ready`. Events: Warning. Kinds: `McallTask`, `McallWorkflow`.
     InvalidSpec,
     /// The schedule passes the CRD pattern but cron refuses it (e.g. `61 * * * *`), or the time zone is unknown.
     ///
-    /// Condition: `Ready`. Events: Warning. Kinds: `McallTask`.
+    /// Condition: `Ready`. Events: Warning. Kinds: `McallTask`, `McallWorkflow`.
     InvalidSchedule,
     /// A `cmd` task in a namespace where the operator does not run commands (`--command-namespaces`).
     ///
@@ -97,12 +97,32 @@ pub enum Reason {
     DependencyNotSatisfied,
     /// The task did not run because a dependency was not satisfied; for a scheduled task, a tick not run (a dependency not Succeeded, or concurrencyPolicy Forbid), kept in `history`.
     ///
-    /// Condition: `Ready`. Events: Warning. Kinds: `McallTask`.
+    /// Condition: `Ready`. Events: Warning. Kinds: `McallTask`, `McallWorkflow`.
     Skipped,
     /// A scheduled tick came due later than `startingDeadlineSeconds` and was not run (kept in `history`).
     ///
     /// Events: Warning. Kinds: `McallTask`.
     Missed,
+    /// The run took longer than `timeout`: its running steps were cancelled (their child tasks deleted), the steps not started were skipped, and the run failed.
+    ///
+    /// Condition: `Ready`. Events: Warning. Kinds: `McallWorkflow`.
+    DeadlineExceeded,
+    /// The run failed and `retryPolicy` re-runs it (every step again) at `nextRetryTime`.
+    ///
+    /// Condition: `Ready`. Events: Warning. Kinds: `McallWorkflow`.
+    RetryScheduled,
+    /// A step of the run failed; the message names it and its error.
+    ///
+    /// Events: Warning. Kinds: `McallWorkflow`.
+    StepFailed,
+    /// The run was cancelled before it ended because the spec changed or a scheduled tick replaced it (`concurrencyPolicy: Replace`); kept in `history` as failed.
+    ///
+    /// Events: Warning. Kinds: `McallWorkflow`.
+    Superseded,
+    /// The task carries the label `mcall.tz.io/template: "true"`: it is a template for workflow steps (`taskRef`) and does not run by itself.
+    ///
+    /// Condition: `Ready`. Kinds: `McallTask`.
+    Template,
 }
 
 impl Reason {
@@ -120,7 +140,7 @@ impl Reason {
                 "A run is in progress; it is recorded once it has gone on for one second."
             }
             Reason::Started => {
-                "A one-shot run has gone on for one second (a shorter run records only its outcome Event)."
+                "A one-shot task's run has gone on for one second (a shorter run records only its outcome Event); a workflow's run started (its first steps are created)."
             }
             Reason::Retrying => {
                 "An execution failed and is retried (`retryCount`), after a backoff; the message gives the attempt and why."
@@ -158,6 +178,21 @@ impl Reason {
             Reason::Missed => {
                 "A scheduled tick came due later than `startingDeadlineSeconds` and was not run (kept in `history`)."
             }
+            Reason::DeadlineExceeded => {
+                "The run took longer than `timeout`: its running steps were cancelled (their child tasks deleted), the steps not started were skipped, and the run failed."
+            }
+            Reason::RetryScheduled => {
+                "The run failed and `retryPolicy` re-runs it (every step again) at `nextRetryTime`."
+            }
+            Reason::StepFailed => {
+                "A step of the run failed; the message names it and its error."
+            }
+            Reason::Superseded => {
+                "The run was cancelled before it ended because the spec changed or a scheduled tick replaced it (`concurrencyPolicy: Replace`); kept in `history` as failed."
+            }
+            Reason::Template => {
+                "The task carries the label `mcall.tz.io/template: \"true\"`: it is a template for workflow steps (`taskRef`) and does not run by itself."
+            }
         }
     }
 
@@ -183,6 +218,11 @@ impl Reason {
             Reason::DependencyNotSatisfied => &[ConditionType::DependenciesReady],
             Reason::Skipped => &[ConditionType::Ready],
             Reason::Missed => &[],
+            Reason::DeadlineExceeded => &[ConditionType::Ready],
+            Reason::RetryScheduled => &[ConditionType::Ready],
+            Reason::StepFailed => &[],
+            Reason::Superseded => &[],
+            Reason::Template => &[ConditionType::Ready],
         }
     }
 
@@ -192,7 +232,8 @@ impl Reason {
             self, Reason::Succeeded | Reason::Failed | Reason::Started | Reason::Retrying
             | Reason::Interrupted | Reason::InvalidSpec | Reason::InvalidSchedule |
             Reason::CommandsNotAllowed | Reason::InputUnavailable | Reason::Skipped |
-            Reason::Missed
+            Reason::Missed | Reason::DeadlineExceeded | Reason::RetryScheduled |
+            Reason::StepFailed | Reason::Superseded
         )
     }
 
@@ -202,7 +243,9 @@ impl Reason {
         matches!(
             self, Reason::Failed | Reason::Retrying | Reason::Interrupted |
             Reason::InvalidSpec | Reason::InvalidSchedule | Reason::CommandsNotAllowed |
-            Reason::InputUnavailable | Reason::Skipped | Reason::Missed
+            Reason::InputUnavailable | Reason::Skipped | Reason::Missed |
+            Reason::DeadlineExceeded | Reason::RetryScheduled | Reason::StepFailed |
+            Reason::Superseded
         )
     }
 }

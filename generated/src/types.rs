@@ -123,10 +123,44 @@ pub struct Resources {
     pub limits: Option<ResourceList>,
 }
 
+/// A part of a task's result.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    mcall_macros::WireName
+)]
+pub enum ResultField {
+    #[serde(rename = "output")]
+    Output,
+    #[serde(rename = "errorCode")]
+    ErrorCode,
+    #[serde(rename = "phase")]
+    Phase,
+    #[serde(rename = "errorMessage")]
+    ErrorMessage,
+    #[serde(rename = "startTime")]
+    StartTime,
+    #[serde(rename = "completionTime")]
+    CompletionTime,
+}
+
 /// One finished scheduled or manual run, kept in the bounded run history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord {
+    /// The run's identifier, for a workflow run (its child McallTasks carry it in the label `mcall.tz.io/run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub run_id: Option<String>,
     /// The schedule tick (or the run-now request time) that identifies the run.
     pub scheduled_time: MicroTime,
     /// When the run started.

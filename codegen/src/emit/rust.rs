@@ -139,6 +139,12 @@ fn module(ir: &Ir, target: &Module, doc: &str) -> TokenStream {
         let shared = format_ident!("{}", SHARED_MODULE);
         imports.push(quote! { #[allow(unused_imports)] use crate::#shared::*; });
     }
+    for module in &uses.kind_modules {
+        if Module::Kind(module.clone()) != *target {
+            let module = format_ident!("{}", module);
+            imports.push(quote! { use crate::#module::*; });
+        }
+    }
     quote! {
         #notice
         #![doc = ""]
@@ -156,6 +162,9 @@ struct Uses {
     micro_time: bool,
     custom_resource: bool,
     shared: bool,
+    /// Kind modules whose types this module uses (its own among them); included fields bring
+    /// another kind's types.
+    kind_modules: std::collections::BTreeSet<String>,
 }
 
 fn enum_item(e: &EnumType) -> TokenStream {
@@ -316,12 +325,12 @@ fn rust_type(ir: &Ir, schema: &Schema, uses: &mut Uses) -> TokenStream {
         }
         Schema::Json => quote! { serde_json::Value },
         Schema::Named(name) => {
-            if ir
-                .types
-                .get(name)
-                .is_some_and(|d| d.module == Module::Shared)
-            {
-                uses.shared = true;
+            match ir.types.get(name).map(|d| &d.module) {
+                Some(Module::Shared) => uses.shared = true,
+                Some(Module::Kind(module)) => {
+                    uses.kind_modules.insert(module.clone());
+                }
+                _ => {}
             }
             let ident = format_ident!("{}", name);
             quote! { #ident }

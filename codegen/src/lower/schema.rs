@@ -222,7 +222,7 @@ impl Lowerer {
 
     /// Refuses keys that mean nothing for the node's type, so they are never silently ignored.
     pub(super) fn check_keys(&mut self, file: &str, path: &str, node: &raw::Node, ty: &str) {
-        let applies: [(&str, bool, &[&str]); 14] = [
+        let applies: [(&str, bool, &[&str]); 15] = [
             ("enum", node.variants.is_some(), &["enum"]),
             ("format", node.format.is_some(), &["integer"]),
             ("minimum", node.minimum.is_some(), &["integer", "number"]),
@@ -237,6 +237,7 @@ impl Lowerer {
             ("items", node.items.is_some(), &["list"]),
             ("values", node.values.is_some(), &["map"]),
             ("fields", node.fields.is_some(), &["object"]),
+            ("include", node.include.is_some(), &["object"]),
         ];
         for (key, present, types) in applies {
             if present && !types.contains(&ty) {

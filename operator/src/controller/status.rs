@@ -331,6 +331,7 @@ pub fn tick_not_run(
     }
     s.message = Some(truncate(&format!("tick {tick} not run: {message}"), 1024));
     let record = RunRecord {
+        run_id: None,
         scheduled_time: MicroTime(tick),
         start_time: None,
         completion_time: None,
@@ -350,6 +351,7 @@ pub fn run_record(
     now: Timestamp,
 ) -> RunRecord {
     RunRecord {
+        run_id: None,
         scheduled_time: MicroTime(scheduled),
         start_time: Timestamp::try_from(outcome.started_at).ok().map(Time),
         completion_time: Some(Time(now)),
@@ -426,6 +428,7 @@ pub fn scheduled_interrupted(
     };
     if let Some((scheduled, start_time)) = interrupted {
         let record = RunRecord {
+            run_id: None,
             scheduled_time: scheduled,
             start_time,
             completion_time: Some(Time(now)),

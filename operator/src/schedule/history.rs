@@ -35,6 +35,7 @@ mod tests {
     fn record(second: i64, phase: Phase) -> RunRecord {
         let at = Time(Timestamp::from_second(second).unwrap());
         RunRecord {
+            run_id: None,
             scheduled_time: MicroTime(at.0),
             start_time: Some(at.clone()),
             completion_time: Some(at),
