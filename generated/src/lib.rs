@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "bfe4605565307968c85004001bb286d2", dir = "../spec"
+    fingerprint = "7ce306193db97a4f18d1d5e0288dae1b", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "bfe4605565307968c85004001bb286d2";
+pub const SPEC_FINGERPRINT: &str = "7ce306193db97a4f18d1d5e0288dae1b";
 
 pub mod types;
 pub mod reasons;

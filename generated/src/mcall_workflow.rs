@@ -209,7 +209,7 @@ pub struct McallWorkflowStatus {
     /// - `DeadlineExceeded` (Ready, Warning Event): The run took longer than `timeout`: its running steps were cancelled (their child tasks deleted), the steps not started were skipped, and the run failed.
     /// - `RetryScheduled` (Ready, Warning Event): The run failed and `retryPolicy` re-runs it (every step again) at `nextRetryTime`.
     /// - `StepFailed` (Warning Event): A step of the run failed; the message names it and its error.
-    /// - `Superseded` (Warning Event): The run was cancelled before it ended because the spec changed or a scheduled tick replaced it (`concurrencyPolicy: Replace`); kept in `history` as failed.
+    /// - `Superseded` (Ready, Warning Event): The run was cancelled before it ended because the spec changed or a scheduled tick replaced it (`concurrencyPolicy: Replace`); kept in `history` as failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(max = 16),

@@ -117,7 +117,7 @@ pub enum Reason {
     StepFailed,
     /// The run was cancelled before it ended because the spec changed or a scheduled tick replaced it (`concurrencyPolicy: Replace`); kept in `history` as failed.
     ///
-    /// Events: Warning. Kinds: `McallWorkflow`.
+    /// Condition: `Ready`. Events: Warning. Kinds: `McallWorkflow`.
     Superseded,
     /// The task carries the label `mcall.tz.io/template: "true"`: it is a template for workflow steps (`taskRef`) and does not run by itself.
     ///
@@ -221,7 +221,7 @@ impl Reason {
             Reason::DeadlineExceeded => &[ConditionType::Ready],
             Reason::RetryScheduled => &[ConditionType::Ready],
             Reason::StepFailed => &[],
-            Reason::Superseded => &[],
+            Reason::Superseded => &[ConditionType::Ready],
             Reason::Template => &[ConditionType::Ready],
         }
     }

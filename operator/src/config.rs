@@ -52,6 +52,10 @@ pub struct OperatorConfig {
     pub lease_namespace: Option<String>,
     /// The Lease's name, and leader election on it.
     pub lease: LeaseConfig,
+    /// Whether a workflow step may use a McallTask of another namespace as its template. Off by
+    /// default: whoever may create workflows in one namespace must not run another namespace's
+    /// commands or read its Secrets through a template.
+    pub cross_namespace_templates: bool,
 }
 
 /// Leader election and the Lease's timings (see `controller::lease` for what each one bounds).
@@ -101,6 +105,7 @@ impl Default for OperatorConfig {
             instance: None,
             lease_namespace: None,
             lease: LeaseConfig::default(),
+            cross_namespace_templates: false,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod request;
 pub mod schedule;
 pub mod server;
 pub mod telemetry;
+pub mod workflow;
 
 /// Everything the operator can fail at; each variant names the operation.
 #[derive(Debug, thiserror::Error)]

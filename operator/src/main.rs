@@ -63,6 +63,9 @@ struct OperatorArgs {
     /// Seconds a task waits for a missing dependency before it is Skipped.
     #[arg(long, env = "MCALL_DEPENDENCY_GRACE_SECONDS", default_value_t = 60)]
     dependency_grace_seconds: u64,
+    /// Let workflow steps use McallTasks of other namespaces as templates (`taskRef.namespace`).
+    #[arg(long, env = "MCALL_ALLOW_CROSS_NAMESPACE_TEMPLATES")]
+    allow_cross_namespace_templates: bool,
     /// Seconds running executions may finish after SIGTERM before they are cancelled.
     #[arg(long, env = "MCALL_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     shutdown_grace_seconds: u64,
@@ -244,6 +247,7 @@ fn operator_config(args: OperatorArgs) -> OperatorConfig {
             renew_deadline: Duration::from_millis(args.lease_renew_deadline_ms),
             retry_period: Duration::from_millis(args.lease_retry_period_ms),
         },
+        cross_namespace_templates: args.allow_cross_namespace_templates,
     }
 }
 

@@ -160,10 +160,12 @@ async fn server_side_defaults_appear_in_typed_objects() {
     let stored_wf = workflows.get("wf").await.unwrap();
     assert_eq!(stored_wf.data["spec"]["concurrency"], json!(1));
     assert_eq!(stored_wf.data["spec"]["timeout"], json!(300));
-    assert_eq!(stored_wf.data["spec"]["tasks"][0]["timeout"], json!(30));
+    // A step's McallTask fields carry no default: unset, they fall to its template, and then to
+    // McallTask's own default when the step's task is created.
+    assert_eq!(stored_wf.data["spec"]["tasks"][0].get("timeout"), None);
     let typed: McallWorkflow = Api::namespaced(client, &ns).get("wf").await.unwrap();
     assert_eq!(typed.spec.concurrency, 1);
-    assert_eq!(typed.spec.tasks[0].retry_count, 0);
+    assert_eq!(typed.spec.tasks[0].retry_count, None);
 }
 
 #[tokio::test]
@@ -403,8 +405,15 @@ async fn invalid_objects_are_refused_with_a_message_naming_the_field() {
         ),
         (
             "workflow task with type and taskRef",
-            one_task(json!({"taskRef": "other"})),
+            one_task(json!({"taskRef": {"name": "other"}})),
             &["spec.tasks[0]", "set exactly one of type"],
+        ),
+        (
+            "workflow allowing concurrent runs",
+            workflow(
+                json!({"schedule": "@hourly", "concurrencyPolicy": "Allow", "tasks": [{"name": "a", "type": "cmd", "input": "x"}]}),
+            ),
+            &["spec.concurrencyPolicy", "one run at a time"],
         ),
         (
             "workflow concurrency 0",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use mcall_generated::McallTask;
+use mcall_generated::{ConditionStatus, McallTask, Phase, Reason};
 use tracing::Instrument as _;
 
 use super::FINALIZER;
@@ -16,8 +16,10 @@ use super::context::{Context, Facts, RECONCILE_BACKOFF};
 use super::decide::Policy;
 use super::effects::{Effect, Plan};
 use super::executions::TaskKey;
+use super::report::conditions::{READY, reason_of, set_condition};
 use super::{observe, one_shot, scheduled};
 use crate::Result;
+use crate::workflow::child::TEMPLATE_LABEL;
 
 /// The `kind` label of this controller's reconcile metrics.
 const KIND: &str = "McallTask";
@@ -31,7 +33,9 @@ pub async fn reconcile(task: Arc<McallTask>, ctx: Arc<Context>) -> Result<Action
     // missing.
     let _ = ctx.store.wait_until_ready().await;
     let facts = Facts::new(task, &ctx.client, Timestamp::now())?;
-    let plan = if facts.task.spec.schedule.is_none() {
+    let plan = if is_template(&facts.task) {
+        template(&facts)
+    } else if facts.task.spec.schedule.is_none() {
         plan_one_shot(&ctx, &facts)
     } else {
         scheduled::plan(&observe::scheduled(&ctx, &facts))
@@ -59,6 +63,39 @@ fn plan_one_shot(ctx: &Context, facts: &Facts) -> Plan {
         dependency_grace: ctx.config.dependency_grace,
     };
     one_shot::plan(prelude, &observed, policy)
+}
+
+/// Whether the task is marked as a template of workflow steps.
+fn is_template(task: &McallTask) -> bool {
+    task.labels().get(TEMPLATE_LABEL).map(String::as_str) == Some("true")
+}
+
+/// A template does not run by itself: its status says so, once per generation.
+fn template(facts: &Facts) -> Plan {
+    let previous = facts.task.status.as_ref();
+    let marked = previous.is_some_and(|s| {
+        s.observed_generation == Some(facts.generation)
+            && reason_of(s.conditions.as_deref(), READY) == Some(Reason::Template)
+    });
+    if marked {
+        return Plan::idle();
+    }
+    let message =
+        format!("a template of workflow steps (label {TEMPLATE_LABEL}); it does not run by itself");
+    let mut status = previous.cloned().unwrap_or_default();
+    status.phase = Some(Phase::Skipped);
+    status.message = Some(message.clone());
+    status.observed_generation = Some(facts.generation);
+    set_condition(
+        &mut status.conditions,
+        READY,
+        ConditionStatus::False,
+        Reason::Template,
+        &message,
+        facts.generation,
+        facts.now,
+    );
+    Plan::idle().then(Effect::write_onto_read(status, None))
 }
 
 /// A deleted task's runs are cancelled; a finalizer of earlier versions is released.

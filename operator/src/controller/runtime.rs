@@ -1,5 +1,5 @@
-//! Wiring: leadership on the operator's Lease, the Event publisher, one task watch and controller
-//! per watched namespace, readiness, and the drain on shutdown.
+//! Wiring: leadership on the operator's Lease, the Event publisher, one task watch with the task
+//! and workflow controllers per watched namespace, readiness, and the drain on shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use super::lease::{self, Ending, Leading, LeaseSettings, Liveness};
 use super::reconcile::{error_policy, reconcile_counting_failures};
 use super::report::events::{self, EventSink};
 use super::report::writes::FIELD_MANAGER;
-use super::watch::{PerTask, watch_tasks};
+use super::watch::{PerTask, Signals, watch_tasks};
 use crate::config::OperatorConfig;
 use crate::metrics::Metrics;
 use crate::server::Readiness;
@@ -224,10 +224,12 @@ fn namespace_controller(
     let (store, writer) = reflector::store();
     // One watch feeds the cache, the controller, deletions and the dependents' wake-ups.
     let (wake, woken) = futures::channel::mpsc::unbounded();
+    let (wake_workflows, woken_workflows) = futures::channel::mpsc::unbounded();
+    let tasks_synced = CancellationToken::new();
     let failures = Failures::default();
     let watch = watch_tasks(
         api,
-        namespace,
+        namespace.clone(),
         writer,
         store.clone(),
         PerTask {
@@ -235,7 +237,24 @@ fn namespace_controller(
             failures: failures.clone(),
             metrics: shared.metrics.tasks.clone(),
         },
-        wake,
+        Signals {
+            dependents: wake,
+            owners: wake_workflows,
+            synced: tasks_synced.clone(),
+        },
+    );
+    let workflows = crate::workflow::workflow_controller(
+        shared.client.clone(),
+        namespace.clone(),
+        crate::workflow::FromTaskWatch {
+            store: store.clone(),
+            synced: tasks_synced,
+            woken: woken_workflows,
+        },
+        shared.events.clone(),
+        shared.config.cross_namespace_templates,
+        shared.metrics.clone(),
+        shared.shutdown.clone(),
     );
     let ctx = Arc::new(Context {
         client: shared.client.clone(),
@@ -263,7 +282,9 @@ fn namespace_controller(
                 tracing::debug!(error = %e, "reconcile loop");
             }
         });
-    (store, controller)
+    (store, async move {
+        tokio::join!(controller, workflows);
+    })
 }
 
 /// Waits for running executions to finish, up to `grace`, then cancels the rest and gives them a

@@ -5,7 +5,7 @@ use futures::TryStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
-use mcall_generated::McallTask;
+use mcall_generated::{McallTask, McallWorkflow};
 
 use super::context::Failures;
 use super::executions::{Executions, TaskKey};
@@ -21,6 +21,16 @@ pub struct PerTask {
     pub metrics: TaskMetrics,
 }
 
+/// Whom the watch tells what it saw.
+pub struct Signals {
+    /// Tasks that depend on a changed one.
+    pub dependents: futures::channel::mpsc::UnboundedSender<ObjectRef<McallTask>>,
+    /// Workflows whose child task changed.
+    pub owners: futures::channel::mpsc::UnboundedSender<ObjectRef<McallWorkflow>>,
+    /// Cancelled once the cache holds every task (after the first list).
+    pub synced: tokio_util::sync::CancellationToken,
+}
+
 /// The task watch: keeps `writer`'s cache (without what no decision reads), cancels the execution
 /// of a deleted task and forgets the rest of it, wakes the tasks that depend on a changed one,
 /// and yields every applied task to the controller.
@@ -30,13 +40,18 @@ pub fn watch_tasks(
     writer: reflector::store::Writer<McallTask>,
     store: Store<McallTask>,
     per_task: PerTask,
-    wake: futures::channel::mpsc::UnboundedSender<ObjectRef<McallTask>>,
+    signals: Signals,
 ) -> impl futures::Stream<Item = Result<McallTask, watcher::Error>> + Send + 'static {
     let PerTask {
         executions,
         failures,
         metrics,
     } = per_task;
+    let Signals {
+        dependents: wake,
+        owners: wake_owners,
+        synced,
+    } = signals;
     // Small list pages keep the initial list's transient memory (the high-water mark) low.
     watcher(
         api,
@@ -50,8 +65,14 @@ pub fn watch_tasks(
             for dependent in dependents(&store, task) {
                 let _ = wake.unbounded_send(dependent);
             }
+            if let Some(owner) = owning_workflow(task) {
+                let _ = wake_owners.unbounded_send(owner);
+            }
         }
         watcher::Event::Delete(task) => {
+            if let Some(owner) = owning_workflow(task) {
+                let _ = wake_owners.unbounded_send(owner);
+            }
             if let (Some(namespace), name, Some(uid)) =
                 (task.namespace(), task.name_any(), task.uid())
             {
@@ -65,6 +86,8 @@ pub fn watch_tasks(
         // whatever runs for a task the fresh cache does not hold is cancelled, and its series go.
         // Only this watch's namespace: another namespace's tasks are in another cache.
         watcher::Event::InitDone => {
+            // Many may wait for this (the store's own readiness wakes only some of its waiters).
+            synced.cancel();
             let in_scope = |ns: &str| namespace.as_deref().is_none_or(|watched| watched == ns);
             let exists = |key: &TaskKey, uid: &str| {
                 !in_scope(&key.namespace)
@@ -94,6 +117,15 @@ fn strip_for_cache(task: &mut McallTask) {
     if let Some(annotations) = task.metadata.annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
+}
+
+/// The workflow whose step `task` runs (its controller owner), to wake when the task changes.
+fn owning_workflow(task: &McallTask) -> Option<ObjectRef<McallWorkflow>> {
+    let namespace = task.namespace()?;
+    task.owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "McallWorkflow")
+        .map(|o| ObjectRef::new(&o.name).within(&namespace))
 }
 
 /// The tasks in `changed`'s namespace that list it as a dependency.

@@ -1,0 +1,176 @@
+//! The child McallTask of one step in one run: its name, labels, owner, and its spec — the
+//! template's (for `taskRef`) overridden by the step's own fields, with the workflow's
+//! environment and resources underneath. Pure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use mcall_generated::{McallTask, McallTaskSpec, McallWorkflow, WorkflowTask};
+use serde_json::{Map, Value};
+
+/// The workflow a child belongs to (its name, or a digest for a name over 63 characters).
+pub const WORKFLOW_LABEL: &str = "mcall.tz.io/workflow";
+/// The run id of a child.
+pub const RUN_LABEL: &str = "mcall.tz.io/run";
+/// The step name of a child.
+pub const STEP_LABEL: &str = "mcall.tz.io/step";
+/// Marks a McallTask as a template: the McallTask controller does not run it.
+pub const TEMPLATE_LABEL: &str = "mcall.tz.io/template";
+
+/// The step's own fields that are not McallTask fields; everything else a step sets overrides
+/// the template.
+const STEP_ONLY_FIELDS: [&str; 4] = ["name", "taskRef", "dependencies", "condition"];
+/// Template fields a child never takes: the workflow schedules, orders and keeps history.
+const NOT_IN_A_STEP: [&str; 9] = [
+    "schedule",
+    "timeZone",
+    "suspend",
+    "concurrencyPolicy",
+    "startingDeadlineSeconds",
+    "successfulRunsHistoryLimit",
+    "failedRunsHistoryLimit",
+    "dependencies",
+    "name",
+];
+
+/// The name of the child of `step` in `run`: `<workflow>-<run>-<step>`, shortened with a digest
+/// when that is longer than a Kubernetes name may be.
+pub fn child_name(workflow: &str, run: &str, step: &str) -> String {
+    let name = format!("{workflow}-{run}-{step}");
+    if name.len() <= 253 {
+        return name;
+    }
+    let keep = 253 - (run.len() + step.len() + 2 + 9);
+    let prefix = workflow[..keep].trim_end_matches(['-', '.']);
+    format!("{prefix}-{:08x}-{run}-{step}", digest(workflow))
+}
+
+/// The value of [`WORKFLOW_LABEL`]: label values are at most 63 characters.
+pub fn workflow_label(workflow: &str) -> String {
+    if workflow.len() <= 63 {
+        return workflow.to_owned();
+    }
+    let prefix = workflow[..54].trim_end_matches(['-', '.']);
+    format!("{prefix}-{:08x}", digest(workflow))
+}
+
+/// FNV-1a: stable across builds and platforms (std's hasher is not).
+fn digest(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Why a child cannot be built.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChildProblem(pub String);
+
+/// The child task of `step` in `run`. `template` is the referenced McallTask's spec, for a
+/// `taskRef` step.
+pub fn build(
+    workflow: &McallWorkflow,
+    run: &str,
+    step: &WorkflowTask,
+    template: Option<&McallTaskSpec>,
+) -> Result<McallTask, ChildProblem> {
+    let wf_name = workflow.name_any();
+    let spec = merged_spec(workflow, run, step, template)?;
+    let labels = BTreeMap::from([
+        (WORKFLOW_LABEL.to_owned(), workflow_label(&wf_name)),
+        (RUN_LABEL.to_owned(), run.to_owned()),
+        (STEP_LABEL.to_owned(), step.name.clone()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "mcall".to_owned(),
+        ),
+    ]);
+    let owner = OwnerReference {
+        api_version: McallWorkflow::api_version(&()).into_owned(),
+        kind: McallWorkflow::kind(&()).into_owned(),
+        name: wf_name.clone(),
+        uid: workflow.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    };
+    Ok(McallTask {
+        metadata: ObjectMeta {
+            name: Some(child_name(&wf_name, run, &step.name)),
+            namespace: workflow.namespace(),
+            labels: Some(labels),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    })
+}
+
+fn merged_spec(
+    workflow: &McallWorkflow,
+    run: &str,
+    step: &WorkflowTask,
+    template: Option<&McallTaskSpec>,
+) -> Result<McallTaskSpec, ChildProblem> {
+    let as_object = |value: Value| match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    let mut spec = template
+        .map(|t| as_object(serde_json::to_value(t).expect("a spec serializes")))
+        .unwrap_or_default();
+    let template_env = spec.remove("environment");
+    for field in NOT_IN_A_STEP {
+        spec.remove(field);
+    }
+    let mut own = as_object(serde_json::to_value(step).expect("a step serializes"));
+    // Only the step's own sources name steps; a template's name McallTasks.
+    rename_input_sources(&mut own, &workflow.name_any(), run);
+    for (key, value) in own {
+        if !STEP_ONLY_FIELDS.contains(&key.as_str()) && !value.is_null() {
+            spec.insert(key, value);
+        }
+    }
+    // Environment: the workflow's, then the template's, then the step's own.
+    let mut environment: Map<String, Value> = workflow
+        .spec
+        .environment
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    environment.extend(template_env.map(as_object).unwrap_or_default());
+    environment.extend(
+        spec.remove("environment")
+            .map(as_object)
+            .unwrap_or_default(),
+    );
+    if !environment.is_empty() {
+        spec.insert("environment".into(), Value::Object(environment));
+    }
+    if !spec.contains_key("resources")
+        && let Some(resources) = &workflow.spec.resources
+    {
+        spec.insert(
+            "resources".into(),
+            serde_json::to_value(resources).expect("serializes"),
+        );
+    }
+    serde_json::from_value(Value::Object(spec))
+        .map_err(|e| ChildProblem(format!("step {:?}: {e}", step.name)))
+}
+
+/// A step's input sources name steps; its child reads the sibling child of the same run.
+fn rename_input_sources(spec: &mut Map<String, Value>, workflow: &str, run: &str) {
+    let Some(Value::Array(sources)) = spec.get_mut("inputSources") else {
+        return;
+    };
+    for source in sources {
+        if let Some(Value::String(step)) = source.get_mut("taskRef") {
+            *step = child_name(workflow, run, step);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,239 @@
+//! Wiring of the workflow controller: it reads children and templates from the McallTask cache
+//! (one task watch serves both controllers), is woken when a child changes, and applies the
+//! planner's effects: the status (first when it starts a run), the children, the Events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, PostParams, PropagationPolicy};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use mcall_generated::{McallTask, McallWorkflow};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use super::plan::{self, Observed, Plan};
+use super::steps::Child;
+use crate::controller::EventSink;
+use crate::controller::report::writes::{FIELD_MANAGER, Precondition, write};
+use crate::controller::report::{self};
+use crate::metrics::Metrics;
+use crate::{Error, Result};
+
+/// The `kind` label of this controller's reconcile metrics.
+const KIND: &str = "McallWorkflow";
+/// Child creations and deletions in flight per reconcile.
+const WRITES_IN_FLIGHT: usize = 16;
+/// Workflows reconciled at once.
+const RECONCILE_CONCURRENCY: u16 = 16;
+
+/// Wake-ups of workflows whose children changed, sent by the task watch.
+pub type Wakeups = futures::channel::mpsc::UnboundedReceiver<ObjectRef<McallWorkflow>>;
+
+/// What the workflow controller takes from the task watch: its cache (children and templates
+/// are read from it), when that cache is complete, and the wake-ups of changed children.
+pub struct FromTaskWatch {
+    pub store: Store<McallTask>,
+    /// Cancelled once the cache holds every task.
+    pub synced: CancellationToken,
+    pub woken: Wakeups,
+}
+
+struct Context {
+    client: Client,
+    tasks: Store<McallTask>,
+    /// Cancelled once the task cache holds every task.
+    tasks_synced: CancellationToken,
+    events: EventSink,
+    cross_namespace_templates: bool,
+    metrics: Metrics,
+    failures: Mutex<HashMap<ObjectRef<McallWorkflow>, u32>>,
+}
+
+/// The workflow controller of one watched namespace (`None`: all), until `stop`.
+pub fn workflow_controller(
+    client: Client,
+    namespace: Option<String>,
+    tasks: FromTaskWatch,
+    events: EventSink,
+    cross_namespace_templates: bool,
+    metrics: Metrics,
+    stop: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let api: Api<McallWorkflow> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let ctx = Arc::new(Context {
+        client,
+        tasks: tasks.store,
+        tasks_synced: tasks.synced,
+        events,
+        cross_namespace_templates,
+        metrics,
+        failures: Mutex::default(),
+    });
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .reconcile_on(tasks.woken)
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+        .graceful_shutdown_on(async move { stop.cancelled().await })
+        .run(reconcile_counted, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "workflow reconcile loop");
+            }
+        })
+}
+
+async fn reconcile_counted(wf: Arc<McallWorkflow>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile.count_and_measure(KIND);
+    let span = tracing::info_span!(target: crate::telemetry::TRACES, "reconcile",
+        kind = KIND, namespace = %wf.namespace().unwrap_or_default(), workflow = %wf.name_any());
+    let result = reconcile(wf.clone(), ctx.clone()).instrument(span).await;
+    if result.is_ok() {
+        ctx.failures
+            .lock()
+            .expect("not poisoned")
+            .remove(&ObjectRef::from_obj(wf.as_ref()));
+    }
+    result
+}
+
+fn error_policy(wf: Arc<McallWorkflow>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile
+        .count_error(KIND, error.metric_label());
+    let failures = {
+        let mut map = ctx.failures.lock().expect("not poisoned");
+        let count = map.entry(ObjectRef::from_obj(wf.as_ref())).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    };
+    let delay = crate::controller::RECONCILE_BACKOFF.delay(failures);
+    tracing::warn!(namespace = wf.namespace().unwrap_or_default(), name = wf.name_any(), error = %error, failures, "workflow reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+async fn reconcile(wf: Arc<McallWorkflow>, ctx: Arc<Context>) -> Result<Action> {
+    // Children go with the workflow (ownerReferences); their runs are cancelled as they go.
+    if wf.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    // Children and templates are read from the task cache; before it is complete a present
+    // child would look missing and be created again.
+    ctx.tasks_synced.cancelled().await;
+    let namespace = wf.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let uid = wf.uid().ok_or(Error::MissingObjectKey("uid"))?;
+    let plan = {
+        let template = |ns: &str, name: &str| {
+            ctx.tasks
+                .get(&ObjectRef::new(name).within(ns))
+                .map(|t| t.spec.clone())
+        };
+        plan::plan(&Observed {
+            workflow: wf.as_ref(),
+            children: children_of(&ctx.tasks, &namespace, &uid),
+            template: &template,
+            cross_namespace_templates: ctx.cross_namespace_templates,
+            now: Timestamp::now(),
+        })
+    };
+    tracing::debug!(namespace, name = wf.name_any(), ?plan, "planned workflow");
+    apply(&ctx, &wf, &namespace, plan).await
+}
+
+/// The children of the workflow with this uid: tasks whose controller owner it is.
+fn children_of(tasks: &Store<McallTask>, namespace: &str, uid: &str) -> Vec<Child> {
+    tasks
+        .state()
+        .iter()
+        .filter(|t| t.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|t| {
+            t.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.uid == uid)
+        })
+        .filter_map(|t| Child::of(t))
+        .collect()
+}
+
+async fn apply(ctx: &Context, wf: &McallWorkflow, namespace: &str, plan: Plan) -> Result<Action> {
+    let workflows: Api<McallWorkflow> = Api::namespaced(ctx.client.clone(), namespace);
+    let tasks: Api<McallTask> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut written = plan.status.is_none();
+    if plan.status_first
+        && let Some(status) = &plan.status
+    {
+        if !write(&workflows, wf, status, Precondition::OnRead).await? {
+            // Changed meanwhile: the reconcile that change triggers decides again.
+            return Ok(Action::await_change());
+        }
+        written = true;
+    }
+    create_children(&tasks, plan.create).await?;
+    delete_children(&tasks, plan.delete).await?;
+    if !plan.status_first
+        && let Some(status) = &plan.status
+    {
+        written = write(&workflows, wf, status, Precondition::OnRead).await?;
+    }
+    if written {
+        for note in &plan.events {
+            report::publish(&ctx.events, wf, note);
+        }
+    }
+    Ok(plan
+        .requeue_after
+        .map_or_else(Action::await_change, Action::requeue))
+}
+
+async fn create_children(tasks: &Api<McallTask>, children: Vec<McallTask>) -> Result<()> {
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PostParams::default()
+    };
+    stream::iter(children)
+        .map(|child| {
+            let params = params.clone();
+            async move {
+                match tasks.create(&params, &child).await {
+                    // Created by an earlier reconcile whose child the cache did not show yet.
+                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                    other => other.map(|_| ()).map_err(|source| Error::Kube {
+                        op: "creating a workflow step's task",
+                        source,
+                    }),
+                }
+            }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .try_collect()
+        .await
+}
+
+async fn delete_children(tasks: &Api<McallTask>, names: Vec<String>) -> Result<()> {
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    stream::iter(names)
+        .map(|name| {
+            let params = params.clone();
+            async move {
+                match tasks.delete(&name, &params).await {
+                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                    other => other.map(|_| ()).map_err(|source| Error::Kube {
+                        op: "deleting a workflow step's task",
+                        source,
+                    }),
+                }
+            }
+        })
+        .buffer_unordered(WRITES_IN_FLIGHT)
+        .try_collect()
+        .await
+}

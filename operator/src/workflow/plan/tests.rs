@@ -1,0 +1,281 @@
+use k8s_openapi::jiff::ToSpan;
+use mcall_generated::{McallTaskSpec, McallWorkflow};
+
+use super::*;
+use crate::workflow::fixtures::workflow;
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + second).unwrap()
+}
+
+fn no_template(_: &str, _: &str) -> Option<McallTaskSpec> {
+    None
+}
+
+fn plan_at(wf: &McallWorkflow, children: Vec<Child>, now: Timestamp) -> Plan {
+    plan(&Observed {
+        workflow: wf,
+        children,
+        template: &no_template,
+        cross_namespace_templates: false,
+        now,
+    })
+}
+
+/// The workflow with the status the plan wrote.
+fn after(mut wf: McallWorkflow, plan: &Plan) -> McallWorkflow {
+    if let Some(status) = &plan.status {
+        wf.status = Some(status.clone());
+    }
+    wf
+}
+
+fn child(run: &str, step: &str, phase: Phase) -> Child {
+    Child {
+        name: format!("wf-{run}-{step}"),
+        run: run.into(),
+        step: step.into(),
+        phase: Some(phase),
+        error_code: Some(if phase == Phase::Failed { "1" } else { "0" }.into()),
+        ..Child::default()
+    }
+}
+
+fn created(plan: &Plan) -> Vec<String> {
+    plan.create
+        .iter()
+        .map(|t| t.metadata.name.clone().unwrap())
+        .collect()
+}
+
+const THREE: &str = "concurrency: 2
+tasks:
+- {name: a, type: cmd, input: 'true'}
+- {name: b, type: cmd, input: 'true'}
+- {name: c, type: cmd, input: 'true', dependencies: [a]}";
+
+#[test]
+fn a_new_workflow_records_its_run_first_then_creates_ready_steps_up_to_the_concurrency() {
+    let wf = workflow(THREE);
+    let plan = plan_at(&wf, vec![], at(0));
+    assert!(
+        plan.status_first,
+        "the run id lands before any child exists"
+    );
+    let s = plan.status.as_ref().unwrap();
+    assert_eq!(
+        (s.run_id.as_deref(), s.phase),
+        (Some("r1"), Some(Phase::Running))
+    );
+    assert_eq!(created(&plan), ["wf-r1-a", "wf-r1-b"]);
+    assert_eq!(plan.events[0].reason, Reason::Started);
+
+    // The cache now shows a running and b done: c waits for a, and nothing is created twice
+    // beyond the limit.
+    let wf = after(wf, &plan);
+    let plan = plan_at(
+        &wf,
+        vec![
+            child("r1", "a", Phase::Running),
+            child("r1", "b", Phase::Succeeded),
+        ],
+        at(1),
+    );
+    assert!(!plan.status_first);
+    assert!(plan.create.is_empty(), "{:?}", created(&plan));
+    let wf = after(wf, &plan);
+    let plan = plan_at(
+        &wf,
+        vec![
+            child("r1", "a", Phase::Succeeded),
+            child("r1", "b", Phase::Succeeded),
+        ],
+        at(2),
+    );
+    assert_eq!(created(&plan), ["wf-r1-c"]);
+}
+
+#[test]
+fn a_run_ends_when_every_step_has_and_a_steady_state_writes_nothing() {
+    let wf = after(workflow(THREE), &plan_at(&workflow(THREE), vec![], at(0)));
+    let done = vec![
+        child("r1", "a", Phase::Succeeded),
+        child("r1", "b", Phase::Succeeded),
+        child("r1", "c", Phase::Succeeded),
+    ];
+    let plan = plan_at(&wf, done.clone(), at(3));
+    let s = plan.status.as_ref().unwrap();
+    assert_eq!(s.phase, Some(Phase::Succeeded));
+    assert_eq!(s.progress.as_deref(), Some("3/3"));
+    assert_eq!(s.history.as_ref().unwrap()[0].run_id.as_deref(), Some("r1"));
+    assert_eq!(plan.events.last().unwrap().reason, Reason::Succeeded);
+    let wf = after(wf, &plan);
+    let again = plan_at(&wf, done, at(50));
+    assert!(
+        again.status.is_none() && again.create.is_empty() && again.delete.is_empty(),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn at_the_deadline_running_steps_are_cancelled_and_the_rest_skipped() {
+    let spec = format!("timeout: 10\nfailFast: false\n{THREE}");
+    let wf = after(workflow(&spec), &plan_at(&workflow(&spec), vec![], at(0)));
+    let children = vec![
+        child("r1", "a", Phase::Running),
+        child("r1", "b", Phase::Succeeded),
+    ];
+    let plan = plan_at(&wf, children, at(11));
+    assert_eq!(
+        plan.delete,
+        ["wf-r1-a"],
+        "the running child goes, and its run with it"
+    );
+    let s = plan.status.as_ref().unwrap();
+    assert_eq!(
+        (s.phase, s.reason.as_deref()),
+        (Some(Phase::Failed), Some("DeadlineExceeded"))
+    );
+    let steps = s.task_statuses.as_ref().unwrap();
+    assert_eq!(
+        (steps[0].phase, steps[0].reason),
+        (Phase::Failed, Some(StepReason::DeadlineExceeded))
+    );
+    assert_eq!(
+        (steps[2].phase, steps[2].reason),
+        (Phase::Skipped, Some(StepReason::DeadlineExceeded))
+    );
+}
+
+#[test]
+fn a_failed_run_is_re_run_after_its_delay_with_exponential_backoff() {
+    let spec = "retryPolicy: {maxRetries: 2, retryDelay: 10s, backoffPolicy: exponential}
+tasks: [{name: a, type: cmd, input: 'false'}]";
+    let wf = after(workflow(spec), &plan_at(&workflow(spec), vec![], at(0)));
+    let plan = plan_at(&wf, vec![child("r1", "a", Phase::Failed)], at(1));
+    let s = plan.status.as_ref().unwrap();
+    assert_eq!(
+        (s.phase, s.reason.as_deref()),
+        (Some(Phase::Running), Some("RetryScheduled"))
+    );
+    assert_eq!(s.next_retry_time.as_ref().unwrap().0, at(11));
+    let wf = after(wf, &plan);
+    let waiting = plan_at(&wf, vec![child("r1", "a", Phase::Failed)], at(5));
+    assert!(waiting.create.is_empty() && waiting.status.is_none());
+    let rerun = plan_at(&wf, vec![child("r1", "a", Phase::Failed)], at(11));
+    assert_eq!(created(&rerun), ["wf-r2-a"]);
+    let s = rerun.status.as_ref().unwrap();
+    assert_eq!((s.run_id.as_deref(), s.retry_count), (Some("r2"), Some(1)));
+    // The second failure waits twice as long.
+    let wf = after(wf, &rerun);
+    let plan = plan_at(
+        &wf,
+        vec![
+            child("r1", "a", Phase::Failed),
+            child("r2", "a", Phase::Failed),
+        ],
+        at(12),
+    );
+    assert_eq!(
+        plan.status
+            .as_ref()
+            .unwrap()
+            .next_retry_time
+            .as_ref()
+            .unwrap()
+            .0,
+        at(32)
+    );
+}
+
+#[test]
+fn a_spec_change_cancels_the_running_run_and_starts_another() {
+    let wf = after(workflow(THREE), &plan_at(&workflow(THREE), vec![], at(0)));
+    let mut changed = wf.clone();
+    changed.metadata.generation = Some(2);
+    let plan = plan_at(
+        &changed,
+        vec![
+            child("r1", "a", Phase::Running),
+            child("r1", "b", Phase::Succeeded),
+        ],
+        at(1),
+    );
+    assert!(plan.delete.contains(&"wf-r1-a".to_owned()));
+    let s = plan.status.as_ref().unwrap();
+    assert_eq!(s.run_id.as_deref(), Some("r2"));
+    let superseded = &s.history.as_ref().unwrap()[0];
+    assert_eq!(
+        (
+            superseded.run_id.as_deref(),
+            superseded.error_code.as_deref()
+        ),
+        (Some("r1"), Some("Superseded"))
+    );
+    assert_eq!(created(&plan), ["wf-r2-a", "wf-r2-b"]);
+}
+
+#[test]
+fn an_invalid_workflow_is_failed_once_and_creates_nothing() {
+    let spec = "tasks:
+- {name: a, type: cmd, input: x, dependencies: [b]}
+- {name: b, type: cmd, input: x, dependencies: [a]}";
+    let wf = workflow(spec);
+    let plan = plan_at(&wf, vec![], at(0));
+    assert!(plan.create.is_empty());
+    let s = plan.status.as_ref().unwrap();
+    assert_eq!(s.reason.as_deref(), Some("InvalidSpec"));
+    assert_eq!(s.message.as_deref(), Some("spec.tasks: cycle a → b → a"));
+    let again = plan_at(&after(wf, &plan), vec![], at(9));
+    assert!(
+        again.status.is_none() && again.events.is_empty(),
+        "{again:?}"
+    );
+}
+
+#[test]
+fn a_due_tick_starts_a_run_and_forbid_skips_a_tick_while_it_runs() {
+    let spec = "schedule: '@every 60s'
+tasks: [{name: a, type: cmd, input: sleep 100}]";
+    let mut wf = workflow(spec);
+    wf.metadata.creation_timestamp = Some(Time(at(-30)));
+    let tick = |n: i64| Timestamp::from_second((at(0).as_second() / 60 + n) * 60).unwrap();
+    let before_tick = plan_at(&wf, vec![], tick(0) - 1.second());
+    assert!(before_tick.create.is_empty(), "nothing is due yet");
+    let plan = plan_at(&wf, vec![], tick(0) + 1.second());
+    let s = plan.status.as_ref().unwrap();
+    assert_eq!(s.last_schedule_time.as_ref().unwrap().0, tick(0));
+    assert_eq!(s.next_schedule_time.as_ref().unwrap().0, tick(1));
+    assert_eq!(created(&plan), ["wf-r1-a"]);
+    let wf = after(wf, &plan);
+    let plan = plan_at(
+        &wf,
+        vec![child("r1", "a", Phase::Running)],
+        tick(1) + 1.second(),
+    );
+    let s = plan.status.as_ref().unwrap();
+    assert!(plan.create.is_empty(), "Forbid");
+    assert_eq!(s.last_schedule_time.as_ref().unwrap().0, tick(1));
+    assert_eq!(s.history.as_ref().unwrap()[0].phase, Phase::Skipped);
+}
+
+#[test]
+fn children_of_older_runs_outside_the_history_are_deleted() {
+    let wf = after(workflow(THREE), &plan_at(&workflow(THREE), vec![], at(0)));
+    let mut wf = wf;
+    let s = wf.status.as_mut().unwrap();
+    s.run_id = Some("r3".into());
+    let plan = plan_at(
+        &wf,
+        vec![
+            child("r1", "a", Phase::Succeeded),
+            child("r4", "a", Phase::Running),
+        ],
+        at(1),
+    );
+    assert_eq!(
+        plan.delete,
+        ["wf-r1-a"],
+        "r4 is newer than the cache's status: kept"
+    );
+}

@@ -1,0 +1,276 @@
+//! McallWorkflow runs on the real control plane: each run's steps are child McallTasks that the
+//! in-process operator executes; the workflow's status follows them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use mcall_generated::{McallTask, McallWorkflow, McallWorkflowStatus, Phase, StepReason};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(30);
+
+/// Operator logs on stderr (shown for failed tests), at `RUST_LOG` or warnings.
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "mcall=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn create_workflow(env: &TestEnv, name: &str, spec: Value) -> McallWorkflow {
+    let object: McallWorkflow = serde_json::from_value(json!({
+        "apiVersion": "mcall.tz.io/v1", "kind": "McallWorkflow", "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("a valid McallWorkflow");
+    workflows(env)
+        .create(&PostParams::default(), &object)
+        .await
+        .expect("the API server accepts the workflow")
+}
+
+fn workflows(env: &TestEnv) -> Api<McallWorkflow> {
+    Api::namespaced(env.client.clone(), &env.namespace)
+}
+
+/// Polls the workflow until `check` holds for its status, or fails with the last status.
+async fn wait_workflow(
+    env: &TestEnv,
+    name: &str,
+    what: &str,
+    check: impl Fn(&McallWorkflowStatus) -> bool,
+) -> McallWorkflowStatus {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let wf = workflows(env).get(name).await.expect("the workflow exists");
+        if let Some(status) = wf.status.filter(|s| check(s)) {
+            return status;
+        }
+        let last = workflows(env).get(name).await.ok().and_then(|w| w.status);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: timed out waiting for {what}; status: {last:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn ended(env: &TestEnv, name: &str) -> McallWorkflowStatus {
+    wait_workflow(env, name, "the run to end", |s| {
+        s.completion_time.is_some()
+            && s.next_retry_time.is_none()
+            && matches!(s.phase, Some(Phase::Succeeded | Phase::Failed))
+    })
+    .await
+}
+
+fn step<'a>(s: &'a McallWorkflowStatus, name: &str) -> &'a mcall_generated::WorkflowTaskStatus {
+    s.task_statuses
+        .iter()
+        .flatten()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no step {name} in {s:#?}"))
+}
+
+async fn children(env: &TestEnv, workflow: &str) -> Vec<McallTask> {
+    env.tasks
+        .list(&ListParams::default().labels(&format!("mcall.tz.io/workflow={workflow}")))
+        .await
+        .expect("list children")
+        .items
+}
+
+#[tokio::test]
+async fn a_diamond_runs_each_step_once_in_dependency_order() {
+    logs();
+    let env = test_env("wf-diamond").await;
+    let op = start_operator(&env, config_for(&env));
+    create_workflow(
+        &env,
+        "diamond",
+        json!({"concurrency": 2, "tasks": [
+            {"name": "a", "type": "cmd", "input": "echo a"},
+            {"name": "b", "type": "cmd", "input": "echo b", "dependencies": ["a"]},
+            {"name": "c", "type": "cmd", "input": "echo c", "dependencies": ["a"]},
+            {"name": "d", "type": "cmd", "input": "echo d", "dependencies": ["b", "c"]},
+        ]}),
+    )
+    .await;
+    let s = ended(&env, "diamond").await;
+    assert_eq!(s.phase, Some(Phase::Succeeded), "{s:#?}");
+    assert_eq!(s.progress.as_deref(), Some("4/4"));
+    for name in ["a", "b", "c", "d"] {
+        let st = step(&s, name);
+        assert_eq!(st.phase, Phase::Succeeded, "{st:#?}");
+        assert_eq!(st.output.as_deref().map(str::trim), Some(name));
+    }
+    let at = |name: &str, end: bool| {
+        let st = step(&s, name);
+        if end {
+            st.completion_time.clone()
+        } else {
+            st.start_time.clone()
+        }
+        .unwrap()
+        .0
+    };
+    assert!(at("b", false) >= at("a", true) && at("c", false) >= at("a", true));
+    assert!(at("d", false) >= at("b", true) && at("d", false) >= at("c", true));
+    let kids = children(&env, "diamond").await;
+    assert_eq!(kids.len(), 4, "one child task per step");
+    let dag = s.dag.as_ref().expect("a dag");
+    assert_eq!(dag.edges.as_ref().map(Vec::len), Some(4));
+    assert_eq!(dag.metadata.as_ref().and_then(|m| m.success_count), Some(4));
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_failure_branch_runs_and_the_success_branch_is_skipped() {
+    logs();
+    let env = test_env("wf-branch").await;
+    let op = start_operator(&env, config_for(&env));
+    create_workflow(
+        &env,
+        "branch",
+        json!({"tasks": [
+            {"name": "check", "type": "cmd", "input": "echo broken; exit 3"},
+            {"name": "on-ok", "type": "cmd", "input": "echo fine", "dependencies": ["check"],
+             "condition": {"when": "success"}},
+            {"name": "on-fail", "type": "cmd", "input": "echo repairing", "dependencies": ["check"],
+             "condition": {"dependentTask": "check", "when": "failure", "outputContains": "broken"}},
+            {"name": "after-ok", "type": "cmd", "input": "echo never", "dependencies": ["on-ok"]},
+        ]}),
+    )
+    .await;
+    let s = ended(&env, "branch").await;
+    assert_eq!(step(&s, "check").phase, Phase::Failed);
+    assert_eq!(step(&s, "check").error_code.as_deref(), Some("3"));
+    assert_eq!(step(&s, "on-fail").phase, Phase::Succeeded);
+    assert_eq!(step(&s, "on-ok").phase, Phase::Skipped);
+    assert_eq!(step(&s, "on-ok").reason, Some(StepReason::ConditionNotMet));
+    assert_eq!(
+        step(&s, "after-ok").reason,
+        Some(StepReason::DependencyNotSatisfied)
+    );
+    // The failure was handled by a branch that ran: the run succeeds (Argo's rule).
+    assert_eq!(s.phase, Some(Phase::Succeeded), "{s:#?}");
+    assert_eq!(
+        children(&env, "branch").await.len(),
+        2,
+        "skipped steps create nothing"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_dependency_skips_its_dependents_and_the_run_fails() {
+    logs();
+    let env = test_env("wf-fail").await;
+    let op = start_operator(&env, config_for(&env));
+    create_workflow(
+        &env,
+        "fails",
+        json!({"failFast": false, "tasks": [
+            {"name": "a", "type": "cmd", "input": "exit 1"},
+            {"name": "b", "type": "cmd", "input": "echo b", "dependencies": ["a"]},
+            {"name": "c", "type": "cmd", "input": "echo c", "dependencies": ["b"]},
+            {"name": "free", "type": "cmd", "input": "echo free"},
+        ]}),
+    )
+    .await;
+    let s = ended(&env, "fails").await;
+    assert_eq!(s.phase, Some(Phase::Failed));
+    assert_eq!(s.reason.as_deref(), Some("Failed"));
+    assert!(
+        s.message.as_deref().unwrap().contains("step a failed"),
+        "{s:#?}"
+    );
+    assert_eq!(step(&s, "b").phase, Phase::Skipped);
+    assert_eq!(step(&s, "c").phase, Phase::Skipped);
+    assert_eq!(
+        step(&s, "free").phase,
+        Phase::Succeeded,
+        "failFast off: independent steps run"
+    );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_graphs_fail_with_invalid_spec_and_create_nothing() {
+    logs();
+    let env = test_env("wf-invalid").await;
+    let op = start_operator(&env, config_for(&env));
+    let cases = [
+        (
+            "cycle",
+            json!([
+                {"name": "a", "type": "cmd", "input": "true", "dependencies": ["c"]},
+                {"name": "b", "type": "cmd", "input": "true", "dependencies": ["a"]},
+                {"name": "c", "type": "cmd", "input": "true", "dependencies": ["b"]},
+            ]),
+            "spec.tasks: cycle a → b → c → a",
+        ),
+        (
+            "unknown-dependent",
+            json!([
+                {"name": "a", "type": "cmd", "input": "true"},
+                {"name": "b", "type": "cmd", "input": "true", "dependencies": ["a"],
+                 "condition": {"dependentTask": "zz", "when": "failure"}},
+            ]),
+            "spec.tasks[1].condition.dependentTask",
+        ),
+        (
+            "missing-template",
+            json!([
+                {"name": "a", "taskRef": {"name": "no-such-task"}},
+            ]),
+            "does not exist",
+        ),
+        (
+            "not-an-ancestor",
+            json!([
+                {"name": "a", "type": "cmd", "input": "true"},
+                {"name": "b", "type": "cmd", "inputTemplate": "echo ${X}",
+                 "inputSources": [{"name": "X", "taskRef": "a"}]},
+            ]),
+            "is not an ancestor",
+        ),
+        (
+            "other-namespace",
+            json!([
+                {"name": "a", "taskRef": {"name": "t", "namespace": "kube-system"}},
+            ]),
+            "another namespace",
+        ),
+    ];
+    for (name, tasks, _) in &cases {
+        create_workflow(&env, name, json!({"tasks": tasks})).await;
+    }
+    for (name, _, message) in &cases {
+        let s = wait_workflow(&env, name, "InvalidSpec", |s| {
+            s.reason.as_deref() == Some("InvalidSpec")
+        })
+        .await;
+        assert_eq!(s.phase, Some(Phase::Failed));
+        assert!(
+            s.message.as_deref().unwrap().contains(message),
+            "{name}: {s:#?}"
+        );
+    }
+    assert!(
+        env.tasks
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing created"
+    );
+    op.stop().await;
+}
