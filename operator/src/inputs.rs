@@ -52,7 +52,10 @@ fn value_of<'a>(
     };
     let result = status.result.as_ref();
     let raw = match source.field {
-        ResultField::Output => result.and_then(|r| r.output.clone()),
+        // As shell command substitution does: `echo 42` passes `42`, not `42\n`.
+        ResultField::Output => result
+            .and_then(|r| r.output.as_deref())
+            .map(|o| o.trim_end_matches(['\n', '\r']).to_owned()),
         ResultField::ErrorCode => result.and_then(|r| r.error_code.clone()),
         ResultField::ErrorMessage => result.and_then(|r| r.error_message.clone()),
         ResultField::Phase => status.phase.map(|p| p.to_string()),
@@ -118,6 +121,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "nc -z db-1 5432 # Succeeded Succeeded");
+    }
+
+    #[test]
+    fn an_output_passes_without_its_trailing_newlines() {
+        let producer = status("42\n");
+        let out = render(
+            "echo ${X}!",
+            &[source("X", "producer", ResultField::Output)],
+            |_| Some(Some(&producer)),
+        )
+        .unwrap();
+        assert_eq!(out, "echo 42!");
     }
 
     #[test]
