@@ -156,8 +156,28 @@ fn merged_spec(
             serde_json::to_value(resources).expect("serializes"),
         );
     }
-    serde_json::from_value(Value::Object(spec))
-        .map_err(|e| ChildProblem(format!("step {:?}: {e}", step.name)))
+    let spec: McallTaskSpec = serde_json::from_value(Value::Object(spec))
+        .map_err(|e| ChildProblem(format!("step {:?}: {e}", step.name)))?;
+    check_spec(&step.name, &spec)?;
+    Ok(spec)
+}
+
+/// McallTask's own rules (its CEL rules), which the step merged onto its template may break: the
+/// API server would refuse the child.
+fn check_spec(step: &str, spec: &McallTaskSpec) -> Result<(), ChildProblem> {
+    let problem = if spec.input.is_none() && spec.input_template.is_none() {
+        Some("has no input (nor inputTemplate)")
+    } else if spec.body.is_some() && spec.r#type != mcall_generated::TaskType::Post {
+        Some("sets body, which only a post task may")
+    } else if spec.input_template.is_some() && spec.input_sources.is_none() {
+        Some("has an inputTemplate without inputSources")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(ChildProblem(format!("step {step:?} {problem}"))),
+        None => Ok(()),
+    }
 }
 
 /// A step's input sources name steps; its child reads the sibling child of the same run.

@@ -16,7 +16,9 @@ use mcall_generated::{McallTask, McallWorkflow};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::plan::{self, Observed, Plan};
+use super::effects::Plan;
+use super::observed::Observed;
+use super::plan;
 use super::steps::Child;
 use crate::controller::EventSink;
 use crate::controller::report::writes::{FIELD_MANAGER, Precondition, write};

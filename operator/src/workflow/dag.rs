@@ -12,6 +12,9 @@ pub struct SpecProblem {
     /// The field path, e.g. `spec.tasks[2].dependencies`.
     pub field: String,
     pub message: String,
+    /// The problem may go away without a spec change (a template not created yet): the workflow
+    /// is looked at again.
+    pub transient: bool,
 }
 
 impl std::fmt::Display for SpecProblem {
@@ -21,10 +24,11 @@ impl std::fmt::Display for SpecProblem {
 }
 
 impl SpecProblem {
-    fn at(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn at(field: impl Into<String>, message: impl Into<String>) -> Self {
         SpecProblem {
             field: field.into(),
             message: message.into(),
+            transient: false,
         }
     }
 }

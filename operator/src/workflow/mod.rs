@@ -12,10 +12,13 @@
 pub mod child;
 mod controller;
 pub mod dag;
+pub mod effects;
 #[cfg(test)]
 mod fixtures;
+pub mod observed;
 pub mod plan;
 mod render;
+mod run;
 mod schedule;
 pub mod steps;
 pub mod validate;

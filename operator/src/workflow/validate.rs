@@ -2,12 +2,20 @@
 //! reconcile of a run: the graph ([`Dag`]), the templates, the schedule and the retry delay.
 //! An invalid workflow creates nothing.
 
+use std::time::Duration;
+
+use mcall_engine::TaskPlan;
 use mcall_generated::McallWorkflow;
 
+use super::child;
 use super::dag::{Dag, SpecProblem};
-use super::plan::Observed;
+use super::observed::Observed;
 use super::schedule::parse_duration;
+use crate::request::{ResolvedEnvironment, task_request};
 use crate::schedule::Schedule;
+
+/// How often a workflow whose template is missing is looked at again.
+pub const MISSING_TEMPLATE_RECHECK: Duration = Duration::from_secs(10);
 
 pub fn check<'a>(o: &Observed<'a>) -> Result<Dag<'a>, SpecProblem> {
     let wf = o.workflow;
@@ -15,10 +23,8 @@ pub fn check<'a>(o: &Observed<'a>) -> Result<Dag<'a>, SpecProblem> {
     check_templates(o)?;
     check_schedule(wf)?;
     if let Some(policy) = &wf.spec.retry_policy {
-        parse_duration(&policy.retry_delay).map_err(|message| SpecProblem {
-            field: "spec.retryPolicy.retryDelay".into(),
-            message,
-        })?;
+        parse_duration(&policy.retry_delay)
+            .map_err(|message| SpecProblem::at("spec.retryPolicy.retryDelay", message))?;
     }
     Ok(dag)
 }
@@ -36,19 +42,17 @@ fn check_templates(o: &Observed<'_>) -> Result<(), SpecProblem> {
                 "the template {namespace}/{} is in another namespace; the operator runs templates of the workflow's own namespace only (--allow-cross-namespace-templates)",
                 reference.name
             );
-            return Err(SpecProblem {
-                field: format!("{field}.namespace"),
-                message,
-            });
+            return Err(SpecProblem::at(format!("{field}.namespace"), message));
         }
         if (o.template)(&namespace, &reference.name).is_none() {
             let message = format!(
-                "the McallTask {namespace}/{} does not exist",
-                reference.name
+                "the McallTask {namespace}/{} does not exist (looked for again every {}s)",
+                reference.name,
+                MISSING_TEMPLATE_RECHECK.as_secs()
             );
             return Err(SpecProblem {
-                field: format!("{field}.name"),
-                message,
+                transient: true,
+                ..SpecProblem::at(format!("{field}.name"), message)
             });
         }
     }
@@ -61,8 +65,29 @@ fn check_schedule(wf: &McallWorkflow) -> Result<(), SpecProblem> {
     };
     Schedule::parse(expr, wf.spec.time_zone.as_deref())
         .map(|_| ())
-        .map_err(|e| SpecProblem {
-            field: e.field_path().into(),
-            message: e.to_string(),
-        })
+        .map_err(|e| SpecProblem::at(e.field_path(), e.to_string()))
+}
+
+/// Before a run starts: each step's task, as it would be created, compiles as the McallTask
+/// controller compiles it (the same function), so a step that could never run (an invalid
+/// `expect` regex, malformed multi-input JSON, a non-URL for get/post) fails the workflow with
+/// nothing created. A step filled from `inputTemplate` is judged when it runs.
+pub fn steps_compile(o: &Observed<'_>) -> Result<(), SpecProblem> {
+    let wf = o.workflow;
+    let own = wf.metadata.namespace.clone().unwrap_or_default();
+    for (i, step) in wf.spec.tasks.iter().enumerate() {
+        let template = step
+            .task_ref
+            .as_ref()
+            .and_then(|r| (o.template)(r.namespace.as_deref().unwrap_or(&own), &r.name));
+        let field = format!("spec.tasks[{i}]");
+        let task = child::build(wf, "r0", step, template.as_ref())
+            .map_err(|problem| SpecProblem::at(&field, problem.0))?;
+        if task.spec.input_template.is_some() {
+            continue;
+        }
+        TaskPlan::compile(task_request(&task.spec, ResolvedEnvironment::default()))
+            .map_err(|e| SpecProblem::at(&field, format!("step {:?}: {e}", step.name)))?;
+    }
+    Ok(())
 }

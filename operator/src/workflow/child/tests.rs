@@ -76,3 +76,15 @@ fn long_names_are_shortened_with_a_stable_digest() {
     assert_ne!(workflow_label(&long), workflow_label(&"x".repeat(250)));
     assert_eq!(workflow_label("short"), "short");
 }
+
+#[test]
+fn a_step_that_breaks_its_template_s_rules_is_refused() {
+    let wf = workflow("tasks: [{name: s, taskRef: {name: t}, body: '{}'}]");
+    let template: McallTaskSpec =
+        serde_json::from_value(serde_json::json!({"type": "get", "input": "http://x"})).unwrap();
+    let problem = build(&wf, "r1", &wf.spec.tasks[0], Some(&template)).unwrap_err();
+    assert_eq!(
+        problem.0,
+        "step \"s\" sets body, which only a post task may"
+    );
+}

@@ -3,6 +3,9 @@ use mcall_generated::{McallTaskSpec, McallWorkflow};
 
 use super::*;
 use crate::workflow::fixtures::workflow;
+use crate::workflow::steps::Child;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use mcall_generated::StepReason;
 
 fn at(second: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + second).unwrap()
@@ -13,12 +16,27 @@ fn no_template(_: &str, _: &str) -> Option<McallTaskSpec> {
 }
 
 fn plan_at(wf: &McallWorkflow, children: Vec<Child>, now: Timestamp) -> Plan {
+    plan_with(wf, children, now, &no_template)
+}
+
+fn plan_with(
+    wf: &McallWorkflow,
+    children: Vec<Child>,
+    now: Timestamp,
+    template: &(dyn Fn(&str, &str) -> Option<McallTaskSpec> + Sync),
+) -> Plan {
     plan(&Observed {
         workflow: wf,
         children,
-        template: &no_template,
+        template,
         cross_namespace_templates: false,
         now,
+    })
+}
+
+fn echo_template(_: &str, name: &str) -> Option<McallTaskSpec> {
+    (name == "tmpl").then(|| {
+        serde_json::from_value(serde_json::json!({"type": "cmd", "input": "echo t"})).unwrap()
     })
 }
 
@@ -277,5 +295,89 @@ fn children_of_older_runs_outside_the_history_are_deleted() {
         plan.delete,
         ["wf-r1-a"],
         "r4 is newer than the cache's status: kept"
+    );
+}
+
+const WITH_TEMPLATE: &str = "tasks: [{name: a, taskRef: {name: tmpl}}]";
+
+#[test]
+fn a_missing_template_fails_the_workflow_until_it_appears() {
+    let wf = workflow(WITH_TEMPLATE);
+    let plan = plan_at(&wf, vec![], at(0));
+    let s = plan.status.as_ref().unwrap();
+    assert_eq!(s.reason.as_deref(), Some("InvalidSpec"));
+    assert!(plan.create.is_empty());
+    assert_eq!(
+        plan.requeue_after,
+        Some(validate::MISSING_TEMPLATE_RECHECK),
+        "looked at again"
+    );
+    let wf = after(wf, &plan);
+    let again = plan_at(&wf, vec![], at(10));
+    assert!(again.status.is_none(), "no write while it stays missing");
+    let appeared = plan_with(&wf, vec![], at(20), &echo_template);
+    assert_eq!(created(&appeared), ["wf-r1-a"]);
+}
+
+#[test]
+fn a_finished_one_shot_run_does_not_care_that_its_template_went() {
+    let wf = workflow(WITH_TEMPLATE);
+    let wf = after(wf.clone(), &plan_with(&wf, vec![], at(0), &echo_template));
+    let wf = after(
+        wf.clone(),
+        &plan_with(
+            &wf,
+            vec![child("r1", "a", Phase::Succeeded)],
+            at(1),
+            &echo_template,
+        ),
+    );
+    assert_eq!(wf.status.as_ref().unwrap().phase, Some(Phase::Succeeded));
+    let later = plan_at(&wf, vec![child("r1", "a", Phase::Succeeded)], at(2));
+    assert!(later.status.is_none(), "{later:?}");
+}
+
+#[test]
+fn a_step_that_could_never_run_fails_the_workflow_before_anything_is_created() {
+    let wf = workflow(
+        "tasks:\n- {name: a, type: cmd, input: 'true'}\n- {name: b, type: cmd, input: 'true', expect: 'regex:('}",
+    );
+    let plan = plan_at(&wf, vec![], at(0));
+    assert!(plan.create.is_empty());
+    let s = plan.status.as_ref().unwrap();
+    assert_eq!(s.reason.as_deref(), Some("InvalidSpec"));
+    assert!(
+        s.message
+            .as_deref()
+            .unwrap()
+            .starts_with("spec.tasks[1]: step \"b\""),
+        "{s:#?}"
+    );
+}
+
+#[test]
+fn a_spec_change_while_a_re_run_waits_calls_it_off_without_recording_the_run_twice() {
+    let spec = "retryPolicy: {maxRetries: 1, retryDelay: 60s}\ntasks: [{name: a, type: cmd, input: 'false'}]";
+    let wf = after(workflow(spec), &plan_at(&workflow(spec), vec![], at(0)));
+    let wf = after(
+        wf.clone(),
+        &plan_at(&wf, vec![child("r1", "a", Phase::Failed)], at(1)),
+    );
+    assert!(wf.status.as_ref().unwrap().next_retry_time.is_some());
+    let mut changed = wf;
+    changed.metadata.generation = Some(2);
+    let plan = plan_at(&changed, vec![child("r1", "a", Phase::Failed)], at(2));
+    let s = plan.status.as_ref().unwrap();
+    let runs: Vec<Option<&str>> = s
+        .history
+        .iter()
+        .flatten()
+        .map(|r| r.run_id.as_deref())
+        .collect();
+    assert_eq!(runs, [Some("r1")], "r1 is recorded once");
+    assert_eq!(
+        (s.run_id.as_deref(), s.retry_count),
+        (Some("r2"), Some(0)),
+        "the new spec's run"
     );
 }
