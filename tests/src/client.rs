@@ -123,6 +123,33 @@ pub(crate) async fn probe_ready(client: &Client) -> std::result::Result<(), Stri
     Ok(())
 }
 
+/// One health check of a component other than the apiserver (kube-controller-manager), whose
+/// `/healthz` answers from the moment it listens: ready means it passes and lists every check
+/// in `required` (a controller's check is added once the controller is built, which is after
+/// the component reached the apiserver). `client` points at the component, not the apiserver.
+pub(crate) async fn probe_healthz(
+    client: &Client,
+    required: &[&str],
+) -> std::result::Result<(), String> {
+    let request = http::Request::get("/healthz?verbose")
+        .body(Vec::new())
+        .map_err(|e| format!("building the /healthz request: {e}"))?;
+    let body = client
+        .request_text(request)
+        .await
+        .map_err(|e| format!("GET /healthz: {e}"))?;
+    if !body.lines().any(|l| l.trim() == "healthz check passed") {
+        return Err(format!("GET /healthz?verbose answered {body:?}"));
+    }
+    match required
+        .iter()
+        .find(|check| !body.lines().any(|l| l.trim() == format!("[+]{check} ok")))
+    {
+        Some(missing) => Err(format!("GET /healthz?verbose does not list {missing} yet")),
+        None => Ok(()),
+    }
+}
+
 /// Ensures the ServiceAccount exists and returns a token for it from the TokenRequest API.
 pub(crate) async fn service_account_token(
     admin: &Client,

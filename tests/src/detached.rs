@@ -1,17 +1,18 @@
-//! Detached mode for humans (`cargo xtask up|down|status`): the same control plane,
-//! but its processes outlive the command that started them and are found again through pid
-//! files in a state directory.
+//! Detached mode for humans (`cargo xtask up|down|status`): the same control plane, always
+//! with kube-controller-manager (a cluster to try things on should delete namespaces and
+//! collect garbage), but its processes outlive the command that started them and are found
+//! again through pid files in a state directory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::control_plane::{ControlPlaneOptions, launch};
-use crate::process::Layout;
+use crate::process::{APISERVER, CONTROLLER_MANAGER, ETCD, Layout};
 use crate::{ControlPlane, Error, Result, client, io_err, tools};
 
-const ETCD_PID: &str = "etcd.pid";
-const APISERVER_PID: &str = "kube-apiserver.pid";
+/// The processes of a detached plane, in start order; each has a `<binary>.pid` file.
+const BINARIES: [&str; 3] = [ETCD, APISERVER, CONTROLLER_MANAGER];
 const SERVER_FILE: &str = "server";
 const KUBECONFIG: &str = "kubeconfig";
 
@@ -26,7 +27,10 @@ pub struct DetachedInfo {
     pub server: String,
     pub etcd_pid: u32,
     pub apiserver_pid: u32,
+    pub controller_manager_pid: u32,
     pub apiserver_log: PathBuf,
+    pub controller_manager_log: PathBuf,
+    /// Wall time until all three processes were ready.
     pub startup_time: Duration,
 }
 
@@ -37,7 +41,9 @@ pub struct DetachedStatus {
     pub etcd_pid: Option<u32>,
     /// Pid of a live kube-apiserver recorded in the state dir.
     pub apiserver_pid: Option<u32>,
-    /// The apiserver answered the readiness probe.
+    /// Pid of a live kube-controller-manager recorded in the state dir.
+    pub controller_manager_pid: Option<u32>,
+    /// All three run and the apiserver answered the readiness probe.
     pub healthy: bool,
     /// Why it is not healthy (empty when healthy).
     pub detail: String,
@@ -48,7 +54,9 @@ pub struct DetachedStatus {
 impl DetachedStatus {
     /// Whether any of the processes is still running.
     pub fn is_running(&self) -> bool {
-        self.etcd_pid.is_some() || self.apiserver_pid.is_some()
+        self.etcd_pid.is_some()
+            || self.apiserver_pid.is_some()
+            || self.controller_manager_pid.is_some()
     }
 }
 
@@ -60,9 +68,10 @@ fn detached_err(state_dir: &Path, reason: impl Into<String>) -> Error {
 }
 
 impl ControlPlane {
-    /// Starts etcd and kube-apiserver that keep running after the caller exits, with all state
-    /// (PKI, etcd data, logs, pid files, `kubeconfig`) in `state_dir`. Each start is a fresh,
-    /// empty cluster. Fails if a plane recorded in `state_dir` is still running.
+    /// Starts etcd, kube-apiserver and kube-controller-manager that keep running after the
+    /// caller exits, with all state (PKI, etcd data, logs, pid files, `kubeconfig`) in
+    /// `state_dir`. Each start is a fresh, empty cluster. Fails if a plane recorded in
+    /// `state_dir` is still running.
     pub fn start_detached(state_dir: &Path) -> Result<DetachedInfo> {
         std::fs::create_dir_all(state_dir)
             .map_err(io_err("creating the state directory", state_dir))?;
@@ -74,8 +83,8 @@ impl ControlPlane {
             return Err(detached_err(
                 &state_dir,
                 format!(
-                    "a control plane is already running there (etcd pid {:?}, kube-apiserver pid {:?}); stop it first",
-                    status.etcd_pid, status.apiserver_pid
+                    "a control plane is already running there (etcd pid {:?}, kube-apiserver pid {:?}, kube-controller-manager pid {:?}); stop it first",
+                    status.etcd_pid, status.apiserver_pid, status.controller_manager_pid
                 ),
             ));
         }
@@ -96,17 +105,17 @@ impl ControlPlane {
 
         let bin_dir = tools::tools_bin_dir()?;
         let kubeconfig = state_dir.join(KUBECONFIG);
-        let opts = ControlPlaneOptions::default();
+        let opts = ControlPlaneOptions {
+            controller_manager: true,
+            ..Default::default()
+        };
         // Pid files are written as soon as the processes exist, so `down` finds them even if
         // this command is interrupted while waiting for readiness.
-        let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, |procs| {
-            for (file, pid) in [
-                (ETCD_PID, procs.etcd_pid()),
-                (APISERVER_PID, procs.apiserver_pid()),
-            ] {
-                let path = state_dir.join(file);
-                let pid = pid.map(|p| p.to_string()).unwrap_or_default();
-                std::fs::write(&path, pid).map_err(io_err("writing pid file", &path))?;
+        let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, |pids| {
+            for (binary, pid) in pids {
+                let path = pid_file(&state_dir, binary);
+                std::fs::write(&path, pid.to_string())
+                    .map_err(io_err("writing pid file", &path))?;
             }
             Ok(())
         });
@@ -121,14 +130,22 @@ impl ControlPlane {
         let server_path = state_dir.join(SERVER_FILE);
         std::fs::write(&server_path, &launched.server).map_err(io_err("writing", &server_path))?;
         let apiserver_log = launched.procs.apiserver_log.clone();
-        let (etcd_pid, apiserver_pid) = launched.procs.detach();
+        let controller_manager_log = launched.procs.controller_manager_log.clone();
+        let pids = launched.procs.detach();
+        let pid = |binary: &str| {
+            pids.iter()
+                .find(|(b, _)| *b == binary)
+                .map_or(0, |(_, pid)| *pid)
+        };
         Ok(DetachedInfo {
             state_dir,
             kubeconfig: launched.kubeconfig,
             server: launched.server,
-            etcd_pid,
-            apiserver_pid,
+            etcd_pid: pid(ETCD),
+            apiserver_pid: pid(APISERVER),
+            controller_manager_pid: pid(CONTROLLER_MANAGER),
             apiserver_log,
+            controller_manager_log,
             startup_time: launched.startup,
         })
     }
@@ -137,9 +154,10 @@ impl ControlPlane {
     /// pid files. Returns whether anything was running.
     pub fn stop_detached(state_dir: &Path) -> Result<bool> {
         let mut stopped = false;
-        // apiserver first: it is etcd's only client and shuts down more cleanly that way.
-        for (file, binary) in [(APISERVER_PID, "kube-apiserver"), (ETCD_PID, "etcd")] {
-            if let Some(pid) = live_pid(state_dir, file, binary) {
+        // Clients first: the controller manager, then the apiserver (etcd's only client); each
+        // shuts down more cleanly that way.
+        for binary in BINARIES.iter().rev() {
+            if let Some(pid) = live_pid(state_dir, binary) {
                 terminate(state_dir, pid, binary)?;
                 stopped = true;
             }
@@ -148,20 +166,26 @@ impl ControlPlane {
         Ok(stopped)
     }
 
-    /// Whether the detached plane in `state_dir` runs, and whether it is healthy (`/readyz`
-    /// and the bootstrap objects, checked with the admin kubeconfig).
+    /// Whether the detached plane in `state_dir` runs, and whether it is healthy (all three
+    /// processes alive; `/readyz` and the bootstrap objects, checked with the admin kubeconfig).
     pub fn status_detached(state_dir: &Path) -> Result<DetachedStatus> {
         let kubeconfig = state_dir.join(KUBECONFIG);
-        let etcd_pid = live_pid(state_dir, ETCD_PID, "etcd");
-        let apiserver_pid = live_pid(state_dir, APISERVER_PID, "kube-apiserver");
+        let etcd_pid = live_pid(state_dir, ETCD);
+        let apiserver_pid = live_pid(state_dir, APISERVER);
+        let controller_manager_pid = live_pid(state_dir, CONTROLLER_MANAGER);
         let server = std::fs::read_to_string(state_dir.join(SERVER_FILE))
             .ok()
             .map(|s| s.trim().to_string());
-        let (healthy, detail) = if etcd_pid.is_none() || apiserver_pid.is_none() {
-            (
-                false,
-                "etcd and kube-apiserver are not both running".to_string(),
-            )
+        let missing: Vec<&str> = [
+            (ETCD, etcd_pid),
+            (APISERVER, apiserver_pid),
+            (CONTROLLER_MANAGER, controller_manager_pid),
+        ]
+        .into_iter()
+        .filter_map(|(binary, pid)| pid.is_none().then_some(binary))
+        .collect();
+        let (healthy, detail) = if !missing.is_empty() {
+            (false, format!("not running: {}", missing.join(", ")))
         } else {
             match std::fs::read_to_string(&kubeconfig) {
                 Err(e) => (false, format!("reading {}: {e}", kubeconfig.display())),
@@ -174,6 +198,7 @@ impl ControlPlane {
         Ok(DetachedStatus {
             etcd_pid,
             apiserver_pid,
+            controller_manager_pid,
             healthy,
             detail,
             server,
@@ -182,9 +207,13 @@ impl ControlPlane {
     }
 }
 
+fn pid_file(state_dir: &Path, binary: &str) -> PathBuf {
+    state_dir.join(format!("{binary}.pid"))
+}
+
 fn remove_state_files(state_dir: &Path) -> Result<()> {
-    for file in [ETCD_PID, APISERVER_PID, SERVER_FILE] {
-        let path = state_dir.join(file);
+    let pid_files = BINARIES.iter().map(|binary| pid_file(state_dir, binary));
+    for path in pid_files.chain([state_dir.join(SERVER_FILE)]) {
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(io_err("removing", path)(e));
@@ -195,10 +224,10 @@ fn remove_state_files(state_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The pid recorded in `file`, if that process is alive and still runs `binary` (guards
-/// against the pid having been reused by an unrelated process since).
-fn live_pid(state_dir: &Path, file: &str, binary: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(state_dir.join(file))
+/// The pid recorded in `binary`'s pid file, if that process is alive and still runs `binary`
+/// (guards against the pid having been reused by an unrelated process since).
+fn live_pid(state_dir: &Path, binary: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file(state_dir, binary))
         .ok()?
         .trim()
         .parse()
@@ -294,10 +323,10 @@ mod tests {
     #[test]
     fn pid_files_of_dead_or_foreign_processes_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(live_pid(dir.path(), ETCD_PID, "etcd"), None);
+        assert_eq!(live_pid(dir.path(), ETCD), None);
         // Our own pid is alive but is not etcd.
-        std::fs::write(dir.path().join(ETCD_PID), std::process::id().to_string()).unwrap();
-        assert_eq!(live_pid(dir.path(), ETCD_PID, "etcd"), None);
+        std::fs::write(pid_file(dir.path(), ETCD), std::process::id().to_string()).unwrap();
+        assert_eq!(live_pid(dir.path(), ETCD), None);
         assert!(is_alive(std::process::id()));
     }
 

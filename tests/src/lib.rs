@@ -1,5 +1,5 @@
-//! Test harness for mcall: a real, throwaway Kubernetes control plane (etcd + kube-apiserver)
-//! built from pinned sources by `xtask/tools/build-tools.sh`.
+//! Test harness for mcall: a real, throwaway Kubernetes control plane (etcd + kube-apiserver,
+//! optionally kube-controller-manager) built from pinned sources by `xtask/tools/build-tools.sh`.
 //!
 //! There is no cluster and no container engine on the machines this project runs on, so
 //! integration tests start their own control plane: [`ControlPlane::shared`] gives every test in
@@ -8,16 +8,43 @@
 //! [`ControlPlane::service_account_client`] hand out clients. Processes are killed on drop and,
 //! for the never-dropped shared plane, by a watchdog once the test process is gone.
 //!
-//! Humans get the same plane as long-running processes via [`ControlPlane::start_detached`]
-//! (used by `cargo xtask up|down|status`).
+//! # Garbage collection and namespace deletion
+//!
+//! Without a controller manager nothing acts on `ownerReferences` and a deleted namespace stays
+//! Terminating forever. Tests that need either use a plane with kube-controller-manager (its
+//! garbage collector and namespace controller only; 0.2-0.3 s more to start):
+//!
+//! ```no_run
+//! # use mcall_tests::{ControlPlane, ControlPlaneOptions};
+//! // One per test binary, with the chart's CRDs installed before the controller manager starts:
+//! let plane = ControlPlane::shared_with_controller_manager();
+//! // Or an owned one:
+//! let plane = ControlPlane::start(ControlPlaneOptions {
+//!     controller_manager: true,
+//!     ..Default::default()
+//! })?;
+//! # Ok::<(), mcall_tests::Error>(())
+//! ```
+//!
+//! Wait for the effects by polling with a deadline: dependents go within about a second, a
+//! namespace a little over 5 s after its deletion (the namespace controller waits 5 s before it
+//! starts). The garbage collector only knows the kinds it discovered at start, and rediscovers
+//! every 30 s: install CRDs through [`ControlPlaneOptions::crds`], not after the start, or the
+//! first collection involving their objects can take 30 s or more.
+//!
+//! Humans get the same plane, with the controller manager, as long-running processes via
+//! [`ControlPlane::start_detached`] (used by `cargo xtask up|down|status`).
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 mod client;
 mod control_plane;
+mod controller_manager;
+mod crds;
 mod detached;
 mod pki;
 mod process;
+mod readiness;
 mod tools;
 mod watchdog;
 
@@ -77,10 +104,11 @@ pub enum Error {
     },
 
     #[error(
-        "the control plane did not become ready within {timeout:?} (last check: {last_error}); \
+        "{what} did not become ready within {timeout:?} (last check: {last_error}); \
          last lines of {log}:\n{tail}"
     )]
     NotReady {
+        what: &'static str,
         timeout: Duration,
         last_error: String,
         log: PathBuf,
@@ -110,6 +138,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+
+    #[error("installing CRDs at startup ({what}) failed: {reason}")]
+    InstallCrds { what: String, reason: String },
 
     #[error("the readiness probe thread failed: {0}")]
     ProbeThread(String),

@@ -1,5 +1,5 @@
-//! A throwaway PKI for one control plane: CA, apiserver serving cert, admin client cert and the
-//! service-account signing key. All keys are ECDSA P-256 in PKCS#8 PEM, which both Go
+//! A throwaway PKI for one control plane: CA, apiserver and controller-manager serving certs,
+//! admin and controller-manager client certs, and the service-account signing key. All keys are ECDSA P-256 in PKCS#8 PEM, which both Go
 //! (kube-apiserver, kubectl) and rustls (kube) accept.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +15,9 @@ use crate::{Error, Result, io_err};
 pub const ADMIN_USER: &str = "mcall-admin";
 /// Group of the admin client certificate: bypasses RBAC, like kubeadm's admin.conf.
 pub const ADMIN_GROUP: &str = "system:masters";
+/// CN of kube-controller-manager's client certificate: the user name Kubernetes gives it, so
+/// its requests show up under that name in logs and managedFields.
+pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
 
 /// Paths of the generated files, plus the PEMs a kubeconfig embeds.
 #[derive(Debug, Clone)]
@@ -24,9 +27,61 @@ pub(crate) struct Pki {
     pub serving_key: PathBuf,
     pub sa_public_key: PathBuf,
     pub sa_signing_key: PathBuf,
+    pub controller_manager_serving_cert: PathBuf,
+    pub controller_manager_serving_key: PathBuf,
     pub ca_pem: String,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    pub controller_manager_cert_pem: String,
+    pub controller_manager_key_pem: String,
+}
+
+/// A certificate and its key, PEM.
+struct Signed {
+    cert_pem: String,
+    key_pem: String,
+}
+
+/// A client certificate: the apiserver maps CN to the user and O to the group.
+fn client_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    what: &'static str,
+    cn: &str,
+    org: &str,
+) -> Result<Signed> {
+    let key = KeyPair::generate().map_err(pki_err(what))?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(cn, Some(org));
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, issuer).map_err(pki_err(what))?;
+    Ok(Signed {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A serving certificate for `sans` (IP addresses or DNS names).
+fn serving_cert(
+    issuer: &Issuer<'_, KeyPair>,
+    what: &'static str,
+    cn: &str,
+    sans: &[&str],
+) -> Result<Signed> {
+    let key = KeyPair::generate().map_err(pki_err(what))?;
+    let sans = sans.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut params = CertificateParams::new(sans).map_err(pki_err(what))?;
+    params.distinguished_name = name(cn, None);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, issuer).map_err(pki_err(what))?;
+    Ok(Signed {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 fn pki_err(what: &'static str) -> impl FnOnce(rcgen::Error) -> Error {
@@ -64,35 +119,38 @@ pub(crate) fn generate(dir: &Path) -> Result<Pki> {
 
     // Serving certificate: clients reach the apiserver as 127.0.0.1 or localhost; in-cluster
     // names are included so the same cert would work behind the `kubernetes` Service.
-    let serving_key = KeyPair::generate().map_err(pki_err("apiserver serving key"))?;
-    let mut serving = CertificateParams::new(vec![
-        "127.0.0.1".to_string(),
-        "localhost".to_string(),
-        "kubernetes".to_string(),
-        "kubernetes.default".to_string(),
-        "kubernetes.default.svc".to_string(),
-        "kubernetes.default.svc.cluster.local".to_string(),
-    ])
-    .map_err(pki_err("apiserver serving certificate SANs"))?;
-    serving.distinguished_name = name("kube-apiserver", None);
-    serving.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let serving_cert = serving
-        .signed_by(&serving_key, &issuer)
-        .map_err(pki_err("apiserver serving certificate"))?;
-
-    // Admin client certificate: the apiserver maps CN to the user and O to groups.
-    let admin_key = KeyPair::generate().map_err(pki_err("admin client key"))?;
-    let mut admin = CertificateParams::default();
-    admin.distinguished_name = name(ADMIN_USER, Some(ADMIN_GROUP));
-    admin.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let admin_cert = admin
-        .signed_by(&admin_key, &issuer)
-        .map_err(pki_err("admin client certificate"))?;
+    let serving = serving_cert(
+        &issuer,
+        "apiserver serving certificate",
+        "kube-apiserver",
+        &[
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ],
+    )?;
+    let admin = client_cert(&issuer, "admin client certificate", ADMIN_USER, ADMIN_GROUP)?;
+    // kube-controller-manager runs with --use-service-account-credentials=false, so every
+    // controller acts as this one user. Its bootstrap ClusterRole (system:kube-controller-manager)
+    // only lets it list and watch; deleting dependents and namespace contents is granted to the
+    // per-controller ServiceAccounts it would otherwise use. Hence system:masters, like admin.
+    let cm_client = client_cert(
+        &issuer,
+        "controller-manager client certificate",
+        CONTROLLER_MANAGER_USER,
+        ADMIN_GROUP,
+    )?;
+    // Its own serving certificate from our CA, so the readiness probe can verify /healthz
+    // (without one it makes up a self-signed certificate).
+    let cm_serving = serving_cert(
+        &issuer,
+        "controller-manager serving certificate",
+        "kube-controller-manager",
+        &["127.0.0.1", "localhost"],
+    )?;
 
     // Service-account token signing key. The public half goes in its own file: the
     // `--service-account-key-file` parser is pickiest about private-key formats.
@@ -104,18 +162,24 @@ pub(crate) fn generate(dir: &Path) -> Result<Pki> {
         serving_key: dir.join("apiserver.key"),
         sa_public_key: dir.join("sa.pub"),
         sa_signing_key: dir.join("sa.key"),
+        controller_manager_serving_cert: dir.join("controller-manager.crt"),
+        controller_manager_serving_key: dir.join("controller-manager.key"),
         ca_pem,
-        admin_cert_pem: admin_cert.pem(),
-        admin_key_pem: admin_key.serialize_pem(),
+        admin_cert_pem: admin.cert_pem,
+        admin_key_pem: admin.key_pem,
+        controller_manager_cert_pem: cm_client.cert_pem,
+        controller_manager_key_pem: cm_client.key_pem,
     };
     let files = [
         (&pki.ca_cert, pki.ca_pem.clone()),
-        (&pki.serving_cert, serving_cert.pem()),
-        (&pki.serving_key, serving_key.serialize_pem()),
+        (&pki.serving_cert, serving.cert_pem),
+        (&pki.serving_key, serving.key_pem),
         (&pki.sa_public_key, sa_key.public_key_pem()),
         (&pki.sa_signing_key, sa_key.serialize_pem()),
         (&dir.join("admin.crt"), pki.admin_cert_pem.clone()),
         (&dir.join("admin.key"), pki.admin_key_pem.clone()),
+        (&pki.controller_manager_serving_cert, cm_serving.cert_pem),
+        (&pki.controller_manager_serving_key, cm_serving.key_pem),
     ];
     for (path, pem) in files {
         std::fs::write(path, pem).map_err(io_err("writing", path))?;
@@ -137,11 +201,14 @@ mod tests {
             &pki.serving_key,
             &pki.sa_public_key,
             &pki.sa_signing_key,
+            &pki.controller_manager_serving_cert,
+            &pki.controller_manager_serving_key,
         ] {
             let text = std::fs::read_to_string(path).unwrap();
             assert!(text.starts_with("-----BEGIN "), "{}", path.display());
         }
         assert!(pki.admin_key_pem.contains("BEGIN PRIVATE KEY"));
         assert!(pki.ca_pem.contains("BEGIN CERTIFICATE"));
+        assert!(pki.controller_manager_key_pem.contains("BEGIN PRIVATE KEY"));
     }
 }

@@ -1,18 +1,20 @@
-//! Spawning etcd and kube-apiserver and waiting until they serve. Shared by the owned
-//! ([`crate::ControlPlane::start`]) and detached ([`crate::ControlPlane::start_detached`]) modes.
+//! Spawning etcd and kube-apiserver (kube-controller-manager: [`crate::controller_manager`];
+//! waiting for them: [`crate::readiness`]). Shared by the owned ([`crate::ControlPlane::start`])
+//! and detached ([`crate::ControlPlane::start_detached`]) modes.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
 use crate::pki::Pki;
-use crate::{Error, Result, client, io_err};
+use crate::{Error, Result, io_err};
+
+/// Binary names; also what errors call the processes and the names of the detached pid files.
+pub(crate) const ETCD: &str = "etcd";
+pub(crate) const APISERVER: &str = "kube-apiserver";
+pub(crate) const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 
 /// Loopback ports of one control plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,48 +46,77 @@ impl Ports {
     }
 }
 
-/// The running etcd and kube-apiserver. Dropping it kills both (unless [`Self::detach`]ed), so
-/// a failure half-way through startup never leaves processes behind.
+/// One more free loopback port, for a process started later than the three above (the
+/// controller manager): picking it just before its spawn keeps the window for a clash short.
+pub(crate) fn pick_port() -> Result<u16> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(Error::PickPort)
+}
+
+/// The running etcd, kube-apiserver and (optionally) kube-controller-manager. Dropping it kills
+/// them (unless [`Self::detach`]ed), so a failure half-way through startup never leaves
+/// processes behind.
 #[derive(Debug)]
 pub(crate) struct Processes {
     etcd: Option<Child>,
     apiserver: Option<Child>,
+    /// Set by [`crate::controller_manager::spawn`], after the apiserver is ready.
+    pub(crate) controller_manager: Option<Child>,
     pub etcd_log: PathBuf,
     pub apiserver_log: PathBuf,
+    pub controller_manager_log: PathBuf,
 }
 
 impl Processes {
-    pub fn etcd_pid(&self) -> Option<u32> {
-        self.etcd.as_ref().map(Child::id)
-    }
-
-    pub fn apiserver_pid(&self) -> Option<u32> {
-        self.apiserver.as_ref().map(Child::id)
+    /// `(binary name, pid)` of every running process, in start order.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        [
+            (ETCD, &self.etcd),
+            (APISERVER, &self.apiserver),
+            (CONTROLLER_MANAGER, &self.controller_manager),
+        ]
+        .into_iter()
+        .filter_map(|(name, child)| child.as_ref().map(|c| (name, c.id())))
+        .collect()
     }
 
     /// Gives up ownership: the processes keep running after this value (and the caller) is
-    /// gone. Returns `(etcd pid, apiserver pid)`.
-    pub fn detach(mut self) -> (u32, u32) {
-        let etcd = self.etcd.take().map(|c| c.id()).unwrap_or_default();
-        let apiserver = self.apiserver.take().map(|c| c.id()).unwrap_or_default();
-        (etcd, apiserver)
+    /// gone. Returns what [`Self::pids`] returned.
+    pub fn detach(mut self) -> Vec<(&'static str, u32)> {
+        let pids = self.pids();
+        self.controller_manager.take();
+        self.apiserver.take();
+        self.etcd.take();
+        pids
     }
 
-    /// Kills both processes (apiserver first: it is etcd's only client) and reaps them.
+    /// Kills the processes, clients before servers (controller manager, apiserver, then etcd,
+    /// the apiserver's only backend), and reaps them.
     pub fn kill(&mut self) {
-        for child in [self.apiserver.take(), self.etcd.take()]
-            .into_iter()
-            .flatten()
+        for child in [
+            self.controller_manager.take(),
+            self.apiserver.take(),
+            self.etcd.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             kill_and_reap(child);
         }
     }
 
     /// Reports a process that has already exited, with the tail of its log.
-    fn check_alive(&mut self) -> Result<()> {
+    pub(crate) fn check_alive(&mut self) -> Result<()> {
         let entries = [
-            ("etcd", &mut self.etcd, &self.etcd_log),
-            ("kube-apiserver", &mut self.apiserver, &self.apiserver_log),
+            (ETCD, &mut self.etcd, &self.etcd_log),
+            (APISERVER, &mut self.apiserver, &self.apiserver_log),
+            (
+                CONTROLLER_MANAGER,
+                &mut self.controller_manager,
+                &self.controller_manager_log,
+            ),
         ];
         for (what, child, log) in entries {
             let Some(child) = child.as_mut() else {
@@ -135,6 +166,13 @@ impl Layout {
     pub fn apiserver_log(&self) -> PathBuf {
         self.dir.join("kube-apiserver.log")
     }
+    pub fn controller_manager_log(&self) -> PathBuf {
+        self.dir.join("kube-controller-manager.log")
+    }
+    /// kube-controller-manager's own kubeconfig (its client certificate, not the admin's).
+    pub fn controller_manager_kubeconfig(&self) -> PathBuf {
+        self.dir.join("kube-controller-manager.kubeconfig")
+    }
     /// kube-apiserver insists on a writable `--cert-dir` (default /var/run/kubernetes) even
     /// when given explicit serving certs.
     pub fn apiserver_cert_dir(&self) -> PathBuf {
@@ -155,8 +193,10 @@ pub(crate) fn spawn(
     let mut procs = Processes {
         etcd: None,
         apiserver: None,
+        controller_manager: None,
         etcd_log: layout.etcd_log(),
         apiserver_log: layout.apiserver_log(),
+        controller_manager_log: layout.controller_manager_log(),
     };
     let etcd_peer = format!("http://127.0.0.1:{}", ports.etcd_peer);
     let etcd_client = format!("http://127.0.0.1:{}", ports.etcd_client);
@@ -173,8 +213,8 @@ pub(crate) fn spawn(
         "--log-level=error".to_string(),
     ];
     procs.etcd = Some(spawn_logged(
-        "etcd",
-        &bin_dir.join("etcd"),
+        ETCD,
+        &bin_dir.join(ETCD),
         &etcd_args,
         &procs.etcd_log,
     )?);
@@ -207,22 +247,28 @@ pub(crate) fn spawn(
         "--profiling=false".to_string(),
         "--endpoint-reconciler-type=none".to_string(),
         // ServiceAccount admission rejects pods whose ServiceAccount does not exist, and the
-        // `default` ServiceAccount of a namespace is created by kube-controller-manager, which
-        // does not run here; tests that write pods (acting as the kubelet) would fail.
-        // TokenRequest does not depend on it.
+        // `default` ServiceAccount of a namespace is created by kube-controller-manager's
+        // serviceaccount controller, which never runs here (the optional controller manager
+        // runs only the garbage collector and the namespace controller); tests that write
+        // pods (acting as the kubelet) would fail. TokenRequest does not depend on it.
         "--disable-admission-plugins=ServiceAccount".to_string(),
     ];
     args.extend(extra_apiserver_args.iter().cloned());
     procs.apiserver = Some(spawn_logged(
-        "kube-apiserver",
-        &bin_dir.join("kube-apiserver"),
+        APISERVER,
+        &bin_dir.join(APISERVER),
         &args,
         &procs.apiserver_log,
     )?);
     Ok(procs)
 }
 
-fn spawn_logged(what: &'static str, binary: &Path, args: &[String], log: &Path) -> Result<Child> {
+pub(crate) fn spawn_logged(
+    what: &'static str,
+    binary: &Path,
+    args: &[String],
+    log: &Path,
+) -> Result<Child> {
     let out = File::create(log).map_err(io_err("creating log file", log))?;
     let err = out
         .try_clone()
@@ -251,105 +297,6 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
         }
         Err(e) => format!("<could not read {}: {e}>", path.display()),
     }
-}
-
-/// What the readiness probe thread reports.
-enum Probe {
-    Ready,
-    /// Not ready yet; the reason, kept for the timeout error.
-    Pending(String),
-    /// The probe itself cannot work (runtime or client could not be built).
-    Failed(String),
-}
-
-/// Blocks until the control plane is ready (see [`client::probe_ready`]) or `timeout` passes,
-/// failing early if etcd or the apiserver exits.
-///
-/// The probe is async (kube client) and the caller may itself be inside a tokio runtime (a
-/// `#[tokio::test]` calling [`crate::ControlPlane::shared`]), where `block_on` would panic; so
-/// the probe runs on its own thread with a small current-thread runtime, and this thread
-/// watches the processes meanwhile.
-pub(crate) fn wait_ready(
-    procs: &mut Processes,
-    kubeconfig_yaml: String,
-    timeout: Duration,
-) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel::<Probe>();
-    let thread_stop = stop.clone();
-    let probe = std::thread::Builder::new()
-        .name("mcall-readiness".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = tx.send(Probe::Failed(format!("building a tokio runtime: {e}")));
-                    return;
-                }
-            };
-            rt.block_on(async {
-                let client = match client::client_from_yaml(&kubeconfig_yaml, "admin").await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = tx.send(Probe::Failed(e.to_string()));
-                        return;
-                    }
-                };
-                // A send error means the waiting side gave up; stop quietly then.
-                while !thread_stop.load(Ordering::Relaxed) {
-                    // Bounded so a wedged request cannot outlive the deadline by much.
-                    let probe =
-                        tokio::time::timeout(Duration::from_secs(5), client::probe_ready(&client));
-                    let report = match probe.await {
-                        Ok(Ok(())) => Probe::Ready,
-                        Ok(Err(e)) => Probe::Pending(e),
-                        Err(_) => Probe::Pending("a readiness request took over 5 s".into()),
-                    };
-                    let ready = matches!(report, Probe::Ready);
-                    if tx.send(report).is_err() || ready {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            });
-        })
-        .map_err(|e| Error::ProbeThread(format!("spawning: {e}")))?;
-
-    let mut last = String::from("no probe finished yet");
-    let result = loop {
-        if let Err(e) = procs.check_alive() {
-            break Err(e);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            break Err(Error::NotReady {
-                timeout,
-                last_error: last,
-                log: procs.apiserver_log.clone(),
-                tail: log_tail(&procs.apiserver_log, 40),
-            });
-        }
-        match rx.recv_timeout((deadline - now).min(Duration::from_millis(100))) {
-            Ok(Probe::Ready) => break Ok(()),
-            Ok(Probe::Pending(reason)) => last = reason,
-            Ok(Probe::Failed(reason)) => break Err(Error::ProbeThread(reason)),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                break Err(Error::ProbeThread(
-                    "the probe thread exited unexpectedly".into(),
-                ));
-            }
-        }
-    };
-    stop.store(true, Ordering::Relaxed);
-    // The thread sees `stop` (or a failed send) after its current probe (at most 5 s).
-    drop(rx);
-    let _ = probe.join();
-    result
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Locating the pinned control-plane binaries (etcd, kube-apiserver, kubectl, helm).
+//! Locating the pinned control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
+//! kubectl, helm).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,9 +11,15 @@ use crate::{Error, Result};
 pub const TOOLS_BIN_ENV: &str = "MCALL_TOOLS_BIN";
 
 /// The binaries the harness needs; all must be present in the bin directory.
-const REQUIRED: [&str; 4] = ["etcd", "kube-apiserver", "kubectl", "helm"];
+const REQUIRED: [&str; 5] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+    "helm",
+];
 
-/// Returns the directory holding etcd, kube-apiserver, kubectl and helm.
+/// Returns the directory holding etcd, kube-apiserver, kube-controller-manager, kubectl and helm.
 ///
 /// Honours `MCALL_TOOLS_BIN` when set. Otherwise runs `xtask/tools/build-tools.sh`, which builds
 /// the tools on first use (minutes; its progress is shown on stderr) and afterwards just prints

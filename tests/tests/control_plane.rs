@@ -24,6 +24,9 @@ async fn shared_plane_is_ready_and_serves_namespaces() {
         plane.startup_time(),
         plane.kubeconfig_path().display()
     );
+    // The controller manager is opt-in; the default plane is etcd + kube-apiserver only.
+    assert!(plane.controller_manager_url().is_none());
+    assert_eq!(plane.pids().len(), 2, "{:?}", plane.pids());
     let client = plane.admin_client().await.expect("admin client");
 
     let readyz = client
@@ -202,6 +205,12 @@ fn owned_and_detached_planes_clean_up() {
         status.detail
     );
     assert_eq!(status.apiserver_pid, Some(info.apiserver_pid));
+    // Detached planes are for humans: they run the controller manager too.
+    assert_eq!(
+        status.controller_manager_pid,
+        Some(info.controller_manager_pid)
+    );
+    assert!(info.controller_manager_log.is_file());
 
     // Starting twice in the same state dir is refused rather than orphaning the first.
     let again = ControlPlane::start_detached(state.path());

@@ -1,11 +1,11 @@
-//! `cargo xtask up|down|status`: a local etcd + kube-apiserver for humans, kept in
-//! `<root>/target/mcall` and running until `down`. Tests do not use this; they start their
-//! own plane through `mcall_tests::ControlPlane`.
+//! `cargo xtask up|down|status`: a local etcd + kube-apiserver + kube-controller-manager for
+//! humans, kept in `<root>/target/mcall` and running until `down`. Tests do not use this; they
+//! start their own plane through `mcall_tests::ControlPlane`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use mcall_tests::ControlPlane;
+use mcall_tests::{ControlPlane, DetachedStatus};
 
 /// Where the detached control plane keeps its state (PKI, etcd data, logs, pid files,
 /// kubeconfig). Under `target/` so `cargo clean` and .gitignore cover it.
@@ -21,10 +21,9 @@ pub fn up(root: &Path) -> Result<()> {
     if status.healthy {
         // Only the export line goes to stdout, so `eval "$(cargo xtask up)"` works.
         eprintln!(
-            "control plane already running at {} (etcd pid {}, kube-apiserver pid {})",
+            "control plane already running at {} ({})",
             status.server.as_deref().unwrap_or("?"),
-            pid(status.etcd_pid),
-            pid(status.apiserver_pid),
+            pids(&status),
         );
         println!("export KUBECONFIG={}", status.kubeconfig.display());
         return Ok(());
@@ -38,15 +37,21 @@ pub fn up(root: &Path) -> Result<()> {
         );
         ControlPlane::stop_detached(&dir).context("stopping the unhealthy control plane")?;
     }
-    eprintln!("starting etcd and kube-apiserver in {} ...", dir.display());
+    eprintln!(
+        "starting etcd, kube-apiserver and kube-controller-manager in {} ...",
+        dir.display()
+    );
     let info = ControlPlane::start_detached(&dir).context("starting the control plane")?;
     eprintln!(
-        "control plane ready at {} in {:.1?} (etcd pid {}, kube-apiserver pid {}; log {})",
+        "control plane ready at {} in {:.1?} (etcd pid {}, kube-apiserver pid {}, \
+         kube-controller-manager pid {}; logs {}, {})",
         info.server,
         info.startup_time,
         info.etcd_pid,
         info.apiserver_pid,
-        info.apiserver_log.display()
+        info.controller_manager_pid,
+        info.apiserver_log.display(),
+        info.controller_manager_log.display(),
     );
     eprintln!("stop it with `cargo xtask down`; use it with:");
     println!("export KUBECONFIG={}", info.kubeconfig.display());
@@ -77,9 +82,8 @@ pub fn status(root: &Path) -> Result<()> {
         return Ok(());
     }
     println!(
-        "etcd pid {}, kube-apiserver pid {}, server {}",
-        pid(status.etcd_pid),
-        pid(status.apiserver_pid),
+        "{}, server {}",
+        pids(&status),
         status.server.as_deref().unwrap_or("?")
     );
     anyhow::ensure!(
@@ -91,6 +95,12 @@ pub fn status(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn pid(pid: Option<u32>) -> String {
-    pid.map_or_else(|| "-".to_string(), |p| p.to_string())
+fn pids(status: &DetachedStatus) -> String {
+    let pid = |pid: Option<u32>| pid.map_or_else(|| "-".to_string(), |p| p.to_string());
+    format!(
+        "etcd pid {}, kube-apiserver pid {}, kube-controller-manager pid {}",
+        pid(status.etcd_pid),
+        pid(status.apiserver_pid),
+        pid(status.controller_manager_pid)
+    )
 }

@@ -33,9 +33,11 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Build (or reuse from the cache) kube-apiserver, etcd, kubectl and helm; print their directory.
+    /// Build (or reuse from the cache) kube-apiserver, kube-controller-manager, etcd, kubectl and
+    /// helm; print their directory.
     Tools,
-    /// Start a local control plane (etcd + kube-apiserver) and write target/mcall/kubeconfig.
+    /// Start a local control plane (etcd, kube-apiserver, kube-controller-manager) and write
+    /// target/mcall/kubeconfig.
     Up,
     /// Stop the local control plane.
     Down,

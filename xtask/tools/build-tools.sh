@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the pinned control-plane tools (kube-apiserver, kubectl, etcd, helm) from Go modules
-# into a cache outside the repository, keyed by version. Re-running reuses what is there.
+# Builds the pinned control-plane tools (kube-apiserver, kube-controller-manager, kubectl, etcd,
+# helm) from Go modules into a cache outside the repository, keyed by version. Re-running reuses
+# what is there; each binary has a stamp naming what it was built from.
 #
 #   MCALL_TOOLS_DIR   cache root (default: ~/.cache/mcall-tools)
 #   prints the bin directory on its last line of stdout.
@@ -28,7 +29,7 @@ flock 9
 fresh() { [ -x "$bin/$1" ] && [ "$(cat "$bin/$1.stamp" 2>/dev/null)" = "$2" ]; }
 
 if ! command -v go >/dev/null 2>&1; then
-  log "error: the Go toolchain is required to build kube-apiserver, etcd, kubectl and helm (install Go >= 1.24 and retry)"
+  log "error: the Go toolchain is required to build kube-apiserver, kube-controller-manager, etcd, kubectl and helm (install Go >= 1.24 and retry)"
   exit 1
 fi
 
@@ -39,7 +40,15 @@ export GOFLAGS="-trimpath"
 export CGO_ENABLED=0
 ldflags="-s -w"
 
-# --- kube-apiserver + kubectl -------------------------------------------------------------
+# --- kube-apiserver + kube-controller-manager + kubectl -------------------------------------
+# All three come from the one k8s.io/kubernetes module; tools.go imports each cmd/ package so
+# `go mod tidy` records (in go.sum) every dependency they need.
+tools_go() {
+  printf '//go:build tools\n\npackage tools\n\nimport (\n'
+  for cmd in "$@"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$cmd"; done
+  printf ')\n'
+}
+
 build_kubernetes() {
   local dir="$work/kubernetes-${KUBERNETES_VERSION}"
   local staging="v0.${KUBERNETES_VERSION#v1.}"
@@ -61,18 +70,17 @@ MOD
         go mod edit -replace "${m}=${m}@${staging}"
       done
       go mod edit -require "k8s.io/kubernetes@${KUBERNETES_VERSION}"
-      cat >tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
-      log "resolving dependencies (go mod tidy)"
+    fi
+    # Re-tidy whenever the set of commands changes, so a module prepared for fewer commands
+    # (an existing cache) gains the go.sum entries of a newly added one. The marker is written
+    # only after tidy succeeded, so an interrupted run tidies again.
+    local want
+    want=$(tools_go "$@")
+    if [ "$(cat tools.go.tidied 2>/dev/null)" != "$want" ]; then
+      printf '%s\n' "$want" >tools.go
+      log "resolving dependencies of $* (go mod tidy)"
       go mod tidy -e >&2
+      printf '%s' "$want" >tools.go.tidied
     fi
     # Without these the binaries report v0.0.0-master+$Format:%H$ (the Kubernetes release
     # build injects them from git): kubectl version fails to parse it and helm refuses charts
@@ -125,9 +133,9 @@ for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
   helm_flags="$helm_flags -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=${k8s_minor}"
 done
 build_simple helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$helm_flags"
-build_kubernetes kube-apiserver kubectl
+build_kubernetes kube-apiserver kube-controller-manager kubectl
 
-for t in etcd helm kube-apiserver kubectl; do
+for t in etcd helm kube-apiserver kube-controller-manager kubectl; do
   [ -x "$bin/$t" ] || { log "error: $t was not built"; exit 1; }
 done
 log "tools ready in $bin"
