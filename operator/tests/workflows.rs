@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::workflows::*;
 use common::*;
 use kube::api::ListParams;
@@ -195,5 +197,46 @@ async fn invalid_graphs_fail_with_invalid_spec_and_create_nothing() {
             .is_empty(),
         "nothing created"
     );
+    op.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_workflow_deletes_its_children_and_cancels_their_runs() {
+    logs();
+    let env = test_env_with_gc("wf-delete").await;
+    let op = start_operator(&env, config_for(&env));
+    let marker = format!("wf-delete-marker-{}", env.namespace);
+    create_workflow(
+        &env,
+        "doomed",
+        json!({"concurrency": 2, "tasks": [
+            {"name": "quick", "type": "cmd", "input": "echo done"},
+            {"name": "slow", "type": "cmd", "input": format!("sleep 60 # {marker}")},
+        ]}),
+    )
+    .await;
+    eventually(Duration::from_secs(20), "the slow step's process", || {
+        process_alive(&marker)
+    })
+    .await;
+    assert_eq!(children(&env, "doomed").await.len(), 2);
+    workflows(&env)
+        .delete("doomed", &kube::api::DeleteParams::background())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !children(&env, "doomed").await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the garbage collector did not delete the children"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eventually(
+        Duration::from_secs(10),
+        "the slow step's process to be killed",
+        || !process_alive(&marker),
+    )
+    .await;
     op.stop().await;
 }

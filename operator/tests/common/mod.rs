@@ -65,7 +65,16 @@ pub struct TestEnv {
 }
 
 pub async fn test_env(prefix: &str) -> TestEnv {
-    let plane = plane();
+    test_env_on(plane(), prefix).await
+}
+
+/// A test namespace on the shared plane that also runs kube-controller-manager (garbage
+/// collection of owned objects, namespace deletion), with the chart's CRDs.
+pub async fn test_env_with_gc(prefix: &str) -> TestEnv {
+    test_env_on(ControlPlane::shared_with_controller_manager(), prefix).await
+}
+
+async fn test_env_on(plane: &ControlPlane, prefix: &str) -> TestEnv {
     let client = plane.admin_client().await.expect("admin client");
     let namespace = create_test_namespace(&client, prefix)
         .await
