@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "7ce306193db97a4f18d1d5e0288dae1b", dir = "../spec"
+    fingerprint = "a31f27cc3513b0c774765fd5cd4a8721", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "7ce306193db97a4f18d1d5e0288dae1b";
+pub const SPEC_FINGERPRINT: &str = "a31f27cc3513b0c774765fd5cd4a8721";
 
 pub mod types;
 pub mod reasons;

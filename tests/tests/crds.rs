@@ -192,6 +192,7 @@ async fn examples_are_accepted_and_printer_columns_show() {
         "disk-monitor",
         "memory-check",
         "backup-task",
+        "http-check-template",
     ] {
         assert!(
             applied.contains(&format!("mcalltask.mcall.tz.io/{name} serverside-applied")),
@@ -202,6 +203,7 @@ async fn examples_are_accepted_and_printer_columns_show() {
         "monitoring-workflow",
         "deployment-workflow",
         "backup-workflow",
+        "health-check-workflow",
     ] {
         assert!(
             applied.contains(&format!(

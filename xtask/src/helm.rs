@@ -68,10 +68,40 @@ fn replica_checks() -> Vec<Check> {
     ]
 }
 
+/// The operator's env var for `allowCrossNamespaceTemplates`, as `helm template` renders it.
+fn cross_namespace_env(value: &str) -> String {
+    format!("name: MCALL_ALLOW_CROSS_NAMESPACE_TEMPLATES\n              value: \"{value}\"")
+}
+
+/// Templates of another namespace reach the operator only when a release allows them; a value
+/// that is not a boolean is refused rather than read as a (truthy) string.
+fn template_checks() -> Vec<Check> {
+    vec![
+        Check::renders(
+            "allowCrossNamespaceTemplates off by default",
+            &[],
+            &[&cross_namespace_env("false")],
+            &[],
+        ),
+        Check::renders(
+            "allowCrossNamespaceTemplates=true",
+            &["--set", "allowCrossNamespaceTemplates=true"],
+            &[&cross_namespace_env("true")],
+            &[],
+        ),
+        Check::refused(
+            "allowCrossNamespaceTemplates=yes (values schema)",
+            &["--set-string", "allowCrossNamespaceTemplates=yes"],
+            "allowCrossNamespaceTemplates",
+        ),
+    ]
+}
+
 /// `helm lint --strict` with the default values and each environment's values file, then
 /// `helm template` of each environment watching all namespaces and watching
-/// [`WATCH_NAMESPACES`], then the replica checks ([`replica_checks`]). Runs every check, prints one line per check,
-/// and fails with helm's output of each failed one.
+/// [`WATCH_NAMESPACES`], then the replica checks ([`replica_checks`]) and the template checks
+/// ([`template_checks`]). Runs every check, prints one line per check, and fails with helm's
+/// output of each failed one.
 pub fn lint(root: &Path, bin_dir: &Path) -> Result<()> {
     let helm = helm_binary(bin_dir)?;
     let environments = environments(root)?;
@@ -84,6 +114,7 @@ pub fn lint(root: &Path, bin_dir: &Path) -> Result<()> {
         checks.push(Check::template(env, true));
     }
     checks.extend(replica_checks());
+    checks.extend(template_checks());
 
     let mut failed = Vec::new();
     for check in &checks {
@@ -315,6 +346,9 @@ impl Check {
         let mut expect = vec![
             "kind: Deployment".to_string(),
             "kind: ServiceAccount".to_string(),
+            // No environment opens templates across namespaces: turning it on for one must be
+            // a deliberate change here too.
+            cross_namespace_env("false"),
         ];
         let mut reject = Vec::new();
         let label;
