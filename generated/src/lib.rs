@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "a31f27cc3513b0c774765fd5cd4a8721", dir = "../spec"
+    fingerprint = "bc66db36cd2180ae293bc1983b206144", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "a31f27cc3513b0c774765fd5cd4a8721";
+pub const SPEC_FINGERPRINT: &str = "bc66db36cd2180ae293bc1983b206144";
 
 pub mod types;
 pub mod reasons;

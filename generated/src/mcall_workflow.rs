@@ -223,6 +223,10 @@ pub struct McallWorkflowStatus {
     /// The `.metadata.generation` the current or last run was started for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_generation: Option<i64>,
+    /// Digest of `spec.tasks` the current or last run was started with: a scheduled run goes on through spec edits that leave the steps as they were (e.g. `suspend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub run_tasks_digest: Option<String>,
     /// The scheduled time (tick) of the scheduled run in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_run: Option<MicroTime>,
@@ -327,7 +331,7 @@ pub enum ConditionWhen {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DagEdge {
-    /// Edge id, `<source>-<target>`.
+    /// Edge id, `<source>-><target>`.
     pub id: String,
     /// The dependency.
     pub source: String,

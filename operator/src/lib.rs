@@ -32,6 +32,9 @@ pub enum Error {
 
     #[error("the object has no {0}")]
     MissingObjectKey(&'static str),
+
+    #[error("a McallTask named {0} exists and is not this workflow's step; rename one of them")]
+    NameTaken(String),
 }
 
 impl Error {
@@ -40,6 +43,7 @@ impl Error {
         match self {
             Error::Kube { op, .. } => op,
             Error::MissingObjectKey(_) => "missing_object_key",
+            Error::NameTaken(_) => "name_taken",
         }
     }
 }

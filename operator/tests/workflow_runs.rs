@@ -193,6 +193,13 @@ async fn results_pass_between_steps_and_templates_run_only_as_steps() {
         status.result.is_none() && status.start_time.is_none(),
         "a template never runs: {status:#?}"
     );
+    // Without its label it is an ordinary task again, and runs.
+    let unlabel = json!({"metadata": {"labels": {"mcall.tz.io/template": null}}});
+    env.tasks
+        .patch("greeter", &PatchParams::default(), &Patch::Merge(&unlabel))
+        .await
+        .unwrap();
+    wait_for_phase(&env, "greeter", Phase::Succeeded, Duration::from_secs(20)).await;
     op.stop().await;
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use mcall_generated::{ConditionStatus, McallTask, Phase, Reason};
+use mcall_generated::{ConditionStatus, McallTask, McallTaskStatus, Phase, Reason};
 use tracing::Instrument as _;
 
 use super::FINALIZER;
@@ -35,6 +35,8 @@ pub async fn reconcile(task: Arc<McallTask>, ctx: Arc<Context>) -> Result<Action
     let facts = Facts::new(task, &ctx.client, Timestamp::now())?;
     let plan = if is_template(&facts.task) {
         template(&facts)
+    } else if was_template(&facts.task) {
+        no_longer_template()
     } else if facts.task.spec.schedule.is_none() {
         plan_one_shot(&ctx, &facts)
     } else {
@@ -95,6 +97,23 @@ fn template(facts: &Facts) -> Plan {
         facts.generation,
         facts.now,
     );
+    Plan::idle().then(Effect::write_onto_read(status, None))
+}
+
+/// Whether the status still says the task is a template (its label has just gone).
+fn was_template(task: &McallTask) -> bool {
+    let conditions = task.status.as_ref().and_then(|s| s.conditions.as_deref());
+    reason_of(conditions, READY) == Some(Reason::Template)
+}
+
+/// A former template starts afresh, as a new task would: its status is cleared, and the
+/// reconcile that write triggers runs it.
+fn no_longer_template() -> Plan {
+    let status = McallTaskStatus {
+        phase: Some(Phase::Pending),
+        message: Some("no longer a template".to_owned()),
+        ..McallTaskStatus::default()
+    };
     Plan::idle().then(Effect::write_onto_read(status, None))
 }
 

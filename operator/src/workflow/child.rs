@@ -34,16 +34,18 @@ const NOT_IN_A_STEP: [&str; 9] = [
     "name",
 ];
 
-/// The name of the child of `step` in `run`: `<workflow>-<run>-<step>`, shortened with a digest
-/// when that is longer than a Kubernetes name may be.
+/// The name of the child of `step` in `run`: `<workflow>.<run>.<step>`. Run ids and step names
+/// hold no dot, so read from the right it names one workflow, run and step (with dashes,
+/// workflow `a` step `b-r2-c` and workflow `a-r1-b` step `c` would share a name). A name longer
+/// than Kubernetes allows keeps the workflow's start and a digest of it.
 pub fn child_name(workflow: &str, run: &str, step: &str) -> String {
-    let name = format!("{workflow}-{run}-{step}");
+    let name = format!("{workflow}.{run}.{step}");
     if name.len() <= 253 {
         return name;
     }
     let keep = 253 - (run.len() + step.len() + 2 + 9);
     let prefix = workflow[..keep].trim_end_matches(['-', '.']);
-    format!("{prefix}-{:08x}-{run}-{step}", digest(workflow))
+    format!("{prefix}-{:08x}.{run}.{step}", digest(workflow))
 }
 
 /// The value of [`WORKFLOW_LABEL`]: label values are at most 63 characters.
@@ -56,7 +58,7 @@ pub fn workflow_label(workflow: &str) -> String {
 }
 
 /// FNV-1a: stable across builds and platforms (std's hasher is not).
-fn digest(text: &str) -> u32 {
+pub fn digest(text: &str) -> u32 {
     text.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     })
@@ -112,26 +114,56 @@ fn merged_spec(
     step: &WorkflowTask,
     template: Option<&McallTaskSpec>,
 ) -> Result<McallTaskSpec, ChildProblem> {
-    let as_object = |value: Value| match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
     let mut spec = template
         .map(|t| as_object(serde_json::to_value(t).expect("a spec serializes")))
         .unwrap_or_default();
-    let template_env = spec.remove("environment");
     for field in NOT_IN_A_STEP {
         spec.remove(field);
     }
     let mut own = as_object(serde_json::to_value(step).expect("a step serializes"));
+    own.retain(|key, value| !STEP_ONLY_FIELDS.contains(&key.as_str()) && !value.is_null());
     // Only the step's own sources name steps; a template's name McallTasks.
     rename_input_sources(&mut own, &workflow.name_any(), run);
-    for (key, value) in own {
-        if !STEP_ONLY_FIELDS.contains(&key.as_str()) && !value.is_null() {
-            spec.insert(key, value);
-        }
+    if own.contains_key("input") && !own.contains_key("inputTemplate") {
+        // The step's input replaces the template's, which may be an inputTemplate (that wins).
+        spec.remove("inputTemplate");
+        spec.remove("inputSources");
     }
-    // Environment: the workflow's, then the template's, then the step's own.
+    let step_env: Vec<&String> = step.environment.iter().flatten().map(|(k, _)| k).collect();
+    let environment = layer_environment(workflow, &mut spec, &mut own);
+    let environment_from = layer_environment_from(&mut spec, &mut own, &step_env);
+    spec.extend(own);
+    if !environment.is_empty() {
+        spec.insert("environment".into(), Value::Object(environment));
+    }
+    if !environment_from.is_empty() {
+        spec.insert("environmentFrom".into(), Value::Array(environment_from));
+    }
+    if !spec.contains_key("resources")
+        && let Some(resources) = &workflow.spec.resources
+    {
+        let resources = serde_json::to_value(resources).expect("serializes");
+        spec.insert("resources".into(), resources);
+    }
+    let spec: McallTaskSpec = serde_json::from_value(Value::Object(spec))
+        .map_err(|e| ChildProblem(format!("step {:?}: {e}", step.name)))?;
+    check_spec(&step.name, &spec)?;
+    Ok(spec)
+}
+
+fn as_object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// `environment`: the workflow's, then the template's, then the step's own, the later winning.
+fn layer_environment(
+    workflow: &McallWorkflow,
+    template: &mut Map<String, Value>,
+    own: &mut Map<String, Value>,
+) -> Map<String, Value> {
     let mut environment: Map<String, Value> = workflow
         .spec
         .environment
@@ -139,27 +171,34 @@ fn merged_spec(
         .flatten()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    environment.extend(template_env.map(as_object).unwrap_or_default());
-    environment.extend(
-        spec.remove("environment")
-            .map(as_object)
-            .unwrap_or_default(),
-    );
-    if !environment.is_empty() {
-        spec.insert("environment".into(), Value::Object(environment));
+    for layer in [template.remove("environment"), own.remove("environment")] {
+        environment.extend(layer.map(as_object).unwrap_or_default());
     }
-    if !spec.contains_key("resources")
-        && let Some(resources) = &workflow.spec.resources
-    {
-        spec.insert(
-            "resources".into(),
-            serde_json::to_value(resources).expect("serializes"),
-        );
-    }
-    let spec: McallTaskSpec = serde_json::from_value(Value::Object(spec))
-        .map_err(|e| ChildProblem(format!("step {:?}: {e}", step.name)))?;
-    check_spec(&step.name, &spec)?;
-    Ok(spec)
+    environment
+}
+
+/// `environmentFrom`: the template's entries, replaced by name by the step's; a template entry
+/// whose variable the step sets in `environment` goes (the step's own value wins, and an
+/// `environmentFrom` value would beat any `environment` value).
+fn layer_environment_from(
+    template: &mut Map<String, Value>,
+    own: &mut Map<String, Value>,
+    step_env: &[&String],
+) -> Vec<Value> {
+    let entries = |layer: Option<Value>| match layer {
+        Some(Value::Array(entries)) => entries,
+        _ => Vec::new(),
+    };
+    let name = |entry: &Value| entry.get("name").and_then(Value::as_str).map(str::to_owned);
+    let mine = entries(own.remove("environmentFrom"));
+    let set_by_step: Vec<String> = mine.iter().filter_map(name).collect();
+    let overridden = |n: &String| set_by_step.contains(n) || step_env.contains(&n);
+    let mut merged: Vec<Value> = entries(template.remove("environmentFrom"))
+        .into_iter()
+        .filter(|e| name(e).is_none_or(|n| !overridden(&n)))
+        .collect();
+    merged.extend(mine);
+    merged
 }
 
 /// McallTask's own rules (its CEL rules), which the step merged onto its template may break: the

@@ -50,6 +50,8 @@ struct Context {
     tasks: Store<McallTask>,
     /// Cancelled once the task cache holds every task.
     tasks_synced: CancellationToken,
+    /// The controllers' stop.
+    stop: CancellationToken,
     events: EventSink,
     cross_namespace_templates: bool,
     metrics: Metrics,
@@ -74,6 +76,7 @@ pub fn workflow_controller(
         client,
         tasks: tasks.store,
         tasks_synced: tasks.synced,
+        stop: stop.clone(),
         events,
         cross_namespace_templates,
         metrics,
@@ -127,7 +130,12 @@ async fn reconcile(wf: Arc<McallWorkflow>, ctx: Arc<Context>) -> Result<Action> 
     }
     // Children and templates are read from the task cache; before it is complete a present
     // child would look missing and be created again.
-    ctx.tasks_synced.cancelled().await;
+    // Stopped before the cache synced (the task watch is no longer polled then): end, so the
+    // controller's graceful shutdown does not wait for this reconcile forever.
+    tokio::select! {
+        () = ctx.tasks_synced.cancelled() => {}
+        () = ctx.stop.cancelled() => return Ok(Action::await_change()),
+    }
     let namespace = wf.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let uid = wf.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let plan = {
@@ -166,45 +174,58 @@ fn children_of(tasks: &Store<McallTask>, namespace: &str, uid: &str) -> Vec<Chil
 async fn apply(ctx: &Context, wf: &McallWorkflow, namespace: &str, plan: Plan) -> Result<Action> {
     let workflows: Api<McallWorkflow> = Api::namespaced(ctx.client.clone(), namespace);
     let tasks: Api<McallTask> = Api::namespaced(ctx.client.clone(), namespace);
-    let mut written = plan.status.is_none();
-    if plan.status_first
-        && let Some(status) = &plan.status
+    // The status first: a run's id lands before its children exist, and a step is recorded as
+    // being created before it is (so a reconcile whose cache lags still counts it).
+    if let Some(status) = &plan.status
+        && !write(&workflows, wf, status, Precondition::OnRead).await?
     {
-        if !write(&workflows, wf, status, Precondition::OnRead).await? {
-            // Changed meanwhile: the reconcile that change triggers decides again.
-            return Ok(Action::await_change());
-        }
-        written = true;
+        // Changed meanwhile: the reconcile that change triggers decides again.
+        return Ok(Action::await_change());
     }
-    create_children(&tasks, plan.create).await?;
+    for note in &plan.events {
+        report::publish(&ctx.events, wf, note);
+    }
+    // Deletions before creations: a cancelled run's children go even if a creation fails.
     delete_children(&tasks, plan.delete).await?;
-    if !plan.status_first
-        && let Some(status) = &plan.status
-    {
-        written = write(&workflows, wf, status, Precondition::OnRead).await?;
-    }
-    if written {
-        for note in &plan.events {
-            report::publish(&ctx.events, wf, note);
-        }
-    }
+    create_children(&tasks, wf, plan.create).await?;
     Ok(plan
         .requeue_after
         .map_or_else(Action::await_change, Action::requeue))
 }
 
-async fn create_children(tasks: &Api<McallTask>, children: Vec<McallTask>) -> Result<()> {
+async fn create_children(
+    tasks: &Api<McallTask>,
+    wf: &McallWorkflow,
+    children: Vec<McallTask>,
+) -> Result<()> {
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PostParams::default()
     };
+    let uid = wf.uid().unwrap_or_default();
     stream::iter(children)
         .map(|child| {
-            let params = params.clone();
+            let (params, uid) = (params.clone(), uid.as_str());
             async move {
                 match tasks.create(&params, &child).await {
-                    // Created by an earlier reconcile whose child the cache did not show yet.
-                    Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+                    // Created by an earlier reconcile whose child the cache did not show yet,
+                    // unless another object has the name.
+                    Err(kube::Error::Api(e)) if e.code == 409 => {
+                        let name = child.name_any();
+                        let existing = tasks.get(&name).await.map_err(|source| Error::Kube {
+                            op: "reading a workflow step's task",
+                            source,
+                        })?;
+                        let ours = existing
+                            .owner_references()
+                            .iter()
+                            .any(|o| o.controller == Some(true) && o.uid == uid);
+                        if ours {
+                            Ok(())
+                        } else {
+                            Err(Error::NameTaken(name))
+                        }
+                    }
                     other => other.map(|_| ()).map_err(|source| Error::Kube {
                         op: "creating a workflow step's task",
                         source,

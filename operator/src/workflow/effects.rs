@@ -11,10 +11,9 @@ use crate::controller::report::Note;
 /// What to do.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// The status to write (onto the version read), when it changed.
+    /// The status to write (onto the version read), when it changed; written before anything
+    /// else is done.
     pub status: Option<McallWorkflowStatus>,
-    /// The status must land before the children are created: it starts a run.
-    pub status_first: bool,
     pub create: Vec<McallTask>,
     /// Child tasks to delete (cancelled steps, children of trimmed runs).
     pub delete: Vec<String>,

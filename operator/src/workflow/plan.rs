@@ -12,15 +12,31 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use mcall_generated::{ConditionStatus, McallWorkflowStatus, Phase, Reason};
+use mcall_generated::{ConditionStatus, McallWorkflow, McallWorkflowStatus, Phase, Reason};
 
 use super::dag::SpecProblem;
 use super::effects::{Plan, until};
 use super::observed::Observed;
-use super::run::{advance, run_number, start_run, supersede};
+use super::run::{advance, run_number, start_run, supersede, tasks_digest};
 use super::{render, schedule, validate};
 use crate::controller::report::conditions::{READY, set_condition};
 use crate::controller::report::{Note, truncate};
+
+/// The run in the status, if its steps are going on (not ended, not waiting for a re-run).
+fn running(s: &McallWorkflowStatus) -> Option<String> {
+    s.run_id.clone().filter(|_| s.completion_time.is_none())
+}
+
+/// Whether the spec changed under the run in progress so that it must stop: for a one-shot
+/// workflow any new generation (a run per generation); for a scheduled one, only new steps (an
+/// edit of `suspend` or the history limits lets it go on).
+fn outdated(wf: &McallWorkflow, s: &McallWorkflowStatus) -> bool {
+    let generation = wf.metadata.generation.unwrap_or_default();
+    match wf.spec.schedule {
+        None => s.run_generation != Some(generation),
+        Some(_) => s.run_tasks_digest.as_deref() != Some(tasks_digest(wf).as_str()),
+    }
+}
 
 /// The run in the status, if one is in progress (running, or waiting for a re-run).
 fn active_run(s: &McallWorkflowStatus) -> Option<&str> {
@@ -59,8 +75,12 @@ pub fn plan(o: &Observed<'_>) -> Plan {
     } else {
         s.next_schedule_time = None;
     }
-    let starting = triggers(o, &tick, &mut s, &mut plan);
-    if let Some((tick, attempt)) = starting {
+    // The run in progress goes on first: one that ended before a tick came must not make the
+    // tick look skipped.
+    if let Some(run) = running(&s).filter(|_| !outdated(wf, &s)) {
+        advance(o, &dag, &mut s, &mut plan, &run);
+    }
+    if let Some((tick, attempt)) = triggers(o, &tick, &mut s, &mut plan) {
         if let Err(problem) = validate::steps_compile(o) {
             s.next_retry_time = None;
             invalid(o, &mut s, &mut plan, &problem);
@@ -68,8 +88,7 @@ pub fn plan(o: &Observed<'_>) -> Plan {
             return finish_plan(plan, &before, s);
         }
         start_run(o, &mut s, &mut plan, tick, attempt);
-    }
-    if let Some(run) = s.run_id.clone().filter(|_| s.completion_time.is_none()) {
+        let run = s.run_id.clone().expect("a run started");
         advance(o, &dag, &mut s, &mut plan, &run);
     }
     collect_garbage(o, &s, &mut plan);
@@ -97,7 +116,7 @@ fn triggers(
         Some(_) => false,
     };
     if let Some(run) = active_run(s).map(str::to_owned) {
-        if s.run_generation != Some(generation) {
+        if outdated(wf, s) {
             supersede(o, s, plan, &run, "the spec changed");
         } else if let Some(due) = tick.due {
             if wf.spec.concurrency_policy == mcall_generated::ScheduleConcurrencyPolicy::Replace {
@@ -143,8 +162,6 @@ fn triggers(
 fn finish_plan(mut plan: Plan, before: &McallWorkflowStatus, s: McallWorkflowStatus) -> Plan {
     if s != *before {
         plan.status = Some(s);
-    } else {
-        plan.status_first = false;
     }
     plan
 }
@@ -185,20 +202,32 @@ fn invalid(o: &Observed<'_>, s: &mut McallWorkflowStatus, plan: &mut Plan, probl
     plan.events.push(Note::new(Reason::InvalidSpec, message));
 }
 
-/// Deletes the children of runs that are neither the current one nor kept in `history`, and
-/// older than the current run (a child of a newer run than a stale cache shows is kept).
+/// Deletes the children of runs older than the current one that are not kept in `history`, and
+/// every child still executing that no run in progress needs (one that survived a cancellation,
+/// or was created as its run ended). A child of a newer run than a stale cache shows is kept.
 fn collect_garbage(o: &Observed<'_>, s: &McallWorkflowStatus, plan: &mut Plan) {
     let current = s.run_id.as_deref().and_then(run_number).unwrap_or(0);
+    let current_ended = s.completion_time.is_some();
     let kept: Vec<&str> = s
         .history
         .iter()
         .flatten()
         .filter_map(|r| r.run_id.as_deref())
         .collect();
-    for c in &o.children {
-        let older = run_number(&c.run).is_some_and(|n| n < current);
-        let in_history = kept.contains(&c.run.as_str());
-        if older && !in_history && !c.deleting && !plan.delete.contains(&c.name) {
+    for c in o.children.iter().filter(|c| !c.deleting) {
+        let Some(n) = run_number(&c.run) else {
+            continue;
+        };
+        let executing = !matches!(
+            c.phase,
+            Some(Phase::Succeeded | Phase::Failed | Phase::Skipped)
+        );
+        let unneeded = if executing {
+            n < current || (n == current && current_ended)
+        } else {
+            n < current && !kept.contains(&c.run.as_str())
+        };
+        if unneeded && !plan.delete.contains(&c.name) {
             plan.delete.push(c.name.clone());
         }
     }

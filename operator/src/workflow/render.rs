@@ -12,7 +12,7 @@ use crate::controller::report::truncate;
 
 /// Bytes of a step's output in `taskStatuses`.
 const OUTPUT_MAX: usize = 1024;
-/// Bytes of a node's input, output and error in `dag`.
+/// Bytes of a node's input, output and error in `dag`, and of a step's message and error.
 const NODE_TEXT_MAX: usize = 256;
 
 /// The status of each step, from its state and its child.
@@ -40,7 +40,7 @@ fn step_status(
 ) -> WorkflowTaskStatus {
     let (phase, reason) = match state {
         StepState::Waiting | StepState::Ready => (Phase::Pending, StepReason::Waiting),
-        StepState::Running => (Phase::Running, StepReason::Running),
+        StepState::Running | StepState::Creating => (Phase::Running, StepReason::Running),
         StepState::Ended(phase, reason) => (phase, reason),
     };
     let message = match (state, child) {
@@ -48,7 +48,7 @@ fn step_status(
         (StepState::Ended(_, StepReason::DeadlineExceeded), _) => {
             Some("cancelled at the run's timeout".to_owned())
         }
-        (_, Some(child)) => child.message.clone(),
+        (_, Some(child)) => child.message.as_deref().map(|m| truncate(m, NODE_TEXT_MAX)),
         _ => None,
     };
     let child_field = |f: fn(&Child) -> Option<String>| child.and_then(f);
@@ -65,7 +65,8 @@ fn step_status(
         retry_count: child.and_then(|c| c.retry_count),
         output: child_field(|c| c.output.clone()).map(|o| truncate(&o, OUTPUT_MAX)),
         error_code: child_field(|c| c.error_code.clone()),
-        error_message: child_field(|c| c.error_message.clone()).map(|e| truncate(&e, OUTPUT_MAX)),
+        error_message: child_field(|c| c.error_message.clone())
+            .map(|e| truncate(&e, NODE_TEXT_MAX)),
         child_task: child.map(|c| c.name.clone()),
     }
 }
@@ -154,7 +155,8 @@ fn edge(dag: &Dag<'_>, source: usize, target: usize) -> DagEdge {
         truncate(&parts.join(" and "), NODE_TEXT_MAX)
     });
     DagEdge {
-        id: format!("{from}-{to}"),
+        // Step names are DNS labels, which never hold `>`: ids are unique.
+        id: format!("{from}->{to}"),
         source: from.clone(),
         target: to.clone(),
         r#type,

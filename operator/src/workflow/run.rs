@@ -16,7 +16,6 @@ use super::steps::{self, Child, StepState};
 use super::{child, render, schedule};
 use crate::controller::report::conditions::{READY, set_condition};
 use crate::controller::report::{Note, truncate};
-use crate::schedule::trim_history;
 
 /// The next run id: one above every run id seen in the status, its history and the children.
 fn next_run_id(o: &Observed<'_>, s: &McallWorkflowStatus) -> String {
@@ -43,6 +42,12 @@ pub fn run_number(run: &str) -> Option<u64> {
     run.strip_prefix('r')?.parse().ok()
 }
 
+/// Digest of `spec.tasks`: whether a spec edit changed the steps.
+pub fn tasks_digest(wf: &McallWorkflow) -> String {
+    let tasks = serde_json::to_string(&wf.spec.tasks).expect("steps serialize");
+    format!("{:08x}", child::digest(&tasks))
+}
+
 /// Starts a run: a new run id, recorded before any of its children exists.
 pub fn start_run(
     o: &Observed<'_>,
@@ -56,6 +61,7 @@ pub fn start_run(
     let run = next_run_id(o, s);
     s.run_id = Some(run.clone());
     s.run_generation = Some(generation);
+    s.run_tasks_digest = Some(tasks_digest(wf));
     s.current_run = tick.map(MicroTime);
     s.start_time = Some(Time(o.now));
     s.last_run_time = Some(Time(o.now));
@@ -87,7 +93,6 @@ pub fn start_run(
         o.now,
     );
     plan.events.push(Note::new(Reason::Started, what));
-    plan.status_first = true;
 }
 
 pub fn max_retries(wf: &McallWorkflow) -> i64 {
@@ -125,6 +130,13 @@ pub fn supersede(
     for c in o.children.iter().filter(|c| c.run == run && !c.deleting) {
         plan.delete.push(c.name.clone());
     }
+    plan.create.retain(|task| {
+        let labels = task.metadata.labels.as_ref();
+        labels
+            .and_then(|l| l.get(child::RUN_LABEL))
+            .map(String::as_str)
+            != Some(run)
+    });
     let message = format!("run {run} cancelled: {why}");
     let mut statuses = s.task_statuses.take().unwrap_or_default();
     for st in &mut statuses {
@@ -143,7 +155,7 @@ pub fn supersede(
 }
 
 /// Judges the steps of the active run, starts the ready ones, and ends the run when every step
-/// has ended or the deadline passed.
+/// has ended (whenever that is noticed) or, before that, when the deadline passed.
 pub fn advance(
     o: &Observed<'_>,
     dag: &Dag<'_>,
@@ -164,42 +176,24 @@ pub fn advance(
     let started = s.start_time.as_ref().map_or(o.now, |t| t.0);
     let deadline = started + SignedDuration::from_secs(wf.spec.timeout);
     let previous = s.task_statuses.clone().unwrap_or_default();
-    if o.now >= deadline {
-        let mut states = steps::evaluate(dag, &children, Some(StepReason::DeadlineExceeded));
-        for (i, state) in states.iter_mut().enumerate() {
-            match state {
-                StepState::Running => {
-                    *state = StepState::Ended(Phase::Failed, StepReason::DeadlineExceeded);
-                    if let Some(c) = children[i].filter(|c| !c.deleting) {
-                        plan.delete.push(c.name.clone());
-                    }
-                }
-                StepState::Waiting | StepState::Ready => {
-                    *state = StepState::Ended(Phase::Skipped, StepReason::DeadlineExceeded);
-                }
-                StepState::Ended(..) => {}
-            }
-        }
-        s.task_statuses = Some(render::task_statuses(dag, &states, &children, &previous));
-        let message = format!("run {run} exceeded its timeout of {}s", wf.spec.timeout);
-        return end_run(
-            o,
-            s,
-            plan,
-            Phase::Failed,
-            Reason::DeadlineExceeded,
-            &message,
-        );
+    let mut states = steps::evaluate(dag, &children, &previous, None);
+    let all_ended = |states: &[StepState]| states.iter().all(|st| st.ended().is_some());
+    if !all_ended(&states) && o.now >= deadline {
+        return at_deadline(o, dag, s, plan, run, &children, states);
     }
-    let mut states = steps::evaluate(dag, &children, None);
     if wf.spec.fail_fast && !steps::unhandled_failures(dag, &states, false).is_empty() {
-        states = steps::evaluate(dag, &children, Some(StepReason::FailFast));
+        states = steps::evaluate(dag, &children, &previous, Some(StepReason::FailFast));
     }
-    start_ready(o, dag, &mut states, &mut plan.create, run);
+    if let Err(problem) = start_ready(o, dag, &mut states, &mut plan.create, run) {
+        // The template changed since the run started, into something the step cannot use.
+        s.task_statuses = Some(render::task_statuses(dag, &states, &children, &previous));
+        let message = format!("run {run}: {}", problem.0);
+        return end_run(o, s, plan, Phase::Failed, Reason::InvalidSpec, &message);
+    }
     let statuses = render::task_statuses(dag, &states, &children, &previous);
     announce_step_failures(&statuses, &previous, plan);
     s.task_statuses = Some(statuses);
-    if states.iter().all(|st| st.ended().is_some()) {
+    if all_ended(&states) {
         let unhandled = steps::unhandled_failures(dag, &states, true);
         let (phase, reason) = match unhandled.first() {
             None => (Phase::Succeeded, Reason::Succeeded),
@@ -212,52 +206,79 @@ pub fn advance(
     plan.requeue_after = Some(until(deadline, o.now));
 }
 
-/// Creates the ready steps' children, in order, while `concurrency` allows.
+/// The deadline passed with steps not ended: running ones are cancelled (their children
+/// deleted), the rest skipped, and the run fails.
+fn at_deadline(
+    o: &Observed<'_>,
+    dag: &Dag<'_>,
+    s: &mut McallWorkflowStatus,
+    plan: &mut Plan,
+    run: &str,
+    children: &[Option<&Child>],
+    mut states: Vec<StepState>,
+) {
+    for (i, state) in states.iter_mut().enumerate() {
+        match state {
+            StepState::Running | StepState::Creating => {
+                *state = StepState::Ended(Phase::Failed, StepReason::DeadlineExceeded);
+                if let Some(c) = children[i].filter(|c| !c.deleting) {
+                    plan.delete.push(c.name.clone());
+                }
+            }
+            StepState::Waiting | StepState::Ready => {
+                *state = StepState::Ended(Phase::Skipped, StepReason::DeadlineExceeded);
+            }
+            StepState::Ended(..) => {}
+        }
+    }
+    let previous = s.task_statuses.clone().unwrap_or_default();
+    s.task_statuses = Some(render::task_statuses(dag, &states, children, &previous));
+    let message = format!(
+        "run {run} exceeded its timeout of {}s",
+        o.workflow.spec.timeout
+    );
+    end_run(
+        o,
+        s,
+        plan,
+        Phase::Failed,
+        Reason::DeadlineExceeded,
+        &message,
+    );
+}
+
+/// Creates the children of the steps being created (again: the cache does not show them yet)
+/// and of the ready steps, in order, while `concurrency` allows.
 fn start_ready(
     o: &Observed<'_>,
     dag: &Dag<'_>,
     states: &mut [StepState],
     create: &mut Vec<McallTask>,
     run: &str,
-) {
+) -> Result<(), child::ChildProblem> {
     let wf = o.workflow;
-    let running = states
+    let occupied = states
         .iter()
-        .filter(|st| **st == StepState::Running)
+        .filter(|st| matches!(st, StepState::Running | StepState::Creating))
         .count() as i64;
-    let mut free = (wf.spec.concurrency - running).max(0);
+    let mut free = (wf.spec.concurrency - occupied).max(0);
     for &i in &dag.order {
-        if free == 0 {
-            break;
-        }
-        if states[i] != StepState::Ready {
+        let again = states[i] == StepState::Creating;
+        if !again && (free == 0 || states[i] != StepState::Ready) {
             continue;
         }
         let step = &dag.steps[i];
         let template = step.task_ref.as_ref().and_then(|r| {
-            let ns = r
-                .namespace
-                .clone()
-                .or_else(|| wf.metadata.namespace.clone())
-                .unwrap_or_default();
-            (o.template)(&ns, &r.name)
+            let own = wf.metadata.namespace.as_deref().unwrap_or_default();
+            (o.template)(r.namespace.as_deref().unwrap_or(own), &r.name)
         });
-        match child::build(wf, run, step, template.as_ref()) {
-            Ok(task) => {
-                create.push(task);
-                states[i] = StepState::Running;
-                free -= 1;
-            }
-            Err(problem) => {
-                tracing::warn!(
-                    step = step.name,
-                    problem = problem.0,
-                    "a step's task cannot be built"
-                );
-                states[i] = StepState::Ended(Phase::Failed, StepReason::Failed);
-            }
+        create.push(child::build(wf, run, step, template.as_ref())?);
+        if !again {
+            states[i] = StepState::Creating;
+            free -= 1;
         }
     }
+    Ok(())
 }
 
 fn announce_step_failures(
@@ -340,22 +361,19 @@ fn end_run(
         completion_time: Some(Time(o.now)),
         phase,
         error_code: (phase != Phase::Succeeded).then(|| reason.to_string()),
-        output: Some(truncate(message, 1024)),
+        output: Some(truncate(message, 256)),
     };
     let history = s.history.get_or_insert_with(Vec::new);
     history.push(record);
-    trim_history(
-        history,
-        wf.spec.successful_runs_history_limit,
-        wf.spec.failed_runs_history_limit,
-    );
+    schedule::trim(wf, history);
     let status = if phase == Phase::Succeeded {
         ConditionStatus::True
     } else {
         ConditionStatus::False
     };
     let retries = s.retry_count.unwrap_or(0);
-    if phase == Phase::Failed && reason != Reason::Superseded && retries < max_retries(wf) {
+    let retried = !matches!(reason, Reason::Superseded | Reason::InvalidSpec);
+    if phase == Phase::Failed && retried && retries < max_retries(wf) {
         let delay = retry_delay(wf, retries);
         let at = o.now + delay;
         s.next_retry_time = Some(Time(at));

@@ -65,13 +65,27 @@ pub fn skip_tick(wf: &McallWorkflow, s: &mut McallWorkflowStatus, tick: Timestam
         completion_time: None,
         phase: Phase::Skipped,
         error_code: Some("Skipped".to_owned()),
-        output: Some(truncate(&format!("tick {tick} not run: {why}"), 1024)),
+        output: Some(truncate(&format!("tick {tick} not run: {why}"), 256)),
     });
+    trim(wf, history);
+}
+
+/// Keeps the newest runs per the history limits, and as many records of ticks not run as failed
+/// runs: a skipped tick does not push a failed run's record (and so its child tasks) out.
+pub fn trim(wf: &McallWorkflow, history: &mut Vec<RunRecord>) {
+    let spec = &wf.spec;
+    let (mut runs, mut ticks): (Vec<RunRecord>, Vec<RunRecord>) =
+        history.drain(..).partition(|r| r.run_id.is_some());
     trim_history(
-        history,
-        wf.spec.successful_runs_history_limit,
-        wf.spec.failed_runs_history_limit,
+        &mut runs,
+        spec.successful_runs_history_limit,
+        spec.failed_runs_history_limit,
     );
+    trim_history(&mut ticks, 0, spec.failed_runs_history_limit);
+    runs.extend(ticks);
+    // Newest first, as trim_history orders them.
+    trim_history(&mut runs, i64::MAX, i64::MAX);
+    *history = runs;
 }
 
 /// `10s`, `1m30s`: a whole number of seconds, at least one.

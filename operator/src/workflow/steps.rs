@@ -2,7 +2,9 @@
 //! pure, judged again on every reconcile, so a restarted operator resumes from the children.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use mcall_generated::{ConditionWhen, McallTask, Phase, ResultField, StepCondition, StepReason};
+use mcall_generated::{
+    ConditionWhen, McallTask, Phase, ResultField, StepCondition, StepReason, WorkflowTaskStatus,
+};
 
 use super::dag::Dag;
 
@@ -77,6 +79,9 @@ pub enum StepState {
     Ready,
     /// Its child exists and has not ended.
     Running,
+    /// Its child was created (the status says so) but the task cache does not show it yet: it
+    /// holds its slot, and its creation is repeated (an existing child makes that a no-op).
+    Creating,
     /// Ended: Succeeded, Failed or Skipped, and why.
     Ended(Phase, StepReason),
 }
@@ -90,26 +95,29 @@ impl StepState {
     }
 }
 
-/// Each step's state, by step index. `children[i]` is step i's child in this run; `stop` says
-/// why no step starts any more (fail-fast or the deadline): a step that would be ready is
-/// skipped for it instead.
+/// Each step's state, by step index. `children[i]` is step i's child in this run; `previous`
+/// is the run's `taskStatuses` as last written; `stop` says why no step starts any more
+/// (fail-fast or the deadline): a step that would be ready is skipped for it instead.
 pub fn evaluate(
     dag: &Dag<'_>,
     children: &[Option<&Child>],
+    previous: &[WorkflowTaskStatus],
     stop: Option<StepReason>,
 ) -> Vec<StepState> {
     let mut states = vec![StepState::Waiting; dag.steps.len()];
     for &s in &dag.order {
-        states[s] = match children[s] {
-            Some(child) => match child.ended() {
-                Some(Phase::Succeeded) => StepState::Ended(Phase::Succeeded, StepReason::Succeeded),
-                Some(Phase::Skipped) => {
-                    StepState::Ended(Phase::Skipped, StepReason::DependencyNotSatisfied)
-                }
-                Some(_) => StepState::Ended(Phase::Failed, StepReason::Failed),
-                None => StepState::Running,
-            },
-            None => match admits(dag, s, &states, children) {
+        let before = previous.iter().find(|p| p.name == dag.steps[s].name);
+        states[s] = match (children[s], before) {
+            (Some(child), _) => of_child(child),
+            // Seen before and gone now: someone deleted it, which cancelled its run.
+            (None, Some(b)) if b.child_task.is_some() && !ended(b.phase) => {
+                StepState::Ended(Phase::Failed, StepReason::Cancelled)
+            }
+            (None, Some(b)) if b.child_task.is_some() => {
+                StepState::Ended(b.phase, b.reason.unwrap_or(StepReason::Cancelled))
+            }
+            (None, Some(b)) if b.phase == Phase::Running => StepState::Creating,
+            (None, _) => match admits(dag, s, &states, children) {
                 None => StepState::Waiting,
                 Some(Err(reason)) => StepState::Ended(Phase::Skipped, reason),
                 Some(Ok(())) => match stop {
@@ -120,6 +128,23 @@ pub fn evaluate(
         };
     }
     states
+}
+
+fn ended(phase: Phase) -> bool {
+    matches!(phase, Phase::Succeeded | Phase::Failed | Phase::Skipped)
+}
+
+fn of_child(child: &Child) -> StepState {
+    match child.ended() {
+        Some(Phase::Succeeded) => StepState::Ended(Phase::Succeeded, StepReason::Succeeded),
+        Some(Phase::Skipped) => {
+            StepState::Ended(Phase::Skipped, StepReason::DependencyNotSatisfied)
+        }
+        Some(_) => StepState::Ended(Phase::Failed, StepReason::Failed),
+        // Deleted before it ended: its run is cancelled with it.
+        None if child.deleting => StepState::Ended(Phase::Failed, StepReason::Cancelled),
+        None => StepState::Running,
+    }
 }
 
 /// `None` while a dependency has not ended; then whether the step runs, or why it is skipped.
@@ -158,10 +183,14 @@ fn holds(condition: &StepCondition, phase: Phase, child: Option<&Child>) -> bool
     };
     let empty = Child::default();
     let child = child.unwrap_or(&empty);
-    let equals = condition
-        .field_equals
-        .as_ref()
-        .is_none_or(|f| child.field(f.field) == f.value);
+    let equals = condition.field_equals.as_ref().is_none_or(|f| {
+        // The phase is the step's own (a skipped step has no child to ask).
+        let value = match f.field {
+            ResultField::Phase => phase.to_string(),
+            field => child.field(field),
+        };
+        value == f.value
+    });
     let contains = condition.output_contains.as_ref().is_none_or(|text| {
         child
             .output
@@ -173,20 +202,18 @@ fn holds(condition: &StepCondition, phase: Phase, child: Option<&Child>) -> bool
 }
 
 /// A failed step whose failure nothing handles: no step with a condition accepting the failure
-/// ran (or, while the run goes on, none exists). Such a failure fails the run and, with
-/// `failFast`, stops new steps.
+/// ran (or, while the run goes on, may still run: exists and was not skipped). Such a failure
+/// fails the run and, with `failFast`, stops new steps.
 pub fn unhandled_failures(dag: &Dag<'_>, states: &[StepState], run_ended: bool) -> Vec<usize> {
     (0..states.len())
         .filter(|&s| states[s].ended() == Some(Phase::Failed))
         .filter(|&s| {
-            let handlers = dag.handles_failure_of(s);
-            if run_ended {
-                !handlers
-                    .iter()
-                    .any(|&h| matches!(states[h].ended(), Some(Phase::Succeeded | Phase::Failed)))
-            } else {
-                handlers.is_empty()
-            }
+            !dag.handles_failure_of(s)
+                .iter()
+                .any(|&h| match states[h].ended() {
+                    Some(phase) => phase != Phase::Skipped,
+                    None => !run_ended,
+                })
         })
         .collect()
 }

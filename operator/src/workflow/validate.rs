@@ -45,8 +45,14 @@ fn check_templates(o: &Observed<'_>) -> Result<(), SpecProblem> {
             return Err(SpecProblem::at(format!("{field}.namespace"), message));
         }
         if (o.template)(&namespace, &reference.name).is_none() {
+            // Templates are read from the task cache of the workflow's namespace.
+            let unwatched = if namespace == own {
+                ""
+            } else {
+                " in the namespaces the operator watches with the workflow's"
+            };
             let message = format!(
-                "the McallTask {namespace}/{} does not exist (looked for again every {}s)",
+                "the McallTask {namespace}/{} does not exist{unwatched} (looked for again every {}s)",
                 reference.name,
                 MISSING_TEMPLATE_RECHECK.as_secs()
             );

@@ -18,7 +18,7 @@ tasks:
     }))
     .unwrap();
     let child = build(&wf, "r3", &wf.spec.tasks[0], Some(&template)).unwrap();
-    assert_eq!(child.metadata.name.as_deref(), Some("wf-r3-probe"));
+    assert_eq!(child.metadata.name.as_deref(), Some("wf.r3.probe"));
     let spec = &child.spec;
     assert_eq!(spec.timeout, 5, "the step's own field wins");
     assert_eq!(
@@ -61,7 +61,7 @@ fn input_sources_name_the_sibling_children_of_the_same_run() {
     );
     let child = build(&wf, "r1", &wf.spec.tasks[1], None).unwrap();
     let sources = child.spec.input_sources.unwrap();
-    assert_eq!(sources[0].task_ref, "wf-r1-a");
+    assert_eq!(sources[0].task_ref, "wf.r1.a");
 }
 
 #[test]
@@ -69,7 +69,7 @@ fn long_names_are_shortened_with_a_stable_digest() {
     let long = "w".repeat(250);
     let name = child_name(&long, "r12", "step");
     assert!(name.len() <= 253, "{}", name.len());
-    assert!(name.ends_with("-r12-step"));
+    assert!(name.ends_with(".r12.step"));
     assert_eq!(name, child_name(&long, "r12", "step"));
     let label = workflow_label(&long);
     assert!(label.len() <= 63);
@@ -87,4 +87,58 @@ fn a_step_that_breaks_its_template_s_rules_is_refused() {
         problem.0,
         "step \"s\" sets body, which only a post task may"
     );
+}
+
+#[test]
+fn a_step_s_input_replaces_a_template_s_input_template() {
+    let wf = workflow("tasks: [{name: s, taskRef: {name: t}, input: echo mine}]");
+    let template: McallTaskSpec = serde_json::from_value(serde_json::json!({
+        "type": "cmd", "inputTemplate": "echo ${X}", "inputSources": [{"name": "X", "taskRef": "other"}]
+    }))
+    .unwrap();
+    let spec = build(&wf, "r1", &wf.spec.tasks[0], Some(&template))
+        .unwrap()
+        .spec;
+    assert_eq!(spec.input.as_deref(), Some("echo mine"));
+    assert_eq!((spec.input_template, spec.input_sources), (None, None));
+}
+
+#[test]
+fn environment_from_merges_by_name_and_the_step_s_own_variables_win() {
+    let wf = workflow(
+        "tasks:
+- name: s
+  taskRef: {name: t}
+  environment: {TOKEN: plain}
+  environmentFrom: [{name: DB, secretKeyRef: {name: step-db, key: url}}]",
+    );
+    let template: McallTaskSpec = serde_json::from_value(serde_json::json!({
+        "type": "cmd", "input": "env",
+        "environmentFrom": [
+            {"name": "DB", "secretKeyRef": {"name": "tmpl-db", "key": "url"}},
+            {"name": "TOKEN", "secretKeyRef": {"name": "tmpl", "key": "token"}},
+            {"name": "KEEP", "configMapKeyRef": {"name": "tmpl", "key": "keep"}}
+        ]
+    }))
+    .unwrap();
+    let spec = build(&wf, "r1", &wf.spec.tasks[0], Some(&template))
+        .unwrap()
+        .spec;
+    let from: Vec<(String, String)> = spec
+        .environment_from
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            let source = e.secret_key_ref.or(e.config_map_key_ref).unwrap().name;
+            (e.name, source)
+        })
+        .collect();
+    assert_eq!(
+        from,
+        [
+            ("KEEP".into(), "tmpl".into()),
+            ("DB".into(), "step-db".into())
+        ]
+    );
+    assert_eq!(spec.environment.unwrap()["TOKEN"], "plain");
 }

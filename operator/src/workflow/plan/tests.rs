@@ -50,7 +50,7 @@ fn after(mut wf: McallWorkflow, plan: &Plan) -> McallWorkflow {
 
 fn child(run: &str, step: &str, phase: Phase) -> Child {
     Child {
-        name: format!("wf-{run}-{step}"),
+        name: format!("wf.{run}.{step}"),
         run: run.into(),
         step: step.into(),
         phase: Some(phase),
@@ -77,7 +77,7 @@ fn a_new_workflow_records_its_run_first_then_creates_ready_steps_up_to_the_concu
     let wf = workflow(THREE);
     let plan = plan_at(&wf, vec![], at(0));
     assert!(
-        plan.status_first,
+        plan.status.is_some(),
         "the run id lands before any child exists"
     );
     let s = plan.status.as_ref().unwrap();
@@ -85,7 +85,7 @@ fn a_new_workflow_records_its_run_first_then_creates_ready_steps_up_to_the_concu
         (s.run_id.as_deref(), s.phase),
         (Some("r1"), Some(Phase::Running))
     );
-    assert_eq!(created(&plan), ["wf-r1-a", "wf-r1-b"]);
+    assert_eq!(created(&plan), ["wf.r1.a", "wf.r1.b"]);
     assert_eq!(plan.events[0].reason, Reason::Started);
 
     // The cache now shows a running and b done: c waits for a, and nothing is created twice
@@ -99,7 +99,6 @@ fn a_new_workflow_records_its_run_first_then_creates_ready_steps_up_to_the_concu
         ],
         at(1),
     );
-    assert!(!plan.status_first);
     assert!(plan.create.is_empty(), "{:?}", created(&plan));
     let wf = after(wf, &plan);
     let plan = plan_at(
@@ -110,7 +109,7 @@ fn a_new_workflow_records_its_run_first_then_creates_ready_steps_up_to_the_concu
         ],
         at(2),
     );
-    assert_eq!(created(&plan), ["wf-r1-c"]);
+    assert_eq!(created(&plan), ["wf.r1.c"]);
 }
 
 #[test]
@@ -146,7 +145,7 @@ fn at_the_deadline_running_steps_are_cancelled_and_the_rest_skipped() {
     let plan = plan_at(&wf, children, at(11));
     assert_eq!(
         plan.delete,
-        ["wf-r1-a"],
+        ["wf.r1.a"],
         "the running child goes, and its run with it"
     );
     let s = plan.status.as_ref().unwrap();
@@ -181,7 +180,7 @@ tasks: [{name: a, type: cmd, input: 'false'}]";
     let waiting = plan_at(&wf, vec![child("r1", "a", Phase::Failed)], at(5));
     assert!(waiting.create.is_empty() && waiting.status.is_none());
     let rerun = plan_at(&wf, vec![child("r1", "a", Phase::Failed)], at(11));
-    assert_eq!(created(&rerun), ["wf-r2-a"]);
+    assert_eq!(created(&rerun), ["wf.r2.a"]);
     let s = rerun.status.as_ref().unwrap();
     assert_eq!((s.run_id.as_deref(), s.retry_count), (Some("r2"), Some(1)));
     // The second failure waits twice as long.
@@ -219,7 +218,7 @@ fn a_spec_change_cancels_the_running_run_and_starts_another() {
         ],
         at(1),
     );
-    assert!(plan.delete.contains(&"wf-r1-a".to_owned()));
+    assert!(plan.delete.contains(&"wf.r1.a".to_owned()));
     let s = plan.status.as_ref().unwrap();
     assert_eq!(s.run_id.as_deref(), Some("r2"));
     let superseded = &s.history.as_ref().unwrap()[0];
@@ -230,7 +229,7 @@ fn a_spec_change_cancels_the_running_run_and_starts_another() {
         ),
         (Some("r1"), Some("Superseded"))
     );
-    assert_eq!(created(&plan), ["wf-r2-a", "wf-r2-b"]);
+    assert_eq!(created(&plan), ["wf.r2.a", "wf.r2.b"]);
 }
 
 #[test]
@@ -264,7 +263,7 @@ tasks: [{name: a, type: cmd, input: sleep 100}]";
     let s = plan.status.as_ref().unwrap();
     assert_eq!(s.last_schedule_time.as_ref().unwrap().0, tick(0));
     assert_eq!(s.next_schedule_time.as_ref().unwrap().0, tick(1));
-    assert_eq!(created(&plan), ["wf-r1-a"]);
+    assert_eq!(created(&plan), ["wf.r1.a"]);
     let wf = after(wf, &plan);
     let plan = plan_at(
         &wf,
@@ -293,7 +292,7 @@ fn children_of_older_runs_outside_the_history_are_deleted() {
     );
     assert_eq!(
         plan.delete,
-        ["wf-r1-a"],
+        ["wf.r1.a"],
         "r4 is newer than the cache's status: kept"
     );
 }
@@ -316,7 +315,7 @@ fn a_missing_template_fails_the_workflow_until_it_appears() {
     let again = plan_at(&wf, vec![], at(10));
     assert!(again.status.is_none(), "no write while it stays missing");
     let appeared = plan_with(&wf, vec![], at(20), &echo_template);
-    assert_eq!(created(&appeared), ["wf-r1-a"]);
+    assert_eq!(created(&appeared), ["wf.r1.a"]);
 }
 
 #[test]
@@ -379,5 +378,155 @@ fn a_spec_change_while_a_re_run_waits_calls_it_off_without_recording_the_run_twi
         (s.run_id.as_deref(), s.retry_count),
         (Some("r2"), Some(0)),
         "the new spec's run"
+    );
+}
+
+#[test]
+fn a_created_child_the_cache_does_not_show_yet_holds_its_slot() {
+    let spec = "concurrency: 2
+tasks:
+- {name: d, type: cmd, input: x}
+- {name: e, type: cmd, input: x}
+- {name: a1, type: cmd, input: x, dependencies: [d]}
+- {name: a2, type: cmd, input: x, dependencies: [d]}
+- {name: b, type: cmd, input: x, dependencies: [e]}";
+    let p1 = plan_at(&workflow(spec), vec![], at(0));
+    let wf = after(workflow(spec), &p1);
+    let p2 = plan_at(
+        &wf,
+        vec![
+            child("r1", "d", Phase::Running),
+            child("r1", "e", Phase::Succeeded),
+        ],
+        at(1),
+    );
+    assert_eq!(created(&p2), ["wf.r1.b"]);
+    let wf = after(wf, &p2);
+    // d ended; the cache does not show b yet: b keeps its slot (and is created again, a no-op).
+    let p3 = plan_at(
+        &wf,
+        vec![
+            child("r1", "d", Phase::Succeeded),
+            child("r1", "e", Phase::Succeeded),
+        ],
+        at(2),
+    );
+    assert_eq!(created(&p3), ["wf.r1.a1", "wf.r1.b"]);
+}
+
+#[test]
+fn deleting_a_step_s_child_cancels_the_step_and_it_does_not_run_again() {
+    let spec = "failFast: false\ntasks:\n- {name: a, type: cmd, input: x}\n- {name: b, type: cmd, input: x, dependencies: [a]}";
+    let wf = after(workflow(spec), &plan_at(&workflow(spec), vec![], at(0)));
+    let wf = after(
+        wf.clone(),
+        &plan_at(&wf, vec![child("r1", "a", Phase::Running)], at(1)),
+    );
+    let p = plan_at(&wf, vec![], at(2));
+    assert!(p.create.is_empty(), "{:?}", created(&p));
+    let s = p.status.as_ref().unwrap();
+    let a = &s.task_statuses.as_ref().unwrap()[0];
+    assert_eq!(
+        (a.phase, a.reason),
+        (Phase::Failed, Some(StepReason::Cancelled))
+    );
+    assert_eq!(s.phase, Some(Phase::Failed), "b is skipped, the run ends");
+}
+
+#[test]
+fn suspending_a_scheduled_workflow_lets_the_running_run_go_on() {
+    let spec = "schedule: '@every 60s'\ntasks: [{name: a, type: cmd, input: sleep 100}]";
+    let mut wf = workflow(spec);
+    wf.metadata.creation_timestamp = Some(Time(at(-30)));
+    let tick0 = Timestamp::from_second((at(0).as_second() / 60) * 60).unwrap();
+    let mut wf = after(wf.clone(), &plan_at(&wf, vec![], tick0 + 1.second()));
+    wf.spec.suspend = true;
+    wf.metadata.generation = Some(2);
+    let p = plan_at(
+        &wf,
+        vec![child("r1", "a", Phase::Running)],
+        tick0 + 5.second(),
+    );
+    assert!(p.delete.is_empty(), "{:?}", p.delete);
+    wf.spec.tasks[0].input = Some("echo changed".into());
+    let p = plan_at(
+        &wf,
+        vec![child("r1", "a", Phase::Running)],
+        tick0 + 6.second(),
+    );
+    assert_eq!(p.delete, ["wf.r1.a"], "new steps do cancel it");
+}
+
+#[test]
+fn a_run_that_ended_in_time_but_is_judged_late_keeps_its_result() {
+    let spec = format!("timeout: 10\n{THREE}");
+    let wf = after(workflow(&spec), &plan_at(&workflow(&spec), vec![], at(0)));
+    let done = ["a", "b", "c"]
+        .map(|s| child("r1", s, Phase::Succeeded))
+        .to_vec();
+    let p = plan_at(&wf, done, at(11));
+    let s = p.status.as_ref().unwrap();
+    assert_eq!(
+        (s.phase, s.reason.as_deref()),
+        (Some(Phase::Succeeded), Some("Succeeded"))
+    );
+}
+
+#[test]
+fn a_tick_after_a_run_that_ended_unobserved_starts_the_next_run() {
+    let spec = "schedule: '@every 60s'\ntasks: [{name: a, type: cmd, input: 'true'}]";
+    let mut wf = workflow(spec);
+    wf.metadata.creation_timestamp = Some(Time(at(-30)));
+    let tick = |n: i64| Timestamp::from_second((at(0).as_second() / 60 + n) * 60).unwrap();
+    let wf = after(wf.clone(), &plan_at(&wf, vec![], tick(0) + 1.second()));
+    let p = plan_at(
+        &wf,
+        vec![child("r1", "a", Phase::Succeeded)],
+        tick(1) + 1.second(),
+    );
+    assert_eq!(created(&p), ["wf.r2.a"]);
+}
+
+#[test]
+fn a_superseded_run_s_child_that_survived_is_deleted_later() {
+    let wf = after(workflow(THREE), &plan_at(&workflow(THREE), vec![], at(0)));
+    let mut changed = wf.clone();
+    changed.metadata.generation = Some(2);
+    let running = vec![
+        child("r1", "a", Phase::Running),
+        child("r1", "b", Phase::Succeeded),
+    ];
+    let p = plan_at(&changed, running.clone(), at(1));
+    assert!(p.delete.contains(&"wf.r1.a".to_owned()));
+    // The status landed; the deletion did not.
+    let changed = after(changed, &p);
+    let p = plan_at(&changed, running, at(2));
+    assert_eq!(
+        p.delete,
+        ["wf.r1.a"],
+        "an executing child of an older run goes"
+    );
+}
+
+#[test]
+fn fail_fast_counts_a_failure_whose_only_handler_was_skipped() {
+    let spec = "tasks:
+- {name: a, type: cmd, input: 'false'}
+- {name: h, type: cmd, input: x, dependencies: [a], condition: {when: failure, outputContains: nope}}
+- {name: z, type: cmd, input: x, dependencies: [y]}
+- {name: y, type: cmd, input: x}";
+    let wf = after(workflow(spec), &plan_at(&workflow(spec), vec![], at(0)));
+    let p = plan_at(
+        &wf,
+        vec![
+            child("r1", "a", Phase::Failed),
+            child("r1", "y", Phase::Succeeded),
+        ],
+        at(1),
+    );
+    assert!(
+        created(&p).is_empty(),
+        "z starts after an unhandled failure: {:?}",
+        created(&p)
     );
 }
