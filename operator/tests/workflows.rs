@@ -240,3 +240,28 @@ async fn deleting_a_workflow_deletes_its_children_and_cancels_their_runs() {
     .await;
     op.stop().await;
 }
+
+#[tokio::test]
+async fn a_workflow_runs_with_the_chart_s_rbac() {
+    logs();
+    let env = test_env("wf-rbac").await;
+    let plane = plane();
+    plane.apply_chart_rbac(&env.namespace, &env.namespace, "mcall-operator", &[]);
+    let sa = plane
+        .service_account_client(&env.namespace, "mcall-operator")
+        .await
+        .unwrap();
+    let op = start_operator_as(sa, config_for(&env));
+    create_workflow(
+        &env,
+        "least-privilege",
+        json!({"tasks": [
+            {"name": "a", "type": "cmd", "input": "echo a"},
+            {"name": "b", "type": "cmd", "input": "echo b", "dependencies": ["a"]},
+        ]}),
+    )
+    .await;
+    let s = ended(&env, "least-privilege").await;
+    assert_eq!(s.phase, Some(Phase::Succeeded), "{s:#?}");
+    op.stop().await;
+}

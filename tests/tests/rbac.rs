@@ -1,13 +1,14 @@
 //! The RBAC the chart generates from spec/rbac.yaml, on a real API server with RBAC on: a
 //! ServiceAccount without it is refused; bound to the generated role it can do exactly what the
-//! operator needs (list tasks, patch their status) and no more (no deletes).
+//! operator needs (list tasks, patch their status, create and delete workflow steps) and no more
+//! (no workflow deletes, no Secret lists).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use mcall_generated::{McallTask, Phase};
+use mcall_generated::{McallTask, McallWorkflow, Phase};
 use mcall_tests::{ControlPlane, create_test_namespace};
 use serde_json::json;
 
@@ -111,9 +112,19 @@ async fn check_operator_rights(plane: &ControlPlane, ns: &str, bind: impl FnOnce
         .unwrap();
     assert_eq!(stored.status.unwrap().phase, Some(Phase::Succeeded));
 
-    // Least privilege: the operator never deletes tasks, and cannot read other namespaces' Secrets list.
+    // Workflow steps are tasks the operator creates and deletes.
+    tasks_as_sa
+        .delete("probe", &DeleteParams::default())
+        .await
+        .expect("the generated role allows deleting a workflow's step tasks");
+    // Least privilege: the operator never deletes workflows, and cannot list Secrets.
+    let workflows_as_sa: Api<McallWorkflow> = Api::namespaced(sa.clone(), ns);
     assert_eq!(
-        status_code(tasks_as_sa.delete("probe", &DeleteParams::default()).await),
+        status_code(
+            workflows_as_sa
+                .delete("any", &DeleteParams::default())
+                .await
+        ),
         403
     );
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(sa, ns);
