@@ -12,7 +12,7 @@ use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use mcall_generated::{McallTask, McallWorkflow};
+use mcall_generated::{McallTask, McallWorkflow, McallWorkflowStatus};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -20,8 +20,9 @@ use super::effects::Plan;
 use super::observed::Observed;
 use super::plan;
 use super::steps::Child;
+use super::written::Written;
 use crate::controller::EventSink;
-use crate::controller::report::writes::{FIELD_MANAGER, Precondition, write};
+use crate::controller::report::writes::{FIELD_MANAGER, is_conflict, write_status_if};
 use crate::controller::report::{self};
 use crate::metrics::Metrics;
 use crate::{Error, Result};
@@ -56,6 +57,7 @@ struct Context {
     cross_namespace_templates: bool,
     metrics: Metrics,
     failures: Mutex<HashMap<ObjectRef<McallWorkflow>, u32>>,
+    written: Written,
 }
 
 /// The workflow controller of one watched namespace (`None`: all), until `stop`.
@@ -81,6 +83,7 @@ pub fn workflow_controller(
         cross_namespace_templates,
         metrics,
         failures: Mutex::default(),
+        written: Written::default(),
     });
     Controller::new(api, watcher::Config::default().any_semantic())
         .reconcile_on(tasks.woken)
@@ -126,8 +129,10 @@ fn error_policy(wf: Arc<McallWorkflow>, error: &Error, ctx: Arc<Context>) -> Act
 async fn reconcile(wf: Arc<McallWorkflow>, ctx: Arc<Context>) -> Result<Action> {
     // Children go with the workflow (ownerReferences); their runs are cancelled as they go.
     if wf.metadata.deletion_timestamp.is_some() {
+        ctx.written.forget(&wf.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
+    let wf = ctx.written.latest(wf);
     // Children and templates are read from the task cache; before it is complete a present
     // child would look missing and be created again.
     // Stopped before the cache synced (the task watch is no longer polled then): end, so the
@@ -172,25 +177,57 @@ fn children_of(tasks: &Store<McallTask>, namespace: &str, uid: &str) -> Vec<Chil
 }
 
 async fn apply(ctx: &Context, wf: &McallWorkflow, namespace: &str, plan: Plan) -> Result<Action> {
-    let workflows: Api<McallWorkflow> = Api::namespaced(ctx.client.clone(), namespace);
     let tasks: Api<McallTask> = Api::namespaced(ctx.client.clone(), namespace);
-    // The status first: a run's id lands before its children exist, and a step is recorded as
-    // being created before it is (so a reconcile whose cache lags still counts it).
-    if let Some(status) = &plan.status
-        && !write(&workflows, wf, status, Precondition::OnRead).await?
-    {
-        // Changed meanwhile: the reconcile that change triggers decides again.
+    // A run's id lands before its children exist; otherwise the status is written beside the
+    // creations (the next reconcile of this workflow starts after both, and plans from what was
+    // written even if the cache lags: `Written`).
+    if plan.starts_run && !write_status(ctx, wf, namespace, plan.status.as_ref()).await? {
         return Ok(Action::await_change());
     }
-    for note in &plan.events {
-        report::publish(&ctx.events, wf, note);
-    }
+    let status = async {
+        if plan.starts_run {
+            return Ok(true);
+        }
+        write_status(ctx, wf, namespace, plan.status.as_ref()).await
+    };
     // Deletions before creations: a cancelled run's children go even if a creation fails.
-    delete_children(&tasks, plan.delete).await?;
-    create_children(&tasks, wf, plan.create).await?;
+    let children = async {
+        delete_children(&tasks, plan.delete).await?;
+        create_children(&tasks, wf, plan.create).await
+    };
+    let (written, created) = tokio::join!(status, children);
+    if written? {
+        for note in &plan.events {
+            report::publish(&ctx.events, wf, note);
+        }
+    }
+    created?;
     Ok(plan
         .requeue_after
         .map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Writes the status onto the version read. `Ok(false)`: the workflow changed meanwhile (the
+/// reconcile that change triggers decides again).
+async fn write_status(
+    ctx: &Context,
+    wf: &McallWorkflow,
+    namespace: &str,
+    status: Option<&McallWorkflowStatus>,
+) -> Result<bool> {
+    let Some(status) = status else {
+        return Ok(true);
+    };
+    let workflows: Api<McallWorkflow> = Api::namespaced(ctx.client.clone(), namespace);
+    let version = wf.resource_version();
+    match write_status_if(&workflows, &wf.name_any(), status, version.as_deref()).await {
+        Ok(written) => {
+            ctx.written.record(wf, status, written);
+            Ok(true)
+        }
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 async fn create_children(

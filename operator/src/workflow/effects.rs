@@ -11,9 +11,11 @@ use crate::controller::report::Note;
 /// What to do.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// The status to write (onto the version read), when it changed; written before anything
-    /// else is done.
+    /// The status to write (onto the version read), when it changed.
     pub status: Option<McallWorkflowStatus>,
+    /// The status starts a run: it must land before any child is created (a tick never starts
+    /// two runs). Otherwise it is written beside the creations.
+    pub starts_run: bool,
     pub create: Vec<McallTask>,
     /// Child tasks to delete (cancelled steps, children of trimmed runs).
     pub delete: Vec<String>,

@@ -22,5 +22,6 @@ mod run;
 mod schedule;
 pub mod steps;
 pub mod validate;
+mod written;
 
 pub use controller::{FromTaskWatch, Wakeups, workflow_controller};

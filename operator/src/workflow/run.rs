@@ -93,6 +93,7 @@ pub fn start_run(
         o.now,
     );
     plan.events.push(Note::new(Reason::Started, what));
+    plan.starts_run = true;
 }
 
 pub fn max_retries(wf: &McallWorkflow) -> i64 {
