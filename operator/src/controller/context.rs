@@ -29,6 +29,17 @@ pub const RECONCILE_BACKOFF: Backoff = Backoff {
 /// Consecutive failed reconciles per task; a task's entry goes when it reconciles or is deleted.
 pub type Failures = Arc<std::sync::Mutex<std::collections::HashMap<TaskKey, u32>>>;
 
+/// Counts one more failed reconcile of `key` and returns how many there have been in a row.
+pub fn count_failure<K: std::hash::Hash + Eq>(
+    failures: &std::sync::Mutex<std::collections::HashMap<K, u32>>,
+    key: K,
+) -> u32 {
+    let mut map = failures.lock().expect("not poisoned");
+    let count = map.entry(key).or_insert(0);
+    *count = count.saturating_add(1);
+    *count
+}
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,

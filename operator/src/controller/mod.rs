@@ -34,7 +34,7 @@ mod start;
 pub mod status;
 mod watch;
 
-pub use context::RECONCILE_BACKOFF;
+pub use context::{RECONCILE_BACKOFF, count_failure};
 pub use executions::{Executions, TaskKey};
 pub use report::EventSink;
 pub use report::writes::FIELD_MANAGER;

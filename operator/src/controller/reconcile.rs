@@ -12,7 +12,7 @@ use tracing::Instrument as _;
 
 use super::FINALIZER;
 use super::apply::apply;
-use super::context::{Context, Facts, RECONCILE_BACKOFF};
+use super::context::{Context, Facts, RECONCILE_BACKOFF, count_failure};
 use super::decide::Policy;
 use super::effects::{Effect, Plan};
 use super::executions::TaskKey;
@@ -158,12 +158,7 @@ pub fn error_policy(task: Arc<McallTask>, error: &crate::Error, ctx: Arc<Context
     ctx.metrics
         .reconcile
         .count_error(KIND, error.metric_label());
-    let failures = {
-        let mut map = ctx.failures.lock().expect("not poisoned");
-        let count = map.entry(TaskKey::of(task.as_ref())).or_insert(0);
-        *count = count.saturating_add(1);
-        *count
-    };
+    let failures = count_failure(&ctx.failures, TaskKey::of(task.as_ref()));
     let delay = RECONCILE_BACKOFF.delay(failures);
     tracing::warn!(namespace = task.namespace().unwrap_or_default(), name = task.name_any(), error = %error, kind = error.metric_label(), failures, retry_in_secs = delay.as_secs(), "reconcile failed; retrying");
     Action::requeue(delay)

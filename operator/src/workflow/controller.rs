@@ -21,9 +21,9 @@ use super::observed::Observed;
 use super::plan;
 use super::steps::Child;
 use super::written::Written;
-use crate::controller::EventSink;
 use crate::controller::report::writes::{FIELD_MANAGER, is_conflict, write_status_if};
 use crate::controller::report::{self};
+use crate::controller::{EventSink, count_failure};
 use crate::metrics::Metrics;
 use crate::{Error, Result};
 
@@ -115,12 +115,7 @@ fn error_policy(wf: Arc<McallWorkflow>, error: &Error, ctx: Arc<Context>) -> Act
     ctx.metrics
         .reconcile
         .count_error(KIND, error.metric_label());
-    let failures = {
-        let mut map = ctx.failures.lock().expect("not poisoned");
-        let count = map.entry(ObjectRef::from_obj(wf.as_ref())).or_insert(0);
-        *count = count.saturating_add(1);
-        *count
-    };
+    let failures = count_failure(&ctx.failures, ObjectRef::from_obj(wf.as_ref()));
     let delay = crate::controller::RECONCILE_BACKOFF.delay(failures);
     tracing::warn!(namespace = wf.namespace().unwrap_or_default(), name = wf.name_any(), error = %error, failures, "workflow reconcile failed; retrying");
     Action::requeue(delay)
@@ -240,39 +235,36 @@ async fn create_children(
         ..PostParams::default()
     };
     let uid = wf.uid().unwrap_or_default();
-    stream::iter(children)
-        .map(|child| {
-            let (params, uid) = (params.clone(), uid.as_str());
-            async move {
-                match tasks.create(&params, &child).await {
-                    // Created by an earlier reconcile whose child the cache did not show yet,
-                    // unless another object has the name.
-                    Err(kube::Error::Api(e)) if e.code == 409 => {
-                        let name = child.name_any();
-                        let existing = tasks.get(&name).await.map_err(|source| Error::Kube {
-                            op: "reading a workflow step's task",
-                            source,
-                        })?;
-                        let ours = existing
-                            .owner_references()
-                            .iter()
-                            .any(|o| o.controller == Some(true) && o.uid == uid);
-                        if ours {
-                            Ok(())
-                        } else {
-                            Err(Error::NameTaken(name))
-                        }
-                    }
-                    other => other.map(|_| ()).map_err(|source| Error::Kube {
-                        op: "creating a workflow step's task",
+    concurrently(children, |child| {
+        let (params, uid) = (&params, uid.as_str());
+        async move {
+            match tasks.create(params, &child).await {
+                // Created by an earlier reconcile whose child the cache did not show yet,
+                // unless another object has the name.
+                Err(kube::Error::Api(e)) if e.code == 409 => {
+                    let name = child.name_any();
+                    let existing = tasks.get(&name).await.map_err(|source| Error::Kube {
+                        op: "reading a workflow step's task",
                         source,
-                    }),
+                    })?;
+                    let ours = existing
+                        .owner_references()
+                        .iter()
+                        .any(|o| o.controller == Some(true) && o.uid == uid);
+                    if ours {
+                        Ok(())
+                    } else {
+                        Err(Error::NameTaken(name))
+                    }
                 }
+                other => other.map(|_| ()).map_err(|source| Error::Kube {
+                    op: "creating a workflow step's task",
+                    source,
+                }),
             }
-        })
-        .buffer_unordered(WRITES_IN_FLIGHT)
-        .try_collect()
-        .await
+        }
+    })
+    .await
 }
 
 async fn delete_children(tasks: &Api<McallTask>, names: Vec<String>) -> Result<()> {
@@ -280,19 +272,27 @@ async fn delete_children(tasks: &Api<McallTask>, names: Vec<String>) -> Result<(
         propagation_policy: Some(PropagationPolicy::Background),
         ..DeleteParams::default()
     };
-    stream::iter(names)
-        .map(|name| {
-            let params = params.clone();
-            async move {
-                match tasks.delete(&name, &params).await {
-                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-                    other => other.map(|_| ()).map_err(|source| Error::Kube {
-                        op: "deleting a workflow step's task",
-                        source,
-                    }),
-                }
-            }
-        })
+    let params = &params;
+    concurrently(names, |name| async move {
+        match tasks.delete(&name, params).await {
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            other => other.map(|_| ()).map_err(|source| Error::Kube {
+                op: "deleting a workflow step's task",
+                source,
+            }),
+        }
+    })
+    .await
+}
+
+/// Runs `write` for every item, a few at once, until all succeed or one fails.
+async fn concurrently<T, F, Fut>(items: Vec<T>, write: F) -> Result<()>
+where
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    stream::iter(items)
+        .map(write)
         .buffer_unordered(WRITES_IN_FLIGHT)
         .try_collect()
         .await
