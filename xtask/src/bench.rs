@@ -19,6 +19,9 @@ pub enum Which {
     Failover,
     /// The operator started with 0, 1,000 and 10,000 tasks: time to ready and memory.
     Scale,
+    /// McallWorkflows: per-step overhead of sequential chains, a 100-step fan-out, and a burst of
+    /// 200 five-step workflows (steps/s against the plane's raw write rate, memory).
+    Workflow,
 }
 
 pub fn run(root: &Path, which: Which) -> Result<()> {
@@ -28,6 +31,7 @@ pub fn run(root: &Path, which: Which) -> Result<()> {
         Which::Schedule => schedule(root),
         Which::Failover => failover(root),
         Which::Scale => scale(root),
+        Which::Workflow => workflow(root),
     }
 }
 
@@ -178,6 +182,71 @@ fn scale(root: &Path) -> Result<()> {
         update_table(root, &format!("scale, {} tasks", size["tasks"]), &row)?;
     }
     Ok(())
+}
+
+fn workflow(root: &Path) -> Result<()> {
+    let result = crate::bench_workflow::run(root)?;
+    let dir = root.join("bench/results");
+    std::fs::create_dir_all(&dir).context("creating bench/results")?;
+    std::fs::write(dir.join("workflow.json"), &result)
+        .context("writing bench/results/workflow.json")?;
+    println!("{result}");
+    let v: serde_json::Value = serde_json::from_str(&result)?;
+    let (c, f, b) = (&v["chain"], &v["fanout"], &v["burst"]);
+    let chain = format!(
+        "| workflow, chain ({} chains of {} sequential steps, one after another, release) | {} ms | {} ms (max of {}) | per-step overhead (a step seen ended → the next step's command started) ≤ 50 ms (stretch 25); of it: to the next child seen created p50 {} ms, child → its command p50 {} ms; whole chain {} ms per step (p50; max {}) |",
+        c["chains"],
+        c["steps"],
+        c["overhead_per_step_ms"]["p50"],
+        c["overhead_per_step_ms"]["max"],
+        c["overhead_per_step_ms"]["n"],
+        c["handoff_ms"]["p50"],
+        c["pickup_ms"]["p50"],
+        c["chain_per_step_ms"]["p50"],
+        c["chain_per_step_ms"]["max"]
+    );
+    update_table(root, "workflow, chain", &chain)?;
+    let fanout = format!(
+        "| workflow, fan-out ({} independent steps, concurrency {}, {} runs, release) | {} ms | {} ms (max) | creation → Succeeded ≤ 2000 ms; p50: last child created at {} ms, last ended at {} ms, workflow Succeeded {} ms after it |",
+        f["steps"],
+        f["concurrency"],
+        f["workflows"],
+        f["create_to_succeeded_ms"]["p50"],
+        f["create_to_succeeded_ms"]["max"],
+        f["create_to_last_child_created_ms"]["p50"],
+        f["create_to_last_child_ended_ms"]["p50"],
+        f["last_child_ended_to_workflow_end_ms"]["p50"]
+    );
+    update_table(root, "workflow, fan-out", &fanout)?;
+    let writes: Vec<String> = b["api_requests_per_step"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| crate::bench_api::is_write(k))
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    let percent = |v: &serde_json::Value| format!("{:.0} %", v.as_f64().unwrap_or(0.0) * 100.0);
+    let burst = format!(
+        "| workflow, burst ({} {}-step diamonds created at once, release) | {} ms | {} ms | {} steps/s; a step costs {} API writes ({}), {} of them refused as conflicts (409); for that mix the plane's raw rates allow {} steps/s: {} of it ({} writes/s vs raw status writes {}/s); operator RSS {} MiB before, {} MiB at the end of the burst (max sampled {}), {} MiB 10 s later, peak {} MiB (goal ≤ 30) |",
+        b["workflows"],
+        b["steps_per_workflow"],
+        b["workflow_create_to_succeeded_ms"]["p50"],
+        b["workflow_create_to_succeeded_ms"]["p99"],
+        b["steps_per_second"],
+        b["api_writes_per_step"],
+        writes.join(", "),
+        b["api_conflicts_per_step"],
+        b["ceiling_steps_per_second"],
+        percent(&b["share_of_ceiling"]),
+        b["api_writes_per_second"],
+        b["raw_status_writes_per_second"],
+        b["operator_rss_mib_before"],
+        b["operator_rss_mib_end_of_burst"],
+        b["operator_rss_mib_max_sampled"],
+        b["operator_rss_mib_settled"],
+        b["operator_peak_rss_mib"]
+    );
+    update_table(root, "workflow, burst", &burst)
 }
 
 /// Replaces (or adds) the row of `name` in BENCHMARKS.md.

@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
-use kube::api::DynamicObject;
-use kube::api::{Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::api::{DynamicObject, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use mcall_tests::{ControlPlane, ControlPlaneOptions};
 use serde_json::json;
+
+use crate::bench_api::{
+    counts_once, grown, raw_rates, request_counts, requests_per, tasks_resource,
+};
 
 pub fn run(root: &Path, count: usize) -> Result<String> {
     with_operator(root, |plane, operator_pid| {
@@ -35,6 +37,7 @@ pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Resul
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
+    let log = std::fs::File::create(operator_log(&plane)).context("creating the operator log")?;
     // MCALL_BENCH_PROFILER (e.g. `heaptrack`) runs the operator under a profiler; the RSS
     // recorded is then the profiler's.
     let mut operator = match std::env::var_os("MCALL_BENCH_PROFILER") {
@@ -57,9 +60,12 @@ pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Resul
             "64",
         ])
         .args(["--port", &port.to_string(), "--bind-address", "127.0.0.1"])
-        .env("LOG_LEVEL", "WARN")
+        .env(
+            "LOG_LEVEL",
+            std::env::var("MCALL_BENCH_LOG_LEVEL").unwrap_or_else(|_| "WARN".to_owned()),
+        )
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .context("starting the operator")?;
     let result = f(&plane, operator.id());
@@ -71,6 +77,13 @@ pub fn with_operator<T>(root: &Path, f: impl FnOnce(&ControlPlane, u32) -> Resul
         .status();
     let _ = operator.wait();
     result
+}
+
+/// Where [`with_operator`] keeps the operator's log (at `MCALL_BENCH_LOG_LEVEL`, default WARN):
+/// `MCALL_BENCH_OPERATOR_LOG`, or else a file in the plane's directory, gone with the plane.
+pub fn operator_log(plane: &ControlPlane) -> std::path::PathBuf {
+    std::env::var_os("MCALL_BENCH_OPERATOR_LOG")
+        .map_or_else(|| plane.dir().join("operator.log"), Into::into)
 }
 
 /// Builds the release operator and starts a fresh control plane with the CRDs and the `bench`
@@ -114,6 +127,7 @@ pub fn install_crds(plane: &ControlPlane, root: &Path) -> Result<()> {
         "--for=condition=Established",
         "--timeout=60s",
         "crd/mcalltasks.mcall.tz.io",
+        "crd/mcallworkflows.mcall.tz.io",
     ])?;
     kubectl(&["create", "namespace", "bench"])?;
     // Not watched by the operator: where the raw create rate is measured.
@@ -124,13 +138,6 @@ pub fn install_crds(plane: &ControlPlane, root: &Path) -> Result<()> {
 /// The McallTask resource, untyped: xtask must build even when spec/ changed and `generated` is stale.
 pub fn tasks_api(client: kube::Client) -> Api<DynamicObject> {
     Api::namespaced_with(client, "bench", &tasks_resource())
-}
-
-fn tasks_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("mcall.tz.io", "v1", "McallTask"),
-        "mcalltasks",
-    )
 }
 
 async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Result<String> {
@@ -161,29 +168,7 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     };
 
     // Low load first: one task at a time, each waited for, so the latency is the operator's own.
-    let mut low_load = Vec::new();
-    for i in 0..20 {
-        let name = format!("low-{i}");
-        let task: DynamicObject = serde_json::from_value(
-            json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "metadata": {"name": name}, "spec": {"type": "cmd", "input": "true"}}),
-        )?;
-        let t0 = Instant::now();
-        tasks.create(&PostParams::default(), &task).await?;
-        loop {
-            if let Some(at) = done.lock().await.get(&name) {
-                low_load.push(at.duration_since(t0).as_secs_f64() * 1000.0);
-                break;
-            }
-            anyhow::ensure!(
-                t0.elapsed() < Duration::from_secs(30),
-                "{name} did not succeed within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-    low_load.sort_by(f64::total_cmp);
-    let low_p50 = low_load[low_load.len() / 2];
-    let low_max = low_load[low_load.len() - 1];
+    let (low_p50, low_max) = low_load(&tasks, &done).await?;
     done.lock().await.clear();
 
     let requests_before = request_counts(&client).await?;
@@ -225,19 +210,22 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     watch.abort();
     // Events trail the statuses: count the operator's Event creates on the API server's metrics
     // (no watch of them during the burst, which would cost the plane and this client).
-    let events_before = requests_before.get("POST events").copied().unwrap_or(0.0);
-    let events_deadline = Instant::now() + Duration::from_secs(60);
-    let mut requests_after = request_counts(&client).await?;
-    let events_created = |after: &std::collections::BTreeMap<String, f64>| {
-        (after.get("POST events").copied().unwrap_or(0.0) - events_before) as usize
-    };
-    while events_created(&requests_after) < count && Instant::now() < events_deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        requests_after = request_counts(&client).await?;
-    }
-    let events_published = events_created(&requests_after);
+    let requests_after = counts_once(
+        &client,
+        &requests_before,
+        "POST events",
+        count,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let events_published = grown(&requests_before, &requests_after, "POST events");
     let events_trail_s = last_succeeded.elapsed().as_secs_f64();
-    let requests = requests_per_task(&requests_before, &requests_after, count);
+    let requests = serde_json::Value::Object(requests_per(
+        &requests_before,
+        &requests_after,
+        count,
+        |_| true,
+    ));
     let done = done.lock().await;
     let mut latencies: Vec<f64> = created
         .iter()
@@ -250,74 +238,14 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     let throughput = count as f64 / total.as_secs_f64();
     let burst_end = Instant::now();
 
-    // The ceiling: a minimal client writing status (16 in flight), operator idle by now. Both
-    // ways of patching are measured and the faster one is the ceiling; Event creation is
-    // measured too, since Events cost the plane like any other write.
-    let writes = count.min(500);
-    let raw = RawRates {
-        creates: raw_rate(writes, |i| {
-            let unwatched = Api::namespaced_with(client.clone(), "bench-raw", &tasks_resource());
-            async move {
-                let task: DynamicObject = serde_json::from_value(json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "metadata": {"name": format!("raw-{i}")}, "spec": {"type": "cmd", "input": "true"}}))
-                    .map_err(kube::Error::SerdeError)?;
-                unwatched.create(&PostParams::default(), &task).await.map(drop)
-            }
-        })
-        .await?,
-        apply: raw_rate(writes, |i| {
-            let tasks = tasks.clone();
-            async move {
-                let patch = json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "status": {"message": format!("bench apply {i}")}});
-                tasks.patch_status(&format!("t-{}", i % count), &PatchParams::apply("bench-raw").force(), &Patch::Apply(&patch)).await.map(drop)
-            }
-        })
-        .await?,
-        merge: raw_rate(writes, |i| {
-            let tasks = tasks.clone();
-            async move {
-                let patch = json!({"status": {"message": format!("bench merge {i}")}});
-                tasks.patch_status(&format!("t-{}", i % count), &PatchParams::default(), &Patch::Merge(&patch)).await.map(drop)
-            }
-        })
-        .await?,
-        replace: {
-            // A replace (PUT) carries the whole object at the version read: one LIST first.
-            let listed = tasks.list(&Default::default()).await?;
-            let objects: std::collections::HashMap<String, DynamicObject> = listed
-                .items
-                .into_iter()
-                .map(|t| (t.name_any(), t))
-                .collect();
-            let objects = &objects;
-            raw_rate(writes, |i| {
-                let tasks = tasks.clone();
-                async move {
-                    let mut task = objects[&format!("t-{}", i % count)].clone();
-                    task.metadata.managed_fields = None;
-                    task.data["status"]["message"] = json!(format!("bench replace {i}"));
-                    tasks.replace_status(&task.name_any(), &PostParams::default(), &task).await.map(drop)
-                }
-            })
-            .await?
-        },
-        events: raw_rate(writes, |i| {
-            let events: Api<DynamicObject> = Api::namespaced_with(client.clone(), "bench", &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event"), "events"));
-            async move {
-                let event: DynamicObject = serde_json::from_value(json!({
-                    "apiVersion": "events.k8s.io/v1", "kind": "Event",
-                    "metadata": {"generateName": "bench-"},
-                    "eventTime": k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string(),
-                    "reportingController": "bench", "reportingInstance": "bench", "action": "Bench",
-                    "reason": "Bench", "type": "Normal", "note": format!("bench event {i}"),
-                    "regarding": {"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "namespace": "bench", "name": format!("t-{}", i % count)}
-                }))
-                .map_err(kube::Error::SerdeError)?;
-                events.create(&PostParams::default(), &event).await.map(drop)
-            }
-        })
-        .await?,
-    };
-    let raw_rate = raw.apply.max(raw.merge).max(raw.replace);
+    // The ceiling: a minimal client writing status (16 in flight), operator idle by now. Each
+    // way of patching is measured and the fastest one is the ceiling; Event creation is measured
+    // too, since Events cost the plane like any other write.
+    let raw = raw_rates(&client, &tasks, count.min(500), &|i| {
+        format!("t-{}", i % count)
+    })
+    .await?;
+    let raw_rate = raw.status_writes();
     // With the 1,000 tasks still there, once the operator has had a chance to hand freed memory
     // back (it trims every 10 s), and the high-water mark of the whole run.
     tokio::time::sleep(Duration::from_secs(11).saturating_sub(burst_end.elapsed())).await;
@@ -336,80 +264,33 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     ))
 }
 
-/// `apiserver_request_total` by verb and resource (all clients, all codes), from the API server's
-/// own metrics.
-async fn request_counts(client: &kube::Client) -> Result<std::collections::BTreeMap<String, f64>> {
-    let text = client
-        .request_text(http::Request::get("/metrics").body(Vec::new())?)
-        .await
-        .context("reading the API server's metrics")?;
-    let mut counts = std::collections::BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| l.starts_with("apiserver_request_total{"))
-    {
-        let label = |name: &str| {
-            line.split(&format!("{name}=\""))
-                .nth(1)
-                .and_then(|rest| rest.split('"').next())
-                .unwrap_or("")
-        };
-        let (Some(value), verb) = (
-            line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()),
-            label("verb"),
-        ) else {
-            continue;
-        };
-        if verb == "WATCH" || verb == "LIST" {
-            continue;
+/// Creation → Succeeded seen (`done`), in ms, of 20 tasks created one at a time: p50 and max.
+async fn low_load(
+    tasks: &Api<DynamicObject>,
+    done: &tokio::sync::Mutex<std::collections::HashMap<String, Instant>>,
+) -> Result<(f64, f64)> {
+    let mut low_load = Vec::new();
+    for i in 0..20 {
+        let name = format!("low-{i}");
+        let task: DynamicObject = serde_json::from_value(
+            json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "metadata": {"name": name}, "spec": {"type": "cmd", "input": "true"}}),
+        )?;
+        let t0 = Instant::now();
+        tasks.create(&PostParams::default(), &task).await?;
+        loop {
+            if let Some(at) = done.lock().await.get(&name) {
+                low_load.push(at.duration_since(t0).as_secs_f64() * 1000.0);
+                break;
+            }
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{name} did not succeed within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        let resource = match label("subresource") {
-            "" => label("resource").to_owned(),
-            sub => format!("{}/{sub}", label("resource")),
-        };
-        *counts.entry(format!("{verb} {resource}")).or_insert(0.0) += value;
     }
-    Ok(counts)
-}
-
-/// The requests the burst cost the plane per task (the benchmark's creates included), as JSON.
-fn requests_per_task(
-    before: &std::collections::BTreeMap<String, f64>,
-    after: &std::collections::BTreeMap<String, f64>,
-    count: usize,
-) -> String {
-    let per_task: Vec<String> = after
-        .iter()
-        .filter_map(|(key, value)| {
-            let delta = (value - before.get(key).copied().unwrap_or(0.0)) / count as f64;
-            (delta >= 0.01).then(|| format!("\"{key}\": {delta:.2}"))
-        })
-        .collect();
-    format!("{{{}}}", per_task.join(", "))
-}
-
-/// Raw write rates on the plane, per second.
-struct RawRates {
-    creates: f64,
-    replace: f64,
-    apply: f64,
-    merge: f64,
-    events: f64,
-}
-
-/// How many of `write(i)`, `writes` of them 16 at a time, complete per second.
-async fn raw_rate<F, Fut>(writes: usize, write: F) -> Result<f64>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<(), kube::Error>>,
-{
-    let t = Instant::now();
-    futures::stream::iter(0..writes)
-        .map(write)
-        .buffer_unordered(16)
-        .try_collect::<Vec<_>>()
-        .await?;
-    Ok(writes as f64 / t.elapsed().as_secs_f64())
+    low_load.sort_by(f64::total_cmp);
+    Ok((low_load[low_load.len() / 2], low_load[low_load.len() - 1]))
 }
 
 /// A loopback HTTP server answering 200 to everything, for the get tasks.

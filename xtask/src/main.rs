@@ -3,10 +3,12 @@
 #![deny(rust_2018_idioms)]
 
 mod bench;
+mod bench_api;
 mod bench_failover;
 mod bench_scale;
 mod bench_schedule;
 mod bench_tasks;
+mod bench_workflow;
 mod ci;
 mod cluster;
 mod demo;
