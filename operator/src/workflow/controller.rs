@@ -9,8 +9,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use mcall_generated::{McallTask, McallWorkflow, McallWorkflowStatus};
 use tokio_util::sync::CancellationToken;
@@ -85,7 +85,22 @@ pub fn workflow_controller(
         failures: Mutex::default(),
         written: Written::default(),
     });
-    Controller::new(api, watcher::Config::default().any_semantic())
+    let (store, writer) = reflector::store();
+    // Small pages, and no field-manager bookkeeping in the cache (as large as a small status).
+    let workflows = watcher(
+        api,
+        watcher::Config::default().any_semantic().page_size(100),
+    )
+    .default_backoff()
+    .modify(|wf: &mut McallWorkflow| {
+        wf.metadata.managed_fields = None;
+        if let Some(annotations) = wf.metadata.annotations.as_mut() {
+            annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        }
+    })
+    .reflect(writer)
+    .applied_objects();
+    Controller::for_stream(workflows, store)
         .reconcile_on(tasks.woken)
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
         .graceful_shutdown_on(async move { stop.cancelled().await })
