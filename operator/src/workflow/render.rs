@@ -1,6 +1,8 @@
 //! The run as the status shows it: `taskStatuses`, the `dag` a UI draws, and the counts. Pure;
 //! every text taken from a step is cut, so a 100-step run stays far below the object size limit.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
 use mcall_generated::{
     ConditionWhen, DagEdge, DagEdgeType, DagNode, DagSummary, McallWorkflowStatus, Phase,
     StepReason, WorkflowDag, WorkflowTaskStatus,
@@ -21,13 +23,19 @@ pub fn task_statuses(
     states: &[StepState],
     children: &[Option<&Child>],
     previous: &[WorkflowTaskStatus],
+    now: Timestamp,
 ) -> Vec<WorkflowTaskStatus> {
     dag.steps
         .iter()
         .enumerate()
         .map(|(i, step)| {
             let before = previous.iter().find(|p| p.name == step.name);
-            step_status(&step.name, states[i], children[i], before)
+            let mut status = step_status(&step.name, states[i], children[i], before);
+            // A step being created started now (its child's own start time replaces it).
+            if states[i] == StepState::Creating && status.start_time.is_none() {
+                status.start_time = Some(Time(now));
+            }
+            status
         })
         .collect()
 }

@@ -42,6 +42,9 @@ pub fn run_number(run: &str) -> Option<u64> {
     run.strip_prefix('r')?.parse().ok()
 }
 
+/// How long a created child may stay out of the task cache before its creation is repeated.
+const RECREATE_AFTER: SignedDuration = SignedDuration::from_secs(5);
+
 /// Digest of `spec.tasks`: whether a spec edit changed the steps.
 pub fn tasks_digest(wf: &McallWorkflow) -> String {
     let tasks = serde_json::to_string(&wf.spec.tasks).expect("steps serialize");
@@ -185,13 +188,15 @@ pub fn advance(
     if wf.spec.fail_fast && !steps::unhandled_failures(dag, &states, false).is_empty() {
         states = steps::evaluate(dag, &children, &previous, Some(StepReason::FailFast));
     }
-    if let Err(problem) = start_ready(o, dag, &mut states, &mut plan.create, run) {
+    if let Err(problem) = start_ready(o, dag, &mut states, &previous, &mut plan.create, run) {
         // The template changed since the run started, into something the step cannot use.
-        s.task_statuses = Some(render::task_statuses(dag, &states, &children, &previous));
+        s.task_statuses = Some(render::task_statuses(
+            dag, &states, &children, &previous, o.now,
+        ));
         let message = format!("run {run}: {}", problem.0);
         return end_run(o, s, plan, Phase::Failed, Reason::InvalidSpec, &message);
     }
-    let statuses = render::task_statuses(dag, &states, &children, &previous);
+    let statuses = render::task_statuses(dag, &states, &children, &previous, o.now);
     announce_step_failures(&statuses, &previous, plan);
     s.task_statuses = Some(statuses);
     if all_ended(&states) {
@@ -233,7 +238,9 @@ fn at_deadline(
         }
     }
     let previous = s.task_statuses.clone().unwrap_or_default();
-    s.task_statuses = Some(render::task_statuses(dag, &states, children, &previous));
+    s.task_statuses = Some(render::task_statuses(
+        dag, &states, children, &previous, o.now,
+    ));
     let message = format!(
         "run {run} exceeded its timeout of {}s",
         o.workflow.spec.timeout
@@ -248,12 +255,14 @@ fn at_deadline(
     );
 }
 
-/// Creates the children of the steps being created (again: the cache does not show them yet)
-/// and of the ready steps, in order, while `concurrency` allows.
+/// Creates the children of the ready steps, in order, while `concurrency` allows, and again
+/// those of steps being created for a while that the cache still does not show (their creation
+/// may have failed; an existing child makes it a no-op).
 fn start_ready(
     o: &Observed<'_>,
     dag: &Dag<'_>,
     states: &mut [StepState],
+    previous: &[WorkflowTaskStatus],
     create: &mut Vec<McallTask>,
     run: &str,
 ) -> Result<(), child::ChildProblem> {
@@ -263,8 +272,18 @@ fn start_ready(
         .filter(|st| matches!(st, StepState::Running | StepState::Creating))
         .count() as i64;
     let mut free = (wf.spec.concurrency - occupied).max(0);
+    let overdue = |name: &str| {
+        let since = previous
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.start_time.as_ref());
+        since.is_none_or(|t| o.now.duration_since(t.0) >= RECREATE_AFTER)
+    };
     for &i in &dag.order {
         let again = states[i] == StepState::Creating;
+        if again && !overdue(&dag.steps[i].name) {
+            continue;
+        }
         if !again && (free == 0 || states[i] != StepState::Ready) {
             continue;
         }
