@@ -24,6 +24,19 @@ pub(crate) enum Credentials<'a> {
     Token(&'a str),
 }
 
+/// The admin's kubeconfig for `server`, with the PKI's admin client certificate.
+pub(crate) fn admin_kubeconfig(server: &str, pki: &crate::pki::Pki) -> Result<String> {
+    render_kubeconfig(
+        server,
+        &pki.ca_pem,
+        crate::pki::ADMIN_USER,
+        Credentials::ClientCert {
+            cert_pem: &pki.admin_cert_pem,
+            key_pem: &pki.admin_key_pem,
+        },
+    )
+}
+
 /// Renders a single-context kubeconfig with everything embedded (no file references), so the
 /// file can be copied around or used after the PKI directory is gone.
 pub(crate) fn render_kubeconfig(

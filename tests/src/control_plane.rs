@@ -10,7 +10,7 @@ use kube::Client;
 use kube::config::Kubeconfig;
 
 use crate::client::{self, Credentials};
-use crate::pki::{self, ADMIN_USER};
+use crate::pki;
 use crate::process::{self, Layout, Ports, Processes};
 use crate::readiness::{self, Readiness};
 use crate::watchdog::Watchdog;
@@ -103,15 +103,7 @@ pub(crate) fn launch(
     let pki = pki::generate(&layout.pki_dir())?;
     let ports = Ports::pick()?;
     let server = ports.server_url();
-    let yaml = client::render_kubeconfig(
-        &server,
-        &pki.ca_pem,
-        ADMIN_USER,
-        Credentials::ClientCert {
-            cert_pem: &pki.admin_cert_pem,
-            key_pem: &pki.admin_key_pem,
-        },
-    )?;
+    let yaml = client::admin_kubeconfig(&server, &pki)?;
     if let Some(parent) = kubeconfig.parent() {
         std::fs::create_dir_all(parent)
             .map_err(io_err("creating the kubeconfig directory", parent))?;

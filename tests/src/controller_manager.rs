@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::client::{self, Credentials};
-use crate::pki::{ADMIN_USER, CONTROLLER_MANAGER_USER, Pki};
+use crate::pki::{CONTROLLER_MANAGER_USER, Pki};
 use crate::process::{self, CONTROLLER_MANAGER, Layout, Processes};
 use crate::{Result, io_err};
 
@@ -96,15 +96,7 @@ pub(crate) fn spawn(
     let url = format!("https://127.0.0.1:{port}");
     // /healthz is served to anyone (it is in --authorization-always-allow-paths); the admin
     // certificate is offered but not needed (no --client-ca-file: nothing else is served here).
-    let probe_kubeconfig = client::render_kubeconfig(
-        &url,
-        &pki.ca_pem,
-        ADMIN_USER,
-        Credentials::ClientCert {
-            cert_pem: &pki.admin_cert_pem,
-            key_pem: &pki.admin_key_pem,
-        },
-    )?;
+    let probe_kubeconfig = client::admin_kubeconfig(&url, pki)?;
     Ok(Spawned {
         pid,
         url,

@@ -98,8 +98,13 @@ pub async fn counts_once(
 
 /// How much `key` grew from `before` to `after`.
 pub fn grown(before: &Counts, after: &Counts, key: &str) -> usize {
+    delta(before, after, key).max(0.0) as usize
+}
+
+/// How much counter `key` changed from `before` to `after` (absent counts as 0).
+fn delta(before: &Counts, after: &Counts, key: &str) -> f64 {
     let value = |c: &Counts| c.get(key).copied().unwrap_or(0.0);
-    (value(after) - value(before)).max(0.0) as usize
+    value(after) - value(before)
 }
 
 /// The requests between `before` and `after` per unit (a task, a step), as a JSON object of the
@@ -111,11 +116,11 @@ pub fn requests_per(
     keep: impl Fn(&str) -> bool,
 ) -> serde_json::Map<String, serde_json::Value> {
     after
-        .iter()
-        .filter(|(key, _)| !TIMINGS.iter().any(|t| key.starts_with(t)) && keep(key))
-        .filter_map(|(key, value)| {
-            let delta = (value - before.get(key).copied().unwrap_or(0.0)) / units as f64;
-            (delta >= 0.01).then(|| (key.clone(), json!((delta * 100.0).round() / 100.0)))
+        .keys()
+        .filter(|key| !TIMINGS.iter().any(|t| key.starts_with(t)) && keep(key))
+        .filter_map(|key| {
+            let per_unit = delta(before, after, key) / units as f64;
+            (per_unit >= 0.01).then(|| (key.clone(), json!((per_unit * 100.0).round() / 100.0)))
         })
         .collect()
 }
@@ -127,9 +132,7 @@ pub fn mean_latency_ms(
     after: &Counts,
     keep: impl Fn(&str) -> bool,
 ) -> serde_json::Map<String, serde_json::Value> {
-    let delta = |key: &str| {
-        after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
-    };
+    let delta = |key: &str| delta(before, after, key);
     after
         .keys()
         .filter_map(|key| key.strip_prefix("timed "))
@@ -148,9 +151,7 @@ pub fn slow_requests(
     after: &Counts,
     keep: impl Fn(&str) -> bool,
 ) -> serde_json::Map<String, serde_json::Value> {
-    let delta = |key: &str| {
-        after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)
-    };
+    let delta = |key: &str| delta(before, after, key);
     after
         .keys()
         .filter_map(|key| key.strip_prefix("timed "))

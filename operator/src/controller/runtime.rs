@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector;
 use kube::{Api, Client};
 use mcall_generated::McallTask;
 use tokio::sync::Semaphore;
@@ -170,7 +170,7 @@ async fn run_controllers(shared: &Shared) {
     } else {
         config.watch_namespaces.iter().cloned().map(Some).collect()
     };
-    let (stores, controllers): (Vec<_>, Vec<_>) = namespaces
+    let (synced_tokens, controllers): (Vec<_>, Vec<_>) = namespaces
         .into_iter()
         .map(|ns| namespace_controller(shared, ns))
         .unzip();
@@ -179,8 +179,8 @@ async fn run_controllers(shared: &Shared) {
     let synced = async {
         tokio::select! {
             () = async {
-                for store in &stores {
-                    let _ = store.wait_until_ready().await;
+                for synced in &synced_tokens {
+                    synced.cancelled().await;
                 }
             } => tracing::info!("caches synced; reconciling"),
             () = shared.shutdown.cancelled() => {}
@@ -212,11 +212,12 @@ struct Shared {
     metrics: Metrics,
 }
 
-/// The cache and the controller of one watched namespace (`None`: all).
+/// The controllers of one watched namespace (`None`: all), and the token their task watch
+/// cancels once its cache is complete (the store's own readiness wakes only some of its waiters).
 fn namespace_controller(
     shared: &Shared,
     namespace: Option<String>,
-) -> (Store<McallTask>, impl Future<Output = ()> + use<>) {
+) -> (CancellationToken, impl Future<Output = ()> + use<>) {
     let api: Api<McallTask> = match &namespace {
         Some(ns) => Api::namespaced(shared.client.clone(), ns),
         None => Api::all(shared.client.clone()),
@@ -226,6 +227,7 @@ fn namespace_controller(
     let (wake, woken) = futures::channel::mpsc::unbounded();
     let (wake_workflows, woken_workflows) = futures::channel::mpsc::unbounded();
     let tasks_synced = CancellationToken::new();
+    let synced = tasks_synced.clone();
     let failures = Failures::default();
     let watch = watch_tasks(
         api,
@@ -282,7 +284,7 @@ fn namespace_controller(
                 tracing::debug!(error = %e, "reconcile loop");
             }
         });
-    (store, async move {
+    (synced, async move {
         tokio::join!(controller, workflows);
     })
 }

@@ -288,10 +288,7 @@ fn start_ready(
             continue;
         }
         let step = &dag.steps[i];
-        let template = step.task_ref.as_ref().and_then(|r| {
-            let own = wf.metadata.namespace.as_deref().unwrap_or_default();
-            (o.template)(r.namespace.as_deref().unwrap_or(own), &r.name)
-        });
+        let template = o.template_of(step);
         create.push(child::build(wf, run, step, template.as_ref())?);
         if !again {
             states[i] = StepState::Creating;

@@ -36,7 +36,7 @@ fn check_templates(o: &Observed<'_>) -> Result<(), SpecProblem> {
             continue;
         };
         let field = format!("spec.tasks[{i}].taskRef");
-        let namespace = reference.namespace.clone().unwrap_or_else(|| own.clone());
+        let namespace = o.template_namespace(reference);
         if namespace != own && !o.cross_namespace_templates {
             let message = format!(
                 "the template {namespace}/{} is in another namespace; the operator runs templates of the workflow's own namespace only (--allow-cross-namespace-templates)",
@@ -80,12 +80,8 @@ fn check_schedule(wf: &McallWorkflow) -> Result<(), SpecProblem> {
 /// nothing created. A step filled from `inputTemplate` is judged when it runs.
 pub fn steps_compile(o: &Observed<'_>) -> Result<(), SpecProblem> {
     let wf = o.workflow;
-    let own = wf.metadata.namespace.clone().unwrap_or_default();
     for (i, step) in wf.spec.tasks.iter().enumerate() {
-        let template = step
-            .task_ref
-            .as_ref()
-            .and_then(|r| (o.template)(r.namespace.as_deref().unwrap_or(&own), &r.name));
+        let template = o.template_of(step);
         let field = format!("spec.tasks[{i}]");
         let task = child::build(wf, "r0", step, template.as_ref())
             .map_err(|problem| SpecProblem::at(&field, problem.0))?;
