@@ -531,3 +531,32 @@ fn fail_fast_counts_a_failure_whose_only_handler_was_skipped() {
         created(&p)
     );
 }
+
+#[test]
+fn a_template_of_another_namespace_is_used_only_when_the_operator_allows_it() {
+    let wf = workflow("tasks: [{name: a, taskRef: {name: tmpl, namespace: shared}}]");
+    let shared_only =
+        |ns: &str, name: &str| (ns == "shared").then(|| echo_template(ns, name)).flatten();
+    let observed = |allowed| Observed {
+        workflow: &wf,
+        children: vec![],
+        template: &shared_only,
+        cross_namespace_templates: allowed,
+        now: at(0),
+    };
+    let refused = plan(&observed(false));
+    assert!(refused.create.is_empty());
+    let message = refused.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        message.starts_with("spec.tasks[0].taskRef.namespace: "),
+        "{message}"
+    );
+    let allowed = plan(&observed(true));
+    assert_eq!(created(&allowed), ["wf.r1.a"]);
+    assert_eq!(allowed.create[0].spec.input.as_deref(), Some("echo t"));
+    assert_eq!(
+        allowed.create[0].metadata.namespace.as_deref(),
+        Some("ns"),
+        "runs in the workflow's namespace"
+    );
+}
