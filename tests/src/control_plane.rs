@@ -15,6 +15,7 @@ use crate::process::{self, Layout, Ports, Processes};
 use crate::readiness::{self, Readiness};
 use crate::watchdog::Watchdog;
 use crate::{Error, Result, io_err, tools};
+use crate::node::{self, NodeLaunch};
 use crate::{controller_manager, crds};
 
 /// How to start a control plane. `Default` is what tests want.
@@ -42,6 +43,12 @@ pub struct ControlPlaneOptions {
     /// CRD installed later are collected only after that resync (measured: 40 s for the
     /// first one).
     pub crds: Vec<PathBuf>,
+    /// Also run a node ([`crate::node`]): containerd, kubelet, kube-proxy, kube-scheduler and
+    /// CoreDNS; implies the controller manager. Needs root; one node per machine, so a start
+    /// waits up to `node_claim_wait` for another node to go.
+    pub node: bool,
+    /// How long to wait for the machine's node lock.
+    pub node_claim_wait: Duration,
 }
 
 impl Default for ControlPlaneOptions {
@@ -54,6 +61,8 @@ impl Default for ControlPlaneOptions {
             controller_manager: false,
             extra_controller_manager_args: Vec::new(),
             crds: Vec::new(),
+            node: false,
+            node_claim_wait: Duration::from_secs(600),
         }
     }
 }
@@ -73,7 +82,9 @@ pub struct ControlPlane {
     startup: Duration,
     procs: Processes,
     watchdogs: Vec<Watchdog>,
+    node: Option<NodeLaunch>,
     // Declared last: fields drop in order, so processes are dead before their files go.
+    node_dir: Option<tempfile::TempDir>,
     dir: tempfile::TempDir,
 }
 
@@ -85,6 +96,13 @@ pub(crate) struct Launched {
     pub kubeconfig: PathBuf,
     pub controller_manager_url: Option<String>,
     pub startup: Duration,
+    pub node: Option<NodeLaunch>,
+}
+
+/// Where a plane's node lives and who owns it (see [`node::Owner`]).
+pub(crate) struct NodeSetup<'a> {
+    pub dir: &'a Path,
+    pub owner: node::Owner,
 }
 
 /// Generates the PKI, spawns etcd and kube-apiserver in `layout.dir`, writes the kubeconfig and
@@ -97,11 +115,27 @@ pub(crate) fn launch(
     layout: &Layout,
     kubeconfig: &Path,
     opts: &ControlPlaneOptions,
+    node_setup: Option<NodeSetup<'_>>,
     mut on_spawned: impl FnMut(&[(&'static str, u32)]) -> Result<()>,
 ) -> Result<Launched> {
     let started = Instant::now();
-    let pki = pki::generate(&layout.pki_dir())?;
-    let ports = Ports::pick()?;
+    // The node claims the machine and puts its address on `lo` first: the apiserver serves there.
+    let claim = match &node_setup {
+        Some(setup) => Some(node::prepare(
+            setup.owner,
+            setup.dir,
+            bin_dir,
+            opts.node_claim_wait,
+        )?),
+        None => None,
+    };
+    let names = node::NODE_NAMES;
+    let pki = pki::generate(&layout.pki_dir(), claim.as_ref().map(|_| names))?;
+    let host = match claim {
+        Some(_) => node::NODE_IP.parse().expect("a valid address"),
+        None => std::net::Ipv4Addr::LOCALHOST,
+    };
+    let ports = Ports::pick(host)?;
     let server = ports.server_url();
     let yaml = client::admin_kubeconfig(&server, &pki)?;
     if let Some(parent) = kubeconfig.parent() {
@@ -115,7 +149,7 @@ pub(crate) fn launch(
     readiness::wait_ready(&mut procs, Readiness::ApiServer, yaml, opts.ready_timeout)?;
 
     crds::install(bin_dir, kubeconfig, &opts.crds, opts.ready_timeout)?;
-    let controller_manager_url = if opts.controller_manager {
+    let controller_manager_url = if opts.controller_manager || claim.is_some() {
         let url = start_controller_manager(
             bin_dir,
             layout,
@@ -129,6 +163,15 @@ pub(crate) fn launch(
     } else {
         None
     };
+    let node = match (claim, node_setup, &pki.node) {
+        (Some(claim), Some(setup), Some(node_pki)) => {
+            let launched = start_node(bin_dir, &server, kubeconfig, &pki, node_pki, claim, setup.dir, opts)?;
+            let pids = launched.procs.pids();
+            on_spawned(&pids)?;
+            Some(launched)
+        }
+        _ => None,
+    };
     Ok(Launched {
         procs,
         server,
@@ -136,7 +179,38 @@ pub(crate) fn launch(
         kubeconfig: kubeconfig.to_path_buf(),
         controller_manager_url,
         startup: started.elapsed(),
+        node,
     })
+}
+
+/// Starts the node's processes on the ready plane.
+#[allow(clippy::too_many_arguments)]
+fn start_node(
+    bin_dir: &Path,
+    server: &str,
+    kubeconfig: &Path,
+    pki: &pki::Pki,
+    node_pki: &pki::NodePki,
+    claim: node::Claim,
+    dir: &Path,
+    opts: &ControlPlaneOptions,
+) -> Result<NodeLaunch> {
+    let layout = node::NodeLayout {
+        dir: dir.to_path_buf(),
+        pki: node::NodePaths {
+            ca_cert: pki.ca_cert.clone(),
+            kubelet_serving_cert: node_pki.kubelet_serving_cert.clone(),
+            kubelet_serving_key: node_pki.kubelet_serving_key.clone(),
+        },
+    };
+    let plane = node::PlaneAccess {
+        server,
+        ca_pem: &pki.ca_pem,
+        admin_kubeconfig: kubeconfig,
+        bin_dir,
+    };
+    let sandbox = node::sandbox_image(bin_dir, dir)?;
+    node::start(claim, layout, &plane, node_pki, &sandbox, opts.ready_timeout)
 }
 
 /// Spawns kube-controller-manager once the apiserver is ready (started earlier it would only
@@ -191,7 +265,20 @@ impl ControlPlane {
         // One watchdog per batch of processes (the controller manager comes later than etcd
         // and the apiserver); each kills its own and removes the directory.
         let mut watchdogs = Vec::new();
-        let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, |pids| {
+        let node_dir = match opts.node {
+            true => Some(
+                tempfile::Builder::new()
+                    .prefix("mcall-node-")
+                    .tempdir()
+                    .map_err(io_err("creating a temp dir in", std::env::temp_dir()))?,
+            ),
+            false => None,
+        };
+        let node_setup = node_dir.as_ref().map(|d| NodeSetup {
+            dir: d.path(),
+            owner: node::Owner::Process(std::process::id()),
+        });
+        let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, node_setup, |pids| {
             let pids: Vec<u32> = pids.iter().map(|(_, pid)| *pid).collect();
             watchdogs.push(Watchdog::spawn(&pids, dir.path())?);
             Ok(())
@@ -214,6 +301,8 @@ impl ControlPlane {
             startup: launched.startup,
             procs: launched.procs,
             watchdogs,
+            node: launched.node,
+            node_dir,
             dir,
         })
     }
@@ -236,14 +325,9 @@ impl ControlPlane {
     /// dependents) from the first second; see [`ControlPlaneOptions::crds`] for why.
     pub fn shared_with_controller_manager() -> &'static ControlPlane {
         static SHARED: OnceLock<std::result::Result<ControlPlane, String>> = OnceLock::new();
-        let chart_crds = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("helm")
-            .join("mcall-operator")
-            .join("crds");
         let opts = ControlPlaneOptions {
             controller_manager: true,
-            crds: vec![chart_crds],
+            crds: vec![chart_crds()],
             ..Default::default()
         };
         shared_plane(&SHARED, opts)
@@ -351,6 +435,43 @@ impl ControlPlane {
         );
     }
 
+    /// The plane with a node ([`ControlPlaneOptions::node`]) shared by all tests of this test
+    /// binary, started on first use, with the chart's CRDs. Needs root.
+    pub fn shared_with_node() -> &'static ControlPlane {
+        static SHARED: OnceLock<std::result::Result<ControlPlane, String>> = OnceLock::new();
+        let opts = ControlPlaneOptions {
+            controller_manager: true,
+            node: true,
+            crds: vec![chart_crds()],
+            ..Default::default()
+        };
+        shared_plane(&SHARED, opts)
+    }
+
+    /// The node's containerd socket, if the plane has a node.
+    pub fn node_containerd_socket(&self) -> Option<PathBuf> {
+        self.node.as_ref().map(|n| n.layout.containerd_socket())
+    }
+
+    /// The node's directory (its logs: `kubelet.log`, `containerd.log`, ...), if it has one.
+    pub fn node_dir(&self) -> Option<&Path> {
+        self.node.as_ref().map(|n| n.layout.dir.as_path())
+    }
+
+    /// Wall time from the node's first process to a Ready node with its services answering.
+    pub fn node_startup_time(&self) -> Option<Duration> {
+        self.node.as_ref().map(|n| n.startup)
+    }
+
+    /// Imports an image archive into the node's containerd, where kubelet finds it.
+    pub fn import_image(&self, archive: &Path) -> Result<()> {
+        let socket = self.node_containerd_socket().ok_or_else(|| Error::Node {
+            what: "importing an image".into(),
+            reason: "this control plane has no node (ControlPlaneOptions::node)".into(),
+        })?;
+        node::import_image(&socket, archive)
+    }
+
     /// kube-controller-manager's secure endpoint, `https://127.0.0.1:<port>`, if it runs.
     pub fn controller_manager_url(&self) -> Option<&str> {
         self.controller_manager_url.as_deref()
@@ -429,8 +550,19 @@ impl Drop for ControlPlane {
         // Disarm first so the watchdogs cannot race us; then kill and reap the processes; the
         // temp dir is removed when `dir` drops after this.
         self.watchdogs.drain(..).for_each(Watchdog::disarm);
+        // The node first (its processes, then the teardown), while the apiserver still answers.
+        drop(self.node.take());
         self.procs.kill();
     }
+}
+
+/// The chart's CRDs (`helm/mcall-operator/crds/`).
+fn chart_crds() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("helm")
+        .join("mcall-operator")
+        .join("crds")
 }
 
 /// The plane in `cell`, started with `opts` on first use; panics (there is nothing a test could

@@ -2,9 +2,10 @@
 //! with it, garbage collection (ownerReferences, background and foreground propagation) and
 //! namespace deletion actually happen, as in a real cluster.
 //!
-//! Only the controllers those need run; in particular no ServiceAccount controllers, so
-//! namespaces get neither a `default` ServiceAccount nor a `kube-root-ca.crt` ConfigMap, and a
-//! plane with the controller manager holds the same objects as one without.
+//! Without a node only the controllers those need run; in particular no ServiceAccount
+//! controllers, so namespaces get neither a `default` ServiceAccount nor a `kube-root-ca.crt`
+//! ConfigMap, and a plane with the controller manager holds the same objects as one without.
+//! With a node ([`crate::ControlPlaneOptions::node`]) it runs [`NODE_CONTROLLERS`] as well.
 
 use std::path::Path;
 
@@ -27,6 +28,24 @@ use crate::{Result, io_err};
 /// would put a ServiceAccount and a ConfigMap into every namespace, which tests listing a
 /// namespace's objects would then see.
 pub(crate) const CONTROLLERS: [&str; 2] = ["garbage-collector-controller", "namespace-controller"];
+
+/// With a node, also what pods need, as in a real cluster: Deployments (through ReplicaSets),
+/// Jobs, a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap in every namespace
+/// (the projected token volume reads it), EndpointSlices for Services, and PodDisruptionBudget
+/// status; the node lifecycle controller removes the `node.kubernetes.io/not-ready` taint
+/// kubelet registers the Node with (nothing is scheduled until it does). IP address management
+/// is left out: the pod range comes from the CNI configuration.
+pub(crate) const NODE_CONTROLLERS: [&str; 9] = [
+    "node-lifecycle-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "job-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+    "endpointslice-controller",
+    "disruption-controller",
+    "ttl-after-finished-controller",
+];
 
 /// A spawned controller manager: its pid, where it serves, and a kubeconfig to probe it with.
 pub(crate) struct Spawned {
@@ -60,9 +79,15 @@ pub(crate) fn spawn(
     std::fs::write(&kubeconfig, yaml).map_err(io_err("writing", &kubeconfig))?;
 
     let port = process::pick_port()?;
+    let mut controllers = CONTROLLERS.to_vec();
+    if pki.node.is_some() {
+        controllers.extend(NODE_CONTROLLERS);
+    }
     let mut args = vec![
         format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--controllers={}", CONTROLLERS.join(",")),
+        format!("--controllers={}", controllers.join(",")),
+        // What the root-ca publisher puts into every namespace's kube-root-ca.crt.
+        format!("--root-ca-file={}", pki.ca_cert.display()),
         // One identity for all controllers (see pki.rs for why it is in system:masters); with
         // `true` it would mint a ServiceAccount token per controller, which needs the
         // serviceaccount-token controller and its signing key.

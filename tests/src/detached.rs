@@ -111,7 +111,7 @@ impl ControlPlane {
         };
         // Pid files are written as soon as the processes exist, so `down` finds them even if
         // this command is interrupted while waiting for readiness.
-        let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, |pids| {
+        let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, None, |pids| {
             for (binary, pid) in pids {
                 let path = pid_file(&state_dir, binary);
                 std::fs::write(&path, pid.to_string())

@@ -42,6 +42,7 @@ mod control_plane;
 mod controller_manager;
 mod crds;
 mod detached;
+pub mod node;
 mod pki;
 mod process;
 mod readiness;
@@ -144,6 +145,9 @@ pub enum Error {
 
     #[error("the readiness probe thread failed: {0}")]
     ProbeThread(String),
+
+    #[error("{what} failed: {reason}")]
+    Node { what: String, reason: String },
 
     #[error("managing the detached control plane in {state_dir} failed: {reason}")]
     Detached { state_dir: PathBuf, reason: String },

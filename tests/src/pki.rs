@@ -15,6 +15,9 @@ use crate::{Error, Result, io_err};
 pub const ADMIN_USER: &str = "mcall-admin";
 /// Group of the admin client certificate: bypasses RBAC, like kubeadm's admin.conf.
 pub const ADMIN_GROUP: &str = "system:masters";
+/// The `kubernetes` Service's cluster IP: the first address of the apiserver's
+/// `--service-cluster-ip-range` (see [`crate::process`]).
+pub(crate) const KUBERNETES_SERVICE_IP: &str = "10.96.0.1";
 /// CN of kube-controller-manager's client certificate: the user name Kubernetes gives it, so
 /// its requests show up under that name in logs and managedFields.
 pub const CONTROLLER_MANAGER_USER: &str = "system:kube-controller-manager";
@@ -34,7 +37,46 @@ pub(crate) struct Pki {
     pub admin_key_pem: String,
     pub controller_manager_cert_pem: String,
     pub controller_manager_key_pem: String,
+    /// The node's identities, when the plane has a node.
+    pub node: Option<NodePki>,
 }
+
+/// A client identity: the user name the apiserver gives it and its certificate, PEM.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub user: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// The local node's certificates ([`crate::node`]).
+#[derive(Debug, Clone)]
+pub(crate) struct NodePki {
+    /// kubelet's client identity: `system:node:<name>` in `system:nodes`, so the Node
+    /// authorizer and NodeRestriction treat it exactly as a real kubelet.
+    pub kubelet: Identity,
+    /// kubelet's serving certificate (SAN: the node address), from the plane's CA.
+    pub kubelet_serving_cert: PathBuf,
+    pub kubelet_serving_key: PathBuf,
+    /// What kube-apiserver presents to kubelets (logs, exec): `system:masters`.
+    pub apiserver_kubelet_client_cert: PathBuf,
+    pub apiserver_kubelet_client_key: PathBuf,
+    /// kube-scheduler and kube-proxy, as their bootstrap RBAC names them.
+    pub scheduler: Identity,
+    pub proxy: Identity,
+    /// CoreDNS; its ClusterRole is installed with the node.
+    pub dns: Identity,
+}
+
+/// The local node's name and address, for its certificates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NodeNames<'a> {
+    pub name: &'a str,
+    pub address: &'a str,
+}
+
+/// CN of CoreDNS's client certificate.
+pub(crate) const DNS_USER: &str = "mcall:coredns";
 
 /// A certificate and its key, PEM.
 struct Signed {
@@ -51,7 +93,7 @@ fn client_cert(
 ) -> Result<Signed> {
     let key = KeyPair::generate().map_err(pki_err(what))?;
     let mut params = CertificateParams::default();
-    params.distinguished_name = name(cn, Some(org));
+    params.distinguished_name = name(cn, (!org.is_empty()).then_some(org));
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let cert = params.signed_by(&key, issuer).map_err(pki_err(what))?;
@@ -97,8 +139,64 @@ fn name(cn: &str, org: Option<&str>) -> DistinguishedName {
     dn
 }
 
-/// Generates the PKI and writes it into `dir` (created if needed).
-pub(crate) fn generate(dir: &Path) -> Result<Pki> {
+fn identity(issuer: &Issuer<'_, KeyPair>, what: &'static str, cn: &str, org: &str) -> Result<Identity> {
+    let signed = client_cert(issuer, what, cn, org)?;
+    Ok(Identity {
+        user: cn.to_string(),
+        cert_pem: signed.cert_pem,
+        key_pem: signed.key_pem,
+    })
+}
+
+/// Writes `pem` to `dir/name`.
+fn write_pem(dir: &Path, name: &str, pem: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, pem).map_err(io_err("writing", &path))?;
+    Ok(path)
+}
+
+fn node_pki(issuer: &Issuer<'_, KeyPair>, dir: &Path, node: NodeNames<'_>) -> Result<NodePki> {
+    let serving = serving_cert(
+        issuer,
+        "kubelet serving certificate",
+        node.name,
+        &[node.address, node.name],
+    )?;
+    let apiserver_client = client_cert(
+        issuer,
+        "apiserver kubelet-client certificate",
+        "kube-apiserver-kubelet-client",
+        ADMIN_GROUP,
+    )?;
+    Ok(NodePki {
+        kubelet: identity(
+            issuer,
+            "kubelet client certificate",
+            &format!("system:node:{}", node.name),
+            "system:nodes",
+        )?,
+        kubelet_serving_cert: write_pem(dir, "kubelet.crt", &serving.cert_pem)?,
+        kubelet_serving_key: write_pem(dir, "kubelet.key", &serving.key_pem)?,
+        apiserver_kubelet_client_cert: write_pem(
+            dir,
+            "apiserver-kubelet-client.crt",
+            &apiserver_client.cert_pem,
+        )?,
+        apiserver_kubelet_client_key: write_pem(
+            dir,
+            "apiserver-kubelet-client.key",
+            &apiserver_client.key_pem,
+        )?,
+        scheduler: identity(issuer, "scheduler client certificate", "system:kube-scheduler", "")?,
+        proxy: identity(issuer, "kube-proxy client certificate", "system:kube-proxy", "")?,
+        dns: identity(issuer, "CoreDNS client certificate", DNS_USER, "")?,
+    })
+}
+
+/// Generates the PKI and writes it into `dir` (created if needed); with `node`, also the
+/// node's certificates, and the apiserver's serving certificate covers the node address and
+/// the `kubernetes` Service's cluster IP.
+pub(crate) fn generate(dir: &Path, node: Option<NodeNames<'_>>) -> Result<Pki> {
     std::fs::create_dir_all(dir).map_err(io_err("creating the PKI directory", dir))?;
 
     // CA. Default validity (1975..4096) is fine for a throwaway CA and avoids clock skew issues.
@@ -117,21 +215,22 @@ pub(crate) fn generate(dir: &Path) -> Result<Pki> {
     let ca_pem = ca_cert.pem();
     let issuer = Issuer::new(ca_params, ca_key);
 
-    // Serving certificate: clients reach the apiserver as 127.0.0.1 or localhost; in-cluster
-    // names are included so the same cert would work behind the `kubernetes` Service.
-    let serving = serving_cert(
-        &issuer,
-        "apiserver serving certificate",
-        "kube-apiserver",
-        &[
-            "127.0.0.1",
-            "localhost",
-            "kubernetes",
-            "kubernetes.default",
-            "kubernetes.default.svc",
-            "kubernetes.default.svc.cluster.local",
-        ],
-    )?;
+    // Serving certificate: clients reach the apiserver as 127.0.0.1 or localhost, pods of the
+    // local node through the `kubernetes` Service (its names and its cluster IP, the first of
+    // --service-cluster-ip-range) and kube-proxy's DNAT to the node address.
+    let mut sans = vec![
+        "127.0.0.1",
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        KUBERNETES_SERVICE_IP,
+    ];
+    if let Some(node) = node {
+        sans.push(node.address);
+    }
+    let serving = serving_cert(&issuer, "apiserver serving certificate", "kube-apiserver", &sans)?;
     let admin = client_cert(&issuer, "admin client certificate", ADMIN_USER, ADMIN_GROUP)?;
     // kube-controller-manager runs with --use-service-account-credentials=false, so every
     // controller acts as this one user. Its bootstrap ClusterRole (system:kube-controller-manager)
@@ -169,6 +268,7 @@ pub(crate) fn generate(dir: &Path) -> Result<Pki> {
         admin_key_pem: admin.key_pem,
         controller_manager_cert_pem: cm_client.cert_pem,
         controller_manager_key_pem: cm_client.key_pem,
+        node: node.map(|n| node_pki(&issuer, dir, n)).transpose()?,
     };
     let files = [
         (&pki.ca_cert, pki.ca_pem.clone()),
@@ -194,7 +294,7 @@ mod tests {
     #[test]
     fn generates_all_files_as_pem() {
         let dir = tempfile::tempdir().unwrap();
-        let pki = generate(dir.path()).unwrap();
+        let pki = generate(dir.path(), None).unwrap();
         for path in [
             &pki.ca_cert,
             &pki.serving_cert,

@@ -16,21 +16,24 @@ pub(crate) const ETCD: &str = "etcd";
 pub(crate) const APISERVER: &str = "kube-apiserver";
 pub(crate) const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 
-/// Loopback ports of one control plane.
+/// Ports of one control plane: etcd's on loopback, the apiserver's on `host` (loopback, or the
+/// node address when the plane has a node).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Ports {
     pub etcd_client: u16,
     pub etcd_peer: u16,
     pub apiserver: u16,
+    pub host: Ipv4Addr,
 }
 
 impl Ports {
     /// Picks three distinct free loopback ports. The listeners are held until all three are
     /// chosen so the kernel cannot hand out the same port twice; there is still a small window
     /// before etcd/apiserver bind them, which is acceptable for a test harness.
-    pub fn pick() -> Result<Ports> {
-        let listeners = (0..3)
-            .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+    pub fn pick(host: Ipv4Addr) -> Result<Ports> {
+        let listeners = [Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, host]
+            .into_iter()
+            .map(|ip| TcpListener::bind((ip, 0)))
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(Error::PickPort)?;
         let port = |i: usize| listeners[i].local_addr().map(|a| a.port());
@@ -38,11 +41,12 @@ impl Ports {
             etcd_client: port(0).map_err(Error::PickPort)?,
             etcd_peer: port(1).map_err(Error::PickPort)?,
             apiserver: port(2).map_err(Error::PickPort)?,
+            host,
         })
     }
 
     pub fn server_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.apiserver)
+        format!("https://{}:{}", self.host, self.apiserver)
     }
 }
 
@@ -223,14 +227,13 @@ pub(crate) fn spawn(
         .map_err(io_err("creating", layout.apiserver_cert_dir()))?;
     let mut args = vec![
         format!("--etcd-servers={etcd_client}"),
-        "--bind-address=127.0.0.1".to_string(),
-        "--advertise-address=127.0.0.1".to_string(),
+        format!("--bind-address={}", ports.host),
+        format!("--advertise-address={}", ports.host),
         format!("--secure-port={}", ports.apiserver),
         format!("--cert-dir={}", layout.apiserver_cert_dir().display()),
         format!("--tls-cert-file={}", pki.serving_cert.display()),
         format!("--tls-private-key-file={}", pki.serving_key.display()),
         format!("--client-ca-file={}", pki.ca_cert.display()),
-        "--authorization-mode=RBAC".to_string(),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
         format!("--service-account-key-file={}", pki.sa_public_key.display()),
         format!(
@@ -245,14 +248,11 @@ pub(crate) fn spawn(
         // no-op RemoveEndpoints returns success, which the caller reads as stale data.
         "--enable-priority-and-fairness=false".to_string(),
         "--profiling=false".to_string(),
-        "--endpoint-reconciler-type=none".to_string(),
-        // ServiceAccount admission rejects pods whose ServiceAccount does not exist, and the
-        // `default` ServiceAccount of a namespace is created by kube-controller-manager's
-        // serviceaccount controller, which never runs here (the optional controller manager
-        // runs only the garbage collector and the namespace controller); tests that write
-        // pods (acting as the kubelet) would fail. TokenRequest does not depend on it.
-        "--disable-admission-plugins=ServiceAccount".to_string(),
     ];
+    args.extend(match &pki.node {
+        None => plane_only_args(),
+        Some(node) => node_args(node, pki),
+    });
     args.extend(extra_apiserver_args.iter().cloned());
     procs.apiserver = Some(spawn_logged(
         APISERVER,
@@ -261,6 +261,46 @@ pub(crate) fn spawn(
         &procs.apiserver_log,
     )?);
     Ok(procs)
+}
+
+/// A plane without a node.
+fn plane_only_args() -> Vec<String> {
+    vec![
+        "--authorization-mode=RBAC".to_string(),
+        // No `kubernetes` endpoint lease reconciler: nothing routes to the apiserver through
+        // the Service. With `none` the apiserver logs a misleading "Found stale data, removed
+        // previous endpoints" error at startup: its no-op RemoveEndpoints returns success,
+        // which the caller reads as stale data.
+        "--endpoint-reconciler-type=none".to_string(),
+        // ServiceAccount admission rejects pods whose ServiceAccount does not exist, and the
+        // `default` ServiceAccount of a namespace is created by kube-controller-manager's
+        // serviceaccount controller, which never runs here (the optional controller manager
+        // runs only the garbage collector and the namespace controller); tests that write
+        // pods (acting as the kubelet) would fail. TokenRequest does not depend on it.
+        "--disable-admission-plugins=ServiceAccount".to_string(),
+    ]
+}
+
+/// A plane with a node, as a real cluster's: kubelets authorized by the Node authorizer and
+/// limited by NodeRestriction, ServiceAccount admission on, the `kubernetes` Service's
+/// endpoint maintained (pods reach the apiserver through it), and the apiserver's own client
+/// certificate for kubelets (logs, exec), whose serving certificate it verifies.
+fn node_args(node: &crate::pki::NodePki, pki: &Pki) -> Vec<String> {
+    vec![
+        "--authorization-mode=Node,RBAC".to_string(),
+        "--enable-admission-plugins=NodeRestriction".to_string(),
+        "--endpoint-reconciler-type=lease".to_string(),
+        format!(
+            "--kubelet-client-certificate={}",
+            node.apiserver_kubelet_client_cert.display()
+        ),
+        format!(
+            "--kubelet-client-key={}",
+            node.apiserver_kubelet_client_key.display()
+        ),
+        format!("--kubelet-certificate-authority={}", pki.ca_cert.display()),
+        "--kubelet-preferred-address-types=InternalIP".to_string(),
+    ]
 }
 
 pub(crate) fn spawn_logged(
@@ -305,7 +345,7 @@ mod tests {
 
     #[test]
     fn picks_distinct_ports() {
-        let p = Ports::pick().unwrap();
+        let p = Ports::pick(Ipv4Addr::LOCALHOST).unwrap();
         assert_ne!(p.etcd_client, p.etcd_peer);
         assert_ne!(p.etcd_client, p.apiserver);
         assert_ne!(p.etcd_peer, p.apiserver);

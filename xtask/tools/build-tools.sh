@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the pinned control-plane tools (kube-apiserver, kube-controller-manager, kubectl, etcd,
-# helm) from Go modules into a cache outside the repository, keyed by version. Re-running reuses
+# Builds the pinned tools (kube-apiserver, kube-controller-manager, kubectl, etcd, helm; for
+# the local node kubelet, kube-proxy, kube-scheduler, CoreDNS and a pause binary) from Go modules into a cache outside the repository, keyed by version. Re-running reuses
 # what is there; each binary has a stamp naming what it was built from.
 #
 #   MCALL_TOOLS_DIR   cache root (default: ~/.cache/mcall-tools)
@@ -10,6 +10,7 @@ set -euo pipefail
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
 
 root="${MCALL_TOOLS_DIR:-$HOME/.cache/mcall-tools}"
 bin="$root/bin-k8s-${KUBERNETES_VERSION}-etcd-${ETCD_VERSION}-helm-${HELM_VERSION}"
@@ -133,9 +134,21 @@ for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
   helm_flags="$helm_flags -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=${k8s_minor}"
 done
 build_simple helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$helm_flags"
-build_kubernetes kube-apiserver kube-controller-manager kubectl
+# CoreDNS serves the local cluster's DNS (cluster.local) from its kubernetes plugin.
+build_simple coredns github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns
+# The node's sandbox ("pause") binary, from this repository (xtask/tools/pause).
+pause_src="$(cd "$(dirname "$0")" && pwd)/pause"
+pause_stamp="pause $(cat "$pause_src/main.go" "$pause_src/go.mod" | sha256sum | cut -c1-16) $ldflags"
+if ! fresh pause "$pause_stamp"; then
+  log "building pause"
+  (cd "$pause_src" && go build -ldflags "$ldflags" -o "$bin/pause.tmp" . >&2)
+  mv "$bin/pause.tmp" "$bin/pause"
+  printf '%s' "$pause_stamp" >"$bin/pause.stamp"
+fi
+# The control plane, and the node's kubelet, kube-proxy and kube-scheduler: one module.
+build_kubernetes kube-apiserver kube-controller-manager kubectl kube-scheduler kube-proxy kubelet
 
-for t in etcd helm kube-apiserver kube-controller-manager kubectl; do
+for t in etcd helm coredns pause kube-apiserver kube-controller-manager kubectl kube-scheduler kube-proxy kubelet; do
   [ -x "$bin/$t" ] || { log "error: $t was not built"; exit 1; }
 done
 log "tools ready in $bin"

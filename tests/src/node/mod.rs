@@ -1,0 +1,160 @@
+//! A real single-node cluster on the local plane: containerd + runc with a CNI bridge, a
+//! kubelet registered as a Node, kube-proxy, kube-scheduler and CoreDNS.
+//!
+//! Opt in with [`crate::ControlPlaneOptions::node`]. The plane then also differs where a real
+//! cluster does: kube-apiserver serves on the node address ([`NODE_IP`], on `lo`: reachable
+//! from pods, never from outside the machine) with the Node authorizer, NodeRestriction and
+//! ServiceAccount admission, and kube-controller-manager runs the controllers pods need
+//! (Deployments, ReplicaSets, Jobs, ServiceAccounts, EndpointSlices, disruption budgets).
+//!
+//! Pods reach the API server exactly as in a real cluster: the `kubernetes` Service
+//! (10.96.0.1:443, routed by kube-proxy to the node address) with their ServiceAccount token,
+//! and resolve `<service>.<namespace>.svc.cluster.local` through CoreDNS behind the `kube-dns`
+//! Service. Pod traffic stays on this machine: the bridge does not masquerade and an egress
+//! guard rejects anything bound elsewhere.
+//!
+//! One node per machine ([`host`]): a lock serializes them, and a teardown that runs even when
+//! the owner dies restores what the node changed.
+
+mod containerd;
+mod host;
+mod kubelet;
+mod processes;
+mod services;
+mod start;
+
+use std::path::{Path, PathBuf};
+
+pub(crate) use host::{Claim, Owner, teardown_detached};
+pub(crate) use start::{NodeLaunch, PlaneAccess, SandboxImage, prepare, start};
+
+use crate::{Error, process};
+
+/// The node's name.
+pub const NODE_NAME: &str = "mcall-node";
+/// The node's name and address, for its certificates.
+pub(crate) const NODE_NAMES: crate::pki::NodeNames<'static> = crate::pki::NodeNames {
+    name: NODE_NAME,
+    address: NODE_IP,
+};
+/// The node's address: on `lo`, so it is this machine's own, reachable from the pods through
+/// the bridge and from nowhere else.
+pub const NODE_IP: &str = "10.201.0.1";
+/// The pods' addresses (the bridge's range).
+pub const POD_CIDR: &str = "10.244.0.0/24";
+/// What kube-proxy treats as cluster-internal traffic.
+pub(crate) const CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The `kube-dns` Service's cluster IP, kubelet's `clusterDNS`.
+pub const DNS_SERVICE_IP: &str = "10.96.0.10";
+pub(crate) const CLUSTER_DOMAIN: &str = "cluster.local";
+/// The CNI bridge.
+pub(crate) const BRIDGE: &str = "mcall-br0";
+/// The iptables chain that keeps pod traffic on this machine.
+pub(crate) const EGRESS_CHAIN: &str = "MCALL-NODE-EGRESS";
+
+/// The node's files, under its own directory (not the plane's: the plane's watchdog removes
+/// its directory at once, while the node's must outlive the unmounting).
+#[derive(Debug, Clone)]
+pub(crate) struct NodeLayout {
+    pub dir: PathBuf,
+    pub pki: NodePaths,
+}
+
+/// Certificate files the node's processes read.
+#[derive(Debug, Clone)]
+pub(crate) struct NodePaths {
+    pub ca_cert: PathBuf,
+    pub kubelet_serving_cert: PathBuf,
+    pub kubelet_serving_key: PathBuf,
+}
+
+impl NodeLayout {
+    pub fn containerd_root(&self) -> PathBuf {
+        self.dir.join("containerd")
+    }
+    pub fn containerd_state(&self) -> PathBuf {
+        self.dir.join("containerd-state")
+    }
+    pub fn containerd_socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+    pub fn runc_root(&self) -> PathBuf {
+        self.dir.join("runc")
+    }
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.join("cni")
+    }
+    pub fn kubeconfig(&self, component: &str) -> PathBuf {
+        self.dir.join(format!("{component}.kubeconfig"))
+    }
+    pub fn log(&self, component: &str) -> PathBuf {
+        self.dir.join(format!("{component}.log"))
+    }
+    pub fn pid_file(&self, component: &str) -> PathBuf {
+        self.dir.join("pids").join(component)
+    }
+}
+
+/// Ports of the node's processes, picked free at start (one node per machine, but the
+/// machine may run other things on the usual 10248-10259).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ports {
+    pub kubelet: u16,
+    pub kubelet_healthz: u16,
+    pub proxy_healthz: u16,
+    pub proxy_metrics: u16,
+    pub scheduler: u16,
+    pub dns: u16,
+    pub dns_health: u16,
+    pub dns_ready: u16,
+}
+
+impl Ports {
+    fn pick() -> crate::Result<Ports> {
+        Ok(Ports {
+            kubelet: process::pick_port()?,
+            kubelet_healthz: process::pick_port()?,
+            proxy_healthz: process::pick_port()?,
+            proxy_metrics: process::pick_port()?,
+            scheduler: process::pick_port()?,
+            dns: process::pick_port()?,
+            dns_health: process::pick_port()?,
+            dns_ready: process::pick_port()?,
+        })
+    }
+}
+
+pub(crate) fn node_err(what: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::Node {
+        what: what.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Imports an image archive (docker-archive or OCI tar) into the node's containerd, where
+/// kubelet finds it (namespace `k8s.io`).
+pub fn import_image(containerd_socket: &Path, archive: &Path) -> crate::Result<()> {
+    let out = containerd::ctr(containerd_socket)
+        .args(["images", "import"])
+        .arg(archive)
+        .output()
+        .map_err(crate::io_err("running ctr images import for", archive))?;
+    if !out.status.success() {
+        return Err(node_err(
+            format!("importing {}", archive.display()),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The sandbox ("pause") image for the node's containerd: built from the tools' `pause` binary
+/// into `dir`.
+pub(crate) fn sandbox_image(bin_dir: &Path, dir: &Path) -> crate::Result<SandboxImage> {
+    // TEMPORARY until the image module lands: an archive made by hand.
+    let _ = (bin_dir, dir);
+    Ok(SandboxImage {
+        reference: "mcall.local/pause:dev".to_string(),
+        archive: PathBuf::from("/tmp/pause.tar"),
+    })
+}

@@ -1,0 +1,3 @@
+module mcall.local/pause
+
+go 1.24
