@@ -7,12 +7,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::control_plane::{ControlPlaneOptions, launch};
+use crate::control_plane::{ControlPlaneOptions, NodeSetup, launch};
+use crate::node;
 use crate::process::{APISERVER, CONTROLLER_MANAGER, ETCD, Layout};
 use crate::{ControlPlane, Error, Result, client, io_err, tools};
 
 /// The processes of a detached plane, in start order; each has a `<binary>.pid` file.
 const BINARIES: [&str; 3] = [ETCD, APISERVER, CONTROLLER_MANAGER];
+/// The node's processes (their pid files; the node's teardown stops them).
+const NODE_BINARIES: [&str; 5] = [
+    "containerd",
+    "kubelet",
+    "kube-proxy",
+    "kube-scheduler",
+    "coredns",
+];
+/// The node's keeper (its claim on the machine): `node-keeper.pid`.
+const KEEPER: &str = "node-keeper";
+/// Where a detached plane's node lives, under the state directory.
+const NODE_DIR: &str = "node";
 const SERVER_FILE: &str = "server";
 const KUBECONFIG: &str = "kubeconfig";
 
@@ -30,8 +43,12 @@ pub struct DetachedInfo {
     pub controller_manager_pid: u32,
     pub apiserver_log: PathBuf,
     pub controller_manager_log: PathBuf,
-    /// Wall time until all three processes were ready.
+    /// Wall time until all three processes (and the node, if any) were ready.
     pub startup_time: Duration,
+    /// The node's directory (logs, containerd socket), if the plane has a node.
+    pub node_dir: Option<PathBuf>,
+    /// Wall time from the node's first process to a Ready node.
+    pub node_startup_time: Option<Duration>,
 }
 
 /// What `status_detached` found.
@@ -43,7 +60,10 @@ pub struct DetachedStatus {
     pub apiserver_pid: Option<u32>,
     /// Pid of a live kube-controller-manager recorded in the state dir.
     pub controller_manager_pid: Option<u32>,
-    /// All three run and the apiserver answered the readiness probe.
+    /// Pid of the node's live kubelet, if the plane has a node.
+    pub kubelet_pid: Option<u32>,
+    /// All three run (and the node's kubelet, if it has one), and the apiserver answered the
+    /// readiness probe.
     pub healthy: bool,
     /// Why it is not healthy (empty when healthy).
     pub detail: String,
@@ -72,7 +92,10 @@ impl ControlPlane {
     /// caller exits, with all state (PKI, etcd data, logs, pid files, `kubeconfig`) in
     /// `state_dir`. Each start is a fresh, empty cluster. Fails if a plane recorded in
     /// `state_dir` is still running.
-    pub fn start_detached(state_dir: &Path) -> Result<DetachedInfo> {
+    ///
+    /// With `node`, a local node too ([`crate::node`], in `<state_dir>/node`): its processes
+    /// and its claim on the machine outlive the caller until [`Self::stop_detached`].
+    pub fn start_detached(state_dir: &Path, node: bool) -> Result<DetachedInfo> {
         std::fs::create_dir_all(state_dir)
             .map_err(io_err("creating the state directory", state_dir))?;
         let state_dir = state_dir
@@ -107,11 +130,19 @@ impl ControlPlane {
         let kubeconfig = state_dir.join(KUBECONFIG);
         let opts = ControlPlaneOptions {
             controller_manager: true,
+            node,
+            // A human's command: fail at once when tests hold the machine's node.
+            node_claim_wait: Duration::from_secs(1),
             ..Default::default()
         };
+        let node_dir = state_dir.join(NODE_DIR);
+        let node_setup = node.then(|| NodeSetup {
+            dir: &node_dir,
+            owner: node::Owner::Detached,
+        });
         // Pid files are written as soon as the processes exist, so `down` finds them even if
         // this command is interrupted while waiting for readiness.
-        let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, None, |pids| {
+        let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, node_setup, |pids| {
             for (binary, pid) in pids {
                 let path = pid_file(&state_dir, binary);
                 std::fs::write(&path, pid.to_string())
@@ -131,6 +162,14 @@ impl ControlPlane {
         std::fs::write(&server_path, &launched.server).map_err(io_err("writing", &server_path))?;
         let apiserver_log = launched.procs.apiserver_log.clone();
         let controller_manager_log = launched.procs.controller_manager_log.clone();
+        let node_startup_time = launched.node.as_ref().map(|n| n.startup);
+        if let Some(node) = launched.node {
+            if let Some(keeper) = node.detach() {
+                let path = pid_file(&state_dir, KEEPER);
+                std::fs::write(&path, keeper.to_string())
+                    .map_err(io_err("writing pid file", &path))?;
+            }
+        }
         let pids = launched.procs.detach();
         let pid = |binary: &str| {
             pids.iter()
@@ -147,13 +186,20 @@ impl ControlPlane {
             apiserver_log,
             controller_manager_log,
             startup_time: launched.startup,
+            node_dir: node.then_some(node_dir),
+            node_startup_time,
         })
     }
 
     /// Stops a detached control plane: SIGTERM, up to 10 s grace, then SIGKILL; removes the
     /// pid files. Returns whether anything was running.
     pub fn stop_detached(state_dir: &Path) -> Result<bool> {
-        let mut stopped = false;
+        // The node first, while the apiserver still answers; its teardown kills its processes.
+        let keeper = live_pid_of(state_dir, KEEPER, "sh");
+        let mut stopped = node::teardown_detached(keeper)?;
+        for binary in NODE_BINARIES {
+            let _ = std::fs::remove_file(pid_file(state_dir, binary));
+        }
         // Clients first: the controller manager, then the apiserver (etcd's only client); each
         // shuts down more cleanly that way.
         for binary in BINARIES.iter().rev() {
@@ -173,6 +219,8 @@ impl ControlPlane {
         let etcd_pid = live_pid(state_dir, ETCD);
         let apiserver_pid = live_pid(state_dir, APISERVER);
         let controller_manager_pid = live_pid(state_dir, CONTROLLER_MANAGER);
+        let kubelet_pid = live_pid(state_dir, "kubelet");
+        let has_node = pid_file(state_dir, KEEPER).exists();
         let server = std::fs::read_to_string(state_dir.join(SERVER_FILE))
             .ok()
             .map(|s| s.trim().to_string());
@@ -182,6 +230,7 @@ impl ControlPlane {
             (CONTROLLER_MANAGER, controller_manager_pid),
         ]
         .into_iter()
+        .chain(has_node.then_some(("kubelet", kubelet_pid)))
         .filter_map(|(binary, pid)| pid.is_none().then_some(binary))
         .collect();
         let (healthy, detail) = if !missing.is_empty() {
@@ -199,6 +248,7 @@ impl ControlPlane {
             etcd_pid,
             apiserver_pid,
             controller_manager_pid,
+            kubelet_pid,
             healthy,
             detail,
             server,
@@ -212,7 +262,11 @@ fn pid_file(state_dir: &Path, binary: &str) -> PathBuf {
 }
 
 fn remove_state_files(state_dir: &Path) -> Result<()> {
-    let pid_files = BINARIES.iter().map(|binary| pid_file(state_dir, binary));
+    let pid_files = BINARIES
+        .iter()
+        .chain(NODE_BINARIES.iter())
+        .chain([&KEEPER])
+        .map(|binary| pid_file(state_dir, binary));
     for path in pid_files.chain([state_dir.join(SERVER_FILE)]) {
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -227,7 +281,13 @@ fn remove_state_files(state_dir: &Path) -> Result<()> {
 /// The pid recorded in `binary`'s pid file, if that process is alive and still runs `binary`
 /// (guards against the pid having been reused by an unrelated process since).
 fn live_pid(state_dir: &Path, binary: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file(state_dir, binary))
+    live_pid_of(state_dir, binary, binary)
+}
+
+/// The pid in `name`'s pid file, if that process is alive and runs `program`.
+fn live_pid_of(state_dir: &Path, name: &str, program: &str) -> Option<u32> {
+    let binary = program;
+    let pid: u32 = std::fs::read_to_string(pid_file(state_dir, name))
         .ok()?
         .trim()
         .parse()

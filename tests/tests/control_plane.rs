@@ -195,7 +195,7 @@ fn owned_and_detached_planes_clean_up() {
     assert!(!dir.exists(), "{} should be removed on drop", dir.display());
 
     let state = tempfile::tempdir().expect("state dir");
-    let info = ControlPlane::start_detached(state.path()).expect("start a detached plane");
+    let info = ControlPlane::start_detached(state.path(), false).expect("start a detached plane");
     eprintln!("detached plane ready after {:?}", info.startup_time);
     assert!(info.kubeconfig.is_file());
     let status = ControlPlane::status_detached(state.path()).expect("status");
@@ -213,7 +213,7 @@ fn owned_and_detached_planes_clean_up() {
     assert!(info.controller_manager_log.is_file());
 
     // Starting twice in the same state dir is refused rather than orphaning the first.
-    let again = ControlPlane::start_detached(state.path());
+    let again = ControlPlane::start_detached(state.path(), false);
     assert!(again.is_err(), "a second detached start should fail");
 
     assert!(ControlPlane::stop_detached(state.path()).expect("stop"));

@@ -19,17 +19,25 @@ pub enum Stage {
     Unit,
     /// helm lint and template for every environment.
     HelmLint,
-    /// Tests against a real etcd + kube-apiserver (harness, CRDs, RBAC, the operator).
+    /// Tests against a real etcd + kube-apiserver (harness, CRDs, RBAC, the operator), and on
+    /// the local node (pods, the chart, the operator in its pod).
     Integration,
+    /// The release images (operator, shell, pause) as archives in target/mcall/images.
+    Image,
+    /// `cargo xtask deploy dev` onto a fresh local cluster (rollout available, smoke check),
+    /// then `cargo xtask down`.
+    Deploy,
 }
 
-const ALL: [Stage; 6] = [
+const ALL: [Stage; 8] = [
     Stage::GenerateCheck,
     Stage::Fmt,
     Stage::Clippy,
     Stage::Unit,
     Stage::HelmLint,
     Stage::Integration,
+    Stage::Image,
+    Stage::Deploy,
 ];
 
 pub fn run(root: &Path, only: Option<Stage>) -> Result<()> {
@@ -102,6 +110,19 @@ fn run_stage(root: &Path, stage: Stage) -> Result<()> {
                     "--test-threads=4",
                 ],
             )
+        }
+        Stage::Image => crate::image::run(root, crate::image::Options::default()),
+        Stage::Deploy => {
+            let options = crate::deploy::Options {
+                env: "dev",
+                dry_run: false,
+                kubeconfig: None,
+                debug_image: false,
+            };
+            let deployed = crate::deploy::run(root, &options);
+            // Always: the node holds machine-wide state and a lock the next run needs.
+            let stopped = crate::cluster::down(root);
+            deployed.and(stopped)
         }
     }
 }

@@ -13,8 +13,20 @@ fn state_dir(root: &Path) -> PathBuf {
     root.join("target").join("mcall")
 }
 
-/// Starts the control plane unless it already runs and is healthy; prints how to use it.
-pub fn up(root: &Path) -> Result<()> {
+/// The local cluster's admin kubeconfig.
+pub fn kubeconfig(root: &Path) -> PathBuf {
+    state_dir(root).join("kubeconfig")
+}
+
+/// The local node's containerd socket, if the local cluster has a node.
+pub fn containerd_socket(root: &Path) -> Option<PathBuf> {
+    let socket = state_dir(root).join("node").join("containerd.sock");
+    socket.exists().then_some(socket)
+}
+
+/// Starts the control plane (with a local node unless `no_node`) unless it already runs and is
+/// healthy; prints how to use it.
+pub fn up(root: &Path, no_node: bool) -> Result<()> {
     let dir = state_dir(root);
     let status = ControlPlane::status_detached(&dir)
         .with_context(|| format!("checking the control plane in {}", dir.display()))?;
@@ -37,11 +49,13 @@ pub fn up(root: &Path) -> Result<()> {
         );
         ControlPlane::stop_detached(&dir).context("stopping the unhealthy control plane")?;
     }
-    eprintln!(
-        "starting etcd, kube-apiserver and kube-controller-manager in {} ...",
-        dir.display()
-    );
-    let info = ControlPlane::start_detached(&dir).context("starting the control plane")?;
+    let what = match no_node {
+        true => "etcd, kube-apiserver and kube-controller-manager",
+        false => "etcd, kube-apiserver, kube-controller-manager and a node (containerd, kubelet, kube-proxy, kube-scheduler, CoreDNS)",
+    };
+    eprintln!("starting {what} in {} ...", dir.display());
+    let info =
+        ControlPlane::start_detached(&dir, !no_node).context("starting the control plane")?;
     eprintln!(
         "control plane ready at {} in {:.1?} (etcd pid {}, kube-apiserver pid {}, \
          kube-controller-manager pid {}; logs {}, {})",
@@ -53,6 +67,13 @@ pub fn up(root: &Path) -> Result<()> {
         info.apiserver_log.display(),
         info.controller_manager_log.display(),
     );
+    if let (Some(node_dir), Some(took)) = (&info.node_dir, info.node_startup_time) {
+        eprintln!(
+            "node {} Ready in {took:.1?} (logs in {})",
+            mcall_tests::node::NODE_NAME,
+            node_dir.display()
+        );
+    }
     eprintln!("stop it with `cargo xtask down`; use it with:");
     println!("export KUBECONFIG={}", info.kubeconfig.display());
     Ok(())
@@ -98,9 +119,10 @@ pub fn status(root: &Path) -> Result<()> {
 fn pids(status: &DetachedStatus) -> String {
     let pid = |pid: Option<u32>| pid.map_or_else(|| "-".to_string(), |p| p.to_string());
     format!(
-        "etcd pid {}, kube-apiserver pid {}, kube-controller-manager pid {}",
+        "etcd pid {}, kube-apiserver pid {}, kube-controller-manager pid {}, kubelet pid {}",
         pid(status.etcd_pid),
         pid(status.apiserver_pid),
-        pid(status.controller_manager_pid)
+        pid(status.controller_manager_pid),
+        pid(status.kubelet_pid)
     )
 }

@@ -53,17 +53,50 @@ impl Kubectl {
     }
 }
 
-pub fn run(root: &Path) -> Result<()> {
+/// Where the demo's operator runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// As users run it: the chart's dev release in the local cluster, in its pod.
+    InCluster,
+    /// A process on this machine (quick iteration: no image, no rollout).
+    OutOfCluster,
+}
+
+pub fn run(root: &Path, mode: Mode) -> Result<()> {
     let kubectl = Kubectl {
         program: crate::tools_bin_dir()?.join("kubectl"),
-        kubeconfig: root.join("target/mcall/kubeconfig"),
+        kubeconfig: crate::cluster::kubeconfig(root),
         root: root.to_path_buf(),
     };
-    crate::cluster::up(root)?;
-    install_crds(&kubectl)?;
-
-    println!("==> starting the operator (logs: target/mcall/operator.log)");
-    start_operator(root, &kubectl.kubeconfig)?;
+    // Two operators would each run every task: only one of the two modes runs at a time.
+    match mode {
+        Mode::InCluster => {
+            stop_operator(root)?;
+            println!("==> deploying the operator into the local cluster (cargo xtask deploy dev)");
+            let options = crate::deploy::Options {
+                env: "dev",
+                dry_run: false,
+                kubeconfig: None,
+                debug_image: false,
+            };
+            crate::deploy::run(root, &options)?;
+        }
+        Mode::OutOfCluster => {
+            crate::cluster::up(root, false)?;
+            install_crds(&kubectl)?;
+            let _ = kubectl.run(&[
+                "delete",
+                "deployment",
+                "-n",
+                "mcall-dev",
+                "-l",
+                "app.kubernetes.io/instance=mcall-operator-dev",
+                "--ignore-not-found",
+            ]);
+            println!("==> starting the operator (logs: target/mcall/operator.log)");
+            start_operator(root, &kubectl.kubeconfig)?;
+        }
+    }
 
     println!("==> applying examples/");
     let applied = kubectl.run(&["apply", "--server-side", "-f", "examples/"])?;
@@ -92,8 +125,11 @@ pub fn run(root: &Path) -> Result<()> {
         "A template (label mcall.tz.io/template: \"true\") shows Skipped: it runs only as a step."
     );
     println!("Scheduled tasks and workflows show their next run: kubectl get mct,mcwf -o wide");
+    if mode == Mode::InCluster {
+        println!("The operator runs in its pod: kubectl -n mcall-dev logs deploy/mcall-operator-dev");
+    }
     println!(
-        "The control plane and the operator keep running: export KUBECONFIG={}",
+        "The cluster and the operator keep running: export KUBECONFIG={}",
         kubectl.kubeconfig.display()
     );
     println!("Stop both with: cargo xtask down");

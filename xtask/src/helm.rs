@@ -1,4 +1,5 @@
-//! The Helm chart: `lint` proves it renders for every environment, `deploy` installs one.
+//! The Helm chart: `lint` proves it renders for every environment, `install` installs one
+//! (for `cargo xtask deploy`, deploy.rs), `render` renders one.
 //!
 //! Both run the pinned `helm` from the tools cache (`xtask/tools/build-tools.sh` prints its
 //! directory). Environments (namespace, release name, values file) come from
@@ -142,80 +143,121 @@ pub fn lint(root: &Path, bin_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `helm upgrade --install` of environment `env` (the command in its values file's header),
-/// with `--dry-run=client` when `dry_run` (helm still reads the release history from the
-/// cluster but changes nothing) and `--kubeconfig` when given. helm's output goes to the
-/// terminal.
-pub fn deploy(
-    root: &Path,
-    bin_dir: &Path,
-    env: &str,
-    dry_run: bool,
-    kubeconfig: Option<&Path>,
-) -> Result<()> {
-    let helm = helm_binary(bin_dir)?;
-    let environments = environments(root)?;
-    let Some(environment) = environments.get(env) else {
-        let known: Vec<&str> = environments.keys().map(String::as_str).collect();
+/// The environment `name` of `spec/environments.yaml`, with its values file checked.
+pub fn environment(root: &Path, name: &str) -> Result<Environment> {
+    let mut environments = environments(root)?;
+    let known: Vec<String> = environments.keys().cloned().collect();
+    let Some(environment) = environments.remove(name) else {
         bail!(
-            "unknown environment `{env}`; spec/environments.yaml declares: {}",
+            "unknown environment `{name}`; spec/environments.yaml declares: {}",
             known.join(", ")
         );
     };
-    let values = root.join(values_file(environment));
+    let values = root.join(values_file(&environment));
     ensure!(
         values.is_file(),
         "{} is missing: run `cargo xtask generate`",
         values.display()
     );
+    Ok(environment)
+}
 
-    // The same command the values file documents, with the pinned helm in place of `helm`.
+/// The image a deploy runs instead of the values' (the local cluster's imported one).
+pub struct LocalImage {
+    pub repository: String,
+    pub tag: String,
+}
+
+/// How to install: onto which cluster, with which image, waiting how long.
+pub struct Install<'a> {
+    pub kubeconfig: &'a Path,
+    pub image: Option<&'a LocalImage>,
+    /// helm's `--timeout` for `--wait` (the rollout available).
+    pub wait: &'a str,
+    /// `--atomic`: a failed rollout is rolled back.
+    pub atomic: bool,
+}
+
+/// The install command's words after `helm` (the command in the values file's header).
+fn install_args(environment: &Environment) -> Result<Vec<OsString>> {
     let command = helm_command(environment);
     let mut words = command.split_whitespace();
     ensure!(
         words.next() == Some("helm"),
         "unexpected install command `{command}`"
     );
-    let mut args: Vec<OsString> = words.map(OsString::from).collect();
-    if dry_run {
-        args.push("--dry-run=client".into());
-    }
-    if let Some(kubeconfig) = kubeconfig {
-        args.push("--kubeconfig".into());
-        args.push(kubeconfig.into());
-    }
+    Ok(words.map(OsString::from).collect())
+}
 
+/// Renders the environment's manifests (`helm template`, no cluster needed) to stdout.
+pub fn render(root: &Path, bin_dir: &Path, environment: &Environment) -> Result<()> {
+    let helm = helm_binary(bin_dir)?;
+    let args = [
+        "template",
+        &environment.release_name,
+        CHART_DIR,
+        "--namespace",
+        &environment.namespace,
+        "--values",
+        &values_file(environment),
+    ];
+    println!("deploy {} (dry run): helm {}", environment.name, args.join(" "));
+    let status = Command::new(&helm)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("running {}", helm.display()))?;
+    ensure!(status.success(), "helm template of {} failed ({status})", environment.name);
+    Ok(())
+}
+
+/// `helm upgrade --install` of `environment` (the command its values file documents), after
+/// the CRDs (helm installs crds/ only on first install and never upgrades them), waiting until
+/// the rollout is available. helm's output goes to the terminal.
+pub fn install(
+    root: &Path,
+    bin_dir: &Path,
+    environment: &Environment,
+    how: &Install<'_>,
+) -> Result<()> {
+    let helm = helm_binary(bin_dir)?;
+    let mut args = install_args(environment)?;
+    args.push("--kubeconfig".into());
+    args.push(how.kubeconfig.into());
+    args.push("--wait".into());
+    args.push(format!("--timeout={}", how.wait).into());
+    if how.atomic {
+        args.push("--atomic".into());
+    }
+    if let Some(image) = how.image {
+        // Imported into the node, never pulled (there is no registry).
+        for set in [
+            format!("image.repository={}", image.repository),
+            format!("image.tag={}", image.tag),
+            "image.pullPolicy=IfNotPresent".to_string(),
+        ] {
+            args.push("--set".into());
+            args.push(set.into());
+        }
+    }
     println!(
-        "deploy {env}{}: {}",
-        if dry_run { " (dry run)" } else { "" },
+        "deploy {}: {}",
+        environment.name,
         std::iter::once(helm.as_os_str())
             .chain(args.iter().map(OsString::as_os_str))
             .map(|a| a.to_string_lossy())
             .collect::<Vec<_>>()
             .join(" ")
     );
-    // Helm installs crds/ only on first install and never upgrades them; apply them first so a
-    // deploy after a spec change also updates the API.
-    let mut crds = Command::new(bin_dir.join("kubectl"));
-    crds.args([
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        "helm/mcall-operator/crds/",
-    ])
-    .current_dir(root);
-    if dry_run {
-        crds.arg("--dry-run=client");
-    }
-    if let Some(kubeconfig) = kubeconfig {
-        crds.arg("--kubeconfig").arg(kubeconfig);
-    }
-    let applied = crds
+    let applied = Command::new(bin_dir.join("kubectl"))
+        .args(["apply", "--server-side", "--force-conflicts", "-f"])
+        .arg(format!("{CHART_DIR}/crds/"))
+        .arg("--kubeconfig")
+        .arg(how.kubeconfig)
+        .current_dir(root)
         .status()
         .context("running kubectl apply for the CRDs")?;
     ensure!(applied.success(), "applying the CRDs failed ({applied})");
-
     let status = Command::new(&helm)
         .args(&args)
         .current_dir(root)
@@ -223,13 +265,9 @@ pub fn deploy(
         .with_context(|| format!("running {}", helm.display()))?;
     ensure!(
         status.success(),
-        "helm upgrade --install of {env} failed ({status})"
-    );
-    println!(
-        "deploy {env}: {} release {} in namespace {}",
-        if dry_run { "rendered" } else { "installed" },
-        environment.release_name,
-        environment.namespace
+        "helm upgrade --install of {} failed ({status}){}",
+        environment.name,
+        if how.atomic { "; rolled back (--atomic)" } else { "" }
     );
     Ok(())
 }

@@ -12,6 +12,7 @@ mod bench_workflow;
 mod ci;
 mod cluster;
 mod demo;
+mod deploy;
 mod generate;
 mod helm;
 
@@ -38,29 +39,44 @@ enum Command {
     /// Build (or reuse from the cache) kube-apiserver, kube-controller-manager, etcd, kubectl and
     /// helm; print their directory.
     Tools,
-    /// Start a local control plane (etcd, kube-apiserver, kube-controller-manager) and write
+    /// Start a local cluster (etcd, kube-apiserver, kube-controller-manager, and a node:
+    /// containerd, kubelet, kube-proxy, kube-scheduler, CoreDNS) and write
     /// target/mcall/kubeconfig.
-    Up,
-    /// Stop the local control plane.
+    Up {
+        /// The control plane only (no root needed; pods are never run).
+        #[arg(long)]
+        no_node: bool,
+    },
+    /// Stop the local cluster (and tear its node down).
     Down,
     /// Tell whether the local control plane runs and is healthy.
     Status,
-    /// The main job on the local control plane: CRDs, operator, examples, then `kubectl get`.
-    Demo,
+    /// The main job on the local cluster: the operator deployed in its pod (chart, dev
+    /// values), the examples applied and run, then `kubectl get`.
+    Demo {
+        /// Run the operator as a process on this machine instead (no image, no rollout).
+        #[arg(long)]
+        out_of_cluster: bool,
+    },
     /// Run the CI pipeline, or one stage of it.
     Ci {
         #[arg(value_enum)]
         stage: Option<ci::Stage>,
     },
-    /// Install the chart for an environment (dev, staging, prod) with its generated values.
+    /// Install the chart for an environment (dev, staging, prod) with its generated values,
+    /// wait until it is available, and smoke-check it. Without --kubeconfig: onto the local
+    /// cluster (started if needed), with the operator image built and imported.
     Deploy {
         env: String,
-        /// Render and validate without installing.
+        /// Render the manifests only (`helm template`); no cluster needed.
         #[arg(long)]
         dry_run: bool,
-        /// Kubeconfig to use (default: helm's usual lookup).
+        /// A cluster of yours (the chart's image values are used as they are).
         #[arg(long)]
         kubeconfig: Option<PathBuf>,
+        /// Build the local image with the dev profile (faster; the release profile is LTO).
+        #[arg(long)]
+        debug_image: bool,
     },
     /// Measure and record a benchmark in bench/results/ and BENCHMARKS.md.
     Bench {
@@ -78,22 +94,32 @@ fn main() -> Result<()> {
             println!("{}", tools_bin_dir()?.display());
             Ok(())
         }
-        Command::Up => cluster::up(&root),
+        Command::Up { no_node } => cluster::up(&root, no_node),
         Command::Down => cluster::down(&root),
         Command::Status => cluster::status(&root),
-        Command::Demo => demo::run(&root),
+        Command::Demo { out_of_cluster } => demo::run(
+            &root,
+            match out_of_cluster {
+                true => demo::Mode::OutOfCluster,
+                false => demo::Mode::InCluster,
+            },
+        ),
         Command::Ci { stage } => ci::run(&root, stage),
         Command::Deploy {
             env,
             dry_run,
             kubeconfig,
-        } => helm::deploy(
+            debug_image,
+        } => deploy::run(
             &root,
-            &tools_bin_dir()?,
-            &env,
-            dry_run,
-            kubeconfig.as_deref(),
-        ),
+            &deploy::Options {
+                env: &env,
+                dry_run,
+                kubeconfig: kubeconfig.as_deref(),
+                debug_image,
+            },
+        )
+        .map(drop),
         Command::Bench { which } => bench::run(&root, which),
     }
 }

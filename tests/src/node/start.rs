@@ -26,6 +26,16 @@ pub(crate) struct NodeLaunch {
     pub startup: Duration,
 }
 
+impl NodeLaunch {
+    /// Leaves the node running after this value is gone (a detached plane): the processes
+    /// and the keeper's claim stay; returns the keeper's pid.
+    pub fn detach(self) -> Option<u32> {
+        let NodeLaunch { procs, claim, .. } = self;
+        procs.detach();
+        claim.detach()
+    }
+}
+
 /// What the node needs of the plane.
 pub(crate) struct PlaneAccess<'a> {
     pub server: &'a str,
