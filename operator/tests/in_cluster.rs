@@ -32,7 +32,7 @@ fn cluster() -> (&'static ControlPlane, &'static (String, String)) {
         let image = Image::build(&operator_recipe(&files), &Platform::host()).expect("image");
         let path = plane.dir().join("mcall-operator.tar");
         let archive = write_archive_file(&image, &path).expect("image archive");
-        plane.import_image(&archive.path).expect("import");
+        plane.import_image(&archive).expect("import");
         (
             archive.reference.repository.clone(),
             archive.reference.tag.clone(),
@@ -60,7 +60,12 @@ fn kubectl(plane: &ControlPlane, args: &[&str]) -> String {
         cmd.args(args);
         cmd
     });
-    assert!(out.status.success(), "kubectl {}: {}", args.join(" "), text(&out));
+    assert!(
+        out.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -138,7 +143,13 @@ fn install(plane: &ControlPlane, env: &Env, image: &(String, String), extra: &[&
 fn uninstall(plane: &ControlPlane, env: &Env) {
     let out = run({
         let mut cmd = plane.helm();
-        cmd.args(["uninstall", env.release, "--namespace", env.namespace, "--wait"]);
+        cmd.args([
+            "uninstall",
+            env.release,
+            "--namespace",
+            env.namespace,
+            "--wait",
+        ]);
         cmd
     });
     assert!(out.status.success(), "helm uninstall: {}", text(&out));
@@ -166,19 +177,33 @@ fn pods(plane: &ControlPlane, env: &Env) -> Vec<String> {
 }
 
 /// Polls `check` every 200 ms until it returns Some; panics naming `what` after `timeout`.
-fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+fn eventually<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+    eventually_or(what, timeout, check).unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Like [`eventually`], `None` after `timeout`.
+fn eventually_or<T>(
+    _what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check() {
-            return value;
+            return Some(value);
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
 fn task_status(plane: &ControlPlane, namespace: &str, name: &str) -> Value {
-    let json = kubectl(plane, &["-n", namespace, "get", "mcalltask", name, "-o", "json"]);
+    let json = kubectl(
+        plane,
+        &["-n", namespace, "get", "mcalltask", name, "-o", "json"],
+    );
     serde_json::from_str::<Value>(&json).unwrap()["status"].clone()
 }
 
@@ -205,7 +230,8 @@ fn recorder() -> (u16, Seen) {
             let head = String::from_utf8_lossy(&buf[..n]);
             let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
             *log.lock().unwrap().entry(path).or_default() += 1;
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         }
     });
     (port, seen)
@@ -241,22 +267,52 @@ fn the_chart_runs_the_operator_in_its_pod_in_every_environment() {
         let pods = pods(plane, &env);
         let replicas: usize = kubectl(
             plane,
-            &["-n", env.namespace, "get", "deployment", env.release, "-o", "jsonpath={.status.readyReplicas}"],
+            &[
+                "-n",
+                env.namespace,
+                "get",
+                "deployment",
+                env.release,
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+            ],
         )
         .parse()
         .unwrap();
-        assert_eq!(replicas, pods.len(), "{}: ready replicas {pods:?}", env.name);
+        assert_eq!(
+            replicas,
+            pods.len(),
+            "{}: ready replicas {pods:?}",
+            env.name
+        );
 
         // The Deployment's security context is honoured: non-root, read-only root.
         let pod = &pods[0];
-        let uid = kubectl(plane, &["-n", env.namespace, "exec", pod, "--", "id", "-u"]);
+        // (The image's busybox runs its applets from `sh -c`; only `sh` is on PATH.)
+        let uid = kubectl(
+            plane,
+            &["-n", env.namespace, "exec", pod, "--", "sh", "-c", "id -u"],
+        );
         assert_eq!(uid, "65532", "{}", env.name);
         let write = run({
             let mut cmd = plane.kubectl();
-            cmd.args(["-n", env.namespace, "exec", pod, "--", "touch", "/probe"]);
+            cmd.args([
+                "-n",
+                env.namespace,
+                "exec",
+                pod,
+                "--",
+                "sh",
+                "-c",
+                "touch /probe",
+            ]);
             cmd
         });
-        assert!(!write.status.success(), "{}: the root file system is writable", env.name);
+        assert!(
+            !write.status.success(),
+            "{}: the root file system is writable",
+            env.name
+        );
 
         // The operator in its pod (in-cluster config, the chart's ServiceAccount and RBAC)
         // runs a task in its namespace: an HTTP check reaching this test over the pod network.
@@ -271,10 +327,30 @@ fn the_chart_runs_the_operator_in_its_pod_in_every_environment() {
         assert_eq!(count(&seen, &path), 1, "{}", env.name);
 
         uninstall(plane, &env);
-        let left = release_objects(plane, &env);
-        assert!(left.is_empty(), "{}: helm uninstall left {left}", env.name);
-        kubectl(plane, &["get", "crd", "mcalltasks.mcall.tz.io", "mcallworkflows.mcall.tz.io"]);
-        kubectl(plane, &["delete", "namespace", env.namespace, "--wait=false"]);
+        // The pods go after helm's objects (the garbage collector, then their graceful stop).
+        let mut left = String::new();
+        let gone = eventually_or(
+            "the release's objects to go",
+            Duration::from_secs(60),
+            || {
+                left = release_objects(plane, &env);
+                left.is_empty().then_some(())
+            },
+        );
+        assert!(gone.is_some(), "{}: helm uninstall left {left}", env.name);
+        kubectl(
+            plane,
+            &[
+                "get",
+                "crd",
+                "mcalltasks.mcall.tz.io",
+                "mcallworkflows.mcall.tz.io",
+            ],
+        );
+        kubectl(
+            plane,
+            &["delete", "namespace", env.namespace, "--wait=false"],
+        );
     }
 }
 
@@ -287,36 +363,98 @@ fn a_scheduled_task_ticks_exactly_once_through_a_rollout_restart() {
         release: "mcall-rollout",
         namespace: "mcall-rollout",
     };
-    install(plane, &env, image, &["--set", "commandNamespaces={mcall-rollout}"]);
+    install(
+        plane,
+        &env,
+        image,
+        &["--set", "commandNamespaces={mcall-rollout}"],
+    );
     assert_eq!(pods(plane, &env).len(), 2, "staging runs two replicas");
     let task = format!(
         "apiVersion: mcall.tz.io/v1\nkind: McallTask\nmetadata:\n  name: tick\nspec:\n  type: get\n  input: http://{NODE_IP}:{port}/tick\n  schedule: \"@every 2s\"\n  startingDeadlineSeconds: 60\n  successfulRunsHistoryLimit: 100\n  failedRunsHistoryLimit: 100\n"
     );
     kubectl_apply(plane, env.namespace, &task);
-    eventually("three ticks", Duration::from_secs(30), || (count(&seen, "/tick") >= 3).then_some(()));
-
-    let deployment = format!("deployment/{}", env.release);
-    kubectl(plane, &["-n", env.namespace, "rollout", "restart", &deployment]);
-    kubectl(plane, &["-n", env.namespace, "rollout", "status", &deployment, "--timeout=180s"]);
-    let after_rollout = count(&seen, "/tick");
-    eventually("three ticks after the rollout", Duration::from_secs(30), || {
-        (count(&seen, "/tick") >= after_rollout + 3).then_some(())
+    eventually("three ticks", Duration::from_secs(30), || {
+        (count(&seen, "/tick") >= 3).then_some(())
     });
 
+    let selector = format!("app.kubernetes.io/instance={}", env.release);
+    let name = kubectl(
+        plane,
+        &[
+            "-n",
+            env.namespace,
+            "get",
+            "deployment",
+            "-l",
+            &selector,
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    let deployment = format!("deployment/{name}");
+    kubectl(
+        plane,
+        &["-n", env.namespace, "rollout", "restart", &deployment],
+    );
+    kubectl(
+        plane,
+        &[
+            "-n",
+            env.namespace,
+            "rollout",
+            "status",
+            &deployment,
+            "--timeout=180s",
+        ],
+    );
+    let after_rollout = count(&seen, "/tick");
+    eventually(
+        "three ticks after the rollout",
+        Duration::from_secs(30),
+        || (count(&seen, "/tick") >= after_rollout + 3).then_some(()),
+    );
+
     // Stop ticking, let the last run be recorded, then compare runs and records.
-    kubectl(plane, &["-n", env.namespace, "patch", "mcalltask", "tick", "--type=merge", "-p", r#"{"spec":{"suspend":true}}"#]);
+    kubectl(
+        plane,
+        &[
+            "-n",
+            env.namespace,
+            "patch",
+            "mcalltask",
+            "tick",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ],
+    );
     std::thread::sleep(Duration::from_secs(3));
     let status = task_status(plane, env.namespace, "tick");
     let history = status["history"].as_array().cloned().unwrap_or_default();
-    let mut scheduled: Vec<&str> = history.iter().filter_map(|r| r["scheduledTime"].as_str()).collect();
+    let mut scheduled: Vec<&str> = history
+        .iter()
+        .filter_map(|r| r["scheduledTime"].as_str())
+        .collect();
     scheduled.sort();
     let recorded = scheduled.len();
     scheduled.dedup();
-    assert_eq!(recorded, scheduled.len(), "a tick was recorded twice: {status}");
+    assert_eq!(
+        recorded,
+        scheduled.len(),
+        "a tick was recorded twice: {status}"
+    );
     let succeeded = history.iter().filter(|r| r["phase"] == "Succeeded").count();
-    assert_eq!(count(&seen, "/tick"), succeeded, "requests vs. succeeded runs: {status}");
+    assert_eq!(
+        count(&seen, "/tick"),
+        succeeded,
+        "requests vs. succeeded runs: {status}"
+    );
     uninstall(plane, &env);
-    kubectl(plane, &["delete", "namespace", env.namespace, "--wait=false"]);
+    kubectl(
+        plane,
+        &["delete", "namespace", env.namespace, "--wait=false"],
+    );
 }
 
 #[test]
@@ -331,10 +469,19 @@ fn deleting_a_namespace_with_tasks_completes_while_the_operator_runs() {
     kubectl(plane, &["create", "namespace", "mcall-nsdel-tasks"]);
     let task = "apiVersion: mcall.tz.io/v1\nkind: McallTask\nmetadata:\n  name: sleeper\nspec:\n  type: cmd\n  input: sleep 30\n  timeout: 60\n";
     kubectl_apply(plane, "mcall-nsdel-tasks", task);
-    eventually("the task to run", Duration::from_secs(30), || {
-        (task_status(plane, "mcall-nsdel-tasks", "sleeper")["phase"] == "Running").then_some(())
+    let mut last = Value::Null;
+    let running = eventually_or("the task to run", Duration::from_secs(30), || {
+        last = task_status(plane, "mcall-nsdel-tasks", "sleeper");
+        (last["phase"] == "Running").then_some(())
     });
-    kubectl(plane, &["delete", "namespace", "mcall-nsdel-tasks", "--timeout=60s"]);
+    assert!(running.is_some(), "the task did not run: {last}");
+    kubectl(
+        plane,
+        &["delete", "namespace", "mcall-nsdel-tasks", "--timeout=60s"],
+    );
     uninstall(plane, &env);
-    kubectl(plane, &["delete", "namespace", env.namespace, "--wait=false"]);
+    kubectl(
+        plane,
+        &["delete", "namespace", env.namespace, "--wait=false"],
+    );
 }

@@ -10,12 +10,12 @@ use kube::Client;
 use kube::config::Kubeconfig;
 
 use crate::client::{self, Credentials};
+use crate::node::{self, NodeLaunch};
 use crate::pki;
 use crate::process::{self, Layout, Ports, Processes};
 use crate::readiness::{self, Readiness};
 use crate::watchdog::Watchdog;
 use crate::{Error, Result, io_err, tools};
-use crate::node::{self, NodeLaunch};
 use crate::{controller_manager, crds};
 
 /// How to start a control plane. `Default` is what tests want.
@@ -83,8 +83,9 @@ pub struct ControlPlane {
     procs: Processes,
     watchdogs: Vec<Watchdog>,
     node: Option<NodeLaunch>,
-    // Declared last: fields drop in order, so processes are dead before their files go.
-    node_dir: Option<tempfile::TempDir>,
+    // Declared last: fields drop in order, so processes are dead before their files go. Held
+    // for its removal on drop (the node's teardown has unmounted everything in it by then).
+    _node_dir: Option<tempfile::TempDir>,
     dir: tempfile::TempDir,
 }
 
@@ -165,7 +166,9 @@ pub(crate) fn launch(
     };
     let node = match (claim, node_setup, &pki.node) {
         (Some(claim), Some(setup), Some(node_pki)) => {
-            let launched = start_node(bin_dir, &server, kubeconfig, &pki, node_pki, claim, setup.dir, opts)?;
+            let launched = start_node(
+                bin_dir, &server, kubeconfig, &pki, node_pki, claim, setup.dir, opts,
+            )?;
             let pids = launched.procs.pids();
             on_spawned(&pids)?;
             Some(launched)
@@ -210,7 +213,14 @@ fn start_node(
         bin_dir,
     };
     let sandbox = node::sandbox_image(bin_dir, dir)?;
-    node::start(claim, layout, &plane, node_pki, &sandbox, opts.ready_timeout)
+    node::start(
+        claim,
+        layout,
+        &plane,
+        node_pki,
+        &sandbox,
+        opts.ready_timeout,
+    )
 }
 
 /// Spawns kube-controller-manager once the apiserver is ready (started earlier it would only
@@ -302,7 +312,7 @@ impl ControlPlane {
             procs: launched.procs,
             watchdogs,
             node: launched.node,
-            node_dir,
+            _node_dir: node_dir,
             dir,
         })
     }
@@ -464,7 +474,7 @@ impl ControlPlane {
     }
 
     /// Imports an image archive into the node's containerd, where kubelet finds it.
-    pub fn import_image(&self, archive: &Path) -> Result<()> {
+    pub fn import_image(&self, archive: &crate::image::ImageArchive) -> Result<()> {
         let socket = self.node_containerd_socket().ok_or_else(|| Error::Node {
             what: "importing an image".into(),
             reason: "this control plane has no node (ControlPlaneOptions::node)".into(),

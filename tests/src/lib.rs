@@ -34,6 +34,12 @@
 //!
 //! Humans get the same plane, with the controller manager, as long-running processes via
 //! [`ControlPlane::start_detached`] (used by `cargo xtask up|down|status`).
+//!
+//! # Images
+//!
+//! [`image`] builds the operator, shell and pause images as docker-archive tars without a
+//! container engine, imports them into a containerd with `ctr`, and starts private containerds
+//! for tests ([`image::TestContainerd`]); `cargo xtask image` drives it.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -42,6 +48,7 @@ mod control_plane;
 mod controller_manager;
 mod crds;
 mod detached;
+pub mod image;
 pub mod node;
 mod pki;
 mod process;
@@ -151,6 +158,22 @@ pub enum Error {
 
     #[error("managing the detached control plane in {state_dir} failed: {reason}")]
     Detached { state_dir: PathBuf, reason: String },
+
+    #[error("building the {image} image failed: {reason}")]
+    ImageRecipe { image: String, reason: String },
+
+    #[error("adding {path} to an image layer failed: {reason}")]
+    ImageLayer { path: String, reason: String },
+
+    #[error("inspecting {binary} for an image failed: {reason}")]
+    InspectBinary { binary: PathBuf, reason: String },
+
+    #[error("`ctr {op}` against containerd at {address} failed: {reason}")]
+    Containerd {
+        op: String,
+        address: PathBuf,
+        reason: String,
+    },
 }
 
 /// The harness's result type.

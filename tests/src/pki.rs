@@ -139,7 +139,12 @@ fn name(cn: &str, org: Option<&str>) -> DistinguishedName {
     dn
 }
 
-fn identity(issuer: &Issuer<'_, KeyPair>, what: &'static str, cn: &str, org: &str) -> Result<Identity> {
+fn identity(
+    issuer: &Issuer<'_, KeyPair>,
+    what: &'static str,
+    cn: &str,
+    org: &str,
+) -> Result<Identity> {
     let signed = client_cert(issuer, what, cn, org)?;
     Ok(Identity {
         user: cn.to_string(),
@@ -187,8 +192,18 @@ fn node_pki(issuer: &Issuer<'_, KeyPair>, dir: &Path, node: NodeNames<'_>) -> Re
             "apiserver-kubelet-client.key",
             &apiserver_client.key_pem,
         )?,
-        scheduler: identity(issuer, "scheduler client certificate", "system:kube-scheduler", "")?,
-        proxy: identity(issuer, "kube-proxy client certificate", "system:kube-proxy", "")?,
+        scheduler: identity(
+            issuer,
+            "scheduler client certificate",
+            "system:kube-scheduler",
+            "",
+        )?,
+        proxy: identity(
+            issuer,
+            "kube-proxy client certificate",
+            "system:kube-proxy",
+            "",
+        )?,
         dns: identity(issuer, "CoreDNS client certificate", DNS_USER, "")?,
     })
 }
@@ -230,7 +245,12 @@ pub(crate) fn generate(dir: &Path, node: Option<NodeNames<'_>>) -> Result<Pki> {
     if let Some(node) = node {
         sans.push(node.address);
     }
-    let serving = serving_cert(&issuer, "apiserver serving certificate", "kube-apiserver", &sans)?;
+    let serving = serving_cert(
+        &issuer,
+        "apiserver serving certificate",
+        "kube-apiserver",
+        &sans,
+    )?;
     let admin = client_cert(&issuer, "admin client certificate", ADMIN_USER, ADMIN_GROUP)?;
     // kube-controller-manager runs with --use-service-account-credentials=false, so every
     // controller acts as this one user. Its bootstrap ClusterRole (system:kube-controller-manager)

@@ -5,6 +5,23 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mcall_tests::ControlPlane;
+use mcall_tests::image::{
+    Image, ImageArchive, Platform, ShellFiles, shell_recipe, write_archive_file,
+};
+
+/// The shared plane with a node, and the shell image (busybox) imported into it.
+fn cluster() -> (&'static ControlPlane, &'static ImageArchive) {
+    static SHELL: std::sync::OnceLock<ImageArchive> = std::sync::OnceLock::new();
+    let plane = ControlPlane::shared_with_node();
+    let shell = SHELL.get_or_init(|| {
+        let recipe = shell_recipe(&ShellFiles::discover().expect("busybox-static"));
+        let image = Image::build(&recipe, &Platform::host()).expect("shell image");
+        let archive = write_archive_file(&image, &plane.dir().join("shell.tar")).expect("archive");
+        plane.import_image(&archive).expect("import");
+        archive
+    });
+    (plane, shell)
+}
 
 fn kubectl(plane: &ControlPlane, args: &[&str]) -> (bool, String) {
     let out = plane.kubectl().args(args).output().expect("kubectl runs");
@@ -28,7 +45,7 @@ fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Optio
     }
 }
 
-fn shell_pod(name: &str, script: &str) -> String {
+fn shell_pod(name: &str, image: &str, script: &str) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod
@@ -38,24 +55,54 @@ spec:
   restartPolicy: Never
   containers:
     - name: main
-      image: mcall.local/shell:dev
+      image: {image}
       imagePullPolicy: Never
       command: ["/bin/sh", "-c", {script:?}]
 "#
     )
 }
 
-fn run_pod(plane: &ControlPlane, ns: &str, name: &str, script: &str) -> (String, String) {
-    let manifest = std::env::temp_dir().join(format!("{ns}-{name}.yaml"));
-    std::fs::write(&manifest, shell_pod(name, script)).unwrap();
-    eventually("the default ServiceAccount", Duration::from_secs(30), || {
-        kubectl(plane, &["-n", ns, "get", "serviceaccount", "default"]).0.then_some(())
-    });
-    let (ok, out) = kubectl(plane, &["-n", ns, "apply", "-f", manifest.to_str().unwrap()]);
+fn run_pod(
+    plane: &ControlPlane,
+    shell: &ImageArchive,
+    ns: &str,
+    name: &str,
+    script: &str,
+) -> (String, String) {
+    let manifest = plane.dir().join(format!("{ns}-{name}.yaml"));
+    std::fs::write(
+        &manifest,
+        shell_pod(name, &shell.reference.to_string(), script),
+    )
+    .unwrap();
+    eventually(
+        "the default ServiceAccount",
+        Duration::from_secs(30),
+        || {
+            kubectl(plane, &["-n", ns, "get", "serviceaccount", "default"])
+                .0
+                .then_some(())
+        },
+    );
+    let (ok, out) = kubectl(
+        plane,
+        &["-n", ns, "apply", "-f", manifest.to_str().unwrap()],
+    );
     assert!(ok, "{out}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let phase = loop {
-        let (_, phase) = kubectl(plane, &["-n", ns, "get", "pod", name, "-o", "jsonpath={.status.phase}"]);
+        let (_, phase) = kubectl(
+            plane,
+            &[
+                "-n",
+                ns,
+                "get",
+                "pod",
+                name,
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+        );
         if matches!(phase.as_str(), "Succeeded" | "Failed") {
             break phase;
         }
@@ -87,12 +134,12 @@ fn rejected_egress_packets() -> u64 {
 
 #[test]
 fn a_pod_resolves_cluster_names_and_reaches_the_api_server_through_its_service() {
-    let plane = ControlPlane::shared_with_node();
-    plane.import_image(std::path::Path::new("/tmp/shell.tar")).unwrap();
+    let (plane, shell) = cluster();
     let ns = "node-api";
     let _ = kubectl(plane, &["create", "namespace", ns]);
     let (phase, logs) = run_pod(
         plane,
+        shell,
         ns,
         "api",
         "nslookup kubernetes.default.svc.cluster.local; \
@@ -110,14 +157,14 @@ fn a_pod_resolves_cluster_names_and_reaches_the_api_server_through_its_service()
 
 #[test]
 fn pod_traffic_never_leaves_the_machine() {
-    let plane = ControlPlane::shared_with_node();
-    plane.import_image(std::path::Path::new("/tmp/shell.tar")).unwrap();
+    let (plane, shell) = cluster();
     let ns = "node-egress";
     let _ = kubectl(plane, &["create", "namespace", ns]);
     let before = rejected_egress_packets();
     // TEST-NET-1: an address outside the machine.
     let (phase, logs) = run_pod(
         plane,
+        shell,
         ns,
         "egress",
         "echo | nc -w 3 192.0.2.123 80 && echo LEFT || echo blocked",
@@ -128,13 +175,4 @@ fn pod_traffic_never_leaves_the_machine() {
         rejected_egress_packets() > before,
         "the egress guard saw nothing: {logs}"
     );
-}
-
-#[test]
-#[ignore]
-fn debug_hold() {
-    let plane = ControlPlane::shared_with_node();
-    plane.import_image(std::path::Path::new("/tmp/shell.tar")).unwrap();
-    std::fs::write("/tmp/node-debug.env", format!("KUBECONFIG={}\nNODE={}\n", plane.kubeconfig_path().display(), plane.node_dir().unwrap().display())).unwrap();
-    std::thread::sleep(Duration::from_secs(900));
 }

@@ -51,7 +51,9 @@ pub fn up(root: &Path, no_node: bool) -> Result<()> {
     }
     let what = match no_node {
         true => "etcd, kube-apiserver and kube-controller-manager",
-        false => "etcd, kube-apiserver, kube-controller-manager and a node (containerd, kubelet, kube-proxy, kube-scheduler, CoreDNS)",
+        false => {
+            "etcd, kube-apiserver, kube-controller-manager and a node (containerd, kubelet, kube-proxy, kube-scheduler, CoreDNS)"
+        }
     };
     eprintln!("starting {what} in {} ...", dir.display());
     let info =

@@ -126,7 +126,9 @@ pub fn run(root: &Path, mode: Mode) -> Result<()> {
     );
     println!("Scheduled tasks and workflows show their next run: kubectl get mct,mcwf -o wide");
     if mode == Mode::InCluster {
-        println!("The operator runs in its pod: kubectl -n mcall-dev logs deploy/mcall-operator-dev");
+        println!(
+            "The operator runs in its pod: kubectl -n mcall-dev logs deploy/mcall-operator-dev"
+        );
     }
     println!(
         "The cluster and the operator keep running: export KUBECONFIG={}",

@@ -28,20 +28,16 @@ pub struct Options<'a> {
     pub debug_image: bool,
 }
 
-/// What a deploy did, for its callers (`demo`).
-pub struct Deployed {
-    pub kubeconfig: PathBuf,
-    pub namespace: String,
-    pub release: String,
-}
-
-pub fn run(root: &Path, options: &Options<'_>) -> Result<Option<Deployed>> {
+pub fn run(root: &Path, options: &Options<'_>) -> Result<()> {
     let bin_dir = crate::tools_bin_dir()?;
     let environment = helm::environment(root, options.env)?;
     if options.dry_run {
         helm::render(root, &bin_dir, &environment)?;
-        println!("deploy {} (dry run): rendered only, nothing installed", options.env);
-        return Ok(None);
+        println!(
+            "deploy {} (dry run): rendered only, nothing installed",
+            options.env
+        );
+        return Ok(());
     }
     let started = Instant::now();
     let (kubeconfig, image) = match options.kubeconfig {
@@ -85,18 +81,20 @@ pub fn run(root: &Path, options: &Options<'_>) -> Result<Option<Deployed>> {
         environment.namespace,
         started.elapsed()
     );
-    Ok(Some(Deployed {
-        kubeconfig,
-        namespace: environment.namespace,
-        release: environment.release_name,
-    }))
+    Ok(())
 }
 
 /// The smoke check: an HTTP McallTask against `127.0.0.1:8080/readyz` succeeds only when run
 /// inside the operator's pod (its own readiness endpoint), and the operator's Lease must name
 /// one of the release's pods as its holder.
 fn smoke(kubectl: &Kubectl, release: &str) -> Result<()> {
-    let _ = kubectl.run(&["delete", "mcalltask", SMOKE_TASK, "--ignore-not-found", "--wait"]);
+    let _ = kubectl.run(&[
+        "delete",
+        "mcalltask",
+        SMOKE_TASK,
+        "--ignore-not-found",
+        "--wait",
+    ]);
     let task = format!(
         r#"apiVersion: mcall.tz.io/v1
 kind: McallTask
@@ -113,7 +111,13 @@ spec:
     kubectl.apply(&task)?;
     let deadline = Instant::now() + SMOKE_TIMEOUT;
     let phase = loop {
-        let phase = kubectl.run(&["get", "mcalltask", SMOKE_TASK, "-o", "jsonpath={.status.phase}"])?;
+        let phase = kubectl.run(&[
+            "get",
+            "mcalltask",
+            SMOKE_TASK,
+            "-o",
+            "jsonpath={.status.phase}",
+        ])?;
         if matches!(phase.as_str(), "Succeeded" | "Failed") || Instant::now() > deadline {
             break phase;
         }
@@ -166,7 +170,11 @@ impl Kubectl {
 
     /// Runs kubectl; its trimmed stdout, or an error with its stderr.
     pub fn run(&self, args: &[&str]) -> Result<String> {
-        let out = self.command().args(args).output().context("running kubectl")?;
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .context("running kubectl")?;
         if !out.status.success() {
             bail!(
                 "kubectl {} failed: {}",

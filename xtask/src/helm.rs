@@ -201,13 +201,21 @@ pub fn render(root: &Path, bin_dir: &Path, environment: &Environment) -> Result<
         "--values",
         &values_file(environment),
     ];
-    println!("deploy {} (dry run): helm {}", environment.name, args.join(" "));
+    println!(
+        "deploy {} (dry run): helm {}",
+        environment.name,
+        args.join(" ")
+    );
     let status = Command::new(&helm)
         .args(args)
         .current_dir(root)
         .status()
         .with_context(|| format!("running {}", helm.display()))?;
-    ensure!(status.success(), "helm template of {} failed ({status})", environment.name);
+    ensure!(
+        status.success(),
+        "helm template of {} failed ({status})",
+        environment.name
+    );
     Ok(())
 }
 
@@ -267,7 +275,11 @@ pub fn install(
         status.success(),
         "helm upgrade --install of {} failed ({status}){}",
         environment.name,
-        if how.atomic { "; rolled back (--atomic)" } else { "" }
+        if how.atomic {
+            "; rolled back (--atomic)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

@@ -15,6 +15,7 @@ mod demo;
 mod deploy;
 mod generate;
 mod helm;
+mod image;
 
 use std::path::{Path, PathBuf};
 
@@ -78,6 +79,23 @@ enum Command {
         #[arg(long)]
         debug_image: bool,
     },
+    /// Build the operator, shell and pause images as docker-archive tars (no engine, no
+    /// registry); print each reference and archive.
+    Image {
+        /// Package a dev-profile `mcall` (the release profile's fat LTO takes minutes).
+        #[arg(long)]
+        debug: bool,
+        /// Import the images into the containerd at this socket (k8s.io namespace), skipping
+        /// those already there with the same image ID.
+        #[arg(long, value_name = "SOCKET")]
+        import: Option<PathBuf>,
+        /// Write the archives here instead of target/mcall/images.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// The static pause binary (default: `pause` in the `cargo xtask tools` directory).
+        #[arg(long, value_name = "PATH")]
+        pause: Option<PathBuf>,
+    },
     /// Measure and record a benchmark in bench/results/ and BENCHMARKS.md.
     Bench {
         #[arg(value_enum)]
@@ -118,8 +136,21 @@ fn main() -> Result<()> {
                 kubeconfig: kubeconfig.as_deref(),
                 debug_image,
             },
-        )
-        .map(drop),
+        ),
+        Command::Image {
+            debug,
+            import,
+            out,
+            pause,
+        } => image::run(
+            &root,
+            image::Options {
+                debug,
+                import,
+                out,
+                pause,
+            },
+        ),
         Command::Bench { which } => bench::run(&root, which),
     }
 }

@@ -118,6 +118,8 @@ pub(crate) fn write_configs(layout: &NodeLayout, sandbox_image: &str) -> Result<
 /// `ctr` against this node's containerd, in the namespace the CRI plugin (and so kubelet) uses.
 pub(crate) fn ctr(socket: &Path) -> std::process::Command {
     let mut cmd = std::process::Command::new("ctr");
-    cmd.arg("--address").arg(socket).args(["--namespace", "k8s.io"]);
+    cmd.arg("--address")
+        .arg(socket)
+        .args(["--namespace", "k8s.io"]);
     cmd
 }

@@ -37,11 +37,7 @@ const SYSCTLS: [&str; 8] = [
 
 /// Directories outside the node's own that kubelet insists on; removed by the teardown only if
 /// they did not exist before.
-const MACHINE_DIRS: [&str; 3] = [
-    "/var/lib/kubelet",
-    "/var/log/containers",
-    "/var/log/pods",
-];
+const MACHINE_DIRS: [&str; 3] = ["/var/lib/kubelet", "/var/log/containers", "/var/log/pods"];
 
 /// The keeper: `$1` owner pid (0: none, keep the claim until killed), `$2` lock file, `$3`
 /// teardown script, `$4` state file, `$5` node directory, `$6` seconds to wait for the lock.
@@ -261,20 +257,36 @@ fn save_sysctls(path: &Path) -> Result<()> {
 /// outside), IP forwarding (Service traffic between pods is routed), and the egress guard: pod
 /// traffic may go to other pods and to this machine, and nowhere else.
 pub(crate) fn prepare_network() -> Result<()> {
-    run("ip", &["addr", "replace", &format!("{NODE_IP}/32"), "dev", "lo"])?;
+    run(
+        "ip",
+        &["addr", "replace", &format!("{NODE_IP}/32"), "dev", "lo"],
+    )?;
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
         .map_err(io_err("enabling", "/proc/sys/net/ipv4/ip_forward"))?;
     let _ = run("iptables", &["-w", "-N", EGRESS_CHAIN]);
     run("iptables", &["-w", "-F", EGRESS_CHAIN])?;
     run(
         "iptables",
-        &["-w", "-A", EGRESS_CHAIN, "-s", POD_CIDR, "-o", BRIDGE, "-j", "RETURN"],
+        &[
+            "-w",
+            "-A",
+            EGRESS_CHAIN,
+            "-s",
+            POD_CIDR,
+            "-o",
+            BRIDGE,
+            "-j",
+            "RETURN",
+        ],
     )?;
     run(
         "iptables",
         &["-w", "-A", EGRESS_CHAIN, "-s", POD_CIDR, "-j", "REJECT"],
     )?;
-    run("iptables", &["-w", "-I", "FORWARD", "1", "-j", EGRESS_CHAIN])?;
+    run(
+        "iptables",
+        &["-w", "-I", "FORWARD", "1", "-j", EGRESS_CHAIN],
+    )?;
     Ok(())
 }
 

@@ -26,8 +26,9 @@ mod start;
 use std::path::{Path, PathBuf};
 
 pub(crate) use host::{Claim, Owner, teardown_detached};
-pub(crate) use start::{NodeLaunch, PlaneAccess, SandboxImage, prepare, start};
+pub(crate) use start::{NodeLaunch, PlaneAccess, prepare, start};
 
+use crate::image::{self, ImageArchive};
 use crate::{Error, process};
 
 /// The node's name.
@@ -131,30 +132,16 @@ pub(crate) fn node_err(what: impl Into<String>, reason: impl Into<String>) -> Er
     }
 }
 
-/// Imports an image archive (docker-archive or OCI tar) into the node's containerd, where
-/// kubelet finds it (namespace `k8s.io`).
-pub fn import_image(containerd_socket: &Path, archive: &Path) -> crate::Result<()> {
-    let out = containerd::ctr(containerd_socket)
-        .args(["images", "import"])
-        .arg(archive)
-        .output()
-        .map_err(crate::io_err("running ctr images import for", archive))?;
-    if !out.status.success() {
-        return Err(node_err(
-            format!("importing {}", archive.display()),
-            String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        ));
-    }
-    Ok(())
+/// The sandbox ("pause") image for the node's containerd: the tools' static `pause` binary,
+/// written as an archive into `dir`.
+pub(crate) fn sandbox_image(bin_dir: &Path, dir: &Path) -> crate::Result<ImageArchive> {
+    let recipe = image::pause_recipe(&image::discover_pause(&bin_dir.join("pause"))?);
+    let built = image::Image::build(&recipe, &image::Platform::host())?;
+    image::write_archive_file(&built, &dir.join("pause.tar"))
 }
 
-/// The sandbox ("pause") image for the node's containerd: built from the tools' `pause` binary
-/// into `dir`.
-pub(crate) fn sandbox_image(bin_dir: &Path, dir: &Path) -> crate::Result<SandboxImage> {
-    // TEMPORARY until the image module lands: an archive made by hand.
-    let _ = (bin_dir, dir);
-    Ok(SandboxImage {
-        reference: "mcall.local/pause:dev".to_string(),
-        archive: PathBuf::from("/tmp/pause.tar"),
-    })
+/// Imports an image archive into the node's containerd (at `socket`), where kubelet finds it;
+/// nothing to do when it is there with the same image ID.
+pub fn import_image(socket: &Path, archive: &ImageArchive) -> crate::Result<()> {
+    image::Containerd::new(socket).ensure(archive).map(drop)
 }

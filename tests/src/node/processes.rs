@@ -44,7 +44,10 @@ impl NodeProcesses {
 
     /// `(name, pid)` of each process.
     pub fn pids(&self) -> Vec<(&'static str, u32)> {
-        self.running.iter().map(|r| (r.what, r.child.id())).collect()
+        self.running
+            .iter()
+            .map(|r| (r.what, r.child.id()))
+            .collect()
     }
 
     /// Gives up ownership (a detached node: the teardown kills them by their pid files).
@@ -110,7 +113,16 @@ impl Drop for NodeProcesses {
 /// `GET url` answered 200 (curl: some endpoints are HTTPS with a self-signed certificate).
 pub(crate) fn http_ok(url: &str) -> std::result::Result<(), String> {
     let out = Command::new("curl")
-        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", url])
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "2",
+            url,
+        ])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("running curl: {e}"))?;

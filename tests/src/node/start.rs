@@ -11,6 +11,7 @@ use super::{
     NODE_IP, NODE_NAME, NodeLayout, Ports, containerd, import_image, kubelet, node_err, services,
 };
 use crate::client::{self, Credentials};
+use crate::image::ImageArchive;
 use crate::pki::{Identity, NodePki};
 use crate::{Result, io_err};
 
@@ -44,12 +45,6 @@ pub(crate) struct PlaneAccess<'a> {
     pub bin_dir: &'a Path,
 }
 
-/// The sandbox ("pause") image: its reference and the archive to import.
-pub(crate) struct SandboxImage {
-    pub reference: String,
-    pub archive: PathBuf,
-}
-
 /// Claims the machine (waiting up to `wait` for another node) and prepares the host network.
 pub(crate) fn prepare(owner: Owner, dir: &Path, bin_dir: &Path, wait: Duration) -> Result<Claim> {
     std::fs::create_dir_all(dir).map_err(io_err("creating the node directory", dir))?;
@@ -73,7 +68,7 @@ pub(crate) fn start(
     layout: NodeLayout,
     plane: &PlaneAccess<'_>,
     pki: &NodePki,
-    sandbox: &SandboxImage,
+    sandbox: &ImageArchive,
     timeout: Duration,
 ) -> Result<NodeLaunch> {
     let started = Instant::now();
@@ -92,7 +87,7 @@ fn start_processes(
     layout: &NodeLayout,
     plane: &PlaneAccess<'_>,
     pki: &NodePki,
-    sandbox: &SandboxImage,
+    sandbox: &ImageArchive,
     timeout: Duration,
 ) -> Result<()> {
     let ports = Ports::pick()?;
@@ -108,7 +103,11 @@ fn start_processes(
     start_kubelet(procs, layout, plane.bin_dir, &ports)?;
     let bin = |name: &str| plane.bin_dir.join(name);
 
-    let proxy_config = write(layout, "kube-proxy.yaml", &services::proxy_config(layout, &ports))?;
+    let proxy_config = write(
+        layout,
+        "kube-proxy.yaml",
+        &services::proxy_config(layout, &ports),
+    )?;
     procs.spawn(
         layout,
         "kube-proxy",
@@ -120,7 +119,10 @@ fn start_processes(
         "kube-scheduler",
         &bin("kube-scheduler"),
         &[
-            format!("--kubeconfig={}", layout.kubeconfig("kube-scheduler").display()),
+            format!(
+                "--kubeconfig={}",
+                layout.kubeconfig("kube-scheduler").display()
+            ),
             "--leader-elect=false".to_string(),
             "--bind-address=127.0.0.1".to_string(),
             format!("--secure-port={}", ports.scheduler),
@@ -136,17 +138,23 @@ fn start_processes(
         &["-conf".to_string(), corefile.display().to_string()],
     )?;
 
-    procs.wait_for("the node (kubelet)", &layout.log("kubelet"), timeout, || {
-        node_ready(plane)
-    })?;
+    procs.wait_for(
+        "the node (kubelet)",
+        &layout.log("kubelet"),
+        timeout,
+        || node_ready(plane),
+    )?;
     let proxy = format!("http://127.0.0.1:{}/healthz", ports.proxy_healthz);
     procs.wait_for("kube-proxy", &layout.log("kube-proxy"), timeout, || {
         http_ok(&proxy)
     })?;
     let scheduler = format!("https://127.0.0.1:{}/healthz", ports.scheduler);
-    procs.wait_for("kube-scheduler", &layout.log("kube-scheduler"), timeout, || {
-        http_ok(&scheduler)
-    })?;
+    procs.wait_for(
+        "kube-scheduler",
+        &layout.log("kube-scheduler"),
+        timeout,
+        || http_ok(&scheduler),
+    )?;
     let dns = format!("http://127.0.0.1:{}/ready", ports.dns_ready);
     procs.wait_for("CoreDNS", &layout.log("coredns"), timeout, || http_ok(&dns))
 }
@@ -154,10 +162,10 @@ fn start_processes(
 fn start_containerd(
     procs: &mut NodeProcesses,
     layout: &NodeLayout,
-    sandbox: &SandboxImage,
+    sandbox: &ImageArchive,
     timeout: Duration,
 ) -> Result<()> {
-    let config = containerd::write_configs(layout, &sandbox.reference)?;
+    let config = containerd::write_configs(layout, &sandbox.reference.to_string())?;
     procs.spawn(
         layout,
         "containerd",
@@ -176,7 +184,7 @@ fn start_containerd(
             Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
         }
     })?;
-    import_image(&socket, &sandbox.archive)
+    import_image(&socket, sandbox)
 }
 
 fn start_kubelet(
