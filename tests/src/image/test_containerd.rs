@@ -5,6 +5,11 @@
 //! It needs root, `containerd` and `ctr` on PATH, and `runc` for running containers (start them
 //! with [`TestContainerd::ctr_run`]). Shims put their sockets in /run/containerd/s/, named by a
 //! hash of this containerd's address, so they never meet those of a containerd the machine runs.
+//!
+//! `ctr run` asks runc for no `oom_score_adj`, so containers start on machines without
+//! CAP_SYS_RESOURCE (this project's VMs). The CRI plugin does set one per pod (lower than
+//! containerd's own for the sandbox), which needs that capability unless its
+//! `restrict_oom_score_adj = true` is set.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
