@@ -22,6 +22,10 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// One test at a time: each installs operators that watch every namespace, and two of them
+/// would run each other's tasks.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 /// The plane with a node, and the operator image (repository, tag) imported into it.
 fn cluster() -> (&'static ControlPlane, &'static (String, String)) {
     static IMAGE: OnceLock<(String, String)> = OnceLock::new();
@@ -237,6 +241,33 @@ fn recorder() -> (u16, Seen) {
     (port, seen)
 }
 
+/// A Service `recorder` on port 80 whose endpoint is the recorder at the node address.
+fn recorder_service(port: u16) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Service
+metadata:
+  name: recorder
+spec:
+  ports: [{{name: http, port: 80, protocol: TCP}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: recorder-node
+  labels:
+    kubernetes.io/service-name: recorder
+addressType: IPv4
+endpoints:
+  - addresses: ["{NODE_IP}"]
+ports:
+  - name: http
+    port: {port}
+    protocol: TCP
+"#
+    )
+}
+
 fn count(seen: &Seen, path: &str) -> usize {
     seen.lock().unwrap().get(path).copied().unwrap_or(0)
 }
@@ -260,6 +291,7 @@ fn release_objects(plane: &ControlPlane, env: &Env) -> String {
 
 #[test]
 fn the_chart_runs_the_operator_in_its_pod_in_every_environment() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (plane, image) = cluster();
     let (port, seen) = recorder();
     for env in [DEV, STAGING, PROD] {
@@ -315,11 +347,14 @@ fn the_chart_runs_the_operator_in_its_pod_in_every_environment() {
         );
 
         // The operator in its pod (in-cluster config, the chart's ServiceAccount and RBAC)
-        // runs a task in its namespace: an HTTP check reaching this test over the pod network.
+        // runs a task in its namespace: an HTTP check of `http://recorder.<namespace>.svc`, a
+        // Service (cluster DNS, kube-proxy) whose endpoint is this test's server.
+        kubectl_apply(plane, env.namespace, &recorder_service(port));
         let path = format!("/{}", env.name);
         let task = format!(
-            "apiVersion: mcall.tz.io/v1\nkind: McallTask\nmetadata:\n  name: reach-{name}\nspec:\n  type: get\n  input: http://{NODE_IP}:{port}{path}\n  timeout: 5\n",
-            name = env.name
+            "apiVersion: mcall.tz.io/v1\nkind: McallTask\nmetadata:\n  name: reach-{name}\nspec:\n  type: get\n  input: http://recorder.{ns}.svc{path}\n  timeout: 5\n",
+            name = env.name,
+            ns = env.namespace,
         );
         kubectl_apply(plane, env.namespace, &task);
         let status = wait_phase(plane, env.namespace, &format!("reach-{}", env.name));
@@ -356,6 +391,7 @@ fn the_chart_runs_the_operator_in_its_pod_in_every_environment() {
 
 #[test]
 fn a_scheduled_task_ticks_exactly_once_through_a_rollout_restart() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (plane, image) = cluster();
     let (port, seen) = recorder();
     let env = Env {
@@ -459,6 +495,7 @@ fn a_scheduled_task_ticks_exactly_once_through_a_rollout_restart() {
 
 #[test]
 fn deleting_a_namespace_with_tasks_completes_while_the_operator_runs() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (plane, image) = cluster();
     let env = Env {
         name: "dev",

@@ -32,8 +32,21 @@
 //! every 30 s: install CRDs through [`ControlPlaneOptions::crds`], not after the start, or the
 //! first collection involving their objects can take 30 s or more.
 //!
-//! Humans get the same plane, with the controller manager, as long-running processes via
-//! [`ControlPlane::start_detached`] (used by `cargo xtask up|down|status`).
+//! # A node
+//!
+//! Tests that run pods (the chart, the operator in its pod) ask for a plane with a node:
+//! containerd + runc with a CNI bridge, kubelet, kube-proxy, kube-scheduler and CoreDNS
+//! ([`node`]; root only, one per machine):
+//!
+//! ```no_run
+//! # use mcall_tests::ControlPlane;
+//! let plane = ControlPlane::shared_with_node();
+//! // Images come from `image` as archives and are imported; there is no registry.
+//! ```
+//!
+//! Humans get the same plane, with the controller manager and (unless `--no-node`) a node, as
+//! long-running processes via [`ControlPlane::start_detached`] (used by `cargo xtask
+//! up|down|status`).
 //!
 //! # Images
 //!

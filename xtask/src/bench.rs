@@ -22,6 +22,9 @@ pub enum Which {
     /// McallWorkflows: per-step overhead of sequential chains, a 100-step fan-out, and a burst of
     /// 200 five-step workflows (steps/s against the plane's raw write rate, memory).
     Workflow,
+    /// The local cluster: control plane and node start, pod create → Running (one at a time
+    /// and 20 at once), the node processes' memory.
+    Cluster,
 }
 
 pub fn run(root: &Path, which: Which) -> Result<()> {
@@ -32,6 +35,7 @@ pub fn run(root: &Path, which: Which) -> Result<()> {
         Which::Failover => failover(root),
         Which::Scale => scale(root),
         Which::Workflow => workflow(root),
+        Which::Cluster => cluster(root),
     }
 }
 
@@ -250,6 +254,47 @@ fn workflow(root: &Path) -> Result<()> {
 }
 
 /// Replaces (or adds) the row of `name` in BENCHMARKS.md.
+fn cluster(root: &Path) -> Result<()> {
+    let result = crate::bench_cluster::run()?;
+    let dir = root.join("bench/results");
+    std::fs::create_dir_all(&dir).context("creating bench/results")?;
+    std::fs::write(dir.join("cluster.json"), &result)
+        .context("writing bench/results/cluster.json")?;
+    println!("{result}");
+    let v: serde_json::Value = serde_json::from_str(&result)?;
+    let starts = |key: &str| {
+        v[key]
+            .as_array()
+            .map(|a| a.iter().map(|x| format!("{x} s")).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let rss = v["rss_mib"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, x)| format!("{k} {x} MiB"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let start = format!(
+        "| cluster start (control plane, then node Ready; {} fresh starts) | plane {} | node {} | node Ready in ≤ 5 s; RSS {rss} |",
+        v["starts"],
+        starts("plane_ready_s"),
+        starts("node_ready_s")
+    );
+    update_table(root, "cluster start", &start)?;
+    let pods = format!(
+        "| cluster pods (create → Running, {} pods) | one at a time {} ms, 20 at once {} ms | {} ms, {} ms | — |",
+        v["pods"],
+        v["pod_running_one_at_a_time_p50_ms"],
+        v["pod_running_burst_p50_ms"],
+        v["pod_running_one_at_a_time_p99_ms"],
+        v["pod_running_burst_p99_ms"]
+    );
+    update_table(root, "cluster pods", &pods)
+}
+
 fn update_table(root: &Path, name: &str, row: &str) -> Result<()> {
     let path = root.join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| {

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_cluster;
 mod bench_failover;
 mod bench_scale;
 mod bench_schedule;

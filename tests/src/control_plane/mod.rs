@@ -10,7 +10,10 @@ use kube::Client;
 use kube::config::Kubeconfig;
 
 use crate::client::{self, Credentials};
-use crate::node::{self, NodeLaunch};
+mod node;
+
+use crate::node::{self as local_node, NodeLaunch};
+use node::start_node;
 use crate::pki;
 use crate::process::{self, Layout, Ports, Processes};
 use crate::readiness::{self, Readiness};
@@ -100,10 +103,10 @@ pub(crate) struct Launched {
     pub node: Option<NodeLaunch>,
 }
 
-/// Where a plane's node lives and who owns it (see [`node::Owner`]).
+/// Where a plane's node lives and who owns it (see [`local_node::Owner`]).
 pub(crate) struct NodeSetup<'a> {
     pub dir: &'a Path,
-    pub owner: node::Owner,
+    pub owner: local_node::Owner,
 }
 
 /// Generates the PKI, spawns etcd and kube-apiserver in `layout.dir`, writes the kubeconfig and
@@ -122,7 +125,7 @@ pub(crate) fn launch(
     let started = Instant::now();
     // The node claims the machine and puts its address on `lo` first: the apiserver serves there.
     let claim = match &node_setup {
-        Some(setup) => Some(node::prepare(
+        Some(setup) => Some(local_node::prepare(
             setup.owner,
             setup.dir,
             bin_dir,
@@ -130,10 +133,10 @@ pub(crate) fn launch(
         )?),
         None => None,
     };
-    let names = node::NODE_NAMES;
+    let names = local_node::NODE_NAMES;
     let pki = pki::generate(&layout.pki_dir(), claim.as_ref().map(|_| names))?;
     let host = match claim {
-        Some(_) => node::NODE_IP.parse().expect("a valid address"),
+        Some(_) => local_node::NODE_IP.parse().expect("a valid address"),
         None => std::net::Ipv4Addr::LOCALHOST,
     };
     let ports = Ports::pick(host)?;
@@ -184,43 +187,6 @@ pub(crate) fn launch(
         startup: started.elapsed(),
         node,
     })
-}
-
-/// Starts the node's processes on the ready plane.
-#[allow(clippy::too_many_arguments)]
-fn start_node(
-    bin_dir: &Path,
-    server: &str,
-    kubeconfig: &Path,
-    pki: &pki::Pki,
-    node_pki: &pki::NodePki,
-    claim: node::Claim,
-    dir: &Path,
-    opts: &ControlPlaneOptions,
-) -> Result<NodeLaunch> {
-    let layout = node::NodeLayout {
-        dir: dir.to_path_buf(),
-        pki: node::NodePaths {
-            ca_cert: pki.ca_cert.clone(),
-            kubelet_serving_cert: node_pki.kubelet_serving_cert.clone(),
-            kubelet_serving_key: node_pki.kubelet_serving_key.clone(),
-        },
-    };
-    let plane = node::PlaneAccess {
-        server,
-        ca_pem: &pki.ca_pem,
-        admin_kubeconfig: kubeconfig,
-        bin_dir,
-    };
-    let sandbox = node::sandbox_image(bin_dir, dir)?;
-    node::start(
-        claim,
-        layout,
-        &plane,
-        node_pki,
-        &sandbox,
-        opts.ready_timeout,
-    )
 }
 
 /// Spawns kube-controller-manager once the apiserver is ready (started earlier it would only
@@ -286,7 +252,7 @@ impl ControlPlane {
         };
         let node_setup = node_dir.as_ref().map(|d| NodeSetup {
             dir: d.path(),
-            owner: node::Owner::Process(std::process::id()),
+            owner: local_node::Owner::Process(std::process::id()),
         });
         let launched = launch(&bin_dir, &layout, &kubeconfig, &opts, node_setup, |pids| {
             let pids: Vec<u32> = pids.iter().map(|(_, pid)| *pid).collect();
@@ -445,43 +411,6 @@ impl ControlPlane {
         );
     }
 
-    /// The plane with a node ([`ControlPlaneOptions::node`]) shared by all tests of this test
-    /// binary, started on first use, with the chart's CRDs. Needs root.
-    pub fn shared_with_node() -> &'static ControlPlane {
-        static SHARED: OnceLock<std::result::Result<ControlPlane, String>> = OnceLock::new();
-        let opts = ControlPlaneOptions {
-            controller_manager: true,
-            node: true,
-            crds: vec![chart_crds()],
-            ..Default::default()
-        };
-        shared_plane(&SHARED, opts)
-    }
-
-    /// The node's containerd socket, if the plane has a node.
-    pub fn node_containerd_socket(&self) -> Option<PathBuf> {
-        self.node.as_ref().map(|n| n.layout.containerd_socket())
-    }
-
-    /// The node's directory (its logs: `kubelet.log`, `containerd.log`, ...), if it has one.
-    pub fn node_dir(&self) -> Option<&Path> {
-        self.node.as_ref().map(|n| n.layout.dir.as_path())
-    }
-
-    /// Wall time from the node's first process to a Ready node with its services answering.
-    pub fn node_startup_time(&self) -> Option<Duration> {
-        self.node.as_ref().map(|n| n.startup)
-    }
-
-    /// Imports an image archive into the node's containerd, where kubelet finds it.
-    pub fn import_image(&self, archive: &crate::image::ImageArchive) -> Result<()> {
-        let socket = self.node_containerd_socket().ok_or_else(|| Error::Node {
-            what: "importing an image".into(),
-            reason: "this control plane has no node (ControlPlaneOptions::node)".into(),
-        })?;
-        node::import_image(&socket, archive)
-    }
-
     /// kube-controller-manager's secure endpoint, `https://127.0.0.1:<port>`, if it runs.
     pub fn controller_manager_url(&self) -> Option<&str> {
         self.controller_manager_url.as_deref()
@@ -567,7 +496,7 @@ impl Drop for ControlPlane {
 }
 
 /// The chart's CRDs (`helm/mcall-operator/crds/`).
-fn chart_crds() -> PathBuf {
+pub(crate) fn chart_crds() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("helm")
@@ -577,7 +506,7 @@ fn chart_crds() -> PathBuf {
 
 /// The plane in `cell`, started with `opts` on first use; panics (there is nothing a test could
 /// do instead) with the start error, remembered so later tests fail fast with the same message.
-fn shared_plane(
+pub(crate) fn shared_plane(
     cell: &'static OnceLock<std::result::Result<ControlPlane, String>>,
     opts: ControlPlaneOptions,
 ) -> &'static ControlPlane {
