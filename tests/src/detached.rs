@@ -163,12 +163,9 @@ impl ControlPlane {
         let apiserver_log = launched.procs.apiserver_log.clone();
         let controller_manager_log = launched.procs.controller_manager_log.clone();
         let node_startup_time = launched.node.as_ref().map(|n| n.startup);
-        if let Some(node) = launched.node {
-            if let Some(keeper) = node.detach() {
-                let path = pid_file(&state_dir, KEEPER);
-                std::fs::write(&path, keeper.to_string())
-                    .map_err(io_err("writing pid file", &path))?;
-            }
+        if let Some(keeper) = launched.node.and_then(|node| node.detach()) {
+            let path = pid_file(&state_dir, KEEPER);
+            std::fs::write(&path, keeper.to_string()).map_err(io_err("writing pid file", &path))?;
         }
         let pids = launched.procs.detach();
         let pid = |binary: &str| {

@@ -265,7 +265,12 @@ fn cluster(root: &Path) -> Result<()> {
     let starts = |key: &str| {
         v[key]
             .as_array()
-            .map(|a| a.iter().map(|x| format!("{x} s")).collect::<Vec<_>>().join(", "))
+            .map(|a| {
+                a.iter()
+                    .map(|x| format!("{x} s"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default()
     };
     let rss = v["rss_mib"]

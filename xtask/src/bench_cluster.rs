@@ -10,7 +10,9 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
-use mcall_tests::image::{Image, ImageArchive, Platform, ShellFiles, shell_recipe, write_archive_file};
+use mcall_tests::image::{
+    Image, ImageArchive, Platform, ShellFiles, shell_recipe, write_archive_file,
+};
 use mcall_tests::{ControlPlane, ControlPlaneOptions, create_test_namespace};
 use serde_json::json;
 
@@ -100,7 +102,10 @@ fn pod(name: &str, image: &str) -> Result<Pod> {
 }
 
 /// Create → Running of `PODS` pods one at a time, then of `PODS` created at once.
-async fn pods(plane: &ControlPlane, shell: &ImageArchive) -> Result<(Vec<Duration>, Vec<Duration>)> {
+async fn pods(
+    plane: &ControlPlane,
+    shell: &ImageArchive,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
     let client = plane.admin_client().await?;
     let ns = create_test_namespace(&client, "bench-pods").await?;
     let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -110,14 +115,16 @@ async fn pods(plane: &ControlPlane, shell: &ImageArchive) -> Result<(Vec<Duratio
     for i in 0..PODS {
         let name = format!("one-{i}");
         let created = Instant::now();
-        api.create(&PostParams::default(), &pod(&name, &image)?).await?;
+        api.create(&PostParams::default(), &pod(&name, &image)?)
+            .await?;
         one.push(running(&api, &name, created).await? - created);
         api.delete(&name, &DeleteParams::default()).await?;
     }
     let created = Instant::now();
     let names: Vec<String> = (0..PODS).map(|i| format!("burst-{i}")).collect();
     for name in &names {
-        api.create(&PostParams::default(), &pod(name, &image)?).await?;
+        api.create(&PostParams::default(), &pod(name, &image)?)
+            .await?;
     }
     // Every round lists all of them, so each is stamped when first seen Running.
     let mut burst: Vec<Duration> = Vec::new();
@@ -129,7 +136,10 @@ async fn pods(plane: &ControlPlane, shell: &ImageArchive) -> Result<(Vec<Duratio
         for pod in api.list(&Default::default()).await? {
             let name = pod.metadata.name.clone().unwrap_or_default();
             let phase = pod.status.and_then(|s| s.phase);
-            if name.starts_with("burst-") && phase.as_deref() == Some("Running") && seen.insert(name) {
+            if name.starts_with("burst-")
+                && phase.as_deref() == Some("Running")
+                && seen.insert(name)
+            {
                 burst.push(created.elapsed());
             }
         }

@@ -13,13 +13,13 @@ use crate::client::{self, Credentials};
 mod node;
 
 use crate::node::{self as local_node, NodeLaunch};
-use node::start_node;
 use crate::pki;
 use crate::process::{self, Layout, Ports, Processes};
 use crate::readiness::{self, Readiness};
 use crate::watchdog::Watchdog;
 use crate::{Error, Result, io_err, tools};
 use crate::{controller_manager, crds};
+use node::start_node;
 
 /// How to start a control plane. `Default` is what tests want.
 #[derive(Debug, Clone)]

@@ -35,7 +35,10 @@ impl ControlPlane {
     /// `(name, pid)` of the node's processes (containerd, kubelet, kube-proxy, kube-scheduler,
     /// CoreDNS), empty without a node.
     pub fn node_pids(&self) -> Vec<(&'static str, u32)> {
-        self.node.as_ref().map(|n| n.procs.pids()).unwrap_or_default()
+        self.node
+            .as_ref()
+            .map(|n| n.procs.pids())
+            .unwrap_or_default()
     }
 
     /// Wall time from the node's first process to a Ready node with its services answering.
@@ -51,7 +54,6 @@ impl ControlPlane {
         })?;
         node::import_image(&socket, archive)
     }
-
 }
 
 /// Starts the node's processes on the ready plane.
@@ -90,4 +92,3 @@ pub(super) fn start_node(
         opts.ready_timeout,
     )
 }
-
