@@ -9,10 +9,10 @@
 
 use std::path::Path;
 
+use crate::Result;
 use crate::client::{self, Credentials};
 use crate::pki::{CONTROLLER_MANAGER_USER, Pki};
 use crate::process::{self, CONTROLLER_MANAGER, Layout, Processes};
-use crate::{Result, io_err};
 
 /// The controllers started, by their canonical names, which are also the names of their
 /// `/healthz` checks.
@@ -76,7 +76,7 @@ pub(crate) fn spawn(
             key_pem: &pki.controller_manager_key_pem,
         },
     )?;
-    std::fs::write(&kubeconfig, yaml).map_err(io_err("writing", &kubeconfig))?;
+    crate::write_private(&kubeconfig, &yaml)?;
 
     let port = process::pick_port()?;
     let mut controllers = CONTROLLERS.to_vec();

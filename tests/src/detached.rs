@@ -3,6 +3,7 @@
 //! collect garbage), but its processes outlive the command that started them and are found
 //! again through pid files in a state directory.
 
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,8 +23,6 @@ const NODE_BINARIES: [&str; 5] = [
     "kube-scheduler",
     "coredns",
 ];
-/// The node's keeper (its claim on the machine): `node-keeper.pid`.
-const KEEPER: &str = "node-keeper";
 /// Where a detached plane's node lives, under the state directory.
 const NODE_DIR: &str = "node";
 const SERVER_FILE: &str = "server";
@@ -62,6 +61,8 @@ pub struct DetachedStatus {
     pub controller_manager_pid: Option<u32>,
     /// Pid of the node's live kubelet, if the plane has a node.
     pub kubelet_pid: Option<u32>,
+    /// This plane's node holds the machine (its claim is registered).
+    pub node_registered: bool,
     /// All three run (and the node's kubelet, if it has one), and the apiserver answered the
     /// readiness probe.
     pub healthy: bool,
@@ -77,6 +78,7 @@ impl DetachedStatus {
         self.etcd_pid.is_some()
             || self.apiserver_pid.is_some()
             || self.controller_manager_pid.is_some()
+            || self.node_registered
     }
 }
 
@@ -96,7 +98,14 @@ impl ControlPlane {
     /// With `node`, a local node too ([`crate::node`], in `<state_dir>/node`): its processes
     /// and its claim on the machine outlive the caller until [`Self::stop_detached`].
     pub fn start_detached(state_dir: &Path, node: bool) -> Result<DetachedInfo> {
-        std::fs::create_dir_all(state_dir)
+        // Owner only: it holds the admin key (with a node, root on the machine).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .and_then(|()| {
+                std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700))
+            })
             .map_err(io_err("creating the state directory", state_dir))?;
         let state_dir = state_dir
             .canonicalize()
@@ -135,7 +144,7 @@ impl ControlPlane {
             node_claim_wait: Duration::from_secs(1),
             ..Default::default()
         };
-        let node_dir = state_dir.join(NODE_DIR);
+        let node_dir = node_dir(&state_dir);
         let node_setup = node.then(|| NodeSetup {
             dir: &node_dir,
             owner: node::Owner::Detached,
@@ -163,9 +172,8 @@ impl ControlPlane {
         let apiserver_log = launched.procs.apiserver_log.clone();
         let controller_manager_log = launched.procs.controller_manager_log.clone();
         let node_startup_time = launched.node.as_ref().map(|n| n.startup);
-        if let Some(keeper) = launched.node.and_then(|node| node.detach()) {
-            let path = pid_file(&state_dir, KEEPER);
-            std::fs::write(&path, keeper.to_string()).map_err(io_err("writing pid file", &path))?;
+        if let Some(node) = launched.node {
+            node.detach();
         }
         let pids = launched.procs.detach();
         let pid = |binary: &str| {
@@ -191,9 +199,9 @@ impl ControlPlane {
     /// Stops a detached control plane: SIGTERM, up to 10 s grace, then SIGKILL; removes the
     /// pid files. Returns whether anything was running.
     pub fn stop_detached(state_dir: &Path) -> Result<bool> {
-        // The node first, while the apiserver still answers; its teardown kills its processes.
-        let keeper = live_pid_of(state_dir, KEEPER, "sh");
-        let mut stopped = node::teardown_detached(keeper)?;
+        // The node first, while the apiserver still answers; its teardown kills its processes
+        // (a node of another checkout or of a test is left alone).
+        let mut stopped = node::teardown_detached(&node_dir(state_dir))?;
         for binary in NODE_BINARIES {
             let _ = std::fs::remove_file(pid_file(state_dir, binary));
         }
@@ -217,7 +225,8 @@ impl ControlPlane {
         let apiserver_pid = live_pid(state_dir, APISERVER);
         let controller_manager_pid = live_pid(state_dir, CONTROLLER_MANAGER);
         let kubelet_pid = live_pid(state_dir, "kubelet");
-        let has_node = pid_file(state_dir, KEEPER).exists();
+        let has_node =
+            node::registered_node_dir().as_deref() == Some(node_dir(state_dir).as_path());
         let server = std::fs::read_to_string(state_dir.join(SERVER_FILE))
             .ok()
             .map(|s| s.trim().to_string());
@@ -246,12 +255,20 @@ impl ControlPlane {
             apiserver_pid,
             controller_manager_pid,
             kubelet_pid,
+            node_registered: has_node,
             healthy,
             detail,
             server,
             kubeconfig,
         })
     }
+}
+
+fn node_dir(state_dir: &Path) -> PathBuf {
+    let state_dir = state_dir
+        .canonicalize()
+        .unwrap_or_else(|_| state_dir.to_path_buf());
+    state_dir.join(NODE_DIR)
 }
 
 fn pid_file(state_dir: &Path, binary: &str) -> PathBuf {
@@ -262,7 +279,6 @@ fn remove_state_files(state_dir: &Path) -> Result<()> {
     let pid_files = BINARIES
         .iter()
         .chain(NODE_BINARIES.iter())
-        .chain([&KEEPER])
         .map(|binary| pid_file(state_dir, binary));
     for path in pid_files.chain([state_dir.join(SERVER_FILE)]) {
         match std::fs::remove_file(&path) {
@@ -278,13 +294,7 @@ fn remove_state_files(state_dir: &Path) -> Result<()> {
 /// The pid recorded in `binary`'s pid file, if that process is alive and still runs `binary`
 /// (guards against the pid having been reused by an unrelated process since).
 fn live_pid(state_dir: &Path, binary: &str) -> Option<u32> {
-    live_pid_of(state_dir, binary, binary)
-}
-
-/// The pid in `name`'s pid file, if that process is alive and runs `program`.
-fn live_pid_of(state_dir: &Path, name: &str, program: &str) -> Option<u32> {
-    let binary = program;
-    let pid: u32 = std::fs::read_to_string(pid_file(state_dir, name))
+    let pid: u32 = std::fs::read_to_string(pid_file(state_dir, binary))
         .ok()?
         .trim()
         .parse()

@@ -192,6 +192,21 @@ pub enum Error {
 /// The harness's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Writes a file only its owner may read: keys, and kubeconfigs embedding them (with a node,
+/// `system:masters` is root on the machine).
+pub(crate) fn write_private(path: &std::path::Path, content: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(content.as_bytes()))
+        .map_err(io_err("writing", path))
+}
+
 /// Shorthand for wrapping an `io::Error` with the operation and path that failed.
 pub(crate) fn io_err(
     op: &'static str,

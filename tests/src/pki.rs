@@ -156,7 +156,7 @@ fn identity(
 /// Writes `pem` to `dir/name`.
 fn write_pem(dir: &Path, name: &str, pem: &str) -> Result<PathBuf> {
     let path = dir.join(name);
-    std::fs::write(&path, pem).map_err(io_err("writing", &path))?;
+    crate::write_private(&path, pem)?;
     Ok(path)
 }
 
@@ -302,7 +302,7 @@ pub(crate) fn generate(dir: &Path, node: Option<NodeNames<'_>>) -> Result<Pki> {
         (&pki.controller_manager_serving_key, cm_serving.key_pem),
     ];
     for (path, pem) in files {
-        std::fs::write(path, pem).map_err(io_err("writing", path))?;
+        crate::write_private(path, &pem)?;
     }
     Ok(pki)
 }

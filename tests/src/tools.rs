@@ -1,5 +1,5 @@
-//! Locating the pinned control-plane binaries (etcd, kube-apiserver, kube-controller-manager,
-//! kubectl, helm).
+//! Locating the pinned binaries (etcd, kube-apiserver, kube-controller-manager, kubectl, helm;
+//! for the node kube-scheduler, kubelet, kube-proxy, CoreDNS and pause).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,15 +11,21 @@ use crate::{Error, Result};
 pub const TOOLS_BIN_ENV: &str = "MCALL_TOOLS_BIN";
 
 /// The binaries the harness needs; all must be present in the bin directory.
-const REQUIRED: [&str; 5] = [
+const REQUIRED: [&str; 10] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kubectl",
     "helm",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "coredns",
+    "pause",
 ];
 
-/// Returns the directory holding etcd, kube-apiserver, kube-controller-manager, kubectl and helm.
+/// Returns the directory holding etcd, kube-apiserver, kube-controller-manager, kubectl, helm
+/// and the node's kube-scheduler, kubelet, kube-proxy, CoreDNS and pause.
 ///
 /// Honours `MCALL_TOOLS_BIN` when set. Otherwise runs `xtask/tools/build-tools.sh`, which builds
 /// the tools on first use (minutes; its progress is shown on stderr) and afterwards just prints

@@ -253,7 +253,6 @@ fn workflow(root: &Path) -> Result<()> {
     update_table(root, "workflow, burst", &burst)
 }
 
-/// Replaces (or adds) the row of `name` in BENCHMARKS.md.
 fn cluster(root: &Path) -> Result<()> {
     let result = crate::bench_cluster::run()?;
     let dir = root.join("bench/results");
@@ -300,6 +299,7 @@ fn cluster(root: &Path) -> Result<()> {
     update_table(root, "cluster pods", &pods)
 }
 
+/// Replaces (or adds) the row of `name` in BENCHMARKS.md.
 fn update_table(root: &Path, name: &str, row: &str) -> Result<()> {
     let path = root.join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| {

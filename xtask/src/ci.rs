@@ -113,6 +113,8 @@ fn run_stage(root: &Path, stage: Stage) -> Result<()> {
         }
         Stage::Image => crate::image::run(root, crate::image::Options::default()),
         Stage::Deploy => {
+            // A fresh cluster: one this checkout left running is stopped first.
+            crate::cluster::down(root)?;
             let options = crate::deploy::Options {
                 env: "dev",
                 dry_run: false,

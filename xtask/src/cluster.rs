@@ -1,6 +1,7 @@
-//! `cargo xtask up|down|status`: a local etcd + kube-apiserver + kube-controller-manager for
-//! humans, kept in `<root>/target/mcall` and running until `down`. Tests do not use this; they
-//! start their own plane through `mcall_tests::ControlPlane`.
+//! `cargo xtask up|down|status`: a local cluster for humans (etcd, kube-apiserver,
+//! kube-controller-manager and, unless `--no-node`, a node: containerd, kubelet, kube-proxy,
+//! kube-scheduler, CoreDNS), kept in `<root>/target/mcall` and running until `down`. Tests do
+//! not use this; they start their own through `mcall_tests::ControlPlane`.
 
 use std::path::{Path, PathBuf};
 

@@ -82,7 +82,9 @@ pub fn run(root: &Path, mode: Mode) -> Result<()> {
             crate::deploy::run(root, &options)?;
         }
         Mode::OutOfCluster => {
-            crate::cluster::up(root, false)?;
+            // The operator runs here, not in a pod: the control plane is enough (a running
+            // cluster with a node is used as it is).
+            crate::cluster::up(root, true)?;
             install_crds(&kubectl)?;
             let _ = kubectl.run(&[
                 "delete",

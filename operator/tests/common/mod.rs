@@ -2,6 +2,7 @@
 //! plane, an in-process operator scoped to one test namespace, and waiting on task status.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod cluster;
 pub mod process;
 pub mod workflows;
 

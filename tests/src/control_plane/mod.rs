@@ -146,7 +146,7 @@ pub(crate) fn launch(
         std::fs::create_dir_all(parent)
             .map_err(io_err("creating the kubeconfig directory", parent))?;
     }
-    std::fs::write(kubeconfig, &yaml).map_err(io_err("writing the kubeconfig", kubeconfig))?;
+    crate::write_private(kubeconfig, &yaml)?;
 
     let mut procs = process::spawn(bin_dir, layout, &pki, ports, &opts.extra_apiserver_args)?;
     on_spawned(&procs.pids())?;
@@ -336,11 +336,7 @@ impl ControlPlane {
             .dir
             .path()
             .join(format!("kubeconfig-{namespace}-{name}"));
-        std::fs::write(&path, yaml).map_err(|source| crate::Error::Io {
-            op: "writing",
-            path: path.clone(),
-            source,
-        })?;
+        crate::write_private(&path, &yaml)?;
         Ok(path)
     }
 

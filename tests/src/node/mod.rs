@@ -13,19 +13,20 @@
 //! Service. Pod traffic stays on this machine: the bridge does not masquerade and an egress
 //! guard rejects anything bound elsewhere.
 //!
-//! One node per machine ([`host`]): a lock serializes them, and a teardown that runs even when
+//! One node per machine ([`claim`]): a lock serializes them, and a teardown that runs even when
 //! the owner dies restores what the node changed.
 
+mod claim;
 mod containerd;
-mod host;
 mod kubelet;
+mod network;
 mod processes;
 mod services;
 mod start;
 
 use std::path::{Path, PathBuf};
 
-pub(crate) use host::{Claim, Owner, teardown_detached};
+pub(crate) use claim::{Claim, Owner, registered_node_dir, teardown_detached};
 pub(crate) use start::{NodeLaunch, PlaneAccess, prepare, start};
 
 use crate::image::{self, ImageArchive};
@@ -50,8 +51,11 @@ pub const DNS_SERVICE_IP: &str = "10.96.0.10";
 pub(crate) const CLUSTER_DOMAIN: &str = "cluster.local";
 /// The CNI bridge.
 pub(crate) const BRIDGE: &str = "mcall-br0";
-/// The iptables chain that keeps pod traffic on this machine.
+/// The iptables chain (filter FORWARD) that keeps pod traffic on this machine.
 pub(crate) const EGRESS_CHAIN: &str = "MCALL-NODE-EGRESS";
+/// The iptables chain (raw PREROUTING) that keeps the node's addresses unreachable from
+/// outside this machine.
+pub(crate) const INGRESS_CHAIN: &str = "MCALL-NODE-INGRESS";
 
 /// The node's files, under its own directory (not the plane's: the plane's watchdog removes
 /// its directory at once, while the node's must outlive the unmounting).
@@ -62,7 +66,7 @@ pub(crate) struct NodeLayout {
 }
 
 /// Certificate files the node's processes read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct NodePaths {
     pub ca_cert: PathBuf,
     pub kubelet_serving_cert: PathBuf,
@@ -70,6 +74,13 @@ pub(crate) struct NodePaths {
 }
 
 impl NodeLayout {
+    /// The layout of `dir`, certificates not yet known (they are made after the claim).
+    pub fn new(dir: PathBuf) -> NodeLayout {
+        NodeLayout {
+            dir,
+            pki: NodePaths::default(),
+        }
+    }
     pub fn containerd_root(&self) -> PathBuf {
         self.dir.join("containerd")
     }

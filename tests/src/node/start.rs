@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::host::{self, Claim, NodeState, Owner};
+use super::claim::{Claim, NodeState, Owner};
+use super::network;
 use super::processes::{NodeProcesses, http_ok};
 use super::{
     NODE_IP, NODE_NAME, NodeLayout, Ports, containerd, import_image, kubelet, node_err, services,
@@ -29,11 +30,11 @@ pub(crate) struct NodeLaunch {
 
 impl NodeLaunch {
     /// Leaves the node running after this value is gone (a detached plane): the processes
-    /// and the keeper's claim stay; returns the keeper's pid.
-    pub fn detach(self) -> Option<u32> {
+    /// and the keeper's claim stay.
+    pub fn detach(self) {
         let NodeLaunch { procs, claim, .. } = self;
         procs.detach();
-        claim.detach()
+        claim.detach();
     }
 }
 
@@ -48,16 +49,16 @@ pub(crate) struct PlaneAccess<'a> {
 /// Claims the machine (waiting up to `wait` for another node) and prepares the host network.
 pub(crate) fn prepare(owner: Owner, dir: &Path, bin_dir: &Path, wait: Duration) -> Result<Claim> {
     std::fs::create_dir_all(dir).map_err(io_err("creating the node directory", dir))?;
-    let layout_dir = dir.to_path_buf();
+    let layout = NodeLayout::new(dir.to_path_buf());
     let state = NodeState {
-        node_dir: &layout_dir,
-        runc_root: &layout_dir.join("runc"),
-        containerd_socket: &layout_dir.join("containerd.sock"),
+        node_dir: &layout.dir,
+        runc_root: &layout.runc_root(),
+        containerd_socket: &layout.containerd_socket(),
         kube_proxy: &bin_dir.join("kube-proxy"),
     };
     let claim = Claim::acquire(owner, &state, wait)?;
     // On failure the claim's drop undoes what was done.
-    host::prepare_network()?;
+    network::prepare()?;
     Ok(claim)
 }
 
@@ -148,6 +149,7 @@ fn start_processes(
     procs.wait_for("kube-proxy", &layout.log("kube-proxy"), timeout, || {
         http_ok(&proxy)
     })?;
+    network::keep_egress_guard_first()?;
     let scheduler = format!("https://127.0.0.1:{}/healthz", ports.scheduler);
     procs.wait_for(
         "kube-scheduler",
@@ -227,7 +229,7 @@ fn write_kubeconfig(
         },
     )?;
     let path = layout.kubeconfig(component);
-    std::fs::write(&path, yaml).map_err(io_err("writing", &path))
+    crate::write_private(&path, &yaml)
 }
 
 fn write(layout: &NodeLayout, name: &str, content: &str) -> Result<PathBuf> {

@@ -6,11 +6,17 @@ set -u
 . "$1"
 log() { printf '[node teardown] %s\n' "$*"; }
 
+# Kills the process in the node's pid file for $1, if it still runs $1 (pids are reused).
+kill_recorded() {
+  pidf="$NODE_DIR/pids/$1"
+  [ -f "$pidf" ] || return 0
+  pid=$(cat "$pidf")
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] && kill -9 "$pid" 2>/dev/null
+  return 0
+}
+
 # The node's processes, clients of containerd first. SIGKILL: their state is thrown away.
-for name in kube-scheduler coredns kube-proxy kubelet; do
-  pidf="$NODE_DIR/pids/$name"
-  [ -f "$pidf" ] && kill -9 "$(cat "$pidf")" 2>/dev/null
-done
+for name in kube-scheduler coredns kube-proxy kubelet; do kill_recorded "$name"; done
 
 # Every container of the node, through runc's own records (containerd may already be gone),
 # then the shims and containerd.
@@ -23,8 +29,7 @@ if [ -d "$RUNC_ROOT" ]; then
   done
 fi
 pkill -9 -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCKET" 2>/dev/null
-pidf="$NODE_DIR/pids/containerd"
-[ -f "$pidf" ] && kill -9 "$(cat "$pidf")" 2>/dev/null
+kill_recorded containerd
 
 # Mounts under the node's directory (rootfs overlays, volumes, network namespaces), deepest
 # first.
@@ -47,6 +52,9 @@ done
 while iptables -w -D FORWARD -j "$EGRESS_CHAIN" 2>/dev/null; do :; done
 iptables -w -F "$EGRESS_CHAIN" 2>/dev/null
 iptables -w -X "$EGRESS_CHAIN" 2>/dev/null
+while iptables -w -t raw -D PREROUTING -j "$INGRESS_CHAIN" 2>/dev/null; do :; done
+iptables -w -t raw -F "$INGRESS_CHAIN" 2>/dev/null
+iptables -w -t raw -X "$INGRESS_CHAIN" 2>/dev/null
 
 # The CNI bridge (the pods' veths went with their network namespaces).
 ip link del "$BRIDGE" 2>/dev/null
@@ -59,12 +67,15 @@ done
 # Kernel settings as they were before the node started.
 if [ -f "$SYSCTLS" ]; then
   while read -r key value; do
-    sysctl -q -w "$key=$value" >/dev/null 2>&1 || log "restoring $key=$value failed"
+    printf '%s\n' "$value" >"/proc/sys/$(printf '%s' "$key" | tr . /)" 2>/dev/null ||
+      log "restoring $key=$value failed"
   done <"$SYSCTLS"
 fi
 
 ip addr del "$NODE_IP/32" dev lo 2>/dev/null
 
-# Directories outside its own that the node created (they did not exist before it started).
-for dir in $CREATED_DIRS; do rm -rf "$dir"; done
+# libcni's cached results for the node's network (named mcall), then the directories outside
+# its own that the node created (they did not exist before it started).
+rm -f /var/lib/cni/results/mcall-* 2>/dev/null
+for dir in $CREATED_DIRS; do rm -rf --one-file-system "$dir"; done
 log "done"
