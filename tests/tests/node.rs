@@ -45,6 +45,20 @@ fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Optio
     }
 }
 
+/// Pods are refused until the namespace's `default` ServiceAccount exists (ServiceAccount
+/// admission); the controller manager creates it shortly after the namespace.
+fn wait_for_default_service_account(plane: &ControlPlane, ns: &str) {
+    eventually(
+        "the default ServiceAccount",
+        Duration::from_secs(30),
+        || {
+            kubectl(plane, &["-n", ns, "get", "serviceaccount", "default"])
+                .0
+                .then_some(())
+        },
+    );
+}
+
 fn shell_pod(name: &str, image: &str, script: &str) -> String {
     format!(
         r#"apiVersion: v1
@@ -75,15 +89,7 @@ fn run_pod(
         shell_pod(name, &shell.reference.to_string(), script),
     )
     .unwrap();
-    eventually(
-        "the default ServiceAccount",
-        Duration::from_secs(30),
-        || {
-            kubectl(plane, &["-n", ns, "get", "serviceaccount", "default"])
-                .0
-                .then_some(())
-        },
-    );
+    wait_for_default_service_account(plane, ns);
     let (ok, out) = kubectl(
         plane,
         &["-n", ns, "apply", "-f", manifest.to_str().unwrap()],
@@ -175,4 +181,69 @@ fn pod_traffic_never_leaves_the_machine() {
         rejected_egress_packets() > before,
         "the egress guard saw nothing: {logs}"
     );
+}
+
+/// A Service backed by a pod, called from another pod on the same bridge: kube-proxy's DNAT
+/// and its reverse need bridged traffic to pass iptables (br_netfilter).
+#[test]
+fn a_pod_reaches_another_pod_through_a_service() {
+    let (plane, shell) = cluster();
+    let ns = "node-svc";
+    let _ = kubectl(plane, &["create", "namespace", ns]);
+    let image = shell.reference.to_string();
+    let server = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: echo
+  labels: {{app: echo}}
+spec:
+  containers:
+    - name: main
+      image: {image}
+      imagePullPolicy: Never
+      command: ["/bin/sh", "-c", "while true; do echo pong | nc -l -p 8080; done"]
+      ports: [{{containerPort: 8080, name: http}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: echo
+spec:
+  selector: {{app: echo}}
+  ports: [{{name: http, port: 80, targetPort: http}}]
+"#
+    );
+    let manifest = plane.dir().join("node-svc-echo.yaml");
+    std::fs::write(&manifest, server).unwrap();
+    wait_for_default_service_account(plane, ns);
+    let (ok, out) = kubectl(
+        plane,
+        &["-n", ns, "apply", "-f", manifest.to_str().unwrap()],
+    );
+    assert!(ok, "{out}");
+    // Routed once kube-proxy has an endpoint chain for the Service (the pod is Running then).
+    eventually(
+        "kube-proxy to route to the pod",
+        Duration::from_secs(60),
+        || {
+            let rules = Command::new("iptables-save")
+                .args(["-t", "nat"])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&rules.stdout)
+                .lines()
+                .any(|l| l.starts_with("-A KUBE-SEP-") && l.contains("node-svc/echo:http"))
+                .then_some(())
+        },
+    );
+    let (phase, logs) = run_pod(
+        plane,
+        shell,
+        ns,
+        "client",
+        "nc -w 3 echo.node-svc.svc 80 </dev/null",
+    );
+    assert_eq!(phase, "Succeeded", "{logs}");
+    assert!(logs.contains("pong"), "{logs}");
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::kubectl::Kubectl;
+
 /// The examples check the operator's own health endpoint on this port.
 const OPERATOR_PORT: &str = "8080";
 
@@ -17,41 +19,6 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The workflow whose steps the demo lists: a chain of four steps ending in an HTTP check.
 const SHOWN_WORKFLOW: &str = "deployment-workflow";
-
-/// The pinned kubectl on the demo's control plane.
-struct Kubectl {
-    program: PathBuf,
-    kubeconfig: PathBuf,
-    root: PathBuf,
-}
-
-impl Kubectl {
-    /// Runs kubectl in the workspace root; its stdout, or an error with its stderr.
-    fn run(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.program)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .current_dir(&self.root)
-            .output()
-            .context("running kubectl")?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Prints the command and what it shows.
-    fn show(&self, args: &[&str]) -> Result<()> {
-        println!("==> kubectl {}", args.join(" "));
-        print!("{}", self.run(args)?);
-        Ok(())
-    }
-}
 
 /// Where the demo's operator runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,11 +30,7 @@ pub enum Mode {
 }
 
 pub fn run(root: &Path, mode: Mode) -> Result<()> {
-    let kubectl = Kubectl {
-        program: crate::tools_bin_dir()?.join("kubectl"),
-        kubeconfig: crate::cluster::kubeconfig(root),
-        root: root.to_path_buf(),
-    };
+    let kubectl = Kubectl::new(root, &crate::cluster::kubeconfig(root))?;
     // Two operators would each run every task: only one of the two modes runs at a time.
     match mode {
         Mode::InCluster => {
@@ -96,13 +59,13 @@ pub fn run(root: &Path, mode: Mode) -> Result<()> {
                 "--ignore-not-found",
             ]);
             println!("==> starting the operator (logs: target/mcall/operator.log)");
-            start_operator(root, &kubectl.kubeconfig)?;
+            start_operator(root, kubectl.kubeconfig())?;
         }
     }
 
     println!("==> applying examples/");
     let applied = kubectl.run(&["apply", "--server-side", "-f", "examples/"])?;
-    print!("{applied}");
+    println!("{applied}");
     let tasks = applied_names(&applied, "mcalltask");
     let workflows = applied_names(&applied, "mcallworkflow");
     anyhow::ensure!(
@@ -134,7 +97,7 @@ pub fn run(root: &Path, mode: Mode) -> Result<()> {
     }
     println!(
         "The cluster and the operator keep running: export KUBECONFIG={}",
-        kubectl.kubeconfig.display()
+        kubectl.kubeconfig().display()
     );
     println!("Stop both with: cargo xtask down");
     Ok(())
@@ -142,7 +105,7 @@ pub fn run(root: &Path, mode: Mode) -> Result<()> {
 
 fn install_crds(kubectl: &Kubectl) -> Result<()> {
     println!("==> installing the generated CRDs");
-    print!(
+    println!(
         "{}",
         kubectl.run(&[
             "apply",

@@ -3,13 +3,13 @@
 //! until the rollout is available (prod: atomically, rolled back on failure), then a smoke
 //! check: a McallTask that only the operator in its pod can run.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 
 use crate::helm::{self, Install};
+use crate::kubectl::Kubectl;
 
 /// How long helm waits for the rollout to be available.
 const ROLLOUT_TIMEOUT: &str = "300s";
@@ -61,11 +61,7 @@ pub fn run(root: &Path, options: &Options<'_>) -> Result<()> {
         atomic: ATOMIC_ENVIRONMENTS.contains(&options.env),
     };
     helm::install(root, &bin_dir, &environment, &install)?;
-    let kubectl = Kubectl {
-        program: bin_dir.join("kubectl"),
-        kubeconfig: kubeconfig.clone(),
-        namespace: environment.namespace.clone(),
-    };
+    let kubectl = Kubectl::new(root, &kubeconfig)?.in_namespace(&environment.namespace);
     let ready = kubectl.run(&[
         "get",
         "deployment",
@@ -152,63 +148,4 @@ spec:
     kubectl.run(&["delete", "mcalltask", SMOKE_TASK, "--wait=false"])?;
     println!("smoke check: McallTask {SMOKE_TASK} Succeeded, run by pod {holder}");
     Ok(())
-}
-
-/// kubectl on the deployed cluster, in the release's namespace.
-pub struct Kubectl {
-    pub program: PathBuf,
-    pub kubeconfig: PathBuf,
-    pub namespace: String,
-}
-
-impl Kubectl {
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.program);
-        cmd.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["--namespace", &self.namespace]);
-        cmd
-    }
-
-    /// Runs kubectl; its trimmed stdout, or an error with its stderr.
-    pub fn run(&self, args: &[&str]) -> Result<String> {
-        let out = self
-            .command()
-            .args(args)
-            .output()
-            .context("running kubectl")?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    /// `kubectl apply -f -` of `manifest`.
-    pub fn apply(&self, manifest: &str) -> Result<()> {
-        use std::io::Write;
-        let mut child = self
-            .command()
-            .args(["apply", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .context("running kubectl apply")?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(manifest.as_bytes())?;
-        let out = child.wait_with_output()?;
-        ensure!(
-            out.status.success(),
-            "kubectl apply failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Ok(())
-    }
 }

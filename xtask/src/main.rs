@@ -17,6 +17,7 @@ mod deploy;
 mod generate;
 mod helm;
 mod image;
+mod kubectl;
 
 use std::path::{Path, PathBuf};
 

@@ -29,8 +29,8 @@ use std::path::{Path, PathBuf};
 pub(crate) use claim::{Claim, Owner, registered_node_dir, teardown_detached};
 pub(crate) use start::{NodeLaunch, PlaneAccess, prepare, start};
 
+use crate::Error;
 use crate::image::{self, ImageArchive};
-use crate::{Error, process};
 
 /// The node's name.
 pub const NODE_NAME: &str = "mcall-node";
@@ -122,16 +122,32 @@ pub(crate) struct Ports {
 }
 
 impl Ports {
+    /// Free ports, each on the address its process binds (kubelet and CoreDNS serve on the node
+    /// address, the health endpoints on loopback; CoreDNS needs the port for UDP too). All are
+    /// held until all are picked, so none is handed out twice.
     fn pick() -> crate::Result<Ports> {
+        let node: std::net::Ipv4Addr = NODE_IP.parse().expect("a valid address");
+        let loopback = std::net::Ipv4Addr::LOCALHOST;
+        let mut held = Vec::new();
+        let mut port = |ip: std::net::Ipv4Addr, udp: bool| -> crate::Result<u16> {
+            loop {
+                let tcp = std::net::TcpListener::bind((ip, 0)).map_err(Error::PickPort)?;
+                let port = tcp.local_addr().map_err(Error::PickPort)?.port();
+                held.push(tcp);
+                if !udp || std::net::UdpSocket::bind((ip, port)).is_ok() {
+                    return Ok(port);
+                }
+            }
+        };
         Ok(Ports {
-            kubelet: process::pick_port()?,
-            kubelet_healthz: process::pick_port()?,
-            proxy_healthz: process::pick_port()?,
-            proxy_metrics: process::pick_port()?,
-            scheduler: process::pick_port()?,
-            dns: process::pick_port()?,
-            dns_health: process::pick_port()?,
-            dns_ready: process::pick_port()?,
+            kubelet: port(node, false)?,
+            kubelet_healthz: port(loopback, false)?,
+            proxy_healthz: port(loopback, false)?,
+            proxy_metrics: port(loopback, false)?,
+            scheduler: port(loopback, false)?,
+            dns: port(node, true)?,
+            dns_health: port(loopback, false)?,
+            dns_ready: port(loopback, false)?,
         })
     }
 }

@@ -32,14 +32,15 @@ impl NodeProcesses {
         args: &[String],
     ) -> Result<()> {
         let log = layout.log(what);
-        let child = spawn_logged(what, binary, args, &log)?;
         let pid_file = layout.pid_file(what);
         if let Some(dir) = pid_file.parent() {
             std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         }
-        std::fs::write(&pid_file, child.id().to_string()).map_err(io_err("writing", &pid_file))?;
+        let child = spawn_logged(what, binary, args, &log)?;
+        let pid = child.id();
+        // Tracked first, so a failed pid file write still kills it on drop.
         self.running.push(Running { what, child, log });
-        Ok(())
+        std::fs::write(&pid_file, pid.to_string()).map_err(io_err("writing", &pid_file))
     }
 
     /// `(name, pid)` of each process.
