@@ -284,9 +284,35 @@ fn namespace_controller(
                 tracing::debug!(error = %e, "reconcile loop");
             }
         });
+    let held = synced.clone();
+    let stop = shared.shutdown.clone();
     (synced, async move {
-        tokio::join!(controller, workflows);
+        let both = async {
+            tokio::join!(controller, workflows);
+        };
+        tokio::select! {
+            () = both => {}
+            () = held_at_shutdown(stop, held) => {
+                tracing::debug!("controllers stopped before their caches were complete");
+            }
+        }
     })
+}
+
+/// How long the controllers of a namespace get to end after the shutdown once their task cache
+/// was complete: in-flight reconciles finish within it (their executions are drained apart).
+const CONTROLLER_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Resolves when the controllers should be abandoned rather than awaited: kube-runtime holds a
+/// controller's runner until its store is ready, and a graceful shutdown that comes first waits
+/// for that forever (the watch is no longer polled). Before the task cache is complete
+/// (`synced`) nothing was reconciled, so nothing is in flight: at once; after it, once the
+/// grace has passed (the workflow cache may still have been incomplete).
+async fn held_at_shutdown(stop: CancellationToken, synced: CancellationToken) {
+    stop.cancelled().await;
+    if synced.is_cancelled() {
+        tokio::time::sleep(CONTROLLER_SHUTDOWN_GRACE).await;
+    }
 }
 
 /// Waits for running executions to finish, up to `grace`, then cancels the rest and gives them a
