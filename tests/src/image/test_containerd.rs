@@ -153,6 +153,9 @@ impl Drop for TestContainerd {
             let _ = child.wait();
         }
         unmount_under(self.dir.path());
+        // The shims' socket directory, if nothing else uses it (remove_dir refuses a non-empty one).
+        let _ = std::fs::remove_dir("/run/containerd/s");
+        let _ = std::fs::remove_dir("/run/containerd");
         if let Some(watchdog) = self.watchdog.take() {
             watchdog.disarm();
         }

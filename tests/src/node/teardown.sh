@@ -78,4 +78,6 @@ ip addr del "$NODE_IP/32" dev lo 2>/dev/null
 # its own that the node created (they did not exist before it started).
 rm -f /var/lib/cni/results/mcall-* 2>/dev/null
 for dir in $CREATED_DIRS; do rm -rf --one-file-system "$dir"; done
+# The shims' socket directory, if nothing else uses it (rmdir refuses a non-empty one).
+rmdir /run/containerd/s /run/containerd 2>/dev/null
 log "done"
