@@ -46,6 +46,7 @@ pub fn run() -> Result<String> {
         .enable_all()
         .build()?;
     let (one, burst) = runtime.block_on(pods(&plane, &shell))?;
+    let (pod_done, job_done) = runtime.block_on(to_completion(&plane, &shell))?;
     let rss = node_rss(&plane);
     let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
     let secs = |v: &[Duration]| {
@@ -56,18 +57,24 @@ pub fn run() -> Result<String> {
     };
     let (one_p50, one_p99) = percentiles(&one);
     let (burst_p50, burst_p99) = percentiles(&burst);
+    let (pod_done_p50, pod_done_p99) = percentiles(&pod_done);
+    let (job_done_p50, job_done_p99) = percentiles(&job_done);
     let rss_json: Vec<String> = rss
         .iter()
         .map(|(name, mib)| format!("\"{name}\": {mib:.1}"))
         .collect();
     Ok(format!(
-        "{{\n  \"benchmark\": \"cluster\",\n  \"starts\": {STARTS},\n  \"plane_ready_s\": [{}],\n  \"node_ready_s\": [{}],\n  \"pods\": {PODS},\n  \"pod_running_one_at_a_time_p50_ms\": {:.0},\n  \"pod_running_one_at_a_time_p99_ms\": {:.0},\n  \"pod_running_burst_p50_ms\": {:.0},\n  \"pod_running_burst_p99_ms\": {:.0},\n  \"rss_mib\": {{{}}}\n}}\n",
+        "{{\n  \"benchmark\": \"cluster\",\n  \"starts\": {STARTS},\n  \"plane_ready_s\": [{}],\n  \"node_ready_s\": [{}],\n  \"pods\": {PODS},\n  \"pod_running_one_at_a_time_p50_ms\": {:.0},\n  \"pod_running_one_at_a_time_p99_ms\": {:.0},\n  \"pod_running_burst_p50_ms\": {:.0},\n  \"pod_running_burst_p99_ms\": {:.0},\n  \"echo_pod_succeeded_p50_ms\": {:.0},\n  \"echo_pod_succeeded_p99_ms\": {:.0},\n  \"echo_job_complete_p50_ms\": {:.0},\n  \"echo_job_complete_p99_ms\": {:.0},\n  \"rss_mib\": {{{}}}\n}}\n",
         secs(&plane_ready),
         secs(&node_ready),
         ms(&one_p50),
         ms(&one_p99),
         ms(&burst_p50),
         ms(&burst_p99),
+        ms(&pod_done_p50),
+        ms(&pod_done_p99),
+        ms(&job_done_p50),
+        ms(&job_done_p99),
         rss_json.join(", ")
     ))
 }
@@ -158,6 +165,66 @@ async fn wait_for_service_account(client: &kube::Client, ns: &str) -> Result<()>
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// Runs to completion of an `echo` (what a pod executor would start per execution), one at a
+/// time: a bare pod (create → Succeeded) and a Job (create → Complete).
+async fn to_completion(
+    plane: &ControlPlane,
+    shell: &ImageArchive,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    use k8s_openapi::api::batch::v1::Job;
+    let client = plane.admin_client().await?;
+    let ns = create_test_namespace(&client, "bench-runs").await?;
+    wait_for_service_account(&client, &ns).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let image = shell.reference.to_string();
+    let container = json!({"name": "main", "image": image, "imagePullPolicy": "Never",
+        "command": ["/bin/sh", "-c", "echo done"]});
+    let (mut pod_done, mut job_done) = (Vec::new(), Vec::new());
+    for i in 0..PODS {
+        let name = format!("echo-{i}");
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "containers": [container]}}))?;
+        let created = Instant::now();
+        pods.create(&PostParams::default(), &pod).await?;
+        pod_done.push(
+            poll(created, || async {
+                let phase = pods.get(&name).await?.status.and_then(|s| s.phase);
+                Ok(phase.as_deref() == Some("Succeeded"))
+            })
+            .await?,
+        );
+        let job: Job = serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [container]}}}}))?;
+        let created = Instant::now();
+        jobs.create(&PostParams::default(), &job).await?;
+        job_done.push(
+            poll(created, || async {
+                let status = jobs.get(&name).await?.status;
+                Ok(status.and_then(|s| s.succeeded).unwrap_or(0) >= 1)
+            })
+            .await?,
+        );
+    }
+    Ok((pod_done, job_done))
+}
+
+/// Polls `done` every 20 ms; the time from `since` until it held.
+async fn poll<F, Fut>(since: Instant, mut done: F) -> Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    while !done().await? {
+        if since.elapsed() > Duration::from_secs(120) {
+            bail!("not done after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(since.elapsed())
 }
 
 /// When `name` was first seen Running (polled every 20 ms).
