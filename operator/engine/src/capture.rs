@@ -11,15 +11,24 @@ pub(crate) struct Capture {
     line_has_content: bool,
 }
 
-/// The finished capture.
+/// What a command or a response body printed: the first bytes kept, the rest counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Captured {
+pub struct Captured {
     /// The kept bytes as text (invalid UTF-8 replaced).
     pub text: String,
     /// Bytes that arrived after the buffer was full.
     pub omitted: u64,
     /// Non-blank lines of the whole output, counted past the limit too (`$count` stays exact).
     pub lines: u64,
+}
+
+impl Captured {
+    /// `bytes` as a capture keeping the first `keep` of them (lines are counted over all).
+    pub fn of(bytes: &[u8], keep: usize) -> Captured {
+        let mut capture = Capture::new(keep);
+        capture.push(bytes);
+        capture.finish()
+    }
 }
 
 impl Capture {

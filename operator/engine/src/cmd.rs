@@ -25,22 +25,10 @@ use crate::capture::{Capture, Captured};
 const INHERITED_ENV: [&str; 4] = ["PATH", "HOME", "TMPDIR", "LANG"];
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// How a command run ended.
-#[derive(Debug)]
-pub(crate) enum CmdEnd {
-    Exited(ExitStatus),
-    /// The deadline passed; the group got SIGTERM, then SIGKILL after the grace period.
-    TimedOut,
-    /// The token fired; the group was terminated the same way.
-    Cancelled,
-    SpawnFailed(String),
-}
-
-#[derive(Debug)]
-pub(crate) struct CmdRun {
-    pub end: CmdEnd,
-    pub output: Captured,
-}
+/// How a command run ended (the deadline or the token: the group got SIGTERM, then SIGKILL
+/// after the grace period).
+pub(crate) use crate::commands::CommandEnd as CmdEnd;
+pub(crate) use crate::commands::CommandRun as CmdRun;
 
 /// What [`run_command`] needs besides the script.
 pub(crate) struct CmdSettings<'a> {

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::commands::{CommandRunner, LocalCommands};
 use crate::fanout::run_attempt;
 use crate::judge::{CANCELLED, TIMEOUT};
 use crate::outcome::{EngineEvent, InputOutcome, Limits, TaskOutcome, Verdict};
@@ -22,12 +23,23 @@ pub async fn execute(
     cancel: CancellationToken,
     observer: &(dyn Fn(EngineEvent) + Send + Sync),
 ) -> TaskOutcome {
+    execute_with(plan, limits, &LocalCommands, cancel, observer).await
+}
+
+/// [`execute`], with `cmd` inputs run by `commands` instead of as local processes.
+pub async fn execute_with(
+    plan: &TaskPlan,
+    limits: &Limits,
+    commands: &dyn CommandRunner,
+    cancel: CancellationToken,
+    observer: &(dyn Fn(EngineEvent) + Send + Sync),
+) -> TaskOutcome {
     let started_at = SystemTime::now();
     let start = Instant::now();
     let mut retries = 0;
     let mut last_retry_at = None;
     loop {
-        let results = run_attempt(plan, limits, &cancel).await;
+        let results = run_attempt(plan, limits, commands, &cancel).await;
         let summary = summarize(plan, &results, &cancel);
         let build = |summary: Summary, retries| {
             outcome(

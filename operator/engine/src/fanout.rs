@@ -13,23 +13,26 @@ use crate::judge::seconds;
 use crate::outcome::{Limits, Verdict};
 use crate::plan::TaskPlan;
 use crate::request::ExecutionMode;
+use crate::commands::CommandRunner;
 use crate::runner::{InputResult, run_input};
 
 pub(crate) async fn run_attempt(
     plan: &TaskPlan,
     limits: &Limits,
+    commands: &dyn CommandRunner,
     cancel: &CancellationToken,
 ) -> Vec<InputResult> {
     let deadline = Instant::now() + plan.timeout;
     match plan.execution_mode {
-        ExecutionMode::Sequential => sequential(plan, limits, deadline, cancel).await,
-        ExecutionMode::Parallel => parallel(plan, limits, deadline, cancel).await,
+        ExecutionMode::Sequential => sequential(plan, limits, commands, deadline, cancel).await,
+        ExecutionMode::Parallel => parallel(plan, limits, commands, deadline, cancel).await,
     }
 }
 
 async fn sequential(
     plan: &TaskPlan,
     limits: &Limits,
+    commands: &dyn CommandRunner,
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> Vec<InputResult> {
@@ -50,7 +53,7 @@ async fn sequential(
             results.push(InputResult::skipped(input, reason));
             continue;
         }
-        let result = run_input(plan, input, limits, deadline, cancel).await;
+        let result = run_input(plan, input, limits, commands, deadline, cancel).await;
         match result.verdict {
             Verdict::Failed if plan.fail_fast => {
                 stop = Some(format!(
@@ -78,6 +81,7 @@ pub const PARALLEL_INPUTS: usize = 16;
 async fn parallel(
     plan: &TaskPlan,
     limits: &Limits,
+    commands: &dyn CommandRunner,
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> Vec<InputResult> {
@@ -99,7 +103,7 @@ async fn parallel(
                     );
                     return (index, InputResult::skipped(input, &reason));
                 }
-                let result = run_input(plan, input, limits, deadline, fail_fast).await;
+                let result = run_input(plan, input, limits, commands, deadline, fail_fast).await;
                 if result.verdict == Verdict::Failed && plan.fail_fast {
                     let _ = first_failure.set(result.name.clone());
                     fail_fast.cancel();

@@ -110,6 +110,10 @@ pub(crate) fn judge_cmd(
             );
         }
         CmdEnd::Cancelled => return Judged::cancelled(&what),
+        CmdEnd::Failed {
+            error_code,
+            message,
+        } => return Judged::failed(error_code.clone(), format!("{what}: {message}"), None),
         CmdEnd::Exited(status) => status,
     };
     let code = status.code();

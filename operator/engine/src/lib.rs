@@ -26,6 +26,7 @@ pub mod backoff;
 mod capture;
 mod checks;
 mod cmd;
+pub mod commands;
 mod execute;
 pub mod expect;
 mod fanout;
@@ -42,7 +43,8 @@ mod runner;
 mod text_match;
 
 pub use backoff::Backoff;
-pub use execute::execute;
+pub use commands::{Captured, Command, CommandEnd, CommandRun, CommandRunner, LocalCommands};
+pub use execute::{execute, execute_with};
 pub use expect::{Expectation, Subject, parse_expectation};
 pub use fanout::PARALLEL_INPUTS;
 pub use invalid::InvalidSpec;

@@ -6,7 +6,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::capture::Captured;
-use crate::cmd::{CmdSettings, run_command};
+use crate::commands::{Command, CommandRunner};
 use crate::http::{HttpSettings, run_http};
 use crate::judge::{CANCELLED, describe_input, judge_cmd, judge_http};
 use crate::outcome::{Limits, Verdict};
@@ -56,6 +56,7 @@ pub(crate) async fn run_input(
     plan: &TaskPlan,
     input: &InputPlan,
     limits: &Limits,
+    commands: &dyn CommandRunner,
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> InputResult {
@@ -79,13 +80,15 @@ pub(crate) async fn run_input(
     }
     let (judged, output, response_time) = match input.kind {
         TaskKind::Cmd => {
-            let settings = CmdSettings {
+            let command = Command {
+                input_name: &input.name,
+                script: &input.input,
                 environment: &plan.environment,
                 keep,
                 deadline,
                 kill_grace: limits.kill_grace,
             };
-            let run = run_command(&input.input, &settings, cancel).await;
+            let run = commands.run(command, cancel).await;
             (
                 judge_cmd(plan, input, &run.end, &run.output),
                 run.output,
