@@ -183,6 +183,9 @@ pub struct McallTaskSpec {
     /// Compute resources a task's execution may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// Where a `cmd` task's commands run (HTTP checks always run in the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<Executor>,
     /// Names of McallTasks in the same namespace that must have finished successfully first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(

@@ -680,6 +680,9 @@ pub struct WorkflowTask {
     /// Compute resources a task's execution may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
+    /// Where a `cmd` task's commands run (HTTP checks always run in the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<Executor>,
     /// Values taken from other tasks' results, substituted as `${NAME}` into `inputTemplate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(

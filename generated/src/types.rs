@@ -54,6 +54,53 @@ pub enum ConditionStatus {
     Unknown,
 }
 
+/// Where a `cmd` task's commands run (HTTP checks always run in the operator).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(
+    extend(
+        "x-kubernetes-validations" = [{"message":"executor.image is required when executor.type is Pod",
+        "rule":"self.type != 'Pod' || has(self.image)"}]
+    )
+)]
+pub struct Executor {
+    /// Where a `cmd` task's commands run: `Process` as processes of the operator's own container (fastest; for trusted namespaces), `Pod` in a pod of their own per execution, with the executor's image and ServiceAccount and the task's resources.
+    pub r#type: ExecutorKind,
+    /// The container image a Pod executor runs `/bin/sh -c <input>` in; it needs `/bin/sh`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
+    /// The ServiceAccount the pod runs as (the namespace's `default` when absent); it must exist. Not the operator's: a command gets only what this account is granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub service_account_name: Option<String>,
+    /// Mount the ServiceAccount's token into the pod (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automount_service_account_token: Option<bool>,
+}
+
+/// Where a `cmd` task's commands run: `Process` as processes of the operator's own container (fastest; for trusted namespaces), `Pod` in a pod of their own per execution, with the executor's image and ServiceAccount and the task's resources.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    mcall_macros::WireName
+)]
+pub enum ExecutorKind {
+    #[serde(rename = "Process")]
+    Process,
+    #[serde(rename = "Pod")]
+    Pod,
+}
+
 /// A key of a Secret or ConfigMap in the object's namespace.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod controller;
+pub mod executor;
 pub mod fence;
 pub mod inputs;
 pub mod local_run;

@@ -395,3 +395,125 @@ fn deleting_a_namespace_with_tasks_completes_while_the_operator_runs() {
         &["delete", "namespace", env.namespace, "--wait=false"],
     );
 }
+
+/// The shell image (busybox), imported into the node once, for commands run in pods.
+fn shell_image(plane: &ControlPlane) -> &'static String {
+    use mcall_tests::image::{ShellFiles, shell_recipe};
+    static SHELL: OnceLock<String> = OnceLock::new();
+    SHELL.get_or_init(|| {
+        let recipe = shell_recipe(&ShellFiles::discover().expect("busybox-static"));
+        let image = Image::build(&recipe, &Platform::host()).expect("shell image");
+        let archive = write_archive_file(&image, &plane.dir().join("shell.tar")).expect("archive");
+        plane.import_image(&archive).expect("import");
+        archive.reference.to_string()
+    })
+}
+
+fn pod_task(name: &str, image: &str, input: &str, timeout: u32) -> String {
+    format!(
+        "apiVersion: mcall.tz.io/v1\nkind: McallTask\nmetadata:\n  name: {name}\nspec:\n  type: cmd\n  input: {input:?}\n  timeout: {timeout}\n  executor:\n    type: Pod\n    image: {image}\n"
+    )
+}
+
+#[test]
+fn commands_run_in_pods_of_their_own_with_the_same_semantics() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (plane, image) = cluster();
+    let shell = shell_image(plane);
+    install(plane, &DEV, image, &[]);
+    let ns = "mcall-pod-exec";
+    kubectl(plane, &["create", "namespace", ns]);
+    kubectl_apply(
+        plane,
+        ns,
+        &pod_task("echo", shell, "echo hello from $(hostname)", 30),
+    );
+    kubectl_apply(
+        plane,
+        ns,
+        &pod_task("exit3", shell, "echo failing; exit 3", 30),
+    );
+    kubectl_apply(plane, ns, &pod_task("slow", shell, "sleep 60", 3));
+    kubectl_apply(
+        plane,
+        ns,
+        &pod_task("no-image", "mcall.local/missing:1", "true", 30),
+    );
+    // A memory limit the command exceeds (busybox dd holds a 64 MiB block in memory).
+    let oom = pod_task(
+        "oom",
+        shell,
+        "dd if=/dev/zero of=/dev/null bs=64M count=1",
+        30,
+    ) + "  resources:\n    limits: {memory: 16Mi}\n";
+    kubectl_apply(plane, ns, &oom);
+    // A Secret's value reaches the command by reference and is masked in the status.
+    kubectl(
+        plane,
+        &[
+            "-n",
+            ns,
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=token=s3cr3t-value",
+        ],
+    );
+    let secret = pod_task("secret", shell, "echo token=$TOKEN", 30)
+        + "  environmentFrom:\n    - name: TOKEN\n      secretKeyRef: {name: creds, key: token}\n";
+    kubectl_apply(plane, ns, &secret);
+
+    // Its output comes from the pod (named after the task), and a success leaves no pod.
+    let echo = wait_phase(plane, ns, "echo");
+    assert_eq!(echo["phase"], "Succeeded", "{echo}");
+    let output = echo["result"]["output"].as_str().unwrap_or_default();
+    assert!(output.contains("hello from echo-"), "{echo}");
+    // The exit code is the error code, the output still judged and reported.
+    let exit3 = wait_phase(plane, ns, "exit3");
+    assert_eq!(exit3["phase"], "Failed", "{exit3}");
+    assert_eq!(exit3["result"]["errorCode"], "3", "{exit3}");
+    assert!(
+        exit3["result"]["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failing")
+    );
+    // The timeout ends the pod, not only the wait for it.
+    let slow = wait_phase(plane, ns, "slow");
+    assert_eq!(slow["result"]["errorCode"], "Timeout", "{slow}");
+    // A missing image is its own reason, not a timeout.
+    let missing = wait_phase(plane, ns, "no-image");
+    assert_eq!(
+        missing["result"]["errorCode"], "ImagePullFailed",
+        "{missing}"
+    );
+
+    let oom = wait_phase(plane, ns, "oom");
+    assert_eq!(oom["result"]["errorCode"], "OOMKilled", "{oom}");
+    let secret = wait_phase(plane, ns, "secret");
+    assert_eq!(secret["phase"], "Succeeded", "{secret}");
+    let shown = secret["result"]["output"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains("token=***") && !shown.contains("s3cr3t"),
+        "{secret}"
+    );
+
+    let pods = |selector: &str| {
+        kubectl(
+            plane,
+            &["-n", ns, "get", "pods", "-l", selector, "-o", "name"],
+        )
+    };
+    eventually("the finished pods to go", Duration::from_secs(30), || {
+        (pods("mcall.tz.io/task in (echo,slow)").is_empty()).then_some(())
+    });
+    // A failed command's pod stays for `kubectl logs`, until its task is deleted.
+    assert!(!pods("mcall.tz.io/task=exit3").is_empty());
+    uninstall(plane, &DEV);
+    kubectl(plane, &["delete", "namespace", ns, "--wait=false"]);
+    kubectl(
+        plane,
+        &["delete", "namespace", DEV.namespace, "--wait=false"],
+    );
+}

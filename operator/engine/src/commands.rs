@@ -42,7 +42,10 @@ pub enum CommandEnd {
     SpawnFailed(String),
     /// It could not run to an exit status, for a reason the runner names (a pod's image could
     /// not be pulled, it was OOM-killed, ...): the error code and message the task reports.
-    Failed { error_code: String, message: String },
+    Failed {
+        error_code: String,
+        message: String,
+    },
 }
 
 /// How a command ended, and what it printed (see [`Captured::of`]).

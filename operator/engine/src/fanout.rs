@@ -9,11 +9,11 @@ use futures::StreamExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::commands::CommandRunner;
 use crate::judge::seconds;
 use crate::outcome::{Limits, Verdict};
 use crate::plan::TaskPlan;
 use crate::request::ExecutionMode;
-use crate::commands::CommandRunner;
 use crate::runner::{InputResult, run_input};
 
 pub(crate) async fn run_attempt(

@@ -43,7 +43,9 @@ mod runner;
 mod text_match;
 
 pub use backoff::Backoff;
-pub use commands::{Captured, Command, CommandEnd, CommandRun, CommandRunner, LocalCommands};
+pub use commands::{
+    Captured, Command, CommandEnd, CommandFuture, CommandRun, CommandRunner, LocalCommands,
+};
 pub use execute::{execute, execute_with};
 pub use expect::{Expectation, Subject, parse_expectation};
 pub use fanout::PARALLEL_INPUTS;

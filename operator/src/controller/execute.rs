@@ -206,6 +206,15 @@ fn record_result(run: &Run, outcome: &TaskOutcome) {
         .record(task, succeeded, finished, exists);
 }
 
+/// A name for one execution, unique across operator restarts (the id alone restarts at 0): the
+/// id and the low bits of the time in milliseconds, hex.
+fn execution_name(id: u64) -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{id:x}{:06x}", millis & 0xff_ffff)
+}
+
 /// Runs the plan, recording retries as they happen and `Running` once it has gone on for
 /// [`CLAIM_AFTER`] (a one-shot run also records a `Started` Event then).
 async fn run_engine(
@@ -223,8 +232,11 @@ async fn run_engine(
     // execution's span, with its verdict.
     let span = tracing::info_span!("execution", namespace = %run.key.namespace, task = %run.key.name,
         verdict = tracing::field::Empty, otel.status_code = tracing::field::Empty);
+    let commands =
+        crate::executor::commands_for(&run.ctx.client, &run.task, execution_name(run.execution.id));
     let engine =
-        mcall_engine::execute(plan, &run.ctx.limits, token, &observer).instrument(span.clone());
+        mcall_engine::execute_with(plan, &run.ctx.limits, commands.as_ref(), token, &observer)
+            .instrument(span.clone());
     let mut engine = std::pin::pin!(engine);
     let claim_timer = tokio::time::sleep(CLAIM_AFTER);
     let mut claim_timer = std::pin::pin!(claim_timer);
