@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "1eecff3b78a737700f5644140b9fb4f9", dir = "../spec"
+    fingerprint = "35708989e9ff8106ef89c38c45412b43", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "1eecff3b78a737700f5644140b9fb4f9";
+pub const SPEC_FINGERPRINT: &str = "35708989e9ff8106ef89c38c45412b43";
 
 pub mod types;
 pub mod reasons;

@@ -57,16 +57,10 @@ pub enum ConditionStatus {
 /// Where a `cmd` task's commands run (HTTP checks always run in the operator).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(
-    extend(
-        "x-kubernetes-validations" = [{"message":"executor.image is required when executor.type is Pod",
-        "rule":"self.type != 'Pod' || has(self.image)"}]
-    )
-)]
 pub struct Executor {
     /// Where a `cmd` task's commands run: `Process` as processes of the operator's own container (fastest; for trusted namespaces), `Pod` in a pod of their own per execution, with the executor's image and ServiceAccount and the task's resources.
     pub r#type: ExecutorKind,
-    /// The container image a Pod executor runs `/bin/sh -c <input>` in; it needs `/bin/sh`.
+    /// The container image a Pod executor runs `/bin/sh -c <input>` in (it needs `/bin/sh`); the operator's default executor image when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
     pub image: Option<String>,

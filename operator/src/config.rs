@@ -56,6 +56,17 @@ pub struct OperatorConfig {
     /// default: whoever may create workflows in one namespace must not run another namespace's
     /// commands or read its Secrets through a template.
     pub cross_namespace_templates: bool,
+    /// Where the commands of tasks that name no executor run, and the default pod image.
+    pub executor: ExecutorDefaults,
+}
+
+/// The operator-wide executor settings (`--default-executor`, `--executor-image`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecutorDefaults {
+    /// Commands of tasks without an `executor` run in pods (else in the operator's container).
+    pub pods: bool,
+    /// The image of command pods whose executor names none.
+    pub image: Option<String>,
 }
 
 /// Leader election and the Lease's timings (see `controller::lease` for what each one bounds).
@@ -106,6 +117,7 @@ impl Default for OperatorConfig {
             lease_namespace: None,
             lease: LeaseConfig::default(),
             cross_namespace_templates: false,
+            executor: ExecutorDefaults::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use mcall::config::{CommandPolicy, LeaseConfig, OperatorConfig};
+use mcall::config::{CommandPolicy, ExecutorDefaults, LeaseConfig, OperatorConfig};
 use mcall::controller::Clients;
 use mcall::controller::lease::Leading;
 use mcall::metrics::Metrics;
@@ -63,6 +63,12 @@ struct OperatorArgs {
     /// Seconds a task waits for a missing dependency before it is Skipped.
     #[arg(long, env = "MCALL_DEPENDENCY_GRACE_SECONDS", default_value_t = 60)]
     dependency_grace_seconds: u64,
+    /// Where commands of tasks that name no executor run: Process or Pod.
+    #[arg(long, env = "MCALL_DEFAULT_EXECUTOR", default_value = "Process", value_parser = ["Process", "Pod"])]
+    default_executor: String,
+    /// The image of command pods whose executor names none.
+    #[arg(long, env = "MCALL_EXECUTOR_IMAGE", default_value = "")]
+    executor_image: String,
     /// Let workflow steps use McallTasks of other namespaces as templates (`taskRef.namespace`).
     #[arg(long, env = "MCALL_ALLOW_CROSS_NAMESPACE_TEMPLATES")]
     allow_cross_namespace_templates: bool,
@@ -248,6 +254,10 @@ fn operator_config(args: OperatorArgs) -> OperatorConfig {
             retry_period: Duration::from_millis(args.lease_retry_period_ms),
         },
         cross_namespace_templates: args.allow_cross_namespace_templates,
+        executor: ExecutorDefaults {
+            pods: args.default_executor == "Pod",
+            image: Some(args.executor_image).filter(|i| !i.is_empty()),
+        },
     }
 }
 

@@ -86,6 +86,8 @@ fn install(plane: &ControlPlane, env: &Env, image: &(String, String), extra: &[&
             .arg("--set")
             .arg(format!("image.tag={}", image.1))
             .args(["--set", "image.pullPolicy=IfNotPresent"])
+            .arg("--set")
+            .arg(format!("executor.image={}", shell_image(plane)))
             .args(["--wait", "--timeout=180s"])
             .args(extra);
         cmd
@@ -223,6 +225,24 @@ fn the_chart_runs_the_operator_in_its_pod_in_every_environment() {
         let status = wait_phase(plane, env.namespace, &format!("reach-{}", env.name));
         assert_eq!(status["phase"], "Succeeded", "{}: {status}", env.name);
         assert_eq!(count(&seen, &path), 1, "{}", env.name);
+
+        // Where a command runs by default: the operator's pod in dev and staging, a pod of its
+        // own (named after the task) in prod.
+        let task = "apiVersion: mcall.tz.io/v1\nkind: McallTask\nmetadata:\n  name: where\nspec:\n  type: cmd\n  input: hostname\n";
+        kubectl_apply(plane, env.namespace, task);
+        let status = wait_phase(plane, env.namespace, "where");
+        assert_eq!(status["phase"], "Succeeded", "{}: {status}", env.name);
+        let host = status["result"]["output"]
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let expected = if env.name == "prod" {
+            "where-"
+        } else {
+            env.release
+        };
+        assert!(host.starts_with(expected), "{}: ran on {host:?}", env.name);
 
         uninstall(plane, &env);
         // The pods go after helm's objects (the garbage collector, then their graceful stop).

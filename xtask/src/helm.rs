@@ -162,10 +162,12 @@ pub fn environment(root: &Path, name: &str) -> Result<Environment> {
     Ok(environment)
 }
 
-/// The image a deploy runs instead of the values' (the local cluster's imported one).
+/// The images a deploy runs instead of the values' (the local cluster's imported ones): the
+/// operator's, and the shell image its command pods default to.
 pub struct LocalImage {
     pub repository: String,
     pub tag: String,
+    pub shell: String,
 }
 
 /// How to install: onto which cluster, with which image, waiting how long.
@@ -243,6 +245,7 @@ pub fn install(
             format!("image.repository={}", image.repository),
             format!("image.tag={}", image.tag),
             "image.pullPolicy=IfNotPresent".to_string(),
+            format!("executor.image={}", image.shell),
         ] {
             args.push("--set".into());
             args.push(set.into());

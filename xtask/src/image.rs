@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::helm::LocalImage;
 use mcall_tests::image::{
-    Containerd, ImageArchive, Imported, OPERATOR_IMAGE, write_project_images,
+    Containerd, ImageArchive, Imported, OPERATOR_IMAGE, SHELL_IMAGE, write_project_images,
 };
 
 #[derive(Default)]
@@ -66,9 +66,14 @@ pub fn build_and_import(root: &Path, debug: bool, socket: &Path) -> Result<Local
         .iter()
         .find(|a| a.reference.repository == OPERATOR_IMAGE)
         .context("no operator image was built")?;
+    let shell = archives
+        .iter()
+        .find(|a| a.reference.repository == SHELL_IMAGE)
+        .context("no shell image was built")?;
     Ok(LocalImage {
         repository: operator.reference.repository.clone(),
         tag: operator.reference.tag.clone(),
+        shell: shell.reference.to_string(),
     })
 }
 

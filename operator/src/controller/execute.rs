@@ -232,8 +232,12 @@ async fn run_engine(
     // execution's span, with its verdict.
     let span = tracing::info_span!("execution", namespace = %run.key.namespace, task = %run.key.name,
         verdict = tracing::field::Empty, otel.status_code = tracing::field::Empty);
-    let commands =
-        crate::executor::commands_for(&run.ctx.client, &run.task, execution_name(run.execution.id));
+    let commands = crate::executor::commands_for(
+        &run.ctx.client,
+        &run.ctx.config.executor,
+        &run.task,
+        execution_name(run.execution.id),
+    );
     let engine =
         mcall_engine::execute_with(plan, &run.ctx.limits, commands.as_ref(), token, &observer)
             .instrument(span.clone());

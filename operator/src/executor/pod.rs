@@ -25,6 +25,8 @@ const POLL: Duration = Duration::from_millis(250);
 pub struct PodCommands {
     pub client: Client,
     pub task: Arc<McallTask>,
+    /// The executor's image, else the operator's default.
+    pub image: Option<String>,
     /// Unique for this execution (the pods of one execution share it).
     pub execution: String,
 }
@@ -42,11 +44,14 @@ impl PodCommands {
         let name = pod_name(&self.task.name_any(), &self.execution, command.input_name);
         let remaining = command.deadline.saturating_duration_since(Instant::now());
         let spec = &self.task.spec;
-        let image = spec
-            .executor
-            .as_ref()
-            .and_then(|e| e.image.as_deref())
-            .unwrap_or_default();
+        let Some(image) = self.image.as_deref() else {
+            return ended(CommandEnd::Failed {
+                error_code: POD_REFUSED.to_owned(),
+                message: "it has no image: set spec.executor.image, or the operator's \
+                          --executor-image (chart value executor.image)"
+                    .to_owned(),
+            });
+        };
         let request = PodRequest {
             name: &name,
             owner: self.task.controller_owner_ref(&()).unwrap_or_default(),
