@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controllers.
-    Operator(OperatorArgs),
+    Operator(Box<OperatorArgs>),
     /// Run a McallTask file locally, without a cluster; exit 0 on success, 1 on failure, 2 when
     /// the file cannot be run (missing, not YAML, invalid spec).
     Run {
@@ -154,7 +154,7 @@ fn run(cli: Cli) -> std::result::Result<ExitCode, Failure> {
             Ok(ExitCode::from(if ok { 0 } else { 1 }))
         }
         Command::Operator(args) => {
-            runtime.block_on(operator(args)).map_err(exit_with(1))?;
+            runtime.block_on(operator(*args)).map_err(exit_with(1))?;
             Ok(ExitCode::SUCCESS)
         }
     }
