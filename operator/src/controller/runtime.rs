@@ -284,19 +284,25 @@ fn namespace_controller(
                 tracing::debug!(error = %e, "reconcile loop");
             }
         });
-    let held = synced.clone();
-    let stop = shared.shutdown.clone();
-    (synced, async move {
-        let both = async {
-            tokio::join!(controller, workflows);
-        };
-        tokio::select! {
-            () = both => {}
-            () = held_at_shutdown(stop, held) => {
-                tracing::debug!("controllers stopped before their caches were complete");
-            }
+    let both = async {
+        tokio::join!(controller, workflows);
+    };
+    let run = until_done_or_held(both, shared.shutdown.clone(), synced.clone());
+    (synced, run)
+}
+
+/// Runs `controllers` to their end, or until [`held_at_shutdown`] gives up on them.
+async fn until_done_or_held(
+    controllers: impl Future<Output = ()>,
+    stop: CancellationToken,
+    synced: CancellationToken,
+) {
+    tokio::select! {
+        () = controllers => {}
+        () = held_at_shutdown(stop, synced) => {
+            tracing::debug!("controllers stopped before their caches were complete");
         }
-    })
+    }
 }
 
 /// How long the controllers of a namespace get to end after the shutdown once their task cache
