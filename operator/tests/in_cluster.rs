@@ -530,6 +530,57 @@ fn commands_run_in_pods_of_their_own_with_the_same_semantics() {
     });
     // A failed command's pod stays for `kubectl logs`, until its task is deleted.
     assert!(!pods("mcall.tz.io/task=exit3").is_empty());
+
+    // Deleting a task whose command runs ends its pod (the process is gone, not orphaned).
+    kubectl_apply(plane, ns, &pod_task("long", shell, "sleep 300", 600));
+    eventually("the long command's pod", Duration::from_secs(60), || {
+        (!pods("mcall.tz.io/task=long").is_empty()).then_some(())
+    });
+    kubectl(
+        plane,
+        &["-n", ns, "delete", "mcalltask", "long", "--wait=false"],
+    );
+    eventually(
+        "the deleted task's pod to go",
+        Duration::from_secs(60),
+        || pods("mcall.tz.io/task=long").is_empty().then_some(()),
+    );
+
+    // A workflow step runs in a pod too (the step's executor, carried into its child task).
+    let workflow = format!(
+        "apiVersion: mcall.tz.io/v1\nkind: McallWorkflow\nmetadata:\n  name: wf\nspec:\n  tasks:\n    - name: step\n      type: cmd\n      input: hostname\n      executor: {{type: Pod, image: {shell}}}\n"
+    );
+    kubectl_apply(plane, ns, &workflow);
+    let phase = eventually("the workflow to end", Duration::from_secs(60), || {
+        let phase = kubectl(
+            plane,
+            &[
+                "-n",
+                ns,
+                "get",
+                "mcallworkflow",
+                "wf",
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+        );
+        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+    });
+    assert_eq!(phase, "Succeeded");
+    let child = kubectl(
+        plane,
+        &[
+            "-n",
+            ns,
+            "get",
+            "mcalltasks",
+            "-l",
+            "mcall.tz.io/workflow=wf",
+            "-o",
+            "jsonpath={.items[0].status.result.output}",
+        ],
+    );
+    assert!(child.trim().starts_with("wf-"), "the step ran on {child:?}");
     uninstall(plane, &DEV);
     kubectl(plane, &["delete", "namespace", ns, "--wait=false"]);
     kubectl(
