@@ -73,7 +73,37 @@ const PROD: Env = Env {
 
 /// `helm upgrade --install` with the environment's values and the imported image, waiting for
 /// the rollout (pods Ready through their readiness probe).
-fn install(plane: &ControlPlane, env: &Env, image: &(String, String), extra: &[&str]) {
+/// An installed release, uninstalled when dropped: a test that fails must not leave an operator
+/// watching every namespace behind for the next one.
+struct Installed<'a> {
+    plane: &'a ControlPlane,
+    release: &'static str,
+    namespace: &'static str,
+}
+
+impl Drop for Installed<'_> {
+    fn drop(&mut self) {
+        // Already gone after a test's own `uninstall`: helm then fails, which is fine.
+        let _ = run({
+            let mut cmd = self.plane.helm();
+            cmd.args([
+                "uninstall",
+                self.release,
+                "--namespace",
+                self.namespace,
+                "--wait",
+            ]);
+            cmd
+        });
+    }
+}
+
+fn install<'a>(
+    plane: &'a ControlPlane,
+    env: &Env,
+    image: &(String, String),
+    extra: &[&str],
+) -> Installed<'a> {
     let out = run({
         let mut cmd = plane.helm();
         cmd.current_dir(root())
@@ -99,6 +129,11 @@ fn install(plane: &ControlPlane, env: &Env, image: &(String, String), extra: &[&
             cmd
         });
         panic!("helm install {}: {}\n{}", env.name, text(&out), text(&pods));
+    }
+    Installed {
+        plane,
+        release: env.release,
+        namespace: env.namespace,
     }
 }
 
@@ -161,7 +196,7 @@ fn the_chart_runs_the_operator_in_its_pod_in_every_environment() {
     let (plane, image) = cluster();
     let (port, seen) = recorder();
     for env in [DEV, STAGING, PROD] {
-        install(plane, &env, image, &[]);
+        let _installed = install(plane, &env, image, &[]);
         let pods = pods(plane, &env);
         let replicas: usize = kubectl(
             plane,
@@ -282,7 +317,7 @@ fn a_scheduled_task_ticks_exactly_once_through_a_rollout_restart() {
         release: "mcall-rollout",
         namespace: "mcall-rollout",
     };
-    install(
+    let _installed = install(
         plane,
         &env,
         image,
@@ -395,7 +430,7 @@ fn deleting_a_namespace_with_tasks_completes_while_the_operator_runs() {
         release: "mcall-nsdel",
         namespace: "mcall-nsdel",
     };
-    install(plane, &env, image, &[]);
+    let _installed = install(plane, &env, image, &[]);
     kubectl(plane, &["create", "namespace", "mcall-nsdel-tasks"]);
     let task = "apiVersion: mcall.tz.io/v1\nkind: McallTask\nmetadata:\n  name: sleeper\nspec:\n  type: cmd\n  input: sleep 30\n  timeout: 60\n";
     kubectl_apply(plane, "mcall-nsdel-tasks", task);
@@ -440,7 +475,7 @@ fn commands_run_in_pods_of_their_own_with_the_same_semantics() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (plane, image) = cluster();
     let shell = shell_image(plane);
-    install(plane, &DEV, image, &[]);
+    let _installed = install(plane, &DEV, image, &[]);
     let ns = "mcall-pod-exec";
     kubectl(plane, &["create", "namespace", ns]);
     kubectl_apply(

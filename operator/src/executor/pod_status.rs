@@ -56,7 +56,10 @@ pub fn progress(pod: &Pod) -> Progress {
     let container = status.container_statuses.iter().flatten().next();
     let state = container.and_then(|c| c.state.as_ref());
     if let Some(terminated) = state.and_then(|s| s.terminated.as_ref()) {
-        if terminated.reason.as_deref() == Some("OOMKilled") {
+        // cgroup v1 does not always let the runtime see the OOM event: a SIGKILL (137) of a
+        // container with a memory limit is, in practice, the kernel's OOM killer.
+        let killed_with_limit = terminated.exit_code == 137 && has_memory_limit(pod);
+        if terminated.reason.as_deref() == Some("OOMKilled") || killed_with_limit {
             return Progress::Failed {
                 error_code: OOM_KILLED,
                 message: format!(
@@ -98,6 +101,15 @@ pub fn progress(pod: &Pod) -> Progress {
         },
         _ => unschedulable(pod).map_or(Progress::Pending, Progress::Unschedulable),
     }
+}
+
+fn has_memory_limit(pod: &Pod) -> bool {
+    pod.spec.iter().flat_map(|s| &s.containers).any(|c| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .is_some_and(|l| l.contains_key("memory"))
+    })
 }
 
 fn unschedulable(pod: &Pod) -> Option<String> {
