@@ -192,6 +192,23 @@ pub enum Error {
 /// The harness's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Runs `command` with `input` on its stdin (e.g. `kubectl apply -f -`); its output, captured.
+pub fn run_with_stdin(
+    mut command: std::process::Command,
+    input: &[u8],
+) -> std::io::Result<std::process::Output> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Dropped after the write, so the child sees the end of its input.
+    child.stdin.take().expect("piped").write_all(input)?;
+    child.wait_with_output()
+}
+
 /// Writes a file only its owner may read: keys, and kubeconfigs embedding them (with a node,
 /// `system:masters` is root on the machine).
 pub(crate) fn write_private(path: &std::path::Path, content: &str) -> Result<()> {

@@ -41,21 +41,9 @@ pub fn kubectl(plane: &ControlPlane, args: &[&str]) -> String {
 }
 
 pub fn kubectl_apply(plane: &ControlPlane, namespace: &str, manifest: &str) {
-    let mut child = plane
-        .kubectl()
-        .args(["-n", namespace, "apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut apply = plane.kubectl();
+    apply.args(["-n", namespace, "apply", "-f", "-"]);
+    let out = mcall_tests::run_with_stdin(apply, manifest.as_bytes()).expect("kubectl starts");
     assert!(out.status.success(), "kubectl apply: {}", text(&out));
 }
 

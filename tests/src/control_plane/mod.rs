@@ -386,20 +386,8 @@ impl ControlPlane {
             String::from_utf8_lossy(&rendered.stderr)
         );
         let mut apply = self.kubectl();
-        apply
-            .args(["apply", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = apply.spawn().expect("kubectl starts");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(&rendered.stdout)
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        apply.args(["apply", "-f", "-"]);
+        let out = crate::run_with_stdin(apply, &rendered.stdout).expect("kubectl starts");
         assert!(
             out.status.success(),
             "kubectl apply: {}",

@@ -245,21 +245,9 @@ fn kubectl(plane: &PlaneAccess<'_>) -> std::process::Command {
 }
 
 fn kubectl_apply(plane: &PlaneAccess<'_>, manifests: &str) -> Result<()> {
-    use std::io::Write;
-    let mut child = kubectl(plane)
-        .args(["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(io_err("running", plane.bin_dir.join("kubectl")))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    stdin
-        .write_all(manifests.as_bytes())
-        .map_err(io_err("writing to kubectl", plane.bin_dir.join("kubectl")))?;
-    drop(stdin);
-    let out = child
-        .wait_with_output()
+    let mut apply = kubectl(plane);
+    apply.args(["apply", "-f", "-"]);
+    let out = crate::run_with_stdin(apply, manifests.as_bytes())
         .map_err(io_err("running", plane.bin_dir.join("kubectl")))?;
     if !out.status.success() {
         return Err(node_err(
