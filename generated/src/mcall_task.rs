@@ -259,7 +259,8 @@ pub struct McallTaskStatus {
     /// - `Running` (Ready): A run is in progress; it is recorded once it has gone on for one second.
     /// - `Started` (Normal Event): A one-shot task's run has gone on for one second (a shorter run records only its outcome Event); a workflow's run started (its first steps are created).
     /// - `Retrying` (Warning Event): An execution failed and is retried (`retryCount`), after a backoff; the message gives the attempt and why.
-    /// - `Interrupted` (Ready, Warning Event): The operator stopped while a run was recorded Running (or a claimed tick may have started): recorded as failed and not run again, so a command never runs twice.
+    /// - `Interrupted` (Ready, Warning Event): The operator stopped while a run was recorded Running (or a claimed tick may have started): recorded as failed and not run again, so a command never runs twice. Runs in pods (`executor.type: Pod`) are adopted instead (`Adopted`).
+    /// - `Adopted` (Normal Event): The operator that started a one-shot run in pods stopped (or lost its Lease) while it ran: this one follows the same pods to their result, without running the command again.
     /// - `InvalidSpec` (Ready, Warning Event): The spec is wrong in a way the schema cannot see (an invalid regex, malformed multi-input JSON, a non-URL for get/post, a dependency cycle); the message names the field.
     /// - `InvalidSchedule` (Ready, Warning Event): The schedule passes the CRD pattern but cron refuses it (e.g. `61 * * * *`), or the time zone is unknown.
     /// - `CommandsNotAllowed` (Ready, Warning Event): A `cmd` task in a namespace where the operator does not run commands (`--command-namespaces`).

@@ -59,10 +59,14 @@ pub enum Reason {
     ///
     /// Events: Warning. Kinds: `McallTask`.
     Retrying,
-    /// The operator stopped while a run was recorded Running (or a claimed tick may have started): recorded as failed and not run again, so a command never runs twice.
+    /// The operator stopped while a run was recorded Running (or a claimed tick may have started): recorded as failed and not run again, so a command never runs twice. Runs in pods (`executor.type: Pod`) are adopted instead (`Adopted`).
     ///
     /// Condition: `Ready`. Events: Warning. Kinds: `McallTask`.
     Interrupted,
+    /// The operator that started a one-shot run in pods stopped (or lost its Lease) while it ran: this one follows the same pods to their result, without running the command again.
+    ///
+    /// Events: Normal. Kinds: `McallTask`.
+    Adopted,
     /// The spec is wrong in a way the schema cannot see (an invalid regex, malformed multi-input JSON, a non-URL for get/post, a dependency cycle); the message names the field.
     ///
     /// Condition: `Ready`. Events: Warning. Kinds: `McallTask`, `McallWorkflow`.
@@ -146,7 +150,10 @@ impl Reason {
                 "An execution failed and is retried (`retryCount`), after a backoff; the message gives the attempt and why."
             }
             Reason::Interrupted => {
-                "The operator stopped while a run was recorded Running (or a claimed tick may have started): recorded as failed and not run again, so a command never runs twice."
+                "The operator stopped while a run was recorded Running (or a claimed tick may have started): recorded as failed and not run again, so a command never runs twice. Runs in pods (`executor.type: Pod`) are adopted instead (`Adopted`)."
+            }
+            Reason::Adopted => {
+                "The operator that started a one-shot run in pods stopped (or lost its Lease) while it ran: this one follows the same pods to their result, without running the command again."
             }
             Reason::InvalidSpec => {
                 "The spec is wrong in a way the schema cannot see (an invalid regex, malformed multi-input JSON, a non-URL for get/post, a dependency cycle); the message names the field."
@@ -206,6 +213,7 @@ impl Reason {
             Reason::Started => &[],
             Reason::Retrying => &[],
             Reason::Interrupted => &[ConditionType::Ready],
+            Reason::Adopted => &[],
             Reason::InvalidSpec => &[ConditionType::Ready],
             Reason::InvalidSchedule => &[ConditionType::Ready],
             Reason::CommandsNotAllowed => &[ConditionType::Ready],
@@ -230,10 +238,11 @@ impl Reason {
     pub const fn is_event(&self) -> bool {
         matches!(
             self, Reason::Succeeded | Reason::Failed | Reason::Started | Reason::Retrying
-            | Reason::Interrupted | Reason::InvalidSpec | Reason::InvalidSchedule |
-            Reason::CommandsNotAllowed | Reason::InputUnavailable | Reason::Skipped |
-            Reason::Missed | Reason::DeadlineExceeded | Reason::RetryScheduled |
-            Reason::StepFailed | Reason::Superseded
+            | Reason::Interrupted | Reason::Adopted | Reason::InvalidSpec |
+            Reason::InvalidSchedule | Reason::CommandsNotAllowed |
+            Reason::InputUnavailable | Reason::Skipped | Reason::Missed |
+            Reason::DeadlineExceeded | Reason::RetryScheduled | Reason::StepFailed |
+            Reason::Superseded
         )
     }
 

@@ -25,6 +25,9 @@ pub enum Which {
     /// The local cluster: control plane and node start, pod create → Running (one at a time
     /// and 20 at once), the node processes' memory.
     Cluster,
+    /// The Pod executor: a pod-mode `echo` task create → Succeeded, one at a time and 100 at
+    /// once (the release operator on the host, commands in pods on the local node).
+    Pods,
 }
 
 pub fn run(root: &Path, which: Which) -> Result<()> {
@@ -36,6 +39,7 @@ pub fn run(root: &Path, which: Which) -> Result<()> {
         Which::Scale => scale(root),
         Which::Workflow => workflow(root),
         Which::Cluster => cluster(root),
+        Which::Pods => pods(root),
     }
 }
 
@@ -306,6 +310,37 @@ fn cluster(root: &Path) -> Result<()> {
         v["echo_job_complete_p99_ms"]
     );
     update_table(root, "cluster runs", &runs)
+}
+
+fn pods(root: &Path) -> Result<()> {
+    let result = crate::bench_pods::run(root)?;
+    let dir = root.join("bench/results");
+    std::fs::create_dir_all(&dir).context("creating bench/results")?;
+    std::fs::write(dir.join("pods.json"), &result).context("writing bench/results/pods.json")?;
+    println!("{result}");
+    let v: serde_json::Value = serde_json::from_str(&result)?;
+    let one = format!(
+        "| pod executor, one at a time (an `echo` task create → Succeeded, {} tasks) | {} ms | {} ms | p50 ≤ 1.5 s |",
+        v["one_at_a_time"], v["echo_task_succeeded_p50_ms"], v["echo_task_succeeded_p99_ms"]
+    );
+    update_table(root, "pod executor, one at a time", &one)?;
+    let burst = format!(
+        "| pod executor, burst ({} at once, {} execution slots) | {} ms | {} ms | all {} in {} s ({} tasks/s), {} failed, {} pods created ({} followed by a restarted operator), at most {} pods at once, {} operator restarts (Lease lost on the loaded machine), {} pod reads |",
+        v["burst"],
+        v["operator_slots"],
+        v["burst_succeeded_p50_ms"],
+        v["burst_succeeded_p99_ms"],
+        v["burst"],
+        v["burst_total_s"],
+        v["burst_tasks_per_second"],
+        v["burst_failed"],
+        v["burst_pods_created"],
+        v["burst_pods_followed_after_a_restart"],
+        v["burst_peak_pods"],
+        v["operator_restarts"],
+        v["burst_pod_reads"]
+    );
+    update_table(root, "pod executor, burst", &burst)
 }
 
 /// Replaces (or adds) the row of `name` in BENCHMARKS.md.

@@ -79,7 +79,7 @@ pub fn run() -> Result<String> {
     ))
 }
 
-fn shell_image(plane: &ControlPlane) -> Result<ImageArchive> {
+pub fn shell_image(plane: &ControlPlane) -> Result<ImageArchive> {
     let recipe = shell_recipe(&ShellFiles::discover()?);
     let image = Image::build(&recipe, &Platform::host())?;
     let archive = write_archive_file(&image, &plane.dir().join("shell.tar"))?;
@@ -88,7 +88,7 @@ fn shell_image(plane: &ControlPlane) -> Result<ImageArchive> {
 }
 
 /// p50 and p99 (the max for fewer than 100 samples) of `samples`.
-fn percentiles(samples: &[Duration]) -> (Duration, Duration) {
+pub fn percentiles(samples: &[Duration]) -> (Duration, Duration) {
     let mut sorted = samples.to_vec();
     sorted.sort();
     let at = |q: usize| sorted[(sorted.len() * q / 100).min(sorted.len() - 1)];
@@ -155,7 +155,7 @@ async fn pods(
     Ok((one, burst))
 }
 
-async fn wait_for_service_account(client: &kube::Client, ns: &str) -> Result<()> {
+pub async fn wait_for_service_account(client: &kube::Client, ns: &str) -> Result<()> {
     let api: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
     let deadline = Instant::now() + Duration::from_secs(30);
     while api.get_opt("default").await?.is_none() {

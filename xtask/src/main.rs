@@ -6,6 +6,7 @@ mod bench;
 mod bench_api;
 mod bench_cluster;
 mod bench_failover;
+mod bench_pods;
 mod bench_scale;
 mod bench_schedule;
 mod bench_tasks;

@@ -18,6 +18,8 @@ pub use crate::capture::Captured;
 pub struct Command<'a> {
     /// The input's name (`input-0`, or its name in a multi-input list).
     pub input_name: &'a str,
+    /// Which attempt of the task this command belongs to: 0 for the first, n for retry n.
+    pub attempt: u32,
     /// Run as `/bin/sh -c <script>`.
     pub script: &'a str,
     /// The variables the spec gives it (template and `environmentFrom` resolved).

@@ -39,7 +39,7 @@ pub async fn execute_with(
     let mut retries = 0;
     let mut last_retry_at = None;
     loop {
-        let results = run_attempt(plan, limits, commands, &cancel).await;
+        let results = run_attempt(plan, limits, commands, retries, &cancel).await;
         let summary = summarize(plan, &results, &cancel);
         let build = |summary: Summary, retries| {
             outcome(

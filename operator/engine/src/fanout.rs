@@ -16,16 +16,28 @@ use crate::plan::TaskPlan;
 use crate::request::ExecutionMode;
 use crate::runner::{InputResult, run_input};
 
+/// Which attempt runs (0 = the first, n = retry n) and when it must have ended.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attempt {
+    pub number: u32,
+    pub deadline: Instant,
+}
+
+/// Runs attempt `number` of the plan's inputs.
 pub(crate) async fn run_attempt(
     plan: &TaskPlan,
     limits: &Limits,
     commands: &dyn CommandRunner,
+    number: u32,
     cancel: &CancellationToken,
 ) -> Vec<InputResult> {
-    let deadline = Instant::now() + plan.timeout;
+    let attempt = Attempt {
+        number,
+        deadline: Instant::now() + plan.timeout,
+    };
     match plan.execution_mode {
-        ExecutionMode::Sequential => sequential(plan, limits, commands, deadline, cancel).await,
-        ExecutionMode::Parallel => parallel(plan, limits, commands, deadline, cancel).await,
+        ExecutionMode::Sequential => sequential(plan, limits, commands, attempt, cancel).await,
+        ExecutionMode::Parallel => parallel(plan, limits, commands, attempt, cancel).await,
     }
 }
 
@@ -33,9 +45,10 @@ async fn sequential(
     plan: &TaskPlan,
     limits: &Limits,
     commands: &dyn CommandRunner,
-    deadline: Instant,
+    attempt: Attempt,
     cancel: &CancellationToken,
 ) -> Vec<InputResult> {
+    let deadline = attempt.deadline;
     let mut results = Vec::with_capacity(plan.inputs.len());
     let mut stop: Option<String> = None;
     for input in &plan.inputs {
@@ -53,7 +66,7 @@ async fn sequential(
             results.push(InputResult::skipped(input, reason));
             continue;
         }
-        let result = run_input(plan, input, limits, commands, deadline, cancel).await;
+        let result = run_input(plan, input, limits, commands, attempt, cancel).await;
         match result.verdict {
             Verdict::Failed if plan.fail_fast => {
                 stop = Some(format!(
@@ -82,9 +95,10 @@ async fn parallel(
     plan: &TaskPlan,
     limits: &Limits,
     commands: &dyn CommandRunner,
-    deadline: Instant,
+    attempt: Attempt,
     cancel: &CancellationToken,
 ) -> Vec<InputResult> {
+    let deadline = attempt.deadline;
     let fail_fast = cancel.child_token();
     let first_failure: OnceLock<String> = OnceLock::new();
     // Collected first: a stream over the borrowing closure would not be provably Send.
@@ -103,7 +117,7 @@ async fn parallel(
                     );
                     return (index, InputResult::skipped(input, &reason));
                 }
-                let result = run_input(plan, input, limits, commands, deadline, fail_fast).await;
+                let result = run_input(plan, input, limits, commands, attempt, fail_fast).await;
                 if result.verdict == Verdict::Failed && plan.fail_fast {
                     let _ = first_failure.set(result.name.clone());
                     fail_fast.cancel();

@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capture::Captured;
 use crate::commands::{Command, CommandRunner};
+use crate::fanout::Attempt;
 use crate::http::{HttpSettings, run_http};
 use crate::judge::{CANCELLED, describe_input, judge_cmd, judge_http};
 use crate::outcome::{Limits, Verdict};
@@ -57,9 +58,10 @@ pub(crate) async fn run_input(
     input: &InputPlan,
     limits: &Limits,
     commands: &dyn CommandRunner,
-    deadline: Instant,
+    attempt: Attempt,
     cancel: &CancellationToken,
 ) -> InputResult {
+    let deadline = attempt.deadline;
     let started = Instant::now();
     let keep = keep_bytes(plan, limits);
     if cancel.is_cancelled() {
@@ -82,6 +84,7 @@ pub(crate) async fn run_input(
         TaskKind::Cmd => {
             let command = Command {
                 input_name: &input.name,
+                attempt: attempt.number,
                 script: &input.input,
                 environment: &plan.environment,
                 keep,

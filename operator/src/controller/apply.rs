@@ -38,6 +38,7 @@ pub async fn apply(ctx: &Arc<Context>, facts: &Facts, plan: Plan) -> Result<Acti
                     publish(&ctx.events, task, &note);
                 }
             }
+            Effect::Announce(note) => publish(&ctx.events, facts.task.as_ref(), &note),
             Effect::StartRun { kind, status } => {
                 if let Some(sooner) = start(ctx, facts, *kind, status.map(|s| *s)).await? {
                     requeue_after = Some(sooner);

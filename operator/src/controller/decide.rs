@@ -31,6 +31,9 @@ pub struct Observed<'a> {
     pub input_unavailable: Option<String>,
     /// Whether the task runs commands in a namespace where they are not allowed.
     pub commands_forbidden: bool,
+    /// Whether its commands run in pods, which outlive the operator process that started them:
+    /// a run interrupted by a restart can be adopted.
+    pub runs_in_pods: bool,
     pub now: Timestamp,
 }
 
@@ -52,6 +55,9 @@ pub enum Decision {
     /// Status says Running for this generation, but no execution runs here: the operator
     /// restarted (or lost leadership) mid-run.
     Interrupted,
+    /// The same, for a task whose commands run in pods: they are still there (or never
+    /// started), so the run is started again and follows them instead of creating new ones.
+    Adopt,
     /// Run it now; an execution of an older generation, if any, is cancelled first.
     Start,
 }
@@ -82,8 +88,10 @@ pub fn settled(
 }
 
 pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
-    if let Some(decision) = settled(observed.generation, observed.status, observed.running_here) {
-        return decision;
+    match settled(observed.generation, observed.status, observed.running_here) {
+        Some(Decision::Interrupted) if observed.runs_in_pods => return Decision::Adopt,
+        Some(decision) => return decision,
+        None => {}
     }
     if let Some(message) = &observed.invalid_spec {
         return Decision::Reject {
@@ -264,6 +272,22 @@ mod tests {
     fn running_but_not_here_was_interrupted() {
         let s = status(Phase::Running, 1);
         assert_eq!(decide(&observed(Some(&s)), GRACE), Decision::Interrupted);
+    }
+
+    #[test]
+    fn running_in_pods_but_not_here_is_adopted() {
+        let s = status(Phase::Running, 1);
+        let o = Observed {
+            runs_in_pods: true,
+            ..observed(Some(&s))
+        };
+        assert_eq!(decide(&o, GRACE), Decision::Adopt);
+        let finished = status(Phase::Failed, 1);
+        let o = Observed {
+            runs_in_pods: true,
+            ..observed(Some(&finished))
+        };
+        assert_eq!(decide(&o, GRACE), Decision::Idle, "a recorded result stays");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Effect {
         precondition: Precondition,
         then: Option<Note>,
     },
+    /// Publish an Event about the task.
+    Announce(Note),
     /// Start a run (a scheduled run claims its tick first). `status`: what the run builds its
     /// status writes on, when the plan changed it from what was read (a claimed tick decided).
     StartRun {

@@ -88,24 +88,36 @@ pub async fn execute(
         run.ctx.executions.finish(&run.key, &run.execution);
         return;
     }
+    let commands = commands(&run);
     // Boxed, like the report below: a spawned future is allocated at its largest, and a thousand
     // runs waiting for a slot should each hold a few hundred bytes, not the engine's state.
     let mut outcome = match permit {
         Some(_) => {
-            let outcome = Box::pin(run_engine(&run, &mut tracked, &mut claimed)).await;
+            let outcome = Box::pin(run_engine(&run, &commands, &mut tracked, &mut claimed)).await;
             record_execution(&run, &outcome);
             outcome
         }
         None => cancelled_before_start(),
     };
+    if commands.handed_over() {
+        // Its pods run on; the next leader adopts them and records the result.
+        run.ctx.executions.finish(&run.key, &run.execution);
+        return;
+    }
     if outcome.verdict == Verdict::Cancelled && run.ctx.shutdown.is_cancelled() {
         outcome.error_message =
             Some("cancelled: the operator shut down before the execution finished".into());
     }
     let (ctx, key, execution) = (&run.ctx, &run.key, &run.execution);
     match Box::pin(report(&run, &mut tracked, &outcome)).await {
-        Ok(true) => ctx.executions.finish_reported(key, execution),
-        Ok(false) => ctx.executions.finish(key, execution),
+        Ok(true) => {
+            commands.clean_up().await;
+            ctx.executions.finish_reported(key, execution);
+        }
+        Ok(false) => {
+            commands.clean_up().await;
+            ctx.executions.finish(key, execution);
+        }
         Err(e) => {
             tracing::warn!(namespace = key.namespace, name = key.name, error = %e, "reporting the outcome failed");
             // The run happened: this process does not start it again (a restart would).
@@ -206,19 +218,40 @@ fn record_result(run: &Run, outcome: &TaskOutcome) {
         .record(task, succeeded, finished, exists);
 }
 
-/// A name for one execution, unique across operator restarts (the id alone restarts at 0): the
-/// id and the low bits of the time in milliseconds, hex.
-fn execution_name(id: u64) -> String {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    format!("{id:x}{:06x}", millis & 0xff_ffff)
+/// Where the run's commands run; a run's pods are named by its generation and scheduled time,
+/// so a successor process finds them. A one-shot run's pods are handed to the next leader when
+/// this process stops or loses the Lease; a scheduled run is not adopted (see `scheduled`):
+/// it drains and is cancelled as in-process runs are.
+fn commands(run: &Run) -> crate::executor::Commands {
+    let (scheduled, hand_over) = match &run.kind {
+        RunKind::Scheduled(scheduled) => (Some(scheduled.scheduled), None),
+        RunKind::OneShot => {
+            let ctx = run.ctx.clone();
+            let hand_over = crate::executor::HandOver {
+                stopping: run.ctx.shutdown.clone(),
+                now: Arc::new(move || ctx.shutdown.is_cancelled() || !ctx.leading.now()),
+            };
+            (None, Some(hand_over))
+        }
+    };
+    crate::executor::commands_for(
+        &run.ctx.client,
+        &run.ctx.config.executor,
+        &run.task,
+        crate::executor::run_key(
+            &run.task.uid().unwrap_or_default(),
+            run.generation,
+            scheduled,
+        ),
+        hand_over,
+    )
 }
 
 /// Runs the plan, recording retries as they happen and `Running` once it has gone on for
-/// [`CLAIM_AFTER`] (a one-shot run also records a `Started` Event then).
+/// [`CLAIM_AFTER`] (see [`status_writes`]).
 async fn run_engine(
     run: &Run,
+    commands: &crate::executor::Commands,
     tracked: &mut Tracked<McallTask>,
     claimed: &mut bool,
 ) -> TaskOutcome {
@@ -232,33 +265,50 @@ async fn run_engine(
     // execution's span, with its verdict.
     let span = tracing::info_span!("execution", namespace = %run.key.namespace, task = %run.key.name,
         verdict = tracing::field::Empty, otel.status_code = tracing::field::Empty);
-    let commands = crate::executor::commands_for(
-        &run.ctx.client,
-        &run.ctx.config.executor,
-        &run.task,
-        execution_name(run.execution.id),
-    );
     let engine =
-        mcall_engine::execute_with(plan, &run.ctx.limits, commands.as_ref(), token, &observer)
+        mcall_engine::execute_with(plan, &run.ctx.limits, commands.runner(), token, &observer)
             .instrument(span.clone());
     let mut engine = std::pin::pin!(engine);
+    // The engine is polled while its status is written: in the Pod executor it waits on API
+    // requests of its own, which must not wait behind these writes for the client's slots.
+    let outcome = {
+        let writes = status_writes(run, tracked, claimed, &mut rx, started_at);
+        let mut writes = std::pin::pin!(writes);
+        tokio::select! {
+            outcome = &mut engine => outcome,
+            never = &mut writes => match never {},
+        }
+    };
+    span.record("verdict", outcome.verdict.as_str());
+    if outcome.verdict == Verdict::Failed {
+        span.record("otel.status_code", "error");
+    }
+    // Retries announced at the very end: their count is in the result.
+    while let Ok(EngineEvent::Retrying {
+        attempt, reason, ..
+    }) = rx.try_recv()
+    {
+        announce_retry(run, attempt, &reason);
+    }
+    outcome
+}
+
+/// Records `Running` once the run has gone on for [`CLAIM_AFTER`] (a one-shot run also
+/// records a `Started` Event then), and each retry as the engine announces it; never ends (the
+/// run's end drops it, a write in flight included: the report after it reads the task again on
+/// a conflict).
+async fn status_writes(
+    run: &Run,
+    tracked: &mut Tracked<McallTask>,
+    claimed: &mut bool,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
+    started_at: Timestamp,
+) -> std::convert::Infallible {
     let claim_timer = tokio::time::sleep(CLAIM_AFTER);
     let mut claim_timer = std::pin::pin!(claim_timer);
     let mut announced = false;
     loop {
-        // While a status write is awaited the engine is not polled; its processes keep running.
         tokio::select! {
-            outcome = &mut engine => {
-                span.record("verdict", outcome.verdict.as_str());
-                if outcome.verdict == Verdict::Failed {
-                    span.record("otel.status_code", "error");
-                }
-                // Retries announced at the very end: their count is in the result.
-                while let Ok(EngineEvent::Retrying { attempt, reason, .. }) = rx.try_recv() {
-                    announce_retry(run, attempt, &reason);
-                }
-                return outcome;
-            }
             () = &mut claim_timer, if !announced && run.kind.writes_running_late() => {
                 announced = true;
                 if !*claimed {
@@ -269,7 +319,7 @@ async fn run_engine(
                     publish(&run.ctx.events, run.task.as_ref(), &Note::new(Reason::Started, note));
                 }
             }
-            Some(EngineEvent::Retrying { attempt, at, reason }) = rx.recv() => {
+            Some(EngineEvent::Retrying { attempt, at, reason }) = events.recv() => {
                 let at = Timestamp::try_from(at).unwrap_or_else(|_| Timestamp::now());
                 let retry = (attempt, at, reason.as_str());
                 let written = if *claimed {
@@ -280,6 +330,7 @@ async fn run_engine(
                 *claimed |= written;
                 announce_retry(run, attempt, &reason);
             }
+            else => std::future::pending::<()>().await,
         }
     }
 }

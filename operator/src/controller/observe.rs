@@ -31,6 +31,7 @@ pub fn one_shot<'a>(
         dependencies,
         dependency_cycle,
         commands_forbidden: commands_forbidden(ctx, facts, &validation),
+        runs_in_pods: crate::executor::runs_in_pods(&ctx.config.executor, task),
         invalid_spec: validation.invalid_spec,
         input_unavailable: validation.input_unavailable,
         now: facts.now,

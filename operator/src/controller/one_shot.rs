@@ -15,6 +15,9 @@ use super::status;
 /// Why a task recorded `Running` but running nowhere is not run again.
 pub const ONE_SHOT_INTERRUPTED: &str = "the operator stopped while this execution ran; it was not re-run, so a command never runs twice (change the spec to run it again)";
 
+/// Why a task recorded `Running` but running nowhere is started again when it runs in pods.
+pub const ONE_SHOT_ADOPTED: &str = "the operator that started this run stopped; its pods are followed to their result (none is started twice)";
+
 /// What this process's runs need before anything is decided, and which generation runs here
 /// once they got it.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,6 +108,12 @@ pub fn plan(prelude: Prelude, observed: &Observed<'_>, policy: Policy) -> Plan {
             ONE_SHOT_INTERRUPTED,
             now,
         )),
+        Decision::Adopt => plan
+            .then(Effect::Announce(Note::new(
+                Reason::Adopted,
+                ONE_SHOT_ADOPTED,
+            )))
+            .then(Effect::start(RunKind::OneShot, None)),
         Decision::Start => plan.then(Effect::start(RunKind::OneShot, None)),
     }
 }

@@ -146,7 +146,7 @@ fn quantities(list: &ResourceList) -> BTreeMap<String, Quantity> {
 }
 
 /// A label value: at most 63 characters of `[-_.A-Za-z0-9]`, alphanumeric at both ends.
-fn label_value(text: &str) -> String {
+pub fn label_value(text: &str) -> String {
     let mut value: String = text
         .chars()
         .map(|c| {
@@ -164,25 +164,28 @@ fn label_value(text: &str) -> String {
     value
 }
 
-/// The pod's name: `<task>-<execution>-<input>`, cut to 63 characters with the suffix kept (a
-/// DNS label; the execution makes it unique).
-pub fn pod_name(task: &str, execution: &str, input: &str) -> String {
-    let dns = |text: &str| -> String {
-        text.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect()
+/// The pod's name: `<task>-<run>-<input>`, with `-r<n>` for retry n, cut to 63 characters with
+/// the suffix kept (a DNS label; the run, input and attempt make it unique and let another
+/// operator process find it).
+pub fn pod_name(task: &str, run: &str, input: &str, attempt: u32) -> String {
+    let input: String = dns_label(input).chars().take(20).collect();
+    let retry = if attempt == 0 {
+        String::new()
+    } else {
+        format!("-r{attempt}")
     };
-    let input: String = dns(input).chars().take(20).collect();
-    let suffix = format!("-{}-{}", dns(execution), input.trim_matches('-'));
+    let suffix = format!("-{}-{}{retry}", dns_label(run), input.trim_matches('-'));
     let room = 63usize.saturating_sub(suffix.len());
-    let mut head: String = task
-        .chars()
+    let mut head: String = dns_label(task).chars().take(room).collect();
+    while head.ends_with('-') {
+        head.pop();
+    }
+    format!("{head}{suffix}")
+}
+
+/// Lowercase alphanumerics, anything else as `-`.
+fn dns_label(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
                 c.to_ascii_lowercase()
@@ -190,12 +193,7 @@ pub fn pod_name(task: &str, execution: &str, input: &str) -> String {
                 '-'
             }
         })
-        .take(room)
-        .collect();
-    while head.ends_with('-') {
-        head.pop();
-    }
-    format!("{head}{suffix}")
+        .collect()
 }
 
 #[cfg(test)]
@@ -284,11 +282,16 @@ mod tests {
     }
 
     #[test]
-    fn names_are_dns_labels_that_keep_the_execution() {
-        let name = pod_name(&"Very.Long_Task".repeat(10), "r1-9f", "input-3");
+    fn names_are_dns_labels_that_keep_the_run_input_and_attempt() {
+        let name = pod_name(&"Very.Long_Task".repeat(10), "r1-9f", "input-3", 0);
         assert!(
             name.len() <= 63 && name.ends_with("-r1-9f-input-3"),
             "{name}"
+        );
+        let retry = pod_name(&"Very.Long_Task".repeat(10), "r1-9f", "input-3", 2);
+        assert!(
+            retry.len() <= 63 && retry.ends_with("-r1-9f-input-3-r2"),
+            "{retry}"
         );
         assert!(
             name.chars()

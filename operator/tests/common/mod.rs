@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod process;
+pub mod release;
 pub mod workflows;
 
 use std::path::{Path, PathBuf};

@@ -145,6 +145,23 @@ fn a_new_task_starts_after_the_preludes_effects() {
 }
 
 #[test]
+fn a_run_interrupted_in_pods_is_started_again_to_adopt_them_with_an_event() {
+    let running = status(Phase::Running, 1);
+    let o = Observed {
+        runs_in_pods: true,
+        ..observed(Some(&running))
+    };
+    let plan = plan(no_prelude(), &o, GRACE);
+    assert_eq!(
+        plan.effects,
+        [
+            Effect::Announce(Note::new(Reason::Adopted, ONE_SHOT_ADOPTED)),
+            Effect::start(RunKind::OneShot, None)
+        ]
+    );
+}
+
+#[test]
 fn waiting_is_written_once_without_a_precondition_and_rechecked_for_missing_tasks() {
     let o = Observed {
         dependencies: vec![("ghost".into(), None)],

@@ -1,0 +1,365 @@
+//! The Pod executor on the local node: commands in pods of their own, with the task's image,
+//! resources and ServiceAccount; the same semantics as in the operator's process; and a run
+//! that survives the operator process that started it. Needs root.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::{eventually, kubectl, kubectl_apply, task_status, wait_phase};
+use common::release::{
+    DEV, SERIAL, cluster, install, pod_task, release_pods, shell_image, uninstall,
+};
+
+#[test]
+fn commands_run_in_pods_of_their_own_with_the_same_semantics() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (plane, image) = cluster();
+    let shell = shell_image(plane);
+    let _installed = install(plane, &DEV, image, &[]);
+    let ns = "mcall-pod-exec";
+    kubectl(plane, &["create", "namespace", ns]);
+    kubectl_apply(
+        plane,
+        ns,
+        &pod_task("echo", shell, "echo hello from $(hostname)", 30),
+    );
+    kubectl_apply(
+        plane,
+        ns,
+        &pod_task("exit3", shell, "echo failing; exit 3", 30),
+    );
+    kubectl_apply(plane, ns, &pod_task("slow", shell, "sleep 60", 3));
+    kubectl_apply(
+        plane,
+        ns,
+        &pod_task("no-image", "mcall.local/missing:1", "true", 30),
+    );
+    // A memory limit the command exceeds (busybox dd holds a 64 MiB block in memory).
+    let oom = pod_task(
+        "oom",
+        shell,
+        "dd if=/dev/zero of=/dev/null bs=64M count=1",
+        30,
+    ) + "  resources:\n    limits: {memory: 16Mi}\n";
+    kubectl_apply(plane, ns, &oom);
+    // A Secret's value reaches the command by reference and is masked in the status.
+    kubectl(
+        plane,
+        &[
+            "-n",
+            ns,
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=token=s3cr3t-value",
+        ],
+    );
+    let secret = pod_task("secret", shell, "echo token=$TOKEN", 30)
+        + "  environmentFrom:\n    - name: TOKEN\n      secretKeyRef: {name: creds, key: token}\n";
+    kubectl_apply(plane, ns, &secret);
+    // More CPU than any node has: never scheduled, its own reason at the deadline.
+    let greedy =
+        pod_task("greedy", shell, "true", 4) + "  resources:\n    requests: {cpu: \"1000\"}\n";
+    kubectl_apply(plane, ns, &greedy);
+    // Each attempt runs in a pod of its own, and the failed ones stay for `kubectl logs`.
+    let retried = pod_task("retried", shell, "echo attempt; exit 1", 30) + "  retryCount: 1\n";
+    kubectl_apply(plane, ns, &retried);
+
+    // Its output comes from the pod (named after the task), and a success leaves no pod.
+    let echo = wait_phase(plane, ns, "echo");
+    assert_eq!(echo["phase"], "Succeeded", "{echo}");
+    let output = echo["result"]["output"].as_str().unwrap_or_default();
+    assert!(output.contains("hello from echo-"), "{echo}");
+    // The exit code is the error code, the output still judged and reported.
+    let exit3 = wait_phase(plane, ns, "exit3");
+    assert_eq!(exit3["phase"], "Failed", "{exit3}");
+    assert_eq!(exit3["result"]["errorCode"], "3", "{exit3}");
+    assert!(
+        exit3["result"]["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failing")
+    );
+    // The timeout ends the pod, not only the wait for it.
+    let slow = wait_phase(plane, ns, "slow");
+    assert_eq!(slow["result"]["errorCode"], "Timeout", "{slow}");
+    // A missing image is its own reason, not a timeout.
+    let missing = wait_phase(plane, ns, "no-image");
+    assert_eq!(
+        missing["result"]["errorCode"], "ImagePullFailed",
+        "{missing}"
+    );
+
+    let oom = wait_phase(plane, ns, "oom");
+    assert_eq!(oom["result"]["errorCode"], "OOMKilled", "{oom}");
+    let secret = wait_phase(plane, ns, "secret");
+    assert_eq!(secret["phase"], "Succeeded", "{secret}");
+    let shown = secret["result"]["output"].as_str().unwrap_or_default();
+    assert!(
+        shown.contains("token=***") && !shown.contains("s3cr3t"),
+        "{secret}"
+    );
+
+    let greedy = wait_phase(plane, ns, "greedy");
+    assert_eq!(greedy["result"]["errorCode"], "Unschedulable", "{greedy}");
+    let retried = wait_phase(plane, ns, "retried");
+    assert_eq!(retried["phase"], "Failed", "{retried}");
+    assert_eq!(retried["result"]["errorCode"], "1", "{retried}");
+
+    let pods = |selector: &str| {
+        kubectl(
+            plane,
+            &["-n", ns, "get", "pods", "-l", selector, "-o", "name"],
+        )
+    };
+    eventually("the finished pods to go", Duration::from_secs(30), || {
+        (pods("mcall.tz.io/task in (echo,slow)").is_empty()).then_some(())
+    });
+    // A failed command's pod stays for `kubectl logs`, until its task is deleted.
+    assert!(!pods("mcall.tz.io/task=exit3").is_empty());
+    let attempts = pods("mcall.tz.io/task=retried");
+    assert_eq!(
+        attempts.lines().count(),
+        2,
+        "one pod per attempt: {attempts}"
+    );
+    assert!(
+        pods("mcall.tz.io/task=greedy").is_empty(),
+        "an unscheduled pod goes"
+    );
+
+    // Deleting a task whose command runs ends its pod (the process is gone, not orphaned).
+    kubectl_apply(plane, ns, &pod_task("long", shell, "sleep 300", 600));
+    eventually("the long command's pod", Duration::from_secs(60), || {
+        (!pods("mcall.tz.io/task=long").is_empty()).then_some(())
+    });
+    kubectl(
+        plane,
+        &["-n", ns, "delete", "mcalltask", "long", "--wait=false"],
+    );
+    eventually(
+        "the deleted task's pod to go",
+        Duration::from_secs(60),
+        || pods("mcall.tz.io/task=long").is_empty().then_some(()),
+    );
+
+    // Changing a running task's spec ends the old run's pod; the new generation runs anew.
+    kubectl_apply(plane, ns, &pod_task("changed", shell, "sleep 300", 600));
+    let first = eventually(
+        "the first generation's pod",
+        Duration::from_secs(60),
+        || {
+            let pod = pods("mcall.tz.io/task=changed");
+            (!pod.is_empty()).then_some(pod)
+        },
+    );
+    kubectl_apply(plane, ns, &pod_task("changed", shell, "echo second", 600));
+    let second = eventually(
+        "the second generation's result",
+        Duration::from_secs(60),
+        || {
+            let status = task_status(plane, ns, "changed");
+            (status["observedGeneration"] == 2 && status["phase"] == "Succeeded").then_some(status)
+        },
+    );
+    assert!(
+        second["result"]["output"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("second"),
+        "{second}"
+    );
+    eventually(
+        "the first generation's pod to go",
+        Duration::from_secs(60),
+        || (!pods("mcall.tz.io/task=changed").contains(&first)).then_some(()),
+    );
+
+    // A workflow step runs in a pod too (the step's executor, carried into its child task).
+    let workflow = format!(
+        "apiVersion: mcall.tz.io/v1\nkind: McallWorkflow\nmetadata:\n  name: wf\nspec:\n  tasks:\n    - name: step\n      type: cmd\n      input: hostname\n      executor: {{type: Pod, image: {shell}}}\n"
+    );
+    kubectl_apply(plane, ns, &workflow);
+    let phase = eventually("the workflow to end", Duration::from_secs(60), || {
+        let phase = kubectl(
+            plane,
+            &[
+                "-n",
+                ns,
+                "get",
+                "mcallworkflow",
+                "wf",
+                "-o",
+                "jsonpath={.status.phase}",
+            ],
+        );
+        matches!(phase.as_str(), "Succeeded" | "Failed").then_some(phase)
+    });
+    assert_eq!(phase, "Succeeded");
+    let child = kubectl(
+        plane,
+        &[
+            "-n",
+            ns,
+            "get",
+            "mcalltasks",
+            "-l",
+            "mcall.tz.io/workflow=wf",
+            "-o",
+            "jsonpath={.items[0].status.result.output}",
+        ],
+    );
+    assert!(child.trim().starts_with("wf-"), "the step ran on {child:?}");
+    uninstall(plane, &DEV);
+    kubectl(plane, &["delete", "namespace", ns, "--wait=false"]);
+    kubectl(
+        plane,
+        &["delete", "namespace", DEV.namespace, "--wait=false"],
+    );
+}
+
+/// The operator stops while a task's command runs in its pod: the pod runs on, the next
+/// operator process follows it to its result (the same process: its marker), records it, and
+/// removes the pod; nothing runs twice.
+#[test]
+fn a_restarted_operator_adopts_the_running_pod() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (plane, image) = cluster();
+    let shell = shell_image(plane);
+    let _installed = install(plane, &DEV, image, &[]);
+    let ns = "mcall-pod-adopt";
+    kubectl(plane, &["create", "namespace", ns]);
+    let task = pod_task(
+        "adopted",
+        shell,
+        "echo marker-$RANDOM$RANDOM; sleep 12; echo done",
+        120,
+    );
+    kubectl_apply(plane, ns, &task);
+    let pod = eventually("the command's pod to run", Duration::from_secs(60), || {
+        let status = task_status(plane, ns, "adopted");
+        let pod = kubectl(
+            plane,
+            &[
+                "-n",
+                ns,
+                "get",
+                "pods",
+                "-l",
+                "mcall.tz.io/task=adopted",
+                "--field-selector=status.phase=Running",
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ],
+        );
+        (status["phase"] == "Running" && !pod.is_empty()).then_some(pod)
+    });
+    let marker = eventually("the command's marker", Duration::from_secs(30), || {
+        let log = kubectl(plane, &["-n", ns, "logs", &pod]);
+        log.lines()
+            .find(|l| l.starts_with("marker-"))
+            .map(str::to_owned)
+    });
+    let operators = release_pods(plane, &DEV);
+    assert_eq!(operators.len(), 1, "{operators:?}");
+    kubectl(
+        plane,
+        &[
+            "-n",
+            DEV.namespace,
+            "delete",
+            "pod",
+            &operators[0],
+            "--wait=true",
+        ],
+    );
+    let status = wait_phase(plane, ns, "adopted");
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    let output = status["result"]["output"].as_str().unwrap_or_default();
+    assert!(
+        output.contains(&marker) && output.contains("done"),
+        "the result is the first process's: {marker} in {status}"
+    );
+    let reasons = kubectl(
+        plane,
+        &[
+            "-n",
+            ns,
+            "get",
+            "events",
+            "--field-selector=involvedObject.name=adopted",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+    );
+    assert!(reasons.contains("Adopted"), "{reasons}");
+    eventually("the adopted pod to go", Duration::from_secs(30), || {
+        let left = kubectl(
+            plane,
+            &[
+                "-n",
+                ns,
+                "get",
+                "pods",
+                "-l",
+                "mcall.tz.io/task=adopted",
+                "-o",
+                "name",
+            ],
+        );
+        left.is_empty().then_some(())
+    });
+    uninstall(plane, &DEV);
+    kubectl(plane, &["delete", "namespace", ns, "--wait=false"]);
+}
+
+/// A command in a pod runs as its task's ServiceAccount, not as the operator: its token reaches
+/// the API server (which answers `/version` to any authenticated account), and RBAC refuses
+/// it the Secrets of the operator's namespace. (The probe is `mcall run` of a `get` task, from
+/// the operator image: the shell image has no TLS client.)
+#[test]
+fn a_commands_service_account_cannot_read_the_operators_secrets() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (plane, image) = cluster();
+    let _installed = install(plane, &DEV, image, &[]);
+    let ns = "mcall-pod-rbac";
+    kubectl(plane, &["create", "namespace", ns]);
+    kubectl(plane, &["-n", ns, "create", "serviceaccount", "runner"]);
+    let script = format!(
+        r#"read -r TOKEN < /var/run/secrets/kubernetes.io/serviceaccount/token
+export SSL_CERT_FILE=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+for path in /version /api/v1/namespaces/{}/secrets; do
+/usr/local/bin/mcall run -f /dev/stdin <<EOF
+apiVersion: mcall.tz.io/v1
+kind: McallTask
+metadata: {{name: probe}}
+spec:
+  type: get
+  input: https://kubernetes.default.svc$path
+  headers: {{Authorization: "Bearer $TOKEN"}}
+EOF
+echo "$path exit=$?"
+done"#,
+        DEV.namespace
+    );
+    let operator_image = format!("{}:{}", image.0, image.1);
+    let task = pod_task("probe", &operator_image, &script, 60)
+        + "    serviceAccountName: runner\n    automountServiceAccountToken: true\n";
+    kubectl_apply(plane, ns, &task);
+    let status = wait_phase(plane, ns, "probe");
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    let output = status["result"]["output"].as_str().unwrap_or_default();
+    assert!(
+        output.contains("/version exit=0"),
+        "authenticated: {output}"
+    );
+    let secrets = format!("/api/v1/namespaces/{}/secrets exit=1", DEV.namespace);
+    assert!(
+        output.contains(&secrets) && output.contains("403"),
+        "forbidden: {output}"
+    );
+    uninstall(plane, &DEV);
+    kubectl(plane, &["delete", "namespace", ns, "--wait=false"]);
+}
