@@ -114,9 +114,27 @@ fn commands_run_in_pods_of_their_own_with_the_same_semantics() {
             &["-n", ns, "get", "pods", "-l", selector, "-o", "name"],
         )
     };
-    eventually("the finished pods to go", Duration::from_secs(30), || {
-        (pods("mcall.tz.io/task in (echo,slow)").is_empty()).then_some(())
+    eventually("the succeeded pod to go", Duration::from_secs(30), || {
+        (pods("mcall.tz.io/task=echo").is_empty()).then_some(())
     });
+    // The timed-out command is stopped; its pod stays, ended, as a failed one.
+    let slow_phase = eventually("the timed-out pod to end", Duration::from_secs(30), || {
+        let phase = kubectl(
+            plane,
+            &[
+                "-n",
+                ns,
+                "get",
+                "pods",
+                "-l",
+                "mcall.tz.io/task=slow",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ],
+        );
+        (phase == "Failed").then_some(phase)
+    });
+    assert_eq!(slow_phase, "Failed");
     // A failed command's pod stays for `kubectl logs`, until its task is deleted.
     assert!(!pods("mcall.tz.io/task=exit3").is_empty());
     let attempts = pods("mcall.tz.io/task=retried");

@@ -89,7 +89,15 @@ pub fn settled(
 
 pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
     match settled(observed.generation, observed.status, observed.running_here) {
-        Some(Decision::Interrupted) if observed.runs_in_pods => return Decision::Adopt,
+        // Only a run this operator would still start: no pod of a spec it now refuses, or of a
+        // namespace where commands are no longer allowed.
+        Some(Decision::Interrupted)
+            if observed.runs_in_pods
+                && !observed.commands_forbidden
+                && observed.invalid_spec.is_none() =>
+        {
+            return Decision::Adopt;
+        }
         Some(decision) => return decision,
         None => {}
     }
@@ -282,6 +290,16 @@ mod tests {
             ..observed(Some(&s))
         };
         assert_eq!(decide(&o, GRACE), Decision::Adopt);
+        let forbidden = Observed {
+            commands_forbidden: true,
+            ..o.clone()
+        };
+        assert_eq!(decide(&forbidden, GRACE), Decision::Interrupted);
+        let invalid = Observed {
+            invalid_spec: Some("spec.expect: bad".into()),
+            ..o
+        };
+        assert_eq!(decide(&invalid, GRACE), Decision::Interrupted);
         let finished = status(Phase::Failed, 1);
         let o = Observed {
             runs_in_pods: true,

@@ -234,17 +234,21 @@ fn commands(run: &Run) -> crate::executor::Commands {
             (None, Some(hand_over))
         }
     };
-    crate::executor::commands_for(
-        &run.ctx.client,
-        &run.ctx.config.executor,
-        &run.task,
-        crate::executor::run_key(
+    let of = crate::executor::pod::RunOf {
+        task: run.task.clone(),
+        key: crate::executor::run_key(
             &run.task.uid().unwrap_or_default(),
             run.generation,
             scheduled,
         ),
-        hand_over,
-    )
+        generation: run.generation,
+        cancelled: run.execution.token.clone(),
+        adopting: matches!(run.kind, RunKind::OneShot)
+            && run.task.status.as_ref().is_some_and(|s| {
+                s.phase == Some(Phase::Running) && s.observed_generation == Some(run.generation)
+            }),
+    };
+    crate::executor::commands_for(&run.ctx.client, &run.ctx.config.executor, of, hand_over)
 }
 
 /// Runs the plan, recording retries as they happen and `Running` once it has gone on for
@@ -260,23 +264,35 @@ async fn run_engine(
     let observer = move |event: EngineEvent| {
         let _ = tx.send(event);
     };
-    let (plan, token) = (&run.plan, run.execution.token.clone());
+    // A child: a run handed over at shutdown stops its engine without cancelling the run.
+    let (plan, token) = (&run.plan, run.execution.token.child_token());
     // The engine's own log lines name the task through this span; in the traces it is the
     // execution's span, with its verdict.
     let span = tracing::info_span!("execution", namespace = %run.key.namespace, task = %run.key.name,
         verdict = tracing::field::Empty, otel.status_code = tracing::field::Empty);
-    let engine =
-        mcall_engine::execute_with(plan, &run.ctx.limits, commands.runner(), token, &observer)
-            .instrument(span.clone());
+    let engine = mcall_engine::execute_with(
+        plan,
+        &run.ctx.limits,
+        commands.runner(),
+        token.clone(),
+        &observer,
+    )
+    .instrument(span.clone());
     let mut engine = std::pin::pin!(engine);
     // The engine is polled while its status is written: in the Pod executor it waits on API
     // requests of its own, which must not wait behind these writes for the client's slots.
     let outcome = {
         let writes = status_writes(run, tracked, claimed, &mut rx, started_at);
         let mut writes = std::pin::pin!(writes);
+        let hand_over = async {
+            commands.handing_over().await;
+            token.cancel();
+            std::future::pending::<std::convert::Infallible>().await
+        };
         tokio::select! {
             outcome = &mut engine => outcome,
             never = &mut writes => match never {},
+            never = hand_over => match never {},
         }
     };
     span.record("verdict", outcome.verdict.as_str());
@@ -319,7 +335,8 @@ async fn status_writes(
                     publish(&run.ctx.events, run.task.as_ref(), &Note::new(Reason::Started, note));
                 }
             }
-            Some(EngineEvent::Retrying { attempt, at, reason }) = events.recv() => {
+            Some(event) = events.recv() => {
+                let EngineEvent::Retrying { attempt, at, reason } = event;
                 let at = Timestamp::try_from(at).unwrap_or_else(|_| Timestamp::now());
                 let retry = (attempt, at, reason.as_str());
                 let written = if *claimed {

@@ -8,6 +8,7 @@
 
 pub mod cleanup;
 pub mod pod;
+pub mod pod_api;
 pub mod pod_spec;
 pub mod pod_status;
 
@@ -39,7 +40,8 @@ pub fn run_key(task_uid: &str, generation: i64, scheduled: Option<Timestamp>) ->
         .take(8)
         .collect();
     match scheduled {
-        Some(at) => format!("{uid}-{generation}-{:x}", at.as_second()),
+        // Microseconds: a run-now request and a tick may fall in the same second.
+        Some(at) => format!("{uid}-{generation}-{:x}", at.as_microsecond()),
         None => format!("{uid}-{generation}"),
     }
 }
@@ -59,14 +61,14 @@ pub struct HandOver {
 /// The runner of one run's commands, and what is done with its pods once its result is written.
 pub enum Commands {
     Local(LocalCommands),
-    Pods(pod::PodCommands),
+    Pods(Box<pod::PodCommands>),
 }
 
 impl Commands {
     pub fn runner(&self) -> &dyn CommandRunner {
         match self {
             Commands::Local(local) => local,
-            Commands::Pods(pods) => pods,
+            Commands::Pods(pods) => pods.as_ref(),
         }
     }
 
@@ -74,6 +76,15 @@ impl Commands {
     /// process's to record.
     pub fn handed_over(&self) -> bool {
         matches!(self, Commands::Pods(pods) if pods.handed_over())
+    }
+
+    /// Fires when the run is to be handed over at once (this process stops): the engine is then
+    /// cancelled too, so that it starts no retry and no further input.
+    pub async fn handing_over(&self) {
+        match self {
+            Commands::Pods(pods) => pods.stopping().await,
+            Commands::Local(_) => std::future::pending().await,
+        }
     }
 
     /// After the run's result is recorded: its pods are deleted, but for failed ones kept for
@@ -85,46 +96,50 @@ impl Commands {
     }
 }
 
-/// The runner for one run of `task` (`run` from [`run_key`]); `hand_over`: how its pods are
-/// left to the next leader, `None` for runs that are not (a cancel then deletes them).
+/// The runner for one run of `run.task`; `hand_over`: how its pods are left to the next
+/// leader, `None` for runs that are not (a cancel then deletes them).
 pub fn commands_for(
     client: &Client,
     defaults: &ExecutorDefaults,
-    task: &Arc<McallTask>,
-    run: String,
+    run: pod::RunOf,
     hand_over: Option<HandOver>,
 ) -> Commands {
-    if !runs_in_pods(defaults, task) {
+    if !runs_in_pods(defaults, &run.task) {
         return Commands::Local(LocalCommands);
     }
-    let image = task
+    let image = run
+        .task
         .spec
         .executor
         .as_ref()
         .and_then(|e| e.image.clone())
         .or_else(|| defaults.image.clone());
-    Commands::Pods(pod::PodCommands::new(
+    Commands::Pods(Box::new(pod::PodCommands::new(
         client.clone(),
-        task.clone(),
-        image,
         run,
+        image,
         hand_over,
-    ))
+    )))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn jiff_millis(ms: i64) -> k8s_openapi::jiff::SignedDuration {
+        k8s_openapi::jiff::SignedDuration::from_millis(ms)
+    }
+
     #[test]
     fn a_run_has_the_same_key_in_every_process_and_differs_from_other_runs() {
         let uid = "3f2a9c1e-77aa-4b0e-9d1c-0123456789ab";
         let tick = Timestamp::from_second(1_800_000_000).unwrap();
         assert_eq!(run_key(uid, 4, None), "3f2a9c1e-4");
-        assert_eq!(run_key(uid, 4, None), run_key(uid, 4, None));
         assert_ne!(run_key(uid, 4, None), run_key(uid, 5, None));
         assert_ne!(run_key(uid, 4, Some(tick)), run_key(uid, 4, None));
-        assert_eq!(run_key(uid, 4, Some(tick)), "3f2a9c1e-4-6b49d200");
+        assert_eq!(run_key(uid, 4, Some(tick)), "3f2a9c1e-4-6651728988000");
+        let run_now = tick.checked_add(jiff_millis(300)).unwrap();
+        assert_ne!(run_key(uid, 4, Some(run_now)), run_key(uid, 4, Some(tick)));
         assert_ne!(run_key("0000", 4, None), run_key(uid, 4, None));
     }
 }

@@ -3,10 +3,12 @@
 //! code and output (the pod's log) exactly as a local process's.
 //!
 //! A pod outlives the operator process that created it: one whose name exists already is
-//! followed, not created again, and a pod is deleted only once the run's result is recorded
-//! ([`super::cleanup`]), or at once when its run is cancelled for good (the task deleted or
-//! changed). A cancel because this process stops or no longer leads leaves the pods running for
-//! the next leader, which adopts them.
+//! followed, not created again. While its run goes on a pod is never deleted after it started:
+//! a command stopped early (its deadline, a failed sibling input under failFast) keeps its pod,
+//! ended, until the run's result is recorded ([`super::cleanup`]), so a successor adopting the
+//! run finds it instead of starting the command again. A run cancelled for good (the task
+//! deleted or changed, `Replace`) deletes its pods at once; a run this process hands over (it
+//! stops, or no longer leads) leaves them running for the next leader.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -15,17 +17,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{LogParams, PostParams};
+use kube::api::ListParams;
 use kube::{Api, Client, Resource, ResourceExt};
 use mcall_engine::{Captured, Command, CommandEnd, CommandFuture, CommandRun, CommandRunner};
-use mcall_generated::McallTask;
+use mcall_generated::{McallTask, Reason};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::HandOver;
-use super::cleanup::delete;
-use super::pod_spec::{PodRequest, pod, pod_name};
-use super::pod_status::{POD_REFUSED, Progress, SERVICE_ACCOUNT_MISSING, UNSCHEDULABLE, progress};
+use super::pod_api::{STOPPED_CANCELLED, STOPPED_TIMEOUT, create_or_find, delete, logs, stop};
+use super::pod_spec::{EXECUTION_LABEL, PodRequest, label_value, pod, pod_name};
+use super::pod_status::{POD_DELETED, POD_REFUSED, Progress, UNSCHEDULABLE, progress};
 
 /// How often the pod's status is read while its command runs: often at first (most commands
 /// are short, and their end is what a user waits for), then once a second, so that many long
@@ -43,17 +45,30 @@ fn poll_interval(following_for: Duration) -> Duration {
     }
 }
 
+/// Which run a [`PodCommands`] runs the commands of.
+pub struct RunOf {
+    pub task: Arc<McallTask>,
+    /// The run's key (see [`super::run_key`]): its pods' names and label.
+    pub key: String,
+    pub generation: i64,
+    /// Cancelled when the run is cancelled for good (the task deleted or changed, `Replace`),
+    /// rather than by a failed sibling input.
+    pub cancelled: CancellationToken,
+    /// The run replays one a previous operator process started (the task says Running).
+    pub adopting: bool,
+}
+
 /// Runs a task's commands in pods.
 pub struct PodCommands {
     client: Client,
-    task: Arc<McallTask>,
+    run: RunOf,
     /// The executor's image, else the operator's default.
     image: Option<String>,
-    /// The run's key (see [`super::run_key`]): its pods' names and label.
-    run: String,
     hand_over: Option<HandOver>,
     /// Set when a pod was left running for the next leader.
     handed_over: AtomicBool,
+    /// For a replayed run: whether its predecessor created any pod of it (looked up once).
+    predecessor_pods: tokio::sync::OnceCell<bool>,
 }
 
 impl CommandRunner for PodCommands {
@@ -65,44 +80,60 @@ impl CommandRunner for PodCommands {
 impl PodCommands {
     pub fn new(
         client: Client,
-        task: Arc<McallTask>,
+        run: RunOf,
         image: Option<String>,
-        run: String,
         hand_over: Option<HandOver>,
     ) -> PodCommands {
         PodCommands {
             client,
-            task,
-            image,
             run,
+            image,
             hand_over,
             handed_over: AtomicBool::new(false),
+            predecessor_pods: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// Whether a pod was left running for the next leader.
+    /// Whether the run is the next leader's to finish: a pod was left running for it, or this
+    /// process stops or no longer leads (whatever the engine says then, the successor replays
+    /// the run over the same pods and records its result).
     pub fn handed_over(&self) -> bool {
-        self.handed_over.load(Ordering::Relaxed)
+        self.handing_over()
     }
 
     /// Deletes the run's pods but the failed ones, and failed ones past the number kept.
     pub async fn clean_up(&self) {
-        let namespace = self.task.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        super::cleanup::clean_up(&api, &self.task, &self.run).await;
+        let task = &self.run.task;
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &task.namespace().unwrap_or_default());
+        super::cleanup::clean_up(&api, task, &self.run.key, self.run.generation).await;
+    }
+
+    /// Fires when this process stops and the run is handed over.
+    pub async fn stopping(&self) {
+        stopping(self.hand_over.as_ref()).await;
+    }
+
+    /// Whether this process hands the run over: it stops, or no longer leads.
+    fn handing_over(&self) -> bool {
+        self.handed_over.load(Ordering::Relaxed)
+            || self.hand_over.as_ref().is_some_and(|h| (h.now)())
     }
 
     async fn run_pod(&self, command: Command<'_>, cancel: &CancellationToken) -> CommandRun {
-        let namespace = self.task.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        // A run being handed over starts nothing more: its successor does.
+        if self.handing_over() {
+            return ended(self.leave("(not created)"));
+        }
+        let task = &self.run.task;
+        let api: Api<Pod> =
+            Api::namespaced(self.client.clone(), &task.namespace().unwrap_or_default());
         let name = pod_name(
-            &self.task.name_any(),
-            &self.run,
+            &task.name_any(),
+            &self.run.key,
             command.input_name,
             command.attempt,
         );
-        let remaining = command.deadline.saturating_duration_since(Instant::now());
-        let spec = &self.task.spec;
         let Some(image) = self.image.as_deref() else {
             return ended(CommandEnd::Failed {
                 error_code: POD_REFUSED.to_owned(),
@@ -111,21 +142,34 @@ impl PodCommands {
                     .to_owned(),
             });
         };
+        if self.run.adopting && !self.predecessor_created_pods(&api).await {
+            return ended(CommandEnd::Failed {
+                error_code: Reason::Interrupted.to_string(),
+                message: "the operator stopped while this run was recorded running, and none \
+                          of its pods exist: it ran in the operator's own process (its executor \
+                          changed since), so it is not run again"
+                    .to_owned(),
+            });
+        }
+        let remaining = command.deadline.saturating_duration_since(Instant::now());
         let request = PodRequest {
             name: &name,
-            owner: self.task.controller_owner_ref(&()).unwrap_or_default(),
-            task: &self.task.name_any(),
-            execution: &self.run,
-            spec,
+            owner: task.controller_owner_ref(&()).unwrap_or_default(),
+            task: &task.name_any(),
+            execution: &self.run.key,
+            generation: self.run.generation,
+            input: command.input_name,
+            attempt: command.attempt,
+            spec: &task.spec,
             image,
             script: command.script,
             environment: command.environment,
             deadline_seconds: remaining.as_secs_f64().ceil() as i64,
         };
-        if let Err(end) = create(&api, &pod(&request), command.deadline, cancel).await {
+        if let Err(end) = create_or_find(&api, &pod(&request), command.deadline, cancel).await {
             return ended(end);
         }
-        let end = self.watch(&api, &name, command.deadline, cancel).await;
+        let end = self.follow(&api, &name, command.deadline, cancel).await;
         let output = match end {
             CommandEnd::Cancelled => Captured::default(),
             _ => logs(&api, &name, command.keep).await,
@@ -133,70 +177,125 @@ impl PodCommands {
         CommandRun { end, output }
     }
 
-    /// Follows the pod until its command ends, the deadline passes (its `activeDeadlineSeconds`
-    /// stops it) or `cancel` fires: then the pod is deleted (its process is gone), unless the
-    /// run is handed to the next leader.
-    async fn watch(
+    /// Whether any pod of this run exists. A replayed run without one did not run in pods.
+    async fn predecessor_created_pods(&self, api: &Api<Pod>) -> bool {
+        let selector = format!("{EXECUTION_LABEL}={}", label_value(&self.run.key));
+        *self
+            .predecessor_pods
+            .get_or_init(|| async {
+                let params = ListParams::default().labels(&selector).limit(1);
+                match api.list_metadata(&params).await {
+                    Ok(list) => !list.items.is_empty(),
+                    // Unknown: following is safe (a create finds an existing pod), and a
+                    // replay whose pods were never made is rare.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listing the replayed run's pods");
+                        true
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Follows the pod until its command ends, the deadline passes or `cancel` fires.
+    async fn follow(
         &self,
         api: &Api<Pod>,
         name: &str,
         deadline: Instant,
         cancel: &CancellationToken,
     ) -> CommandEnd {
-        let mut unschedulable = None;
+        let mut last: Option<Pod> = None;
         let since = Instant::now();
         loop {
             tokio::select! {
                 () = stopping(self.hand_over.as_ref()) => return self.leave(name),
-                () = cancel.cancelled() => {
-                    if self.hand_over.as_ref().is_some_and(|h| (h.now)()) {
-                        return self.leave(name);
-                    }
-                    delete(api, name).await;
-                    return CommandEnd::Cancelled;
-                }
+                () = cancel.cancelled() => return self.cancelled(api, name, last.as_ref()).await,
                 () = tokio::time::sleep_until(deadline) => {
-                    return match unschedulable {
-                        Some(why) => CommandEnd::Failed {
+                    stop(api, name, last.as_ref(), STOPPED_TIMEOUT).await;
+                    return match last.as_ref().map(progress) {
+                        Some(Progress::Unschedulable(why)) => CommandEnd::Failed {
                             error_code: UNSCHEDULABLE.to_owned(),
                             message: format!("its pod was never scheduled: {why}"),
                         },
-                        None => CommandEnd::TimedOut,
+                        _ => CommandEnd::TimedOut,
                     };
                 }
                 () = tokio::time::sleep(poll_interval(since.elapsed())) => {}
             }
-            let Ok(pod) = api.get(name).await else {
-                continue;
-            };
-            match progress(&pod) {
-                Progress::Pending | Progress::Running => {}
-                Progress::Unschedulable(why) => unschedulable = Some(why),
-                Progress::Exited(code) => {
-                    return CommandEnd::Exited(ExitStatus::from_raw(code << 8));
-                }
-                Progress::DeadlineExceeded => return CommandEnd::TimedOut,
-                Progress::Failed {
-                    error_code,
-                    message,
-                } => {
+            let pod = match api.get(name).await {
+                Ok(pod) => pod,
+                Err(kube::Error::Api(status)) if status.code == 404 => {
                     return CommandEnd::Failed {
-                        error_code: error_code.to_owned(),
-                        message,
+                        error_code: POD_DELETED.to_owned(),
+                        message: format!("its pod {name} was deleted before its command ended"),
                     };
                 }
+                Err(_) => continue,
+            };
+            if let Some(end) = ended_in(api, name, &pod).await {
+                return end;
             }
+            last = Some(pod);
         }
     }
-}
 
-impl PodCommands {
+    /// `cancel` fired: the run is handed over (the pod runs on), cancelled for good (the pod
+    /// goes), or a sibling input failed under failFast (the pod is stopped and kept until the
+    /// result is recorded).
+    async fn cancelled(&self, api: &Api<Pod>, name: &str, last: Option<&Pod>) -> CommandEnd {
+        if self.handing_over() {
+            return self.leave(name);
+        }
+        if self.run.cancelled.is_cancelled() {
+            delete(api, name).await;
+        } else {
+            stop(api, name, last, STOPPED_CANCELLED).await;
+        }
+        CommandEnd::Cancelled
+    }
+
     /// Leaves the pod running for the next leader.
     fn leave(&self, pod: &str) -> CommandEnd {
         tracing::info!(pod, "left running for the next leader");
         self.handed_over.store(true, Ordering::Relaxed);
         CommandEnd::Cancelled
     }
+}
+
+/// How the command ended, if it did. A pod that cannot run its command (its image, its
+/// container's configuration) is deleted: the command never started, and must not start later.
+async fn ended_in(api: &Api<Pod>, name: &str, pod: &Pod) -> Option<CommandEnd> {
+    match progress(pod) {
+        Progress::Pending | Progress::Running | Progress::Unschedulable(_) => None,
+        Progress::Exited(code) => Some(CommandEnd::Exited(ExitStatus::from_raw(code << 8))),
+        Progress::DeadlineExceeded => Some(CommandEnd::TimedOut),
+        Progress::Failed {
+            error_code,
+            message,
+        } => {
+            if !has_ended(pod) {
+                delete(api, name).await;
+            }
+            Some(CommandEnd::Failed {
+                error_code: error_code.to_owned(),
+                message,
+            })
+        }
+    }
+}
+
+/// Whether the pod is over: a final phase, or its container terminated.
+fn has_ended(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref());
+    let terminated = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+        });
+    matches!(phase, Some("Succeeded" | "Failed")) || terminated
 }
 
 /// Fires when this process stops, for a run handed over then; never otherwise.
@@ -207,66 +306,10 @@ async fn stopping(hand_over: Option<&HandOver>) {
     }
 }
 
-/// Creates the pod, or finds it created already (by this run in a process that stopped). A
-/// missing ServiceAccount is retried until the deadline: a new namespace's `default` one comes a
-/// moment after the namespace.
-async fn create(
-    api: &Api<Pod>,
-    pod: &Pod,
-    deadline: Instant,
-    cancel: &CancellationToken,
-) -> Result<(), CommandEnd> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    loop {
-        let error = match api.create(&PostParams::default(), pod).await {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(status)) if status.reason == "AlreadyExists" => {
-                tracing::info!(pod = name, "following the run's existing pod");
-                return Ok(());
-            }
-            Err(e) => e,
-        };
-        let text = error.to_string();
-        let account_missing = text.contains("serviceaccount") && text.contains("not found");
-        if !account_missing {
-            return Err(CommandEnd::Failed {
-                error_code: POD_REFUSED.to_owned(),
-                message: format!("its pod {name} could not be created: {text}"),
-            });
-        }
-        if Instant::now() + POLL >= deadline {
-            return Err(CommandEnd::Failed {
-                error_code: SERVICE_ACCOUNT_MISSING.to_owned(),
-                message: format!("its pod {name} could not be created: {text}"),
-            });
-        }
-        tokio::select! {
-            () = cancel.cancelled() => return Err(CommandEnd::Cancelled),
-            () = tokio::time::sleep(POLL * 2) => {}
-        }
-    }
-}
-
 fn ended(end: CommandEnd) -> CommandRun {
     CommandRun {
         end,
         output: Captured::default(),
-    }
-}
-
-/// The container's log, the first `keep` bytes (lines past them are not counted).
-async fn logs(api: &Api<Pod>, name: &str, keep: usize) -> Captured {
-    let params = LogParams {
-        container: Some("command".to_owned()),
-        limit_bytes: Some(keep.max(1) as i64),
-        ..Default::default()
-    };
-    match api.logs(name, &params).await {
-        Ok(text) => Captured::of(text.as_bytes(), keep),
-        Err(e) => {
-            tracing::debug!(pod = name, error = %e, "no log of the pod");
-            Captured::default()
-        }
     }
 }
 
@@ -280,5 +323,25 @@ mod tests {
         assert_eq!(poll_interval(POLL_OFTEN_FOR - POLL), POLL);
         assert_eq!(poll_interval(POLL_OFTEN_FOR), POLL_LATER);
         assert!(POLL < POLL_LATER);
+    }
+
+    #[test]
+    fn a_pod_has_ended_once_its_container_terminated_or_its_phase_is_final() {
+        let pod = |status: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"status": status})).unwrap()
+        };
+        let waiting = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [
+            {"name": "command", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}),
+        );
+        assert!(!has_ended(&waiting));
+        let exited = pod(
+            serde_json::json!({"phase": "Running", "containerStatuses": [
+            {"name": "command", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"terminated": {"exitCode": 137}}}]}),
+        );
+        assert!(has_ended(&exited));
+        assert!(has_ended(&pod(serde_json::json!({"phase": "Failed"}))));
     }
 }

@@ -13,6 +13,12 @@ use mcall_generated::{McallTaskSpec, ResourceList};
 /// Labels that link a pod to its task and execution.
 pub const TASK_LABEL: &str = "mcall.tz.io/task";
 pub const EXECUTION_LABEL: &str = "mcall.tz.io/execution";
+/// The task's generation the pod's run ran (older generations' pods are stopped).
+pub const GENERATION_LABEL: &str = "mcall.tz.io/generation";
+/// Which command the pod runs: the input's name and the attempt, checked when a pod of the
+/// same name is found instead of created.
+pub const INPUT_ANNOTATION: &str = "mcall.tz.io/input";
+pub const ATTEMPT_ANNOTATION: &str = "mcall.tz.io/attempt";
 
 /// What the pod is for.
 pub struct PodRequest<'a> {
@@ -20,6 +26,9 @@ pub struct PodRequest<'a> {
     pub owner: OwnerReference,
     pub task: &'a str,
     pub execution: &'a str,
+    pub generation: i64,
+    pub input: &'a str,
+    pub attempt: u32,
     pub spec: &'a McallTaskSpec,
     pub image: &'a str,
     pub script: &'a str,
@@ -38,6 +47,11 @@ pub fn pod(request: &PodRequest<'_>) -> Pod {
     let labels = BTreeMap::from([
         (TASK_LABEL.to_owned(), label_value(request.task)),
         (EXECUTION_LABEL.to_owned(), label_value(request.execution)),
+        (GENERATION_LABEL.to_owned(), request.generation.to_string()),
+    ]);
+    let annotations = BTreeMap::from([
+        (INPUT_ANNOTATION.to_owned(), request.input.to_owned()),
+        (ATTEMPT_ANNOTATION.to_owned(), request.attempt.to_string()),
     ]);
     let container = Container {
         name: "command".to_owned(),
@@ -71,6 +85,7 @@ pub fn pod(request: &PodRequest<'_>) -> Pod {
         metadata: ObjectMeta {
             name: Some(request.name.to_owned()),
             labels: Some(labels),
+            annotations: Some(annotations),
             owner_references: Some(vec![request.owner.clone()]),
             ..Default::default()
         },
@@ -168,19 +183,34 @@ pub fn label_value(text: &str) -> String {
 /// the suffix kept (a DNS label; the run, input and attempt make it unique and let another
 /// operator process find it).
 pub fn pod_name(task: &str, run: &str, input: &str, attempt: u32) -> String {
-    let input: String = dns_label(input).chars().take(20).collect();
+    // The input's name cut short, and a hash of all of it: names that differ only past the
+    // cut or in punctuation still get pods of their own.
+    let slug: String = dns_label(input).chars().take(12).collect();
+    let slug = slug.trim_matches('-');
+    let input = format!(
+        "{slug}{}{:08x}",
+        if slug.is_empty() { "" } else { "-" },
+        fnv1a(input)
+    );
     let retry = if attempt == 0 {
         String::new()
     } else {
         format!("-r{attempt}")
     };
-    let suffix = format!("-{}-{}{retry}", dns_label(run), input.trim_matches('-'));
+    let suffix = format!("-{}-{input}{retry}", dns_label(run));
     let room = 63usize.saturating_sub(suffix.len());
     let mut head: String = dns_label(task).chars().take(room).collect();
     while head.ends_with('-') {
         head.pop();
     }
     format!("{head}{suffix}")
+}
+
+/// 32-bit FNV-1a: stable across processes and versions (the pod's name depends on it).
+fn fnv1a(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Lowercase alphanumerics, anything else as `-`.
@@ -211,6 +241,9 @@ mod tests {
             owner: OwnerReference::default(),
             task: "t",
             execution: "abc",
+            generation: 1,
+            input: "input-0",
+            attempt: 0,
             spec,
             image: "shell:1",
             script: "echo hi",
@@ -283,19 +316,39 @@ mod tests {
 
     #[test]
     fn names_are_dns_labels_that_keep_the_run_input_and_attempt() {
-        let name = pod_name(&"Very.Long_Task".repeat(10), "r1-9f", "input-3", 0);
+        let long = "Very.Long_Task".repeat(10);
+        let name = pod_name(&long, "r1-9f", "input-3", 0);
+        let retry = pod_name(&long, "r1-9f", "input-3", 2);
+        for name in [&name, &retry] {
+            assert!(name.len() <= 63, "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{name}"
+            );
+        }
+        assert!(name.contains("-r1-9f-input-3-"), "{name}");
         assert!(
-            name.len() <= 63 && name.ends_with("-r1-9f-input-3"),
-            "{name}"
-        );
-        let retry = pod_name(&"Very.Long_Task".repeat(10), "r1-9f", "input-3", 2);
-        assert!(
-            retry.len() <= 63 && retry.ends_with("-r1-9f-input-3-r2"),
+            retry.ends_with("-r2") && retry.contains("-r1-9f-input-3-"),
             "{retry}"
         );
+        assert_ne!(retry, name);
+        assert_eq!(name, pod_name(&long, "r1-9f", "input-3", 0), "stable");
+    }
+
+    #[test]
+    fn inputs_whose_names_read_alike_get_pods_of_their_own() {
+        let name = |input: &str| pod_name("t", "run", input, 0);
+        assert_ne!(name("a_b"), name("a.b"));
+        assert_ne!(
+            name("check-service-number-1"),
+            name("check-service-number-2")
+        );
+        let punctuation = name("***");
         assert!(
-            name.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            punctuation.ends_with(|c: char| c.is_ascii_alphanumeric())
+                && !punctuation.contains("--"),
+            "{punctuation}"
         );
     }
 }

@@ -8,6 +8,7 @@ pub const UNSCHEDULABLE: &str = "Unschedulable";
 pub const OOM_KILLED: &str = "OOMKilled";
 pub const EVICTED: &str = "Evicted";
 pub const POD_REFUSED: &str = "PodRefused";
+pub const POD_DELETED: &str = "PodDeleted";
 pub const SERVICE_ACCOUNT_MISSING: &str = "ServiceAccountMissing";
 
 /// Where the command is.
