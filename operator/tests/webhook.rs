@@ -1,0 +1,504 @@
+//! The admission webhook on the real API server: the server runs in this test on a loopback
+//! port with a throwaway CA, a ValidatingWebhookConfiguration scoped to the test's namespace
+//! sends it the reviews, and `kubectl apply` shows what a user sees. No node, no operator.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mcall::webhook::{ReloadingCert, Settings, TASK_PATH, WORKFLOW_PATH};
+use mcall_tests::ControlPlane;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const T: Duration = Duration::from_secs(60);
+
+/// A CA and the serving certificates it signs, for 127.0.0.1.
+struct Ca(rcgen::CertifiedIssuer<'static, rcgen::KeyPair>);
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        Ca(rcgen::CertifiedIssuer::self_signed(params, key).unwrap())
+    }
+
+    fn pem(&self) -> String {
+        self.0.pem()
+    }
+
+    /// Writes a new serving certificate and key to `dir`; returns the certificate's DER.
+    fn issue_into(&self, dir: &Path) -> Vec<u8> {
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.0).unwrap();
+        // Key first: the server reads both when either changed, and a certificate without its
+        // key is refused (the previous pair stays) until the key is there too.
+        std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+        cert.der().to_vec()
+    }
+}
+
+/// The webhook server, in this test's runtime.
+struct Server {
+    port: u16,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(dir: &Path) -> Server {
+        let cert = ReloadingCert::load(&dir.join("tls.crt"), &dir.join("tls.key")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(mcall::webhook::serve(
+            listener,
+            Arc::new(cert),
+            Settings::default(),
+            shutdown.clone(),
+        ));
+        Server {
+            port,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// Stops serving; the port is closed when this returns.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.handle.await.unwrap().unwrap();
+    }
+
+    /// The certificate the server presents now, as a client trusting `ca` sees it.
+    async fn presented(&self, ca: &Ca) -> Vec<u8> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.0.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .expect("a verified handshake");
+        tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    }
+}
+
+/// Registers (or re-registers) the webhook at `port` for `kinds` (`mcalltask`, `mcallworkflow`)
+/// of `namespace` only (other tests share the API server), failing closed.
+fn register(plane: &ControlPlane, namespace: &str, port: u16, ca_pem: &str, kinds: &[&str]) {
+    use base64::Engine as _;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let webhook = |kind: &str, path: &str| {
+        json!({
+            "name": format!("{kind}s.mcall.tz.io"),
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "timeoutSeconds": 5,
+            "rules": [{
+                "apiGroups": ["mcall.tz.io"], "apiVersions": ["*"],
+                "operations": ["CREATE", "UPDATE"], "resources": [format!("{kind}s")],
+                "scope": "Namespaced"
+            }],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "clientConfig": {"url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca_bundle}
+        })
+    };
+    let config = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": format!("mcall-test-{namespace}")},
+        "webhooks": kinds
+            .iter()
+            .map(|&kind| webhook(kind, if kind == "mcalltask" { TASK_PATH } else { WORKFLOW_PATH }))
+            .collect::<Vec<_>>()
+    });
+    let out = apply(plane, None, &config.to_string(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn unregister(plane: &ControlPlane, namespace: &str) {
+    let name = format!("validatingwebhookconfiguration/mcall-test-{namespace}");
+    let out = plane.kubectl().args(["delete", &name]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn apply(
+    plane: &ControlPlane,
+    namespace: Option<&str>,
+    manifest: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut cmd = plane.kubectl();
+    cmd.current_dir(root())
+        .args(["apply", "-f", "-"])
+        .args(extra);
+    if let Some(namespace) = namespace {
+        cmd.args(["-n", namespace]);
+    }
+    mcall_tests::run_with_stdin(cmd, manifest.as_bytes()).expect("kubectl runs")
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn task_yaml(name: &str, spec: serde_json::Value) -> String {
+    json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "metadata": {"name": name}, "spec": spec})
+        .to_string()
+}
+
+fn workflow_yaml(name: &str, tasks: serde_json::Value) -> String {
+    json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallWorkflow", "metadata": {"name": name}, "spec": {"tasks": tasks}})
+        .to_string()
+}
+
+const DENIED: &str = "denied the request";
+
+/// Waits until the API server sends `namespace`'s McallTasks to the webhook and it answers
+/// (registrations take effect asynchronously): a server-side dry run of an invalid task is
+/// refused by the webhook itself.
+fn await_in_force(plane: &ControlPlane, namespace: &str) {
+    let probe = task_yaml(
+        "probe",
+        json!({"type": "cmd", "input": "true", "expect": "regex:("}),
+    );
+    await_denied(plane, namespace, &probe);
+}
+
+fn assert_refused(plane: &ControlPlane, namespace: &str, what: &str, manifest: &str, field: &str) {
+    let out = apply(plane, Some(namespace), manifest, &[]);
+    let text = stderr(&out);
+    assert!(!out.status.success(), "{what} was admitted");
+    assert!(
+        text.contains(DENIED),
+        "{what}: not refused by the webhook: {text}"
+    );
+    assert!(
+        text.contains(field),
+        "{what}: {text:?} does not name {field:?}"
+    );
+}
+
+fn assert_admitted(plane: &ControlPlane, namespace: &str, what: &str, manifest: &str) {
+    let out = apply(plane, Some(namespace), manifest, &[]);
+    assert!(out.status.success(), "{what} refused: {}", stderr(&out));
+}
+
+/// A server with a certificate of `ca`, registered for `namespace` and answering.
+async fn serving(dir: &Path, ca: &Ca, plane: &ControlPlane, namespace: &str) -> Server {
+    ca.issue_into(dir);
+    let server = Server::start(dir).await;
+    register(
+        plane,
+        namespace,
+        server.port,
+        &ca.pem(),
+        &["mcalltask", "mcallworkflow"],
+    );
+    await_in_force(plane, namespace);
+    server
+}
+
+/// Every class of invalid spec, as a user would write it: (what, manifest, the field the
+/// refusal names).
+fn invalid_cases() -> Vec<(&'static str, String, &'static str)> {
+    let cmd = |extra: serde_json::Value| {
+        let mut spec = json!({"type": "cmd", "input": "true"});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        spec
+    };
+    vec![
+        (
+            "a cycle in a workflow's DAG",
+            workflow_yaml(
+                "cyclic",
+                json!([
+                    {"name": "x", "type": "cmd", "input": "true", "dependencies": ["z"]},
+                    {"name": "y", "type": "cmd", "input": "true", "dependencies": ["x"]},
+                    {"name": "z", "type": "cmd", "input": "true", "dependencies": ["y"]}
+                ]),
+            ),
+            "spec.tasks: cycle x → y → z → x",
+        ),
+        (
+            "a condition on a step that is not a dependency",
+            workflow_yaml(
+                "stray-condition",
+                json!([
+                    {"name": "a", "type": "cmd", "input": "true"},
+                    {"name": "b", "type": "cmd", "input": "true", "condition": {"dependentTask": "a", "when": "success"}}
+                ]),
+            ),
+            "spec.tasks[1].condition.dependentTask",
+        ),
+        (
+            "an invalid regex in a workflow step's expect",
+            workflow_yaml(
+                "bad-step",
+                json!([{"name": "a", "type": "cmd", "input": "true", "expect": "regex:("}]),
+            ),
+            "spec.tasks[0]",
+        ),
+        (
+            "an invalid regex in expect",
+            task_yaml("bad-expect", cmd(json!({"expect": "regex:(unclosed"}))),
+            "spec.expect",
+        ),
+        (
+            "an invalid regex in httpValidation",
+            task_yaml(
+                "bad-http-regex",
+                json!({"type": "get", "input": "http://127.0.0.1:1/", "httpValidation": {"expectedResponseBody": "(", "responseBodyMatch": "regex"}}),
+            ),
+            "spec.httpValidation.expectedResponseBody",
+        ),
+        (
+            "a cron expression the schema lets through (minute 61)",
+            task_yaml("bad-cron", cmd(json!({"schedule": "61 * * * *"}))),
+            "spec.schedule",
+        ),
+        (
+            "an unknown time zone",
+            task_yaml(
+                "bad-zone",
+                cmd(json!({"schedule": "@daily", "timeZone": "Mars/Olympus_Mons"})),
+            ),
+            "spec.timeZone",
+        ),
+        (
+            "malformed multi-input JSON",
+            task_yaml(
+                "bad-json",
+                json!({"type": "cmd", "input": "[{\"input\": \"true\""}),
+            ),
+            "spec.input",
+        ),
+        (
+            "a task that depends on itself",
+            task_yaml("narcissus", cmd(json!({"dependencies": ["narcissus"]}))),
+            "spec.dependencies: narcissus → narcissus",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_objects_are_refused_naming_the_field_and_the_examples_admitted() {
+    let env = test_env("webhook-refuses").await;
+    let plane = plane();
+    let dir = tempfile::tempdir().unwrap();
+    let server = serving(dir.path(), &Ca::new("refuses"), plane, &env.namespace).await;
+
+    for (what, manifest, field) in invalid_cases() {
+        assert_refused(plane, &env.namespace, what, &manifest, field);
+    }
+    for example in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = example.unwrap().path();
+        let manifest = std::fs::read_to_string(&path).unwrap();
+        assert_admitted(
+            plane,
+            &env.namespace,
+            &path.display().to_string(),
+            &manifest,
+        );
+    }
+
+    let line = json!([
+        {"name": "a", "type": "cmd", "input": "true"},
+        {"name": "b", "type": "cmd", "input": "true", "dependencies": ["a"]}
+    ]);
+    assert_admitted(
+        plane,
+        &env.namespace,
+        "a valid workflow",
+        &workflow_yaml("line", line),
+    );
+    let cycle = json!([
+        {"name": "a", "type": "cmd", "input": "true", "dependencies": ["b"]},
+        {"name": "b", "type": "cmd", "input": "true", "dependencies": ["a"]}
+    ]);
+    assert_refused(
+        plane,
+        &env.namespace,
+        "an update introducing a cycle",
+        &workflow_yaml("line", cycle),
+        "spec.tasks: cycle a → b → a",
+    );
+    let task = |expect: &str| {
+        task_yaml(
+            "edited",
+            json!({"type": "cmd", "input": "true", "expect": expect}),
+        )
+    };
+    assert_admitted(plane, &env.namespace, "a valid task", &task("ok"));
+    assert_refused(
+        plane,
+        &env.namespace,
+        "an update breaking expect",
+        &task("regex:("),
+        "spec.expect",
+    );
+
+    unregister(plane, &env.namespace);
+    server.stop().await;
+}
+
+/// With failurePolicy Fail and nothing answering, creates are refused, and deleting tasks,
+/// workflows and their namespace still works: deletes are never sent to the webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_webhook_down_deletes_still_work() {
+    let env = test_env_with_gc("webhook-down").await;
+    let plane = ControlPlane::shared_with_controller_manager();
+    let dir = tempfile::tempdir().unwrap();
+    let server = serving(dir.path(), &Ca::new("down"), plane, &env.namespace).await;
+    let task = |name: &str| task_yaml(name, json!({"type": "cmd", "input": "true"}));
+    let steps = json!([{"name": "a", "type": "cmd", "input": "true"}]);
+    // "deleted" are deleted one by one, "left" go with their namespace.
+    for name in ["deleted", "left"] {
+        assert_admitted(plane, &env.namespace, "a task", &task(name));
+        assert_admitted(
+            plane,
+            &env.namespace,
+            "a workflow",
+            &workflow_yaml(name, steps.clone()),
+        );
+    }
+
+    server.stop().await;
+    let out = apply(plane, Some(&env.namespace), &task("new"), &[]);
+    assert!(
+        !out.status.success(),
+        "a create went through with the webhook down"
+    );
+    assert!(
+        stderr(&out).contains("failed calling webhook"),
+        "{}",
+        stderr(&out)
+    );
+
+    for object in ["mcalltask/deleted", "mcallworkflow/deleted"] {
+        let out = plane
+            .kubectl()
+            .args(["delete", "-n", &env.namespace, object, "--timeout=30s"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "deleting {object}: {}", stderr(&out));
+    }
+    let out = plane
+        .kubectl()
+        .args([
+            "delete",
+            "namespace",
+            &env.namespace,
+            "--wait=true",
+            "--timeout=60s",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deleting the namespace: {}",
+        stderr(&out)
+    );
+    let out = plane
+        .kubectl()
+        .args([
+            "get",
+            "namespace",
+            &env.namespace,
+            "--ignore-not-found",
+            "-o",
+            "name",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "the namespace is gone"
+    );
+    unregister(plane, &env.namespace);
+}
+
+/// Waits until a server-side dry run of `manifest` is refused by the webhook.
+fn await_denied(plane: &ControlPlane, namespace: &str, manifest: &str) {
+    let deadline = Instant::now() + T;
+    loop {
+        let out = apply(plane, Some(namespace), manifest, &["--dry-run=server"]);
+        let text = stderr(&out);
+        if !out.status.success() && text.contains(DENIED) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never refused by the webhook: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The files are replaced by a certificate of another CA, and a registration that trusts only
+/// that CA sends McallWorkflows for the first time (so the API server opens new connections):
+/// they are judged only if the server presents the new certificate, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_certificate_is_used_without_a_restart() {
+    let env = test_env("webhook-rotates").await;
+    let plane = plane();
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, new_ca) = (Ca::new("before"), Ca::new("after"));
+    let old_cert = old_ca.issue_into(dir.path());
+    let server = Server::start(dir.path()).await;
+    register(
+        plane,
+        &env.namespace,
+        server.port,
+        &old_ca.pem(),
+        &["mcalltask"],
+    );
+    await_in_force(plane, &env.namespace);
+    assert_eq!(server.presented(&old_ca).await, old_cert);
+
+    let new_cert = new_ca.issue_into(dir.path());
+    register(
+        plane,
+        &env.namespace,
+        server.port,
+        &new_ca.pem(),
+        &["mcalltask", "mcallworkflow"],
+    );
+    let cyclic = json!([
+        {"name": "a", "type": "cmd", "input": "true", "dependencies": ["a"]}
+    ]);
+    await_denied(plane, &env.namespace, &workflow_yaml("after", cyclic));
+    assert_eq!(
+        server.presented(&new_ca).await,
+        new_cert,
+        "the new certificate is presented"
+    );
+
+    unregister(plane, &env.namespace);
+    server.stop().await;
+}
