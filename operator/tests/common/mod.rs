@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod process;
+pub mod webhook;
 pub mod workflows;
 
 use std::path::{Path, PathBuf};
