@@ -433,3 +433,45 @@ async fn a_rotated_certificate_is_used_without_a_restart() {
     unregister(plane, &env.namespace);
     server.stop().await;
 }
+
+/// `mcall operator` serves the webhook from its flags: a refusal through the binary, and a
+/// certificate without its key stops it at start with one line saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_binary_serves_the_webhook_from_its_flags() {
+    use common::process::{free_port, operator_command, signal, wait_exit, wait_ready};
+    let env = test_env("webhook-binary").await;
+    let plane = plane();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("binary");
+    ca.issue_into(dir.path());
+
+    let alone = operator_command(&env, free_port(), 2)
+        .arg("--webhook-cert-file")
+        .arg(dir.path().join("tls.crt"))
+        .output()
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(1));
+    assert!(stderr(&alone).contains("go together"), "{}", stderr(&alone));
+
+    let (port, webhook_port) = (free_port(), free_port());
+    let mut operator = operator_command(&env, port, 2)
+        .env("MCALL_WEBHOOK_CERT_FILE", dir.path().join("tls.crt"))
+        .env("MCALL_WEBHOOK_KEY_FILE", dir.path().join("tls.key"))
+        .env("MCALL_WEBHOOK_ADDRESS", format!("127.0.0.1:{webhook_port}"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(port);
+    register(
+        plane,
+        &env.namespace,
+        webhook_port,
+        &ca.pem(),
+        &["mcalltask"],
+    );
+    await_in_force(plane, &env.namespace);
+
+    unregister(plane, &env.namespace);
+    signal(&operator, "-TERM");
+    assert!(wait_exit(&mut operator, Duration::from_secs(30)).success());
+}
