@@ -195,6 +195,11 @@ fn invalid_cases() -> Vec<(&'static str, String, &'static str)> {
             "spec.tasks[0].taskRef.namespace",
         ),
         (
+            "a get whose input is not a URL",
+            task_yaml("not-a-url", json!({"type": "get", "input": "not a url"})),
+            "spec.input",
+        ),
+        (
             "an invalid regex in expect",
             task_yaml("bad-expect", cmd(json!({"expect": "regex:(unclosed"}))),
             "spec.expect",
@@ -474,4 +479,37 @@ async fn the_operator_binary_serves_the_webhook_from_its_flags() {
     unregister(plane, &env.namespace);
     signal(&operator, "-TERM");
     assert!(wait_exit(&mut operator, Duration::from_secs(30)).success());
+}
+
+/// The chart's webhook objects as each environment renders them are accepted by the API server
+/// (server-side dry run: schema, the matchCondition's CEL). Cert-manager's kinds are left out:
+/// the test plane has no cert-manager.
+#[tokio::test]
+async fn the_charts_registration_is_accepted_by_the_api_server() {
+    let env = test_env("webhook-chart").await;
+    let plane = plane();
+    for environment in ["dev", "staging", "prod"] {
+        let values = format!("helm/mcall-operator/values-{environment}.yaml");
+        let out = plane
+            .helm()
+            .current_dir(root())
+            .args(["template", "r", "helm/mcall-operator", "-n", &env.namespace])
+            .args(["-f", &values, "--show-only", "templates/webhook.yaml"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let rendered = String::from_utf8(out.stdout).unwrap();
+        let objects: Vec<&str> = rendered
+            .split("\n---")
+            .filter(|doc| !doc.contains("apiVersion: cert-manager.io/"))
+            .collect();
+        assert!(
+            objects
+                .iter()
+                .any(|o| o.contains("kind: ValidatingWebhookConfiguration")),
+            "{environment}: {rendered}"
+        );
+        let out = apply(plane, None, &objects.join("\n---"), &["--dry-run=server"]);
+        assert!(out.status.success(), "{environment}: {}", stderr(&out));
+    }
 }
