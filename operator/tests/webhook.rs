@@ -4,133 +4,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::webhook::{Ca, Server};
+use common::webhook::*;
 use common::*;
-use mcall::webhook::{TASK_PATH, WORKFLOW_PATH};
 use mcall_tests::ControlPlane;
 use serde_json::json;
-
-const T: Duration = Duration::from_secs(60);
-
-/// Registers (or re-registers) the webhook at `port` for `kinds` (`mcalltask`, `mcallworkflow`)
-/// of `namespace` only (other tests share the API server), failing closed.
-fn register(plane: &ControlPlane, namespace: &str, port: u16, ca_pem: &str, kinds: &[&str]) {
-    use base64::Engine as _;
-    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let webhook = |kind: &str, path: &str| {
-        json!({
-            "name": format!("{kind}s.mcall.tz.io"),
-            "admissionReviewVersions": ["v1"],
-            "sideEffects": "None",
-            "failurePolicy": "Fail",
-            "timeoutSeconds": 5,
-            "rules": [{
-                "apiGroups": ["mcall.tz.io"], "apiVersions": ["*"],
-                "operations": ["CREATE", "UPDATE"], "resources": [format!("{kind}s")],
-                "scope": "Namespaced"
-            }],
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-            "clientConfig": {"url": format!("https://127.0.0.1:{port}{path}"), "caBundle": ca_bundle}
-        })
-    };
-    let config = json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": format!("mcall-test-{namespace}")},
-        "webhooks": kinds
-            .iter()
-            .map(|&kind| webhook(kind, if kind == "mcalltask" { TASK_PATH } else { WORKFLOW_PATH }))
-            .collect::<Vec<_>>()
-    });
-    let out = apply(plane, None, &config.to_string(), &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-fn unregister(plane: &ControlPlane, namespace: &str) {
-    let name = format!("validatingwebhookconfiguration/mcall-test-{namespace}");
-    let out = plane.kubectl().args(["delete", &name]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
-fn apply(
-    plane: &ControlPlane,
-    namespace: Option<&str>,
-    manifest: &str,
-    extra: &[&str],
-) -> std::process::Output {
-    let mut cmd = plane.kubectl();
-    cmd.current_dir(root())
-        .args(["apply", "-f", "-"])
-        .args(extra);
-    if let Some(namespace) = namespace {
-        cmd.args(["-n", namespace]);
-    }
-    mcall_tests::run_with_stdin(cmd, manifest.as_bytes()).expect("kubectl runs")
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn task_yaml(name: &str, spec: serde_json::Value) -> String {
-    json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "metadata": {"name": name}, "spec": spec})
-        .to_string()
-}
-
-fn workflow_yaml(name: &str, tasks: serde_json::Value) -> String {
-    json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallWorkflow", "metadata": {"name": name}, "spec": {"tasks": tasks}})
-        .to_string()
-}
-
-const DENIED: &str = "denied the request";
-
-/// Waits until the API server sends `namespace`'s McallTasks to the webhook and it answers
-/// (registrations take effect asynchronously): a server-side dry run of an invalid task is
-/// refused by the webhook itself.
-fn await_in_force(plane: &ControlPlane, namespace: &str) {
-    let probe = task_yaml(
-        "probe",
-        json!({"type": "cmd", "input": "true", "expect": "regex:("}),
-    );
-    await_denied(plane, namespace, &probe);
-}
-
-fn assert_refused(plane: &ControlPlane, namespace: &str, what: &str, manifest: &str, field: &str) {
-    let out = apply(plane, Some(namespace), manifest, &[]);
-    let text = stderr(&out);
-    assert!(!out.status.success(), "{what} was admitted");
-    assert!(
-        text.contains(DENIED),
-        "{what}: not refused by the webhook: {text}"
-    );
-    assert!(
-        text.contains(field),
-        "{what}: {text:?} does not name {field:?}"
-    );
-}
-
-fn assert_admitted(plane: &ControlPlane, namespace: &str, what: &str, manifest: &str) {
-    let out = apply(plane, Some(namespace), manifest, &[]);
-    assert!(out.status.success(), "{what} refused: {}", stderr(&out));
-}
-
-/// A server with a certificate of `ca`, registered for `namespace` and answering.
-async fn serving(dir: &Path, ca: &Ca, plane: &ControlPlane, namespace: &str) -> Server {
-    ca.issue_into(dir);
-    let server = Server::start(dir).await;
-    register(
-        plane,
-        namespace,
-        server.port,
-        &ca.pem(),
-        &["mcalltask", "mcallworkflow"],
-    );
-    await_in_force(plane, namespace);
-    server
-}
 
 /// Every class of invalid spec, as a user would write it: (what, manifest, the field the
 /// refusal names).
@@ -377,23 +256,6 @@ async fn with_the_webhook_down_deletes_still_work() {
         "the namespace is gone"
     );
     unregister(plane, &env.namespace);
-}
-
-/// Waits until a server-side dry run of `manifest` is refused by the webhook.
-fn await_denied(plane: &ControlPlane, namespace: &str, manifest: &str) {
-    let deadline = Instant::now() + T;
-    loop {
-        let out = apply(plane, Some(namespace), manifest, &["--dry-run=server"]);
-        let text = stderr(&out);
-        if !out.status.success() && text.contains(DENIED) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never refused by the webhook: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// The files are replaced by a certificate of another CA, and a registration that trusts only
