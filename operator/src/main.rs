@@ -227,12 +227,16 @@ async fn operator(args: OperatorArgs) -> Result<()> {
         metrics.clone(),
         shutdown.clone(),
     ));
+    // The webhook stops last, once the controllers have: a terminating pod stays in the
+    // Service's endpoints for a moment, and with failurePolicy Fail a webhook that stopped
+    // first would refuse what the API server sends there meanwhile.
+    let webhook_stop = CancellationToken::new();
     let webhook = webhook.map(|(listener, cert, settings)| {
         tokio::spawn(mcall::webhook::serve(
             listener,
             cert,
             settings,
-            shutdown.clone(),
+            webhook_stop.clone(),
         ))
     });
     tokio::spawn(mcall::memory::return_freed_memory(shutdown.clone()));
@@ -246,6 +250,7 @@ async fn operator(args: OperatorArgs) -> Result<()> {
     );
     let ran = ran.await;
     shutdown.cancel();
+    webhook_stop.cancel();
     server.await??;
     if let Some(webhook) = webhook {
         webhook.await??;
