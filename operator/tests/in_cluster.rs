@@ -118,6 +118,9 @@ fn install<'a>(
             .args(["--set", "image.pullPolicy=IfNotPresent"])
             .arg("--set")
             .arg(format!("executor.image={}", shell_image(plane)))
+            // The local cluster has no cert-manager: the chart generates the webhook's
+            // certificate instead (prod keeps failurePolicy Fail).
+            .args(["--set", "webhook.certManager.enabled=false"])
             .args(["--wait", "--timeout=180s"])
             .args(extra);
         cmd

@@ -302,6 +302,9 @@ pub fn install(
             format!("image.tag={}", image.tag),
             "image.pullPolicy=IfNotPresent".to_string(),
             format!("executor.image={}", image.shell),
+            // The local cluster has no cert-manager: the chart generates the webhook's
+            // certificate instead (prod keeps failurePolicy Fail).
+            "webhook.certManager.enabled=false".to_string(),
         ] {
             args.push("--set".into());
             args.push(set.into());
