@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "27a3b417cf12e419e745f5e1f9d18f98", dir = "../spec"
+    fingerprint = "3b5ceb598972add4c7f682f99e3c7e53", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "27a3b417cf12e419e745f5e1f9d18f98";
+pub const SPEC_FINGERPRINT: &str = "3b5ceb598972add4c7f682f99e3c7e53";
 
 pub mod types;
 pub mod reasons;

@@ -19,6 +19,7 @@ pub mod request;
 pub mod schedule;
 pub mod server;
 pub mod telemetry;
+pub mod webhook;
 pub mod workflow;
 
 /// Everything the operator can fail at; each variant names the operation.

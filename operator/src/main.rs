@@ -103,6 +103,16 @@ struct OperatorArgs {
     /// How often the leader renews the Lease and a follower looks at it (ms).
     #[arg(long, env = "MCALL_LEASE_RETRY_PERIOD_MS", default_value_t = 500)]
     lease_retry_period_ms: u64,
+    /// The admission webhook's certificate (PEM, chain first); the webhook is served only when
+    /// set. Read again whenever the file changes.
+    #[arg(long, env = "MCALL_WEBHOOK_CERT_FILE")]
+    webhook_cert_file: Option<PathBuf>,
+    /// The private key of that certificate (PEM).
+    #[arg(long, env = "MCALL_WEBHOOK_KEY_FILE")]
+    webhook_key_file: Option<PathBuf>,
+    /// Address of the admission webhook (HTTPS).
+    #[arg(long, env = "MCALL_WEBHOOK_ADDRESS", default_value = "0.0.0.0:9443")]
+    webhook_address: SocketAddr,
 }
 
 /// Exit code of a command that could not do its work because of what it was given: a flag or
@@ -197,6 +207,7 @@ async fn operator(args: OperatorArgs) -> Result<()> {
             .context("no kubeconfig and not in a cluster")?,
     };
     let (bind, port) = (args.bind_address, args.port);
+    let webhook = webhook(&args).await?;
     let config = operator_config(args);
     tracing::info!(?config, "starting the operator");
     let leading = mcall::controller::leading_for(&config);
@@ -216,6 +227,18 @@ async fn operator(args: OperatorArgs) -> Result<()> {
         metrics.clone(),
         shutdown.clone(),
     ));
+    // The webhook stops last, once the controllers have: a terminating pod stays in the
+    // Service's endpoints for a moment, and with failurePolicy Fail a webhook that stopped
+    // first would refuse what the API server sends there meanwhile.
+    let webhook_stop = CancellationToken::new();
+    let webhook = webhook.map(|(listener, cert, settings)| {
+        tokio::spawn(mcall::webhook::serve(
+            listener,
+            cert,
+            settings,
+            webhook_stop.clone(),
+        ))
+    });
     tokio::spawn(mcall::memory::return_freed_memory(shutdown.clone()));
     let ran = mcall::controller::run_with(
         clients,
@@ -227,8 +250,42 @@ async fn operator(args: OperatorArgs) -> Result<()> {
     );
     let ran = ran.await;
     shutdown.cancel();
+    webhook_stop.cancel();
     server.await??;
+    if let Some(webhook) = webhook {
+        webhook.await??;
+    }
     ran
+}
+
+/// The admission webhook's listener, certificate and settings, when a certificate is given.
+/// A missing or unreadable file, or a port in use, stops the operator at start.
+async fn webhook(
+    args: &OperatorArgs,
+) -> Result<
+    Option<(
+        tokio::net::TcpListener,
+        std::sync::Arc<mcall::webhook::ReloadingCert>,
+        mcall::webhook::Settings,
+    )>,
+> {
+    let given = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+    let (cert, key) = match (
+        given(&args.webhook_cert_file),
+        given(&args.webhook_key_file),
+    ) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => anyhow::bail!("--webhook-cert-file and --webhook-key-file go together"),
+    };
+    let cert = mcall::webhook::ReloadingCert::load(&cert, &key)?;
+    let listener = tokio::net::TcpListener::bind(args.webhook_address)
+        .await
+        .with_context(|| format!("binding the webhook to {}", args.webhook_address))?;
+    let settings = mcall::webhook::Settings {
+        cross_namespace_templates: args.allow_cross_namespace_templates,
+    };
+    Ok(Some((listener, std::sync::Arc::new(cert), settings)))
 }
 
 fn operator_config(args: OperatorArgs) -> OperatorConfig {

@@ -96,6 +96,62 @@ fn template_checks() -> Vec<Check> {
             "allowCrossNamespaceTemplates",
         ),
     ]
+    .into_iter()
+    .chain(webhook_checks())
+    .collect()
+}
+
+/// The admission webhook: absent unless enabled; never sent deletes; a certificate generated at
+/// install (with its CA in the registration) or cert-manager's (with the CA injected).
+fn webhook_checks() -> Vec<Check> {
+    const REGISTRATION: &str = "kind: ValidatingWebhookConfiguration";
+    const OPERATIONS: &str = "operations: [\"CREATE\", \"UPDATE\"]";
+    vec![
+        Check::renders(
+            "no webhook by default",
+            &[],
+            &[],
+            &[REGISTRATION, "MCALL_WEBHOOK_CERT_FILE"],
+        ),
+        Check::renders(
+            "webhook.enabled with a generated certificate",
+            &["--set", "webhook.enabled=true"],
+            &[
+                REGISTRATION,
+                OPERATIONS,
+                "failurePolicy: Ignore",
+                "type: kubernetes.io/tls",
+                "caBundle: ",
+                "path: /validate-mcalltask",
+                "path: /validate-mcallworkflow",
+                "name: MCALL_WEBHOOK_CERT_FILE",
+                "containerPort: 9443",
+            ],
+            &["DELETE", "cert-manager.io"],
+        ),
+        Check::renders(
+            "webhook.certManager.enabled with failurePolicy Fail",
+            &[
+                "--set",
+                "webhook.enabled=true,webhook.certManager.enabled=true,webhook.failurePolicy=Fail",
+            ],
+            &[
+                REGISTRATION,
+                OPERATIONS,
+                "failurePolicy: Fail",
+                "kind: Certificate",
+                "kind: Issuer",
+                "cert-manager.io/inject-ca-from: ",
+                "values: [\"default\", \"kube-system\"]",
+            ],
+            &["caBundle: ", "DELETE"],
+        ),
+        Check::refused(
+            "webhook.failurePolicy=Maybe (values schema)",
+            &["--set", "webhook.failurePolicy=Maybe"],
+            "failurePolicy",
+        ),
+    ]
 }
 
 /// `helm lint --strict` with the default values and each environment's values file, then
@@ -246,6 +302,9 @@ pub fn install(
             format!("image.tag={}", image.tag),
             "image.pullPolicy=IfNotPresent".to_string(),
             format!("executor.image={}", image.shell),
+            // The local cluster has no cert-manager: the chart generates the webhook's
+            // certificate instead (prod keeps failurePolicy Fail).
+            "webhook.certManager.enabled=false".to_string(),
         ] {
             args.push("--set".into());
             args.push(set.into());

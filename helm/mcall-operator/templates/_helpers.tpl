@@ -69,3 +69,14 @@ The operator image: repository:tag, the tag defaulting to the chart's appVersion
 {{- define "mcall-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
+
+{{/*
+The admission webhook's Service and the Secret holding its serving certificate.
+*/}}
+{{- define "mcall-operator.webhookService" -}}
+{{- printf "%s-webhook" (include "mcall-operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "mcall-operator.webhookSecret" -}}
+{{- printf "%s-webhook-tls" (include "mcall-operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}

@@ -62,6 +62,14 @@ pub enum Decision {
     Start,
 }
 
+/// The refusal of a dependency cycle (`[a, b, a]`), worded once for the controller and admission.
+pub fn dependency_cycle_message(cycle: &[String]) -> String {
+    format!(
+        "spec.dependencies: {} is a cycle, so none of these tasks could ever start",
+        cycle.join(" → ")
+    )
+}
+
 /// How long a missing dependency is waited for before the task is Skipped.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy {
@@ -131,10 +139,7 @@ pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
     if let Some(cycle) = &observed.dependency_cycle {
         return Decision::Reject {
             reason: Reason::InvalidSpec,
-            message: format!(
-                "spec.dependencies: {} is a cycle, so none of these tasks could ever start",
-                cycle.join(" → ")
-            ),
+            message: dependency_cycle_message(cycle),
         };
     }
     if unfinished.is_empty() && missing.is_empty() {

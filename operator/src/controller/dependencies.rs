@@ -44,6 +44,13 @@ pub(super) fn cycle(store: &Store<McallTask>, task: &McallTask) -> Option<Vec<St
     })
 }
 
+/// The cycle the task makes on its own, by naming itself in `spec.dependencies` (`[a, a]`): the
+/// one cycle that needs no other task to see, so admission can refuse it.
+pub fn own_cycle(task: &McallTask) -> Option<Vec<String>> {
+    let own = task.spec.dependencies.clone().unwrap_or_default();
+    find_cycle(&task.name_any(), own, |_| None)
+}
+
 /// Whether `task` is (or will be) waiting for its dependencies rather than running or done: a
 /// one-shot task not yet finished for its generation. A scheduled task never waits for them.
 fn waits_for_dependencies(task: &McallTask) -> bool {

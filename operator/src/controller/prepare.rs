@@ -62,7 +62,17 @@ pub struct Validation {
 }
 
 pub fn validate(store: &Store<McallTask>, task: &McallTask) -> Validation {
-    let (spec, input_unavailable) = rendered_spec(store, task);
+    validate_with(task, cached_lookup(store, task))
+}
+
+/// [`validate`] with the source tasks of `inputTemplate` looked up by name in the task's
+/// namespace (`None`: no such task). The admission webhook calls it with no tasks at all, so
+/// admission and controller judge a spec with the same code.
+pub fn validate_with(
+    task: &McallTask,
+    lookup: impl Fn(&str) -> Option<Arc<McallTask>>,
+) -> Validation {
+    let (spec, input_unavailable) = rendered_spec_with(task, lookup);
     let plan = TaskPlan::compile(task_request(&spec, ResolvedEnvironment::default()));
     let (invalid_spec, uses_commands) = match &plan {
         // Until the template is filled the input is not known, so it cannot be judged yet.
@@ -83,18 +93,30 @@ pub fn rendered_spec(
     store: &Store<McallTask>,
     task: &McallTask,
 ) -> (McallTaskSpec, Option<String>) {
+    rendered_spec_with(task, cached_lookup(store, task))
+}
+
+/// A task of `task`'s namespace, by name, from the cache.
+fn cached_lookup<'a>(
+    store: &'a Store<McallTask>,
+    task: &McallTask,
+) -> impl Fn(&str) -> Option<Arc<McallTask>> + 'a {
+    let namespace = task.namespace().unwrap_or_default();
+    move |name| store.get(&ObjectRef::new(name).within(&namespace))
+}
+
+fn rendered_spec_with(
+    task: &McallTask,
+    source_task: impl Fn(&str) -> Option<Arc<McallTask>>,
+) -> (McallTaskSpec, Option<String>) {
     let mut spec = task.spec.clone();
     let Some(template) = &task.spec.input_template else {
         return (spec, None);
     };
-    let namespace = task.namespace().unwrap_or_default();
     let sources = task.spec.input_sources.clone().unwrap_or_default();
     let found: Vec<(String, Option<Arc<McallTask>>)> = sources
         .iter()
-        .map(|s| {
-            let source = store.get(&ObjectRef::new(&s.task_ref).within(&namespace));
-            (s.task_ref.clone(), source)
-        })
+        .map(|s| (s.task_ref.clone(), source_task(&s.task_ref)))
         .collect();
     let lookup = |name: &str| {
         found

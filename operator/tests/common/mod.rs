@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod process;
 pub mod release;
+pub mod webhook;
 pub mod workflows;
 
 use std::path::{Path, PathBuf};

@@ -110,6 +110,9 @@ pub fn install<'a>(
             .arg("--set")
             .arg(format!("image.tag={}", image.1))
             .args(["--set", "image.pullPolicy=IfNotPresent"])
+            // The local cluster has no cert-manager: the chart generates the webhook's
+            // certificate instead (prod keeps failurePolicy Fail).
+            .args(["--set", "webhook.certManager.enabled=false"])
             .arg("--set")
             .arg(format!("executor.image={}", shell_image(plane)))
             .args(["--wait", "--timeout=180s"])

@@ -1,0 +1,19 @@
+//! The validating admission webhook: McallTasks and McallWorkflows that the controllers could
+//! never run are refused at `kubectl apply`, with the field and the problem, instead of ending
+//! as `phase: Failed` afterwards. It calls the controllers' own checks ([`validate`]), so
+//! admission and controllers cannot disagree; the controllers keep checking, for objects
+//! admitted while the webhook was down.
+//!
+//! - [`validate`]: the checks (pure);
+//! - [`review`]: an AdmissionReview in, one out (pure);
+//! - [`tls`]: the serving certificate, reloaded when its files change;
+//! - [`serve`]: the HTTPS server every replica runs.
+
+pub mod review;
+pub mod serve;
+pub mod tls;
+pub mod validate;
+
+pub use review::Settings;
+pub use serve::{TASK_PATH, WORKFLOW_PATH, serve};
+pub use tls::ReloadingCert;

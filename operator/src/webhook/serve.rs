@@ -1,0 +1,196 @@
+//! The HTTPS server: [`TASK_PATH`] and [`WORKFLOW_PATH`] take AdmissionReviews by POST. Every
+//! replica serves it, leading or not, so admission keeps working through a failover.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+use super::review::{Kind, Settings, review};
+use super::tls::{ReloadingCert, server_config};
+
+/// Where the API server sends McallTask reviews.
+pub const TASK_PATH: &str = "/validate-mcalltask";
+/// Where the API server sends McallWorkflow reviews.
+pub const WORKFLOW_PATH: &str = "/validate-mcallworkflow";
+
+/// A review carries the object and the old one, each up to the API server's 1.5 MiB.
+const MAX_BODY: usize = 8 << 20;
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes done and waiting for the HTTP server to take them.
+const ACCEPTED_BACKLOG: usize = 64;
+
+/// The router, without TLS (the unit tests and the server share it).
+pub fn router(settings: Settings) -> Router {
+    Router::new()
+        .route(TASK_PATH, post(handle_task))
+        .route(WORKFLOW_PATH, post(handle_workflow))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(settings)
+}
+
+async fn handle_task(State(settings): State<Settings>, body: Bytes) -> Response {
+    respond(Kind::McallTask, settings, &body)
+}
+
+async fn handle_workflow(State(settings): State<Settings>, body: Bytes) -> Response {
+    respond(Kind::McallWorkflow, settings, &body)
+}
+
+fn respond(kind: Kind, settings: Settings, body: &[u8]) -> Response {
+    match review(kind, settings, body) {
+        Ok(answer) => {
+            if let Some(response) = answer.response.as_ref().filter(|r| !r.allowed) {
+                tracing::debug!(?kind, uid = %response.uid, message = %response.result.message, "admission refused");
+            }
+            match serde_json::to_vec(&answer) {
+                Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            }
+        }
+        Err(error) => (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    }
+}
+
+/// Serves the webhook over TLS on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    cert: Arc<ReloadingCert>,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let acceptor = TlsAcceptor::from(Arc::new(server_config(cert)?));
+    let listener = TlsListener::spawn(listener, acceptor);
+    tracing::info!(%addr, "serving the admission webhook ({TASK_PATH}, {WORKFLOW_PATH})");
+    axum::serve(listener, router(settings))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+/// TCP connections after their TLS handshake. Handshakes run in their own tasks, so a slow or
+/// silent client holds up no one else.
+struct TlsListener {
+    accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    fn spawn(tcp: TcpListener, tls: TlsAcceptor) -> Self {
+        let local = tcp.local_addr().expect("a bound listener has an address");
+        let (sender, accepted) = mpsc::channel(ACCEPTED_BACKLOG);
+        let acceptor = tokio::spawn(accept_loop(tcp, tls, sender));
+        TlsListener {
+            accepted,
+            local,
+            acceptor,
+        }
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        // The port closes with the server, not when the next client happens to connect.
+        self.acceptor.abort();
+    }
+}
+
+async fn accept_loop(
+    tcp: TcpListener,
+    tls: TlsAcceptor,
+    sender: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+) {
+    loop {
+        let (stream, peer) = match tcp.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, typically: give connections time to close.
+                tracing::warn!(%error, "webhook: accepting a connection failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let (tls, sender) = (tls.clone(), sender.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let _ = sender.send((stream, peer)).await;
+                }
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "webhook: TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "webhook: TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.accepted.recv().await {
+            Some(accepted) => accepted,
+            // The accept loop only ends when aborted, by this listener's drop.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn post(path: &str, body: &'static str) -> (StatusCode, String) {
+        let request = Request::post(path).body(Body::from(body)).unwrap();
+        let response = router(Settings::default()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
+            .await
+            .unwrap();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_malformed_body_is_a_bad_request_saying_so() {
+        let (status, text) = post(TASK_PATH, "{").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            text.starts_with("the body is not an AdmissionReview"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_review_is_answered_in_json() {
+        let (status, text) = post(
+            WORKFLOW_PATH,
+            r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(answer["response"]["allowed"], false);
+    }
+}
