@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "35708989e9ff8106ef89c38c45412b43", dir = "../spec"
+    fingerprint = "8cac9c7b7d1e46ad8817e1d41d32f78a", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "35708989e9ff8106ef89c38c45412b43";
+pub const SPEC_FINGERPRINT: &str = "8cac9c7b7d1e46ad8817e1d41d32f78a";
 
 pub mod types;
 pub mod reasons;

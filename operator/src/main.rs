@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -14,7 +15,9 @@ use mcall::config::{CommandPolicy, ExecutorDefaults, LeaseConfig, OperatorConfig
 use mcall::controller::Clients;
 use mcall::controller::lease::Leading;
 use mcall::metrics::Metrics;
-use mcall::server::Readiness;
+use mcall::metrics_auth::cache::CachePolicy;
+use mcall::metrics_auth::{self, ApiReviewer, CertSource, Gate};
+use mcall::server::{PlainMetrics, Readiness};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -75,9 +78,24 @@ struct OperatorArgs {
     /// Seconds running executions may finish after SIGTERM before they are cancelled.
     #[arg(long, env = "MCALL_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     shutdown_grace_seconds: u64,
-    /// Address of /healthz and /readyz.
+    /// Port of /healthz, /readyz and, unless --metrics-secure, /metrics (plain HTTP).
     #[arg(long, env = "MCALL_METRICS_PORT", default_value_t = 8080)]
     port: u16,
+    /// Serve /metrics over HTTPS on --metrics-secure-port, only to callers whose bearer token
+    /// passes a TokenReview and a SubjectAccessReview (get on /metrics); --port then serves
+    /// /healthz and /readyz only.
+    #[arg(long, env = "MCALL_METRICS_SECURE")]
+    metrics_secure: bool,
+    /// Port of the secured /metrics.
+    #[arg(long, env = "MCALL_METRICS_SECURE_PORT", default_value_t = 8443)]
+    metrics_secure_port: u16,
+    /// The secured metrics' certificate (PEM, leaf first), read at start; a self-signed one
+    /// made at start when absent.
+    #[arg(long, env = "MCALL_METRICS_CERT_FILE")]
+    metrics_cert_file: Option<PathBuf>,
+    /// The private key of --metrics-cert-file (PEM).
+    #[arg(long, env = "MCALL_METRICS_KEY_FILE")]
+    metrics_key_file: Option<PathBuf>,
     #[arg(long, env = "MCALL_BIND_ADDRESS", default_value = "0.0.0.0")]
     bind_address: std::net::IpAddr,
     /// This replica's name, for Events.
@@ -197,11 +215,12 @@ async fn operator(args: OperatorArgs) -> Result<()> {
             .context("no kubeconfig and not in a cluster")?,
     };
     let (bind, port) = (args.bind_address, args.port);
+    let secure = secure_metrics(&args).await?;
     let config = operator_config(args);
     tracing::info!(?config, "starting the operator");
     let leading = mcall::controller::leading_for(&config);
     let metrics = Metrics::default();
-    let clients = clients(kube_config, &leading, &metrics)?;
+    let clients = clients(kube_config.clone(), &leading, &metrics)?;
     let shutdown = CancellationToken::new();
     let readiness = Readiness::default();
     let signals = shutdown.clone();
@@ -210,12 +229,34 @@ async fn operator(args: OperatorArgs) -> Result<()> {
         tracing::info!("shutting down");
         signals.cancel();
     });
+    let plain_metrics = match secure {
+        Some(_) => PlainMetrics::Withheld,
+        None => PlainMetrics::Served,
+    };
     let server = tokio::spawn(mcall::server::serve(
         SocketAddr::new(bind, port),
         readiness.clone(),
         metrics.clone(),
+        plain_metrics,
         shutdown.clone(),
     ));
+    let secure = match secure {
+        Some((listener, tls)) => {
+            let gate = Gate::new(
+                review_client(kube_config, &metrics)?,
+                CachePolicy::default(),
+            );
+            let serving = metrics_auth::serve(
+                listener,
+                tls,
+                metrics.clone(),
+                Arc::new(gate),
+                shutdown.clone(),
+            );
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
     tokio::spawn(mcall::memory::return_freed_memory(shutdown.clone()));
     let ran = mcall::controller::run_with(
         clients,
@@ -228,7 +269,42 @@ async fn operator(args: OperatorArgs) -> Result<()> {
     let ran = ran.await;
     shutdown.cancel();
     server.await??;
+    if let Some(secure) = secure {
+        secure.await??;
+    }
     ran
+}
+
+/// With --metrics-secure, the bound HTTPS port and its TLS configuration: a port in use or an
+/// unreadable certificate stops the operator at start, not at the first scrape.
+async fn secure_metrics(
+    args: &OperatorArgs,
+) -> Result<Option<(tokio::net::TcpListener, rustls::ServerConfig)>> {
+    let source = CertSource::from_flags(
+        args.metrics_cert_file.clone(),
+        args.metrics_key_file.clone(),
+    )?;
+    if !args.metrics_secure {
+        if source != CertSource::SelfSigned {
+            anyhow::bail!("--metrics-cert-file and --metrics-key-file need --metrics-secure");
+        }
+        return Ok(None);
+    }
+    let tls = metrics_auth::server_config(&source)?;
+    let addr = SocketAddr::new(args.bind_address, args.metrics_secure_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the secured metrics to {addr}"))?;
+    Ok(Some((listener, tls)))
+}
+
+/// The reviews' client: not fenced (every replica serves metrics, and a review is a create),
+/// its requests counted in `metrics`.
+fn review_client(kube_config: kube::Config, metrics: &Metrics) -> Result<ApiReviewer> {
+    let client = kube::client::ClientBuilder::try_from(kube_config)?
+        .with_layer(&metrics.api_layer())
+        .build();
+    Ok(ApiReviewer::new(client))
 }
 
 fn operator_config(args: OperatorArgs) -> OperatorConfig {
