@@ -84,16 +84,19 @@ fn scraper_and_nobody(env: &TestEnv) -> (String, String) {
     (token("scraper"), token("nobody"))
 }
 
-/// A GET of `https://127.0.0.1:<port>/metrics` with `token` as bearer: (status, body). The
-/// certificate is self-signed, made by the operator at start: not verified, as a scraper with
-/// `insecure_skip_verify` does.
-async fn scrape(port: u16, token: Option<&str>) -> (u16, String) {
+/// An HTTPS client that does not verify the certificate: the operator's is self-signed, made at
+/// start, and a scraper accepts it with `insecure_skip_verify`.
+fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
+    reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .build()
-        .expect("an HTTPS client");
-    let mut request = client.get(format!("https://127.0.0.1:{port}/metrics"));
+        .expect("an HTTPS client")
+}
+
+/// A GET of `https://127.0.0.1:<port>/metrics` with `token` as bearer: (status, body).
+async fn scrape(port: u16, token: Option<&str>) -> (u16, String) {
+    let mut request = client().get(format!("https://127.0.0.1:{port}/metrics"));
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -152,4 +155,53 @@ async fn only_the_bound_scraper_reads_the_secured_metrics() {
     }
     let (status, _) = scrape(secure_port, Some(&nobody)).await;
     assert_eq!(status, 403, "a cached refusal stays a refusal");
+}
+
+/// Polls the secured port until it answers a scrape (the operator's startup), or fails.
+async fn first_answer(port: u16, token: &str) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let sent = client()
+            .get(format!("https://127.0.0.1:{port}/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            let status = response.status().as_u16();
+            return (status, response.text().await.expect("a body"));
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the secured port never answered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// An operator whose identity may not create reviews cannot tell who scrapes: it answers with
+/// an error naming the review, never with the metrics.
+#[tokio::test]
+async fn an_operator_without_the_review_rbac_refuses_with_an_error() {
+    let env = test_env("secure-metrics-norbac").await;
+    apply_chart_metrics(&env);
+    let (scraper, _) = scraper_and_nobody(&env);
+    // A ServiceAccount bound to nothing: its watches and reviews are all forbidden.
+    let bare = plane()
+        .service_account_kubeconfig(&env.namespace, "bare")
+        .await
+        .expect("a ServiceAccount kubeconfig");
+
+    let (port, secure_port) = (free_port(), free_port());
+    let operator = operator_command_as(&bare, &env, port, 10)
+        .args(["--metrics-secure", "--metrics-secure-port"])
+        .arg(secure_port.to_string())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mcall operator starts");
+    let _operator = Killed(operator);
+
+    let (status, body) = first_answer(secure_port, &scraper).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("TokenReview"), "{body}");
+    assert!(!body.contains("mcall_build_info"), "{body}");
 }
