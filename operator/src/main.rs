@@ -204,6 +204,8 @@ fn one_line(error: &anyhow::Error) -> String {
 const MAX_API_REQUESTS_IN_FLIGHT: usize = 16;
 
 async fn operator(args: OperatorArgs) -> Result<()> {
+    // Before connecting: a mistake in these flags is the first error shown.
+    let secure = secure_metrics(&args).await?;
     let kube_config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
@@ -215,7 +217,6 @@ async fn operator(args: OperatorArgs) -> Result<()> {
             .context("no kubeconfig and not in a cluster")?,
     };
     let (bind, port) = (args.bind_address, args.port);
-    let secure = secure_metrics(&args).await?;
     let config = operator_config(args);
     tracing::info!(?config, "starting the operator");
     let leading = mcall::controller::leading_for(&config);
