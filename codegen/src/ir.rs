@@ -231,6 +231,9 @@ pub struct Rule {
 pub struct Rbac {
     pub rules: Vec<RbacRule>,
     pub operator_namespace_rules: Vec<RbacRule>,
+    /// Rules on cluster-scoped APIs: a ClusterRole even when the chart is limited to
+    /// `watchNamespaces` (a Role cannot grant them).
+    pub cluster_rules: Vec<RbacRule>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

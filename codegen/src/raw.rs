@@ -112,6 +112,8 @@ pub struct RbacFile {
     pub rules: Vec<RbacRule>,
     #[serde(default)]
     pub operator_namespace_rules: Vec<RbacRule>,
+    #[serde(default)]
+    pub cluster_rules: Vec<RbacRule>,
 }
 
 #[derive(Debug, Deserialize)]

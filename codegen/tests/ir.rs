@@ -464,3 +464,37 @@ fn the_real_spec() {
     );
     assert!(!ir.rbac.rules.is_empty());
 }
+
+/// The reviews of secured metrics are cluster-scoped: a ClusterRole `<fullname>-cluster` and its
+/// binding, outside the `watchNamespaces` branches, so a namespaced chart gets them too. A spec
+/// without cluster rules (the fixture) emits no such role.
+#[test]
+fn cluster_rules_are_a_cluster_role_in_every_mode() {
+    let real = parse(&real_spec()).unwrap_or_else(|errors| panic!("{errors}"));
+    let resources: Vec<&str> = real
+        .rbac
+        .cluster_rules
+        .iter()
+        .flat_map(|r| r.resources.iter().map(String::as_str))
+        .collect();
+    assert_eq!(resources, ["tokenreviews", "subjectaccessreviews"]);
+    let rbac_template = |ir: &Ir| {
+        let files = mcall_codegen::emit::all(ir);
+        let (_, text) = files
+            .iter()
+            .find(|(path, _)| path.ends_with("templates/rbac.yaml"))
+            .expect("the RBAC template");
+        text.clone()
+    };
+    let text = rbac_template(&real);
+    let role = text
+        .find("name: {{ $fullname }}-cluster\n")
+        .expect("a -cluster role");
+    let namespaced_branch_end = text.rfind("{{- end }}\n---").expect("the branches end");
+    assert!(
+        role > namespaced_branch_end,
+        "outside the watchNamespaces branches"
+    );
+    assert!(text.contains("resources: [\"tokenreviews\"]"));
+    assert!(!rbac_template(&ir()).contains("-cluster"));
+}

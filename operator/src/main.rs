@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -14,7 +15,9 @@ use mcall::config::{CommandPolicy, ExecutorDefaults, LeaseConfig, OperatorConfig
 use mcall::controller::Clients;
 use mcall::controller::lease::Leading;
 use mcall::metrics::Metrics;
-use mcall::server::Readiness;
+use mcall::metrics_auth::cache::CachePolicy;
+use mcall::metrics_auth::{self, ApiReviewer, CertSource, Gate};
+use mcall::server::{PlainMetrics, Readiness};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -75,9 +78,24 @@ struct OperatorArgs {
     /// Seconds running executions may finish after SIGTERM before they are cancelled.
     #[arg(long, env = "MCALL_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     shutdown_grace_seconds: u64,
-    /// Address of /healthz and /readyz.
+    /// Port of /healthz, /readyz and, unless --metrics-secure, /metrics (plain HTTP).
     #[arg(long, env = "MCALL_METRICS_PORT", default_value_t = 8080)]
     port: u16,
+    /// Serve /metrics over HTTPS on --metrics-secure-port, only to callers whose bearer token
+    /// passes a TokenReview and a SubjectAccessReview (get on /metrics); --port then serves
+    /// /healthz and /readyz only.
+    #[arg(long, env = "MCALL_METRICS_SECURE")]
+    metrics_secure: bool,
+    /// Port of the secured /metrics.
+    #[arg(long, env = "MCALL_METRICS_SECURE_PORT", default_value_t = 8443)]
+    metrics_secure_port: u16,
+    /// The secured metrics' certificate (PEM, leaf first), read at start; a self-signed one
+    /// made at start when absent.
+    #[arg(long, env = "MCALL_METRICS_CERT_FILE")]
+    metrics_cert_file: Option<PathBuf>,
+    /// The private key of --metrics-cert-file (PEM).
+    #[arg(long, env = "MCALL_METRICS_KEY_FILE")]
+    metrics_key_file: Option<PathBuf>,
     #[arg(long, env = "MCALL_BIND_ADDRESS", default_value = "0.0.0.0")]
     bind_address: std::net::IpAddr,
     /// This replica's name, for Events.
@@ -196,6 +214,8 @@ fn one_line(error: &anyhow::Error) -> String {
 const MAX_API_REQUESTS_IN_FLIGHT: usize = 16;
 
 async fn operator(args: OperatorArgs) -> Result<()> {
+    // Before connecting: a mistake in these flags is the first error shown.
+    let secure = secure_metrics(&args).await?;
     let kube_config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
@@ -212,21 +232,23 @@ async fn operator(args: OperatorArgs) -> Result<()> {
     tracing::info!(?config, "starting the operator");
     let leading = mcall::controller::leading_for(&config);
     let metrics = Metrics::default();
-    let clients = clients(kube_config, &leading, &metrics)?;
-    let shutdown = CancellationToken::new();
+    let clients = clients(kube_config.clone(), &leading, &metrics)?;
+    let shutdown = shutdown_on_signal();
     let readiness = Readiness::default();
-    let signals = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        signals.cancel();
-    });
-    let server = tokio::spawn(mcall::server::serve(
-        SocketAddr::new(bind, port),
-        readiness.clone(),
+    let plain_metrics = if secure.is_some() {
+        PlainMetrics::Withheld
+    } else {
+        PlainMetrics::Served
+    };
+    let (address, ready) = (SocketAddr::new(bind, port), readiness.clone());
+    let server = mcall::server::serve(
+        address,
+        ready,
         metrics.clone(),
+        plain_metrics,
         shutdown.clone(),
-    ));
+    );
+    let server = tokio::spawn(server);
     // The webhook stops last, once the controllers have: a terminating pod stays in the
     // Service's endpoints for a moment, and with failurePolicy Fail a webhook that stopped
     // first would refuse what the API server sends there meanwhile.
@@ -239,6 +261,15 @@ async fn operator(args: OperatorArgs) -> Result<()> {
             webhook_stop.clone(),
         ))
     });
+    let secure = match secure {
+        Some(secure) => Some(serve_secure_metrics(
+            secure,
+            kube_config,
+            &metrics,
+            &shutdown,
+        )?),
+        None => None,
+    };
     tokio::spawn(mcall::memory::return_freed_memory(shutdown.clone()));
     let ran = mcall::controller::run_with(
         clients,
@@ -255,7 +286,28 @@ async fn operator(args: OperatorArgs) -> Result<()> {
     if let Some(webhook) = webhook {
         webhook.await??;
     }
+    if let Some(secure) = secure {
+        secure.await??;
+    }
     ran
+}
+
+/// Serves the secured metrics until `shutdown`, each scraper reviewed through the API server.
+fn serve_secure_metrics(
+    (listener, tls): (tokio::net::TcpListener, rustls::ServerConfig),
+    kube_config: kube::Config,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let gate = Gate::new(review_client(kube_config, metrics)?, CachePolicy::default());
+    let serving = metrics_auth::serve(
+        listener,
+        tls,
+        metrics.clone(),
+        Arc::new(gate),
+        shutdown.clone(),
+    );
+    Ok(tokio::spawn(serving))
 }
 
 /// The admission webhook's listener, certificate and settings, when a certificate is given.
@@ -286,6 +338,38 @@ async fn webhook(
         cross_namespace_templates: args.allow_cross_namespace_templates,
     };
     Ok(Some((listener, std::sync::Arc::new(cert), settings)))
+}
+
+/// With --metrics-secure, the bound HTTPS port and its TLS configuration: a port in use or an
+/// unreadable certificate stops the operator at start, not at the first scrape.
+async fn secure_metrics(
+    args: &OperatorArgs,
+) -> Result<Option<(tokio::net::TcpListener, rustls::ServerConfig)>> {
+    let source = CertSource::from_flags(
+        args.metrics_cert_file.clone(),
+        args.metrics_key_file.clone(),
+    )?;
+    if !args.metrics_secure {
+        if source != CertSource::SelfSigned {
+            anyhow::bail!("--metrics-cert-file and --metrics-key-file need --metrics-secure");
+        }
+        return Ok(None);
+    }
+    let tls = metrics_auth::server_config(&source)?;
+    let addr = SocketAddr::new(args.bind_address, args.metrics_secure_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the secured metrics to {addr}"))?;
+    Ok(Some((listener, tls)))
+}
+
+/// The reviews' client: not fenced (every replica serves metrics, and a review is a create),
+/// its requests counted in `metrics`.
+fn review_client(kube_config: kube::Config, metrics: &Metrics) -> Result<ApiReviewer> {
+    let client = kube::client::ClientBuilder::try_from(kube_config)?
+        .with_layer(&metrics.api_layer())
+        .build();
+    Ok(ApiReviewer::new(client))
 }
 
 fn operator_config(args: OperatorArgs) -> OperatorConfig {
@@ -336,6 +420,18 @@ fn clients(kube_config: kube::Config, leading: &Leading, metrics: &Metrics) -> R
         .with_layer(&mcall::fence::layer(leading.clone()))
         .build();
     Ok(Clients { api, lease })
+}
+
+/// Cancelled on SIGTERM or Ctrl-C.
+fn shutdown_on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        signals.cancel();
+    });
+    shutdown
 }
 
 async fn wait_for_signal() {

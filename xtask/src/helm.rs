@@ -74,6 +74,52 @@ fn cross_namespace_env(value: &str) -> String {
     format!("name: MCALL_ALLOW_CROSS_NAMESPACE_TEMPLATES\n              value: \"{value}\"")
 }
 
+/// The operator's env var for `metrics.secure`, as `helm template` renders it.
+fn secure_metrics_env(value: &str) -> String {
+    format!("name: MCALL_METRICS_SECURE\n              value: \"{value}\"")
+}
+
+/// Secured metrics: off, the pods serve plain /metrics and nothing else is rendered; on, an HTTPS
+/// port, its Service and the ClusterRole a scraper is bound to.
+fn metrics_checks() -> Vec<Check> {
+    const READER: &str = "name: mcall-operator-metrics-reader";
+    vec![
+        Check::renders(
+            "metrics.secure off by default",
+            &[],
+            &[&secure_metrics_env("false")],
+            &["kind: Service\n", READER, "https-metrics"],
+        ),
+        Check::renders(
+            "metrics.secure=true: an HTTPS port, its Service, the metrics-reader ClusterRole",
+            &["--set", "metrics.secure=true"],
+            &[
+                &secure_metrics_env("true"),
+                "name: MCALL_METRICS_SECURE_PORT\n              value: \"8443\"",
+                "containerPort: 8443",
+                "kind: Service\n",
+                "name: mcall-operator-metrics\n",
+                "targetPort: https-metrics",
+                READER,
+                "nonResourceURLs: [\"/metrics\"]",
+                "resources: [\"tokenreviews\"]",
+                "resources: [\"subjectaccessreviews\"]",
+            ],
+            &[],
+        ),
+        Check::refused(
+            "metrics.securePort=8080 (the probes' port)",
+            &["--set", "metrics.secure=true,metrics.securePort=8080"],
+            "metrics.securePort is 8080",
+        ),
+        Check::refused(
+            "metrics.securePort=80 (values schema)",
+            &["--set", "metrics.securePort=80"],
+            "securePort",
+        ),
+    ]
+}
+
 /// Templates of another namespace reach the operator only when a release allows them; a value
 /// that is not a boolean is refused rather than read as a (truthy) string.
 fn template_checks() -> Vec<Check> {
@@ -172,6 +218,7 @@ pub fn lint(root: &Path, bin_dir: &Path) -> Result<()> {
     }
     checks.extend(replica_checks());
     checks.extend(template_checks());
+    checks.extend(metrics_checks());
 
     let mut failed = Vec::new();
     for check in &checks {
@@ -463,6 +510,14 @@ impl Check {
             cross_namespace_env("false"),
         ];
         let mut reject = Vec::new();
+        // Each environment's metrics.secure reaches the operator.
+        let secure = env
+            .values
+            .get("metrics")
+            .and_then(|m| m.get("secure"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        expect.push(secure_metrics_env(&secure.to_string()));
         let label;
         if watch_namespaces {
             args.extend([
@@ -478,7 +533,18 @@ impl Check {
                 expect.push(format!("namespace: {ns}"));
             }
             expect.push(format!("value: \"{}\"", WATCH_NAMESPACES.join(",")));
-            reject.push("kind: ClusterRole".to_string());
+            // The operator's rules stay in Roles; only the reviews of secured metrics (which a
+            // Role cannot grant) are in a ClusterRole, `<fullname>-cluster`.
+            let fullname = &env.release_name;
+            reject.push(format!(
+                "kind: ClusterRole\nmetadata:\n  name: {fullname}\n"
+            ));
+            reject.push(format!(
+                "kind: ClusterRoleBinding\nmetadata:\n  name: {fullname}\n"
+            ));
+            expect.push(format!(
+                "kind: ClusterRole\nmetadata:\n  name: {fullname}-cluster\n"
+            ));
         } else {
             label = format!("helm template {} (all namespaces)", env.name);
             expect.push("kind: ClusterRoleBinding".to_string());

@@ -1,5 +1,6 @@
 //! The chart's RBAC template: a ClusterRole + binding, or a Role + binding per watched namespace,
-//! plus a Role in the release namespace for leader election. Rules come from spec/rbac.yaml.
+//! plus a Role in the release namespace for leader election, and a ClusterRole for the rules on
+//! cluster-scoped APIs whatever the namespaces. Rules come from spec/rbac.yaml.
 
 use std::fmt::Write;
 
@@ -107,8 +108,44 @@ subjects:
 "#,
         );
     }
+    if !ir.rbac.cluster_rules.is_empty() {
+        cluster_role(&mut out, &ir.rbac.cluster_rules);
+    }
     out.push_str("{{- end }}\n");
     GeneratedFiles::from([(format!("{CHART_DIR}/templates/rbac.yaml").into(), out)])
+}
+
+/// `{fullname}-cluster`: rules a Role cannot grant, so a ClusterRole in every mode.
+fn cluster_role(out: &mut String, cluster_rules: &[RbacRule]) {
+    out.push_str(
+        r#"---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {{ $fullname }}-cluster
+  labels:
+    {{- include "mcall-operator.labels" . | nindent 4 }}
+"#,
+    );
+    rules(out, cluster_rules);
+    out.push_str(
+        r#"---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: {{ $fullname }}-cluster
+  labels:
+    {{- include "mcall-operator.labels" . | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: {{ $fullname }}-cluster
+subjects:
+  - kind: ServiceAccount
+    name: {{ $serviceAccount }}
+    namespace: {{ .Release.Namespace }}
+"#,
+    );
 }
 
 fn rules(out: &mut String, rules: &[RbacRule]) {

@@ -46,9 +46,11 @@ impl Lowerer {
         let rules = lower("rules", &file.rules);
         let operator_namespace_rules =
             lower("operatorNamespaceRules", &file.operator_namespace_rules);
+        let cluster_rules = lower("clusterRules", &file.cluster_rules);
         Rbac {
             rules,
             operator_namespace_rules,
+            cluster_rules,
         }
     }
 

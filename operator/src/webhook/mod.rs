@@ -6,14 +6,13 @@
 //!
 //! - [`validate`]: the checks (pure);
 //! - [`review`]: an AdmissionReview in, one out (pure);
-//! - [`tls`]: the serving certificate, reloaded when its files change;
-//! - [`serve`]: the HTTPS server every replica runs.
+//! - [`serve`]: the HTTPS server every replica runs (its certificate reloaded when its files
+//!   change, see [`crate::https`]).
 
 pub mod review;
 pub mod serve;
-pub mod tls;
 pub mod validate;
 
+pub use crate::https::ReloadingCert;
 pub use review::Settings;
 pub use serve::{TASK_PATH, WORKFLOW_PATH, serve};
-pub use tls::ReloadingCert;

@@ -1,9 +1,7 @@
 //! The HTTPS server: [`TASK_PATH`] and [`WORKFLOW_PATH`] take AdmissionReviews by POST. Every
 //! replica serves it, leading or not, so admission keeps working through a failover.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,14 +9,11 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::review::{Kind, Settings, review};
-use super::tls::{ReloadingCert, server_config};
+use crate::https::{ReloadingCert, TlsListener, server_config};
 
 /// Where the API server sends McallTask reviews.
 pub const TASK_PATH: &str = "/validate-mcalltask";
@@ -27,10 +22,6 @@ pub const WORKFLOW_PATH: &str = "/validate-mcallworkflow";
 
 /// A review carries the object and the old one, each up to the API server's 1.5 MiB.
 const MAX_BODY: usize = 8 << 20;
-/// A client that has not finished its TLS handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes done and waiting for the HTTP server to take them.
-const ACCEPTED_BACKLOG: usize = 64;
 
 /// The router, without TLS (the unit tests and the server share it).
 pub fn router(settings: Settings) -> Router {
@@ -72,86 +63,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
-    let acceptor = TlsAcceptor::from(Arc::new(server_config(cert)?));
-    let listener = TlsListener::spawn(listener, acceptor);
+    let listener = TlsListener::new(listener, Arc::new(server_config(cert)?))?;
     tracing::info!(%addr, "serving the admission webhook ({TASK_PATH}, {WORKFLOW_PATH})");
     axum::serve(listener, router(settings))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
-}
-
-/// TCP connections after their TLS handshake. Handshakes run in their own tasks, so a slow or
-/// silent client holds up no one else.
-struct TlsListener {
-    accepted: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-    acceptor: tokio::task::JoinHandle<()>,
-}
-
-impl TlsListener {
-    fn spawn(tcp: TcpListener, tls: TlsAcceptor) -> Self {
-        let local = tcp.local_addr().expect("a bound listener has an address");
-        let (sender, accepted) = mpsc::channel(ACCEPTED_BACKLOG);
-        let acceptor = tokio::spawn(accept_loop(tcp, tls, sender));
-        TlsListener {
-            accepted,
-            local,
-            acceptor,
-        }
-    }
-}
-
-impl Drop for TlsListener {
-    fn drop(&mut self) {
-        // The port closes with the server, not when the next client happens to connect.
-        self.acceptor.abort();
-    }
-}
-
-async fn accept_loop(
-    tcp: TcpListener,
-    tls: TlsAcceptor,
-    sender: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    loop {
-        let (stream, peer) = match tcp.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors, typically: give connections time to close.
-                tracing::warn!(%error, "webhook: accepting a connection failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let (tls, sender) = (tls.clone(), sender.clone());
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    let _ = sender.send((stream, peer)).await;
-                }
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "webhook: TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "webhook: TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.accepted.recv().await {
-            Some(accepted) => accepted,
-            // The accept loop only ends when aborted, by this listener's drop.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! The serving certificate, read from PEM files and read again when they change: cert-manager
-//! and the kubelet replace a mounted Secret's files in place, and the webhook must present the
-//! new certificate without a restart.
+//! A serving certificate read from PEM files and read again when they change: cert-manager and
+//! the kubelet replace a mounted Secret's files in place, and a server must present the new
+//! certificate without a restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -136,7 +136,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, CertError> {
 }
 
 /// A rustls server configuration presenting `cert` (HTTP/1.1 only: the API server's webhook
-/// client speaks it, and the server is axum's http1).
+/// client and Prometheus speak it, and the servers are axum's http1).
 pub fn server_config(cert: Arc<ReloadingCert>) -> Result<rustls::ServerConfig, rustls::Error> {
     let provider = cert.provider.clone();
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
