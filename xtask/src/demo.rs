@@ -91,6 +91,7 @@ pub fn run(root: &Path, mode: Mode) -> Result<()> {
     );
     println!("Scheduled tasks and workflows show their next run: kubectl get mct,mcwf -o wide");
     if mode == Mode::InCluster {
+        show_refusal(&kubectl)?;
         println!(
             "The operator runs in its pod: kubectl -n mcall-dev logs deploy/mcall-operator-dev"
         );
@@ -100,6 +101,22 @@ pub fn run(root: &Path, mode: Mode) -> Result<()> {
         kubectl.kubeconfig().display()
     );
     println!("Stop both with: cargo xtask down");
+    Ok(())
+}
+
+/// The admission webhook (on in the dev chart) refuses at `kubectl apply` what the controllers
+/// could never run.
+fn show_refusal(kubectl: &Kubectl) -> Result<()> {
+    println!("==> kubectl apply of a workflow whose two steps wait for each other");
+    let cyclic = "apiVersion: mcall.tz.io/v1\nkind: McallWorkflow\nmetadata:\n  name: demo-cycle\nspec:\n  tasks:\n    - {name: a, type: get, input: 'http://127.0.0.1:8080/healthz', dependencies: [b]}\n    - {name: b, type: get, input: 'http://127.0.0.1:8080/healthz', dependencies: [a]}\n";
+    match kubectl.apply(cyclic) {
+        Err(refused) => println!("{refused}"),
+        Ok(()) => {
+            // failurePolicy Ignore (dev): a webhook that could not answer admits it.
+            println!("admitted: the webhook did not answer; its status says InvalidSpec instead");
+            kubectl.run(&["delete", "mcallworkflow", "demo-cycle", "--wait=false"])?;
+        }
+    }
     Ok(())
 }
 
