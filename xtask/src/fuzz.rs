@@ -48,6 +48,8 @@ pub fn run(root: &Path, options: &Options<'_>) -> Result<()> {
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
     }
+    // AFL++ creates its output directory but not the parents.
+    std::fs::create_dir_all(root.join("fuzz/out")).context("creating fuzz/out")?;
     let started = Instant::now();
     tools.fuzz(root, target, &binary, &out, options.seconds)?;
     let stats = read_stats(&out.join("default/fuzzer_stats"))?;
@@ -168,6 +170,10 @@ impl Tools {
     fn command(&self) -> Command {
         let mut command = Command::new(&self.cargo_afl);
         command.env("XDG_DATA_HOME", &self.data);
+        // cargo-afl finds cargo through $CARGO, which only cargo's own children have.
+        if std::env::var_os("CARGO").is_none() {
+            command.env("CARGO", "cargo");
+        }
         command
     }
 
