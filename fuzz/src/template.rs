@@ -53,6 +53,15 @@ pub(crate) fn run(data: &[u8]) {
             "the order of inputSources changed the input"
         );
     }
+    // Template text around a value can form a placeholder too (`${X${X}}`, `$${X}{X}`), which
+    // single-pass rendering rightly leaves alone: only a template whose other text has no `$`
+    // or brace is held to "no placeholder left".
+    let other_text = names.iter().fold(template.to_owned(), |t, name| {
+        t.replace(&format!("${{{name}}}"), "")
+    });
+    if other_text.contains(['$', '{', '}']) {
+        return;
+    }
     let brought_in = |name: &str| producers.iter().any(|p| mentions(p, name));
     for name in names {
         let placeholder = format!("${{{name}}}");
