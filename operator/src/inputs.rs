@@ -13,13 +13,15 @@ pub struct InputError {
 }
 
 /// Renders `template` with the values of `sources`; `lookup` gives the status of a task of the
-/// same namespace (`None` when it does not exist).
+/// same namespace (`None` when it does not exist). Every source must resolve (or have a
+/// default), used or not. A value goes in as it is: a `${NAME}` inside another task's output is
+/// text, not a placeholder, so what one task prints cannot pull in another source's value.
 pub fn render<'a>(
     template: &str,
     sources: &[InputSource],
     lookup: impl Fn(&str) -> Option<Option<&'a McallTaskStatus>>,
 ) -> Result<String, InputError> {
-    let mut rendered = template.to_owned();
+    let mut values: Vec<(&str, String)> = Vec::with_capacity(sources.len());
     for (i, source) in sources.iter().enumerate() {
         let field = format!("spec.inputSources[{i}]");
         let value = match value_of(source, &lookup, &field)? {
@@ -37,9 +39,37 @@ pub fn render<'a>(
                 }
             },
         };
-        rendered = rendered.replace(&format!("${{{}}}", source.name), &value);
+        values.push((source.name.as_str(), value));
     }
-    Ok(rendered)
+    Ok(substitute(template, &values))
+}
+
+/// One pass over `template`: each `${NAME}` of a source becomes its value (the first source of
+/// that name), anything else stays as written.
+fn substitute(template: &str, values: &[(&str, String)]) -> String {
+    let mut rendered = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        rendered.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let value = after.find('}').and_then(|end| {
+            let name = &after[..end];
+            let (_, value) = values.iter().find(|(n, _)| *n == name)?;
+            Some((value, end))
+        });
+        match value {
+            Some((value, end)) => {
+                rendered.push_str(value);
+                rest = &after[end + 1..];
+            }
+            None => {
+                rendered.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    rendered.push_str(rest);
+    rendered
 }
 
 fn value_of<'a>(
@@ -159,6 +189,24 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.message.contains("not available"), "{err}");
+    }
+
+    #[test]
+    fn a_value_goes_in_as_it_is_without_expanding_placeholders_inside_it() {
+        // Found by the `template` fuzz target: values were substituted one source after the
+        // other, so a `${B}` printed by task A became B's value, or not, by source order.
+        let a = status("${B}");
+        let b = status("x");
+        let sources = [
+            source("A", "a", ResultField::Output),
+            source("B", "b", ResultField::Output),
+        ];
+        let lookup = |name: &str| Some(Some(if name == "a" { &a } else { &b }));
+        assert_eq!(render("${A}${B}", &sources, lookup).unwrap(), "${B}x");
+        let reversed = [sources[1].clone(), sources[0].clone()];
+        assert_eq!(render("${A}${B}", &reversed, lookup).unwrap(), "${B}x");
+        // Unknown and unterminated placeholders stay as written.
+        assert_eq!(render("${C} ${A", &sources, lookup).unwrap(), "${C} ${A");
     }
 
     #[test]

@@ -344,7 +344,7 @@ fn pods(root: &Path) -> Result<()> {
 }
 
 /// Replaces (or adds) the row of `name` in BENCHMARKS.md.
-fn update_table(root: &Path, name: &str, row: &str) -> Result<()> {
+pub(crate) fn update_table(root: &Path, name: &str, row: &str) -> Result<()> {
     let path = root.join("BENCHMARKS.md");
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
         "# Benchmarks\n\nRecorded by `cargo xtask bench <name>`; raw results in `bench/results/`.\n\n| benchmark | p50 | p99 | goal |\n|---|---|---|---|\n".to_owned()

@@ -15,6 +15,7 @@ mod ci;
 mod cluster;
 mod demo;
 mod deploy;
+mod fuzz;
 mod generate;
 mod helm;
 mod image;
@@ -99,6 +100,20 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         pause: Option<PathBuf>,
     },
+    /// Fuzz one target of fuzz/ under AFL++ (cargo-afl, installed into ~/.cache/mcall on first
+    /// use) for --time seconds; report executions, exec/s, crashes and the slowest input, and
+    /// record them in bench/results/ and BENCHMARKS.md. Fails if a crash or hang was found.
+    Fuzz {
+        /// The target (see --list).
+        #[arg(required_unless_present = "list")]
+        target: Option<String>,
+        /// How long to fuzz, in seconds.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// List the targets and what each covers.
+        #[arg(long)]
+        list: bool,
+    },
     /// Measure and record a benchmark in bench/results/ and BENCHMARKS.md.
     Bench {
         #[arg(value_enum)]
@@ -155,6 +170,14 @@ fn main() -> Result<()> {
             },
         ),
         Command::Bench { which } => bench::run(&root, which),
+        Command::Fuzz { target, time, list } => fuzz::run(
+            &root,
+            &fuzz::Options {
+                target: target.as_deref(),
+                seconds: time,
+                list,
+            },
+        ),
     }
 }
 

@@ -65,6 +65,43 @@ impl Judged {
     }
 }
 
+/// How a finished run ended, for [`judge_ended`].
+#[derive(Clone, Debug)]
+pub enum Ended {
+    /// A command exited with this code.
+    Exited(i32),
+    /// An HTTP request got a complete response with this status and these headers.
+    Response {
+        status: u16,
+        headers: reqwest::header::HeaderMap,
+    },
+}
+
+/// The verdict and message the engine gives `plan`'s input `index` after it ended as `ended`
+/// with `output`: the very rules a real run goes through, without running anything, so fuzz
+/// targets and tests can drive every check. `None` when the plan has no input `index`.
+pub fn judge_ended(
+    plan: &TaskPlan,
+    index: usize,
+    ended: Ended,
+    output: &Captured,
+) -> Option<(Verdict, Option<String>)> {
+    let input = plan.inputs.get(index)?;
+    let judged = match ended {
+        // A wait status keeps the exit code in its second byte.
+        Ended::Exited(code) => judge_cmd(
+            plan,
+            input,
+            &CmdEnd::Exited(std::process::ExitStatus::from_raw((code & 0xff) << 8)),
+            output,
+        ),
+        Ended::Response { status, headers } => {
+            judge_http(plan, input, &HttpEnd::Response { status, headers }, output)
+        }
+    };
+    Some((judged.verdict, judged.message))
+}
+
 /// How messages name an input: `command "echo hi"` or `GET http://host/path`.
 pub(crate) fn describe_input(input: &InputPlan) -> String {
     match &input.url {

@@ -261,3 +261,23 @@ fn url_passwords_never_reach_messages() {
         "{message}"
     );
 }
+
+#[test]
+fn judge_ended_applies_the_rules_of_a_real_run() {
+    let p = plan(TaskKind::Cmd, |r| r.expect = Some("ready".into()));
+    let (verdict, message) = judge_ended(&p, 0, Ended::Exited(0), &out("ready\n")).unwrap();
+    assert_eq!((verdict, message), (Verdict::Succeeded, None));
+    let (verdict, message) = judge_ended(&p, 0, Ended::Exited(3), &out("ready\n")).unwrap();
+    assert_eq!(verdict, Verdict::Failed);
+    assert_eq!(message, cmd(&p, exited(3), "ready\n").message);
+
+    let p = plan(TaskKind::Get, |r| r.http.expected_status_codes = vec![204]);
+    let ended = Ended::Response {
+        status: 200,
+        headers: HeaderMap::new(),
+    };
+    let (verdict, message) = judge_ended(&p, 0, ended, &out("")).unwrap();
+    assert_eq!(verdict, Verdict::Failed);
+    assert_eq!(message, http(&p, response(200), "").message);
+    assert!(judge_ended(&p, 1, Ended::Exited(0), &out("")).is_none());
+}

@@ -1,0 +1,38 @@
+//! `expect`: the grammar in `mcall_engine::expect`, then matching an output and a status.
+//!
+//! Fields: expression, output, status.
+
+use mcall_engine::{Captured, Subject, parse_expectation};
+
+use crate::Fields;
+
+pub(crate) fn run(data: &[u8]) {
+    let f = Fields::new(data);
+    let source = f.text(0);
+    let parsed = parse_expectation(source);
+    let again = parse_expectation(source);
+    let (Ok(expectation), Ok(again)) = (parsed, again) else {
+        assert_eq!(
+            parse_expectation(source).err(),
+            parse_expectation(source).err(),
+            "a rejection is deterministic"
+        );
+        return;
+    };
+    assert_eq!(expectation.source(), again.source());
+    let output = Captured::of(f.text(1).as_bytes(), 64 * 1024);
+    let status = f.text(2).trim().parse::<i64>().ok();
+    for is_http in [false, true] {
+        let subject = Subject {
+            text: &output.text,
+            lines: output.lines,
+            status,
+            is_http,
+        };
+        assert_eq!(
+            expectation.matches(&subject),
+            again.matches(&subject),
+            "matching is deterministic"
+        );
+    }
+}

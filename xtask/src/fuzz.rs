@@ -1,0 +1,341 @@
+//! `cargo xtask fuzz <target> --time N`: one target of `fuzz/` under AFL++ (cargo-afl) for N
+//! seconds, then its executions, rate, crashes and slowest input, recorded in bench/results/
+//! and BENCHMARKS.md. Fails when AFL++ saved a crash or a hang.
+//!
+//! cargo-afl and the AFL++ it builds live in `~/.cache/mcall/fuzz-tools`, keyed by the
+//! cargo-afl version (and, inside, by rustc's): installed on first use, reused after. Building
+//! AFL++ needs `make` and a C compiler, not LLVM (its LLVM plugins are not built: Rust
+//! instruments with its own LLVM).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+
+/// Kept equal to the workspace's `afl` dependency: the runtime must match the tool.
+const CARGO_AFL_VERSION: &str = "0.18.2";
+/// An input slower than this (one execution, in ms) is a hang for AFL++ and fails the run.
+/// The goal is 100 ms; the margin keeps a loaded 2-core machine from reporting false hangs,
+/// and the slowest execution is reported either way.
+const HANG_MS: u64 = 1000;
+
+pub struct Options<'a> {
+    pub target: Option<&'a str>,
+    pub seconds: u64,
+    pub list: bool,
+}
+
+pub fn run(root: &Path, options: &Options<'_>) -> Result<()> {
+    let targets = list_targets(root)?;
+    if options.list {
+        for (name, about) in &targets {
+            println!("{name:<12} {about}");
+        }
+        return Ok(());
+    }
+    let Some(target) = options.target else {
+        bail!("name a target (cargo xtask fuzz --list shows them)");
+    };
+    ensure!(
+        targets.contains_key(target),
+        "no fuzz target {target:?}; cargo xtask fuzz --list shows them"
+    );
+    let tools = Tools::ensure()?;
+    let binary = tools.build(root)?;
+    let out = root.join("fuzz/out").join(target);
+    if out.exists() {
+        std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
+    }
+    // AFL++ creates its output directory but not the parents.
+    std::fs::create_dir_all(root.join("fuzz/out")).context("creating fuzz/out")?;
+    let started = Instant::now();
+    tools.fuzz(root, target, &binary, &out, options.seconds)?;
+    let stats = read_stats(&out.join("default/fuzzer_stats"))?;
+    let report = Report::new(target, &stats, started.elapsed().as_secs())?;
+    let saved = save_findings(root, target, &out)?;
+    report.record(root)?;
+    println!("{}", report.summary());
+    ensure!(
+        saved.is_empty(),
+        "{target}: {} crash(es) or hang(s), copied to {}; reproduce with `cargo run -p mcall-fuzz -- {target} <file>`",
+        saved.len(),
+        root.join("fuzz/crashes").join(target).display()
+    );
+    Ok(())
+}
+
+/// The targets: one corpus directory each (the fuzz crate's tests hold the two lists equal),
+/// described by the first line of their module's doc comment (`fuzz/src/<target>.rs`).
+fn list_targets(root: &Path) -> Result<BTreeMap<String, String>> {
+    let corpus = root.join("fuzz/corpus");
+    let mut targets = BTreeMap::new();
+    for entry in
+        std::fs::read_dir(&corpus).with_context(|| format!("reading {}", corpus.display()))?
+    {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let module = root.join("fuzz/src").join(format!("{name}.rs"));
+        let about = std::fs::read_to_string(&module)
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("//!"))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        targets.insert(name, about);
+    }
+    Ok(targets)
+}
+
+// === Tools: cargo-afl and AFL++ ===
+
+struct Tools {
+    cargo_afl: PathBuf,
+    /// XDG_DATA_HOME for cargo-afl: where it keeps the AFL++ it built.
+    data: PathBuf,
+}
+
+impl Tools {
+    fn ensure() -> Result<Tools> {
+        let home = std::env::var_os("HOME").context("HOME is not set")?;
+        let base = PathBuf::from(home).join(".cache/mcall/fuzz-tools");
+        let root = base.join(format!("cargo-afl-{CARGO_AFL_VERSION}"));
+        let tools = Tools {
+            cargo_afl: root.join("bin/cargo-afl"),
+            data: base.join(format!("afl-data-{CARGO_AFL_VERSION}")),
+        };
+        if !tools.cargo_afl.exists() {
+            println!(
+                "[fuzz] installing cargo-afl {CARGO_AFL_VERSION} into {}",
+                root.display()
+            );
+            let root_arg = root.display().to_string();
+            crate::run_command(
+                Path::new("."),
+                "cargo",
+                &[
+                    "install",
+                    "cargo-afl",
+                    "--locked",
+                    "--version",
+                    CARGO_AFL_VERSION,
+                    "--root",
+                    &root_arg,
+                ],
+            )?;
+        }
+        if !tools.afl_built()? {
+            println!("[fuzz] building AFL++ (make and a C compiler; a few minutes)");
+            let status = tools
+                .command()
+                .args(["afl", "config", "--build"])
+                .status()
+                .context("running `cargo afl config --build`")?;
+            ensure!(
+                status.success(),
+                "`cargo afl config --build` failed ({status}); it needs make and a C compiler \
+                 (apt-get install make gcc)"
+            );
+        }
+        Ok(tools)
+    }
+
+    /// Whether AFL++ is built for this rustc: cargo-afl keeps it under
+    /// `afl.rs/rustc-<version>-<commit>/afl.rs-<version>/`.
+    fn afl_built(&self) -> Result<bool> {
+        let rustc = Command::new("rustc")
+            .arg("--version")
+            .output()
+            .context("running rustc --version")?;
+        let version = String::from_utf8_lossy(&rustc.stdout)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        let prefix = format!("rustc-{version}-");
+        let Ok(entries) = std::fs::read_dir(self.data.join("afl.rs")) else {
+            return Ok(false);
+        };
+        Ok(entries.flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with(&prefix)
+                && e.path()
+                    .join(format!("afl.rs-{CARGO_AFL_VERSION}/afl/bin/afl-fuzz"))
+                    .exists()
+        }))
+    }
+
+    /// `cargo-afl` with its data directory; called as `cargo-afl afl …`, as cargo would.
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.cargo_afl);
+        command.env("XDG_DATA_HOME", &self.data);
+        // cargo-afl finds cargo through $CARGO, which only cargo's own children have.
+        if std::env::var_os("CARGO").is_none() {
+            command.env("CARGO", "cargo");
+        }
+        command
+    }
+
+    /// The instrumented release build of `mcall-fuzz`; returns the binary.
+    fn build(&self, root: &Path) -> Result<PathBuf> {
+        let status = self
+            .command()
+            .args(["afl", "build", "--release", "-p", "mcall-fuzz"])
+            .current_dir(root)
+            .status()
+            .context("running `cargo afl build`")?;
+        ensure!(status.success(), "`cargo afl build` failed ({status})");
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        Ok(target_dir.join("release/mcall-fuzz"))
+    }
+
+    fn fuzz(&self, root: &Path, target: &str, binary: &Path, out: &Path, secs: u64) -> Result<()> {
+        let corpus = root.join("fuzz/corpus").join(target);
+        let status = self
+            .command()
+            .args(["afl", "fuzz", "-i"])
+            .arg(&corpus)
+            .arg("-o")
+            .arg(out)
+            .args(["-V", &secs.to_string(), "-t", &HANG_MS.to_string(), "--"])
+            .arg(binary)
+            .arg(target)
+            .current_dir(root)
+            // Plain status lines instead of the curses screen; no CPU pinning on a shared
+            // machine; the host's core_pattern and CPU governor are not ours to change.
+            .env("AFL_NO_UI", "1")
+            .env("AFL_NO_AFFINITY", "1")
+            .env("AFL_SKIP_CPUFREQ", "1")
+            .env("AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES", "1")
+            .status()
+            .context("running `cargo afl fuzz`")?;
+        ensure!(status.success(), "`cargo afl fuzz` failed ({status})");
+        Ok(())
+    }
+}
+
+// === Results ===
+
+fn read_stats(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect())
+}
+
+/// Copies what AFL++ saved as crashes and hangs to `fuzz/crashes/<target>/` (gitignored), where
+/// the next run does not delete them; returns the files copied.
+fn save_findings(root: &Path, target: &str, out: &Path) -> Result<Vec<PathBuf>> {
+    let keep = root.join("fuzz/crashes").join(target);
+    let mut saved = Vec::new();
+    for kind in ["crashes", "hangs"] {
+        let Ok(entries) = std::fs::read_dir(out.join("default").join(kind)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            // AFL++ puts a README beside the findings.
+            if name.to_string_lossy().starts_with("README") {
+                continue;
+            }
+            std::fs::create_dir_all(&keep)?;
+            let to = keep.join(format!("{kind}-{}", name.to_string_lossy()));
+            std::fs::copy(entry.path(), &to)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+            saved.push(to);
+        }
+    }
+    Ok(saved)
+}
+
+struct Report {
+    target: String,
+    executions: u64,
+    seconds: u64,
+    crashes: u64,
+    hangs: u64,
+    slowest_ms: u64,
+    corpus: u64,
+    coverage: String,
+}
+
+impl Report {
+    fn new(target: &str, stats: &BTreeMap<String, String>, wall: u64) -> Result<Report> {
+        let number = |key: &str| -> Result<u64> {
+            stats
+                .get(key)
+                .with_context(|| format!("fuzzer_stats has no {key}"))?
+                .parse()
+                .with_context(|| format!("fuzzer_stats: {key} is not a number"))
+        };
+        Ok(Report {
+            target: target.to_owned(),
+            executions: number("execs_done")?,
+            // AFL++'s run_time excludes its start-up (calibrating the seeds).
+            seconds: number("run_time").unwrap_or(wall).max(1),
+            crashes: number("saved_crashes")?,
+            hangs: number("saved_hangs")?,
+            slowest_ms: number("slowest_exec_ms")?,
+            corpus: number("corpus_count")?,
+            coverage: stats.get("bitmap_cvg").cloned().unwrap_or_default(),
+        })
+    }
+
+    fn rate(&self) -> u64 {
+        self.executions / self.seconds
+    }
+
+    fn summary(&self) -> String {
+        let projected = (10_000_000 / self.rate().max(1)) / 60;
+        format!(
+            "{}: {} executions in {} s ({} exec/s; 10 M would take ~{projected} min), {} crashes, \
+             {} hangs (> {HANG_MS} ms), slowest input {} ms, corpus {} inputs, edge coverage {}",
+            self.target,
+            self.executions,
+            self.seconds,
+            self.rate(),
+            self.crashes,
+            self.hangs,
+            self.slowest_ms,
+            self.corpus,
+            self.coverage
+        )
+    }
+
+    /// `bench/results/fuzz-<target>.json` and the target's row in BENCHMARKS.md.
+    fn record(&self, root: &Path) -> Result<()> {
+        let json = format!(
+            "{{\n  \"benchmark\": \"fuzz\",\n  \"target\": \"{}\",\n  \"fuzzer\": \"cargo-afl {CARGO_AFL_VERSION} (AFL++)\",\n  \"seconds\": {},\n  \"executions\": {},\n  \"exec_per_s\": {},\n  \"crashes\": {},\n  \"hangs\": {},\n  \"slowest_exec_ms\": {},\n  \"corpus_count\": {},\n  \"edge_coverage\": \"{}\"\n}}\n",
+            self.target,
+            self.seconds,
+            self.executions,
+            self.rate(),
+            self.crashes,
+            self.hangs,
+            self.slowest_ms,
+            self.corpus,
+            self.coverage
+        );
+        let dir = root.join("bench/results");
+        std::fs::create_dir_all(&dir).context("creating bench/results")?;
+        let file = dir.join(format!("fuzz-{}.json", self.target));
+        std::fs::write(&file, json).with_context(|| format!("writing {}", file.display()))?;
+        let row = format!(
+            "| fuzz {} ({} s, cargo-afl) | {} exec/s | slowest {} ms | {} executions, {} crashes, {} hangs; goal ≥ 10 M executions, 0 crashes, no input > 100 ms |",
+            self.target,
+            self.seconds,
+            self.rate(),
+            self.slowest_ms,
+            self.executions,
+            self.crashes,
+            self.hangs
+        );
+        crate::bench::update_table(root, &format!("fuzz {}", self.target), &row)
+    }
+}
