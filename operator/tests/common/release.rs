@@ -10,7 +10,7 @@ use mcall_tests::image::{
     Image, OperatorFiles, Platform, ShellFiles, operator_recipe, shell_recipe, write_archive_file,
 };
 
-use super::cluster::{kubectl, run, text};
+use super::cluster::{eventually, kubectl, run, text};
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -98,6 +98,27 @@ pub fn install<'a>(
     image: &(String, String),
     extra: &[&str],
 ) -> Installed<'a> {
+    // An earlier test may have deleted the namespace without waiting: helm cannot install into
+    // one that is terminating.
+    eventually(
+        &format!("namespace {} to be gone or active", env.namespace),
+        std::time::Duration::from_secs(180),
+        || {
+            let out = run({
+                let mut cmd = plane.kubectl();
+                cmd.args([
+                    "get",
+                    "namespace",
+                    env.namespace,
+                    "-o",
+                    "jsonpath={.status.phase}",
+                ]);
+                cmd
+            });
+            let phase = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            (!out.status.success() || phase == "Active").then_some(())
+        },
+    );
     let out = run({
         let mut cmd = plane.helm();
         cmd.current_dir(root())
