@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::bench_api::{grown, request_counts};
 use crate::bench_cluster::{percentiles, shell_image, wait_for_service_account};
-use crate::bench_tasks::{install_crds, tasks_api};
+use crate::bench_tasks::{install_crds, release_binary, tasks_api};
 
 /// Tasks run one at a time.
 const ONE_AT_A_TIME: usize = 20;
@@ -28,21 +28,7 @@ const BURST: usize = 100;
 const SLOTS: usize = 32;
 
 pub fn run(root: &Path) -> Result<String> {
-    crate::run_command(
-        root,
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "mcall",
-            "--bin",
-            "mcall",
-        ],
-    )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let binary = release_binary(root)?;
     let plane = ControlPlane::start(ControlPlaneOptions {
         node: true,
         ..Default::default()
@@ -53,7 +39,6 @@ pub fn run(root: &Path) -> Result<String> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let binary = target.join("release/mcall");
     let log_path = plane.dir().join("operator.log");
     let operator = || -> Result<std::process::Child> {
         let log = std::fs::OpenOptions::new()

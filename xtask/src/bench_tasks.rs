@@ -89,25 +89,28 @@ pub fn operator_log(plane: &ControlPlane) -> std::path::PathBuf {
 /// Builds the release operator and starts a fresh control plane with the CRDs and the `bench`
 /// namespaces; returns the operator binary and the plane.
 pub fn release_on_fresh_plane(root: &Path) -> Result<(std::path::PathBuf, ControlPlane)> {
-    crate::run_command(
-        root,
-        "cargo",
-        &[
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "mcall",
-            "--bin",
-            "mcall",
-        ],
-    )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let binary = release_binary(root)?;
     let plane = ControlPlane::start(ControlPlaneOptions::default())
         .context("starting the control plane")?;
     install_crds(&plane, root)?;
-    Ok((target.join("release/mcall"), plane))
+    Ok((binary, plane))
+}
+
+/// Builds the release `mcall` binary; its path.
+pub fn release_binary(root: &Path) -> Result<std::path::PathBuf> {
+    let args = [
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "mcall",
+        "--bin",
+        "mcall",
+    ];
+    crate::run_command(root, "cargo", &args)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    Ok(target.join("release/mcall"))
 }
 
 /// The generated CRDs, Established, and the `bench` (watched) and `bench-raw` namespaces.
