@@ -1,7 +1,7 @@
 //! Coverage-guided fuzz targets for everything in a McallTask that a user writes and mcall
 //! parses: the `expect` grammar, `httpValidation` / `outputValidation` (text, regex and JSONPath
 //! checks), multi-input JSON, a whole [`mcall_engine::TaskRequest`], `schedule` + `timeZone`,
-//! and `inputTemplate` + `inputSources`.
+//! `inputTemplate` + `inputSources`, and the admission webhook's AdmissionReview handling.
 //!
 //! Each target takes raw bytes, calls the same public functions the controller calls, and
 //! panics only when a property fails (a panic inside mcall is a finding too). The bytes are
@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod admission;
 mod checks;
 mod expect;
 mod fields;
@@ -53,6 +54,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "template",
         run: template::run,
+    },
+    Target {
+        name: "admission",
+        run: admission::run,
     },
 ];
 

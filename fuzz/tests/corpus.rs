@@ -25,6 +25,7 @@ fn replay(name: &str) {
 #[test]
 fn every_target_has_a_corpus_and_a_replay_test() {
     let replayed = [
+        "admission",
         "checks",
         "expect",
         "multi_input",
@@ -78,4 +79,9 @@ fn schedule_corpus_replays() {
 #[test]
 fn template_corpus_replays() {
     replay("template");
+}
+
+#[test]
+fn admission_corpus_replays() {
+    replay("admission");
 }
