@@ -75,6 +75,7 @@ use std::time::Duration;
 pub use client::create_test_namespace;
 pub use control_plane::{ControlPlane, ControlPlaneOptions};
 pub use detached::{DetachedInfo, DetachedStatus};
+pub use pki::loopback_serving_pair;
 pub use tools::tools_bin_dir;
 
 /// Re-exported so tests use exactly the versions the harness was built against.

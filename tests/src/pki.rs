@@ -211,6 +211,35 @@ fn node_pki(issuer: &Issuer<'_, KeyPair>, dir: &Path, node: NodeNames<'_>) -> Re
 /// Generates the PKI and writes it into `dir` (created if needed); with `node`, also the
 /// node's certificates, and the apiserver's serving certificate covers the node address and
 /// the `kubernetes` Service's cluster IP.
+/// A throwaway CA and a serving certificate it signed for 127.0.0.1 and localhost, written as
+/// `dir/tls.crt` and `dir/tls.key` (for a server on loopback the API server calls, such as the
+/// operator's admission webhook); returns the CA's PEM (a registration's caBundle).
+pub fn loopback_serving_pair(dir: &Path) -> Result<String> {
+    std::fs::create_dir_all(dir).map_err(io_err("creating the certificate directory", dir))?;
+    let ca_key = KeyPair::generate().map_err(pki_err("CA key"))?;
+    let mut ca_params = CertificateParams::default();
+    ca_params.distinguished_name = name("mcall-loopback-ca", None);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_pem = ca_params
+        .self_signed(&ca_key)
+        .map_err(pki_err("CA certificate"))?
+        .pem();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let signed = serving_cert(
+        &issuer,
+        "loopback serving certificate",
+        "127.0.0.1",
+        &["127.0.0.1", "localhost"],
+    )?;
+    write_pem(dir, "tls.key", &signed.key_pem)?;
+    write_pem(dir, "tls.crt", &signed.cert_pem)?;
+    Ok(ca_pem)
+}
+
 pub(crate) fn generate(dir: &Path, node: Option<NodeNames<'_>>) -> Result<Pki> {
     std::fs::create_dir_all(dir).map_err(io_err("creating the PKI directory", dir))?;
 

@@ -28,6 +28,9 @@ pub enum Which {
     /// The Pod executor: a pod-mode `echo` task create → Succeeded, one at a time and 100 at
     /// once (the release operator on the host, commands in pods on the local node).
     Pods,
+    /// The admission webhook: McallTask creates reviewed by it (admitted and refused) and without
+    /// it; the API server's share of reviews answered within 5 ms.
+    Admission,
 }
 
 pub fn run(root: &Path, which: Which) -> Result<()> {
@@ -40,6 +43,7 @@ pub fn run(root: &Path, which: Which) -> Result<()> {
         Which::Workflow => workflow(root),
         Which::Cluster => cluster(root),
         Which::Pods => pods(root),
+        Which::Admission => admission(root),
     }
 }
 
@@ -341,6 +345,30 @@ fn pods(root: &Path) -> Result<()> {
         v["burst_pod_reads"]
     );
     update_table(root, "pod executor, burst", &burst)
+}
+
+fn admission(root: &Path) -> Result<()> {
+    let result = crate::bench_admission::run(root)?;
+    let dir = root.join("bench/results");
+    std::fs::create_dir_all(&dir).context("creating bench/results")?;
+    std::fs::write(dir.join("admission.json"), &result)
+        .context("writing bench/results/admission.json")?;
+    println!("{result}");
+    let v: serde_json::Value = serde_json::from_str(&result)?;
+    let percent = |key: &str| v[key].as_f64().unwrap_or(0.0) * 100.0;
+    let row = format!(
+        "| admission webhook (McallTask creates, {} each, one at a time) | create {} ms (refused {} ms, no webhook {} ms) | create {} ms (refused {} ms, no webhook {} ms) | p99 ≤ 5 ms in the webhook: {:.1} % of admitted and {:.1} % of refused reviews within 5 ms (API server's histogram) |",
+        v["creates"],
+        v["create_with_webhook_p50_ms"],
+        v["create_refused_p50_ms"],
+        v["create_without_webhook_p50_ms"],
+        v["create_with_webhook_p99_ms"],
+        v["create_refused_p99_ms"],
+        v["create_without_webhook_p99_ms"],
+        percent("admitted_within_5ms_share"),
+        percent("refused_within_5ms_share")
+    );
+    update_table(root, "admission webhook", &row)
 }
 
 /// Replaces (or adds) the row of `name` in BENCHMARKS.md.

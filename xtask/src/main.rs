@@ -3,6 +3,7 @@
 #![deny(rust_2018_idioms)]
 
 mod bench;
+mod bench_admission;
 mod bench_api;
 mod bench_cluster;
 mod bench_failover;
