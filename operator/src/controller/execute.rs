@@ -327,16 +327,18 @@ async fn status_writes(
         tokio::select! {
             () = &mut claim_timer, if !announced && run.kind.writes_running_late() => {
                 announced = true;
-                if !*claimed {
-                    *claimed = write_running(run, tracked, started_at, None).await;
-                }
+                // Events first: the run's end drops this future, a write in flight included.
                 if matches!(run.kind, RunKind::OneShot) {
                     let note = format!("running {} input(s)", run.plan.inputs().len());
                     publish(&run.ctx.events, run.task.as_ref(), &Note::new(Reason::Started, note));
                 }
+                if !*claimed {
+                    *claimed = write_running(run, tracked, started_at, None).await;
+                }
             }
             Some(event) = events.recv() => {
                 let EngineEvent::Retrying { attempt, at, reason } = event;
+                announce_retry(run, attempt, &reason);
                 let at = Timestamp::try_from(at).unwrap_or_else(|_| Timestamp::now());
                 let retry = (attempt, at, reason.as_str());
                 let written = if *claimed {
@@ -345,7 +347,6 @@ async fn status_writes(
                     write_running(run, tracked, started_at, Some(retry)).await
                 };
                 *claimed |= written;
-                announce_retry(run, attempt, &reason);
             }
             else => std::future::pending::<()>().await,
         }
