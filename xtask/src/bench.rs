@@ -329,7 +329,7 @@ fn pods(root: &Path) -> Result<()> {
     );
     update_table(root, "pod executor, one at a time", &one)?;
     let burst = format!(
-        "| pod executor, burst ({} at once, {} execution slots) | {} ms | {} ms | all {} in {} s ({} tasks/s), {} failed, {} pods created ({} followed by a restarted operator), at most {} pods at once, {} operator restarts (Lease lost on the loaded machine), {} pod reads |",
+        "| pod executor, burst ({} at once, {} execution slots) | {} ms | {} ms | all {} in {} s ({} tasks/s), {} failed, {} pods created ({} followed by a restarted operator), at most {} pods at once, {} operator restarts (Lease lost while the node started the pods), {} pod reads |",
         v["burst"],
         v["operator_slots"],
         v["burst_succeeded_p50_ms"],
