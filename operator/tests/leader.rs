@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
@@ -15,23 +15,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use mcall_generated::{McallTaskStatus, Phase};
 use serde_json::json;
-
-/// The chart's RBAC for a release in the test's namespace watching it, and a kubeconfig of the
-/// release's ServiceAccount.
-async fn chart_identity(env: &TestEnv) -> PathBuf {
-    let watch = format!("watchNamespaces={{{}}}", env.namespace);
-    let plane = plane();
-    plane.apply_chart_rbac(
-        &env.namespace,
-        &env.namespace,
-        "mcall-operator",
-        &["--set", &watch],
-    );
-    plane
-        .service_account_kubeconfig(&env.namespace, "mcall-operator")
-        .await
-        .expect("a ServiceAccount kubeconfig")
-}
 
 /// A replica named `name` (its Lease identity starts with it) as `kubeconfig`, logs discarded.
 fn replica(env: &TestEnv, kubeconfig: &Path, name: &str) -> (Child, u16) {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Child, Stdio};
 
 use common::cluster::kubectl;
@@ -16,23 +15,6 @@ use common::*;
 /// The release's name: the test's namespace, as in the other tests of the chart's RBAC.
 fn fullname(env: &TestEnv) -> String {
     format!("{}-mcall-operator", env.namespace)
-}
-
-/// The chart's RBAC for a release in the test's namespace, and a kubeconfig of its
-/// ServiceAccount.
-async fn chart_identity(env: &TestEnv) -> PathBuf {
-    let watch = format!("watchNamespaces={{{}}}", env.namespace);
-    let plane = plane();
-    plane.apply_chart_rbac(
-        &env.namespace,
-        &env.namespace,
-        "mcall-operator",
-        &["--set", &watch],
-    );
-    plane
-        .service_account_kubeconfig(&env.namespace, "mcall-operator")
-        .await
-        .expect("a ServiceAccount kubeconfig")
 }
 
 /// Renders the chart's `templates/metrics.yaml` with `metrics.secure=true` (the metrics Service

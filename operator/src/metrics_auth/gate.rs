@@ -70,19 +70,19 @@ impl<R: Reviewer> Gate<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod fake {
     use std::collections::BTreeMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
 
-    use super::*;
+    use super::super::decide::{ReviewError, User};
+    use super::Reviewer;
 
     /// Tokens `allowed` and `forbidden` are users; `broken` fails the TokenReview; any other
     /// token is refused. Counts the calls.
     #[derive(Default)]
-    struct Fake {
-        authentications: AtomicUsize,
-        authorizations: AtomicUsize,
+    pub(in crate::metrics_auth) struct Fake {
+        pub authentications: AtomicUsize,
+        pub authorizations: AtomicUsize,
     }
 
     impl Reviewer for Fake {
@@ -107,6 +107,15 @@ mod tests {
             Ok(user.name == "allowed")
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::fake::Fake;
+    use super::*;
 
     fn calls(gate: &Gate<Fake>) -> (usize, usize) {
         let r = &gate.reviewer;

@@ -60,43 +60,16 @@ pub async fn serve<R: Reviewer>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use axum::body::Body;
     use axum::http::StatusCode;
     use tower::ServiceExt;
 
     use super::super::cache::CachePolicy;
-    use super::super::decide::{ReviewError, User};
+    use super::super::gate::fake::Fake;
     use super::*;
 
-    /// Token `scraper` may read the metrics, `nobody` may not, `down` finds the API server
-    /// unreachable; other tokens are not accepted.
-    struct Fake;
-
-    impl Reviewer for Fake {
-        async fn authenticate(&self, token: &str) -> Result<Option<User>, ReviewError> {
-            match token {
-                "down" => Err(ReviewError::TokenReview(kube::Error::Service(
-                    "connection refused".into(),
-                ))),
-                "scraper" | "nobody" => Ok(Some(User {
-                    name: token.to_owned(),
-                    uid: None,
-                    groups: vec![],
-                    extra: BTreeMap::new(),
-                })),
-                _ => Ok(None),
-            }
-        }
-
-        async fn authorize(&self, user: &User) -> Result<bool, ReviewError> {
-            Ok(user.name == "scraper")
-        }
-    }
-
     async fn scrape(token: Option<&str>) -> (StatusCode, String) {
-        let gate = Arc::new(Gate::new(Fake, CachePolicy::default()));
+        let gate = Arc::new(Gate::new(Fake::default(), CachePolicy::default()));
         let mut request = axum::http::Request::get("/metrics");
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
@@ -117,13 +90,13 @@ mod tests {
         let (status, body) = scrape(None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         assert_eq!(scrape(Some("unknown")).await.0, StatusCode::UNAUTHORIZED);
-        let (status, body) = scrape(Some("nobody")).await;
+        let (status, body) = scrape(Some("forbidden")).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         assert!(body.contains("metrics-reader"), "{body}");
-        let (status, body) = scrape(Some("scraper")).await;
+        let (status, body) = scrape(Some("allowed")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert!(body.contains("mcall_build_info"), "{body}");
-        let (status, body) = scrape(Some("down")).await;
+        let (status, body) = scrape(Some("broken")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
         assert!(!body.contains("mcall_build_info"), "{body}");
     }

@@ -103,3 +103,20 @@ pub fn signal(child: &Child, sig: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+/// The chart's RBAC for a release in the test's namespace watching it, and a kubeconfig of the
+/// release's ServiceAccount: the operator as the chart runs it, with only the generated RBAC.
+pub async fn chart_identity(env: &TestEnv) -> std::path::PathBuf {
+    let watch = format!("watchNamespaces={{{}}}", env.namespace);
+    let plane = plane();
+    plane.apply_chart_rbac(
+        &env.namespace,
+        &env.namespace,
+        "mcall-operator",
+        &["--set", &watch],
+    );
+    plane
+        .service_account_kubeconfig(&env.namespace, "mcall-operator")
+        .await
+        .expect("a ServiceAccount kubeconfig")
+}
