@@ -24,6 +24,7 @@ const HANG_MS: u64 = 1000;
 pub struct Options<'a> {
     pub target: Option<&'a str>,
     pub seconds: u64,
+    pub executions: Option<u64>,
     pub list: bool,
 }
 
@@ -51,7 +52,7 @@ pub fn run(root: &Path, options: &Options<'_>) -> Result<()> {
     // AFL++ creates its output directory but not the parents.
     std::fs::create_dir_all(root.join("fuzz/out")).context("creating fuzz/out")?;
     let started = Instant::now();
-    tools.fuzz(root, target, &binary, &out, options.seconds)?;
+    tools.fuzz(root, target, &binary, &out, options)?;
     let stats = read_stats(&out.join("default/fuzzer_stats"))?;
     let report = Report::new(target, &stats, started.elapsed().as_secs())?;
     let saved = save_findings(root, target, &out)?;
@@ -95,6 +96,7 @@ struct Tools {
     cargo_afl: PathBuf,
     /// XDG_DATA_HOME for cargo-afl: where it keeps the AFL++ it built.
     data: PathBuf,
+    target_dir: PathBuf,
 }
 
 impl Tools {
@@ -105,6 +107,7 @@ impl Tools {
         let tools = Tools {
             cargo_afl: root.join("bin/cargo-afl"),
             data: base.join(format!("afl-data-{CARGO_AFL_VERSION}")),
+            target_dir: base.join("target"),
         };
         if !tools.cargo_afl.exists() {
             println!(
@@ -177,30 +180,42 @@ impl Tools {
         command
     }
 
-    /// The instrumented release build of `mcall-fuzz`; returns the binary.
+    /// The instrumented build of `mcall-fuzz` (the workspace's `fuzz` profile); returns the
+    /// binary. It has a target directory of its own beside the tools: instrumented artifacts
+    /// would otherwise replace the plain ones of every dependency in the usual one.
     fn build(&self, root: &Path) -> Result<PathBuf> {
         let status = self
             .command()
-            .args(["afl", "build", "--release", "-p", "mcall-fuzz"])
+            .args(["afl", "build", "--profile", "fuzz", "-p", "mcall-fuzz"])
+            .env("CARGO_TARGET_DIR", &self.target_dir)
             .current_dir(root)
             .status()
             .context("running `cargo afl build`")?;
         ensure!(status.success(), "`cargo afl build` failed ({status})");
-        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        Ok(target_dir.join("release/mcall-fuzz"))
+        Ok(self.target_dir.join("fuzz/mcall-fuzz"))
     }
 
-    fn fuzz(&self, root: &Path, target: &str, binary: &Path, out: &Path, secs: u64) -> Result<()> {
+    fn fuzz(
+        &self,
+        root: &Path,
+        target: &str,
+        binary: &Path,
+        out: &Path,
+        options: &Options<'_>,
+    ) -> Result<()> {
         let corpus = root.join("fuzz/corpus").join(target);
-        let status = self
-            .command()
+        let mut command = self.command();
+        command
             .args(["afl", "fuzz", "-i"])
             .arg(&corpus)
             .arg("-o")
             .arg(out)
-            .args(["-V", &secs.to_string(), "-t", &HANG_MS.to_string(), "--"])
+            .args(["-V", &options.seconds.to_string()]);
+        if let Some(executions) = options.executions {
+            command.args(["-E", &executions.to_string()]);
+        }
+        let status = command
+            .args(["-t", &HANG_MS.to_string(), "--"])
             .arg(binary)
             .arg(target)
             .current_dir(root)

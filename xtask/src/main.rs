@@ -102,8 +102,9 @@ enum Command {
         pause: Option<PathBuf>,
     },
     /// Fuzz one target of fuzz/ under AFL++ (cargo-afl, installed into ~/.cache/mcall on first
-    /// use) for --time seconds; report executions, exec/s, crashes and the slowest input, and
-    /// record them in bench/results/ and BENCHMARKS.md. Fails if a crash or hang was found.
+    /// use) for --time seconds or until --execs executions, whichever comes first; report
+    /// executions, exec/s, crashes and the slowest input, and record them in bench/results/ and
+    /// BENCHMARKS.md. Fails if a crash or hang was found.
     Fuzz {
         /// The target (see --list).
         #[arg(required_unless_present = "list")]
@@ -111,6 +112,9 @@ enum Command {
         /// How long to fuzz, in seconds.
         #[arg(long, default_value_t = 60)]
         time: u64,
+        /// Stop after about this many executions (e.g. 10000000), if --time has not run out.
+        #[arg(long)]
+        execs: Option<u64>,
         /// List the targets and what each covers.
         #[arg(long)]
         list: bool,
@@ -171,11 +175,17 @@ fn main() -> Result<()> {
             },
         ),
         Command::Bench { which } => bench::run(&root, which),
-        Command::Fuzz { target, time, list } => fuzz::run(
+        Command::Fuzz {
+            target,
+            time,
+            execs,
+            list,
+        } => fuzz::run(
             &root,
             &fuzz::Options {
                 target: target.as_deref(),
                 seconds: time,
+                executions: execs,
                 list,
             },
         ),
