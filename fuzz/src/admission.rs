@@ -17,8 +17,8 @@ pub(crate) fn run(data: &[u8]) {
     } else {
         Kind::McallWorkflow
     };
-    let first = review(kind, Settings::default(), body);
-    let again = review(kind, Settings::default(), body);
+    let first = review(kind, &Settings::default(), body);
+    let again = review(kind, &Settings::default(), body);
     let as_json = |r: &Result<_, _>| match r {
         Ok(review) => serde_json::to_string(review).expect("a review serializes"),
         Err(e) => format!("error: {e}"),

@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "6cd70f06d895448e4173b4c1c2568de4", dir = "../spec"
+    fingerprint = "23f20e848ea985bd593dc70650dd3816", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "6cd70f06d895448e4173b4c1c2568de4";
+pub const SPEC_FINGERPRINT: &str = "23f20e848ea985bd593dc70650dd3816";
 
 pub mod types;
 pub mod reasons;

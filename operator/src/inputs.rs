@@ -72,6 +72,44 @@ fn substitute(template: &str, values: &[(&str, String)]) -> String {
     rendered
 }
 
+/// The first `${NAME}` of `template` that names no source, as the error admission and the
+/// controllers report. NAME has the shape of a source name (a shell identifier); other `${…}`
+/// (`${X:-default}`, `${#X}`) are shell syntax and pass through. A shell variable in a
+/// template is written `$NAME`: a `${NAME}` no source fills is a typo waiting to run.
+pub fn undefined_placeholder(template: &str, sources: &[InputSource]) -> Option<InputError> {
+    let mut rest = template;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        rest = after;
+        let Some(name) = after.find('}').map(|end| &after[..end]) else {
+            break;
+        };
+        if is_identifier(name) && !sources.iter().any(|s| s.name == name) {
+            let defined: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+            return Some(InputError {
+                field: "spec.inputTemplate".to_owned(),
+                message: format!(
+                    "${{{name}}} names no inputSources entry (there are: {}); a shell variable \
+                     is written ${name}",
+                    match defined.is_empty() {
+                        true => "none".to_owned(),
+                        false => defined.join(", "),
+                    }
+                ),
+            });
+        }
+    }
+    None
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn value_of<'a>(
     source: &InputSource,
     lookup: &impl Fn(&str) -> Option<Option<&'a McallTaskStatus>>,
@@ -151,6 +189,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "nc -z db-1 5432 # Succeeded Succeeded");
+    }
+
+    #[test]
+    fn a_placeholder_naming_no_source_is_refused_and_shell_syntax_is_not() {
+        let sources = [source("HOST", "db", ResultField::Output)];
+        let err = undefined_placeholder("nc -z ${HOST} ${PORT}", &sources).unwrap();
+        assert_eq!(err.field, "spec.inputTemplate");
+        assert_eq!(
+            err.message,
+            "${PORT} names no inputSources entry (there are: HOST); a shell variable is written $PORT"
+        );
+        for fine in [
+            "nc -z ${HOST} $PORT",
+            "echo ${HOST:-localhost} ${#HOST} ${1} ${} ${HOST",
+            "echo $${HOST}",
+        ] {
+            assert_eq!(undefined_placeholder(fine, &sources), None, "{fine}");
+        }
+        assert!(
+            undefined_placeholder("${_x}", &[])
+                .unwrap()
+                .message
+                .contains("(there are: none)")
+        );
     }
 
     #[test]

@@ -253,14 +253,22 @@ async fn operator(args: OperatorArgs) -> Result<()> {
     // Service's endpoints for a moment, and with failurePolicy Fail a webhook that stopped
     // first would refuse what the API server sends there meanwhile.
     let webhook_stop = CancellationToken::new();
-    let webhook = webhook.map(|(listener, cert, settings)| {
-        tokio::spawn(mcall::webhook::serve(
-            listener,
-            cert,
-            settings,
-            webhook_stop.clone(),
-        ))
-    });
+    let webhook = match webhook {
+        Some((listener, cert, settings)) => {
+            // Its own client: admission's reads never wait behind the controllers'.
+            let client = kube::client::ClientBuilder::try_from(kube_config.clone())?
+                .with_layer(&metrics.api_layer())
+                .build();
+            Some(tokio::spawn(mcall::webhook::serve(
+                listener,
+                cert,
+                settings,
+                Some(client),
+                webhook_stop.clone(),
+            )))
+        }
+        None => None,
+    };
     let secure = match secure {
         Some(secure) => Some(serve_secure_metrics(
             secure,
@@ -336,6 +344,7 @@ async fn webhook(
         .with_context(|| format!("binding the webhook to {}", args.webhook_address))?;
     let settings = mcall::webhook::Settings {
         cross_namespace_templates: args.allow_cross_namespace_templates,
+        commands: CommandPolicy::parse(&args.command_namespaces),
     };
     Ok(Some((listener, std::sync::Arc::new(cert), settings)))
 }

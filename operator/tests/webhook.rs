@@ -8,116 +8,23 @@ use std::time::Duration;
 
 use common::webhook::*;
 use common::*;
+use mcall::config::CommandPolicy;
+use mcall::webhook::Settings;
 use mcall_tests::ControlPlane;
 use serde_json::json;
 
-/// Every class of invalid spec, as a user would write it: (what, manifest, the field the
-/// refusal names).
-fn invalid_cases() -> Vec<(&'static str, String, &'static str)> {
-    let cmd = |extra: serde_json::Value| {
-        let mut spec = json!({"type": "cmd", "input": "true"});
-        spec.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        spec
-    };
-    vec![
-        (
-            "a cycle in a workflow's DAG",
-            workflow_yaml(
-                "cyclic",
-                json!([
-                    {"name": "x", "type": "cmd", "input": "true", "dependencies": ["z"]},
-                    {"name": "y", "type": "cmd", "input": "true", "dependencies": ["x"]},
-                    {"name": "z", "type": "cmd", "input": "true", "dependencies": ["y"]}
-                ]),
-            ),
-            "spec.tasks: cycle x → y → z → x",
-        ),
-        (
-            "a condition on a step that is not a dependency",
-            workflow_yaml(
-                "stray-condition",
-                json!([
-                    {"name": "a", "type": "cmd", "input": "true"},
-                    {"name": "b", "type": "cmd", "input": "true", "condition": {"dependentTask": "a", "when": "success"}}
-                ]),
-            ),
-            "spec.tasks[1].condition.dependentTask",
-        ),
-        (
-            "an invalid regex in a workflow step's expect",
-            workflow_yaml(
-                "bad-step",
-                json!([{"name": "a", "type": "cmd", "input": "true", "expect": "regex:("}]),
-            ),
-            "spec.tasks[0]",
-        ),
-        (
-            "an input source that is not an ancestor",
-            workflow_yaml(
-                "not-an-ancestor",
-                json!([
-                    {"name": "a", "type": "cmd", "input": "true"},
-                    {"name": "b", "type": "cmd", "inputTemplate": "echo ${X}",
-                     "inputSources": [{"name": "X", "taskRef": "a"}]}
-                ]),
-            ),
-            "spec.tasks[1].inputSources[0].taskRef",
-        ),
-        (
-            "a template in another namespace",
-            workflow_yaml(
-                "other-namespace",
-                json!([{"name": "a", "taskRef": {"name": "t", "namespace": "kube-system"}}]),
-            ),
-            "spec.tasks[0].taskRef.namespace",
-        ),
-        (
-            "a get whose input is not a URL",
-            task_yaml("not-a-url", json!({"type": "get", "input": "not a url"})),
-            "spec.input",
-        ),
-        (
-            "an invalid regex in expect",
-            task_yaml("bad-expect", cmd(json!({"expect": "regex:(unclosed"}))),
-            "spec.expect",
-        ),
-        (
-            "an invalid regex in httpValidation",
-            task_yaml(
-                "bad-http-regex",
-                json!({"type": "get", "input": "http://127.0.0.1:1/", "httpValidation": {"expectedResponseBody": "(", "responseBodyMatch": "regex"}}),
-            ),
-            "spec.httpValidation.expectedResponseBody",
-        ),
-        (
-            "a cron expression the schema lets through (minute 61)",
-            task_yaml("bad-cron", cmd(json!({"schedule": "61 * * * *"}))),
-            "spec.schedule",
-        ),
-        (
-            "an unknown time zone",
-            task_yaml(
-                "bad-zone",
-                cmd(json!({"schedule": "@daily", "timeZone": "Mars/Olympus_Mons"})),
-            ),
-            "spec.timeZone",
-        ),
-        (
-            "malformed multi-input JSON",
-            task_yaml(
-                "bad-json",
-                json!({"type": "cmd", "input": "[{\"input\": \"true\""}),
-            ),
-            "spec.input",
-        ),
-        (
-            "a task that depends on itself",
-            task_yaml("narcissus", cmd(json!({"dependencies": ["narcissus"]}))),
-            "spec.dependencies: narcissus → narcissus",
-        ),
-    ]
+/// Every spec the controllers refuse (`common::invalid`, which their tests use too), as a
+/// user would apply it: (what, manifest, the problem, refused or why admitted).
+fn cases() -> Vec<(String, String, invalid::Invalid)> {
+    let tasks = invalid::tasks().into_iter().map(|case| {
+        let manifest = task_yaml(case.name, case.spec.clone());
+        (format!("McallTask {}", case.name), manifest, case)
+    });
+    let workflows = invalid::workflows().into_iter().map(|case| {
+        let manifest = workflow_spec_yaml(case.name, case.spec.clone());
+        (format!("McallWorkflow {}", case.name), manifest, case)
+    });
+    tasks.chain(workflows).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,8 +34,15 @@ async fn invalid_objects_are_refused_naming_the_field_and_the_examples_admitted(
     let dir = tempfile::tempdir().unwrap();
     let server = serving(dir.path(), &Ca::new("refuses"), plane, &env.namespace).await;
 
-    for (what, manifest, field) in invalid_cases() {
-        assert_refused(plane, &env.namespace, what, &manifest, field);
+    for (what, manifest, case) in cases() {
+        match case.admission {
+            invalid::Admission::Refused => {
+                assert_refused(plane, &env.namespace, &what, &manifest, case.problem)
+            }
+            invalid::Admission::Admitted(_) => {
+                assert_admitted(plane, &env.namespace, &what, &manifest)
+            }
+        }
     }
     for example in std::fs::read_dir(root().join("examples")).unwrap() {
         let path = example.unwrap().path();
@@ -175,6 +89,63 @@ async fn invalid_objects_are_refused_naming_the_field_and_the_examples_admitted(
         "an update breaking expect",
         &task("regex:("),
         "spec.expect",
+    );
+
+    unregister(plane, &env.namespace);
+    server.stop().await;
+}
+
+/// What the binary's webhook sees beyond one object: a dependency cycle closed through tasks
+/// that already exist, and commands in a namespace where the operator runs none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_through_other_tasks_and_forbidden_commands_are_refused() {
+    let env = test_env("webhook-others").await;
+    let plane = plane();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        commands: CommandPolicy::Namespaces(vec!["elsewhere".into()]),
+        ..Settings::default()
+    };
+    let ca = Ca::new("others");
+    let client = env.client.clone();
+    let server = serving_with(dir.path(), &ca, plane, &env.namespace, settings, client).await;
+
+    let get = |deps: serde_json::Value| json!({"type": "get", "input": "http://127.0.0.1:1/", "dependencies": deps});
+    assert_admitted(
+        plane,
+        &env.namespace,
+        "ping, waiting for pong",
+        &task_yaml("ping", get(json!(["pong"]))),
+    );
+    assert_admitted(
+        plane,
+        &env.namespace,
+        "after-ping",
+        &task_yaml("after-ping", get(json!(["ping"]))),
+    );
+    assert_refused(
+        plane,
+        &env.namespace,
+        "pong, closing the loop",
+        &task_yaml("pong", get(json!(["after-ping"]))),
+        "spec.dependencies: pong → after-ping → ping → pong",
+    );
+    assert_refused(
+        plane,
+        &env.namespace,
+        "a cmd task where commands are not allowed",
+        &task_yaml("cmd", json!({"type": "cmd", "input": "true"})),
+        "spec.type: cmd tasks are not allowed",
+    );
+    assert_refused(
+        plane,
+        &env.namespace,
+        "a workflow's cmd step where commands are not allowed",
+        &workflow_yaml(
+            "steps",
+            json!([{"name": "a", "type": "cmd", "input": "true"}]),
+        ),
+        "spec.tasks[0].type: cmd tasks are not allowed",
     );
 
     unregister(plane, &env.namespace);

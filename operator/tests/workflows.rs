@@ -131,61 +131,21 @@ async fn invalid_graphs_fail_with_invalid_spec_and_create_nothing() {
     logs();
     let env = test_env("wf-invalid").await;
     let op = start_operator(&env, config_for(&env));
-    let cases = [
-        (
-            "cycle",
-            json!([
-                {"name": "a", "type": "cmd", "input": "true", "dependencies": ["c"]},
-                {"name": "b", "type": "cmd", "input": "true", "dependencies": ["a"]},
-                {"name": "c", "type": "cmd", "input": "true", "dependencies": ["b"]},
-            ]),
-            "spec.tasks: cycle a → b → c → a",
-        ),
-        (
-            "unknown-dependent",
-            json!([
-                {"name": "a", "type": "cmd", "input": "true"},
-                {"name": "b", "type": "cmd", "input": "true", "dependencies": ["a"],
-                 "condition": {"dependentTask": "zz", "when": "failure"}},
-            ]),
-            "spec.tasks[1].condition.dependentTask",
-        ),
-        (
-            "missing-template",
-            json!([
-                {"name": "a", "taskRef": {"name": "no-such-task"}},
-            ]),
-            "does not exist",
-        ),
-        (
-            "not-an-ancestor",
-            json!([
-                {"name": "a", "type": "cmd", "input": "true"},
-                {"name": "b", "type": "cmd", "inputTemplate": "echo ${X}",
-                 "inputSources": [{"name": "X", "taskRef": "a"}]},
-            ]),
-            "is not an ancestor",
-        ),
-        (
-            "other-namespace",
-            json!([
-                {"name": "a", "taskRef": {"name": "t", "namespace": "kube-system"}},
-            ]),
-            "another namespace",
-        ),
-    ];
-    for (name, tasks, _) in &cases {
-        create_workflow(&env, name, json!({"tasks": tasks})).await;
+    // The same table the webhook's test applies.
+    let cases = invalid::workflows();
+    for case in &cases {
+        create_workflow(&env, case.name, case.spec.clone()).await;
     }
-    for (name, _, message) in &cases {
-        let s = wait_workflow(&env, name, "InvalidSpec", |s| {
-            s.reason.as_deref() == Some("InvalidSpec")
+    for case in &cases {
+        let s = wait_workflow(&env, case.name, case.reason, |s| {
+            s.reason.as_deref() == Some(case.reason)
         })
         .await;
         assert_eq!(s.phase, Some(Phase::Failed));
         assert!(
-            s.message.as_deref().unwrap().contains(message),
-            "{name}: {s:#?}"
+            s.message.as_deref().unwrap().contains(case.problem),
+            "{}: {s:#?}",
+            case.name
         );
     }
     assert!(

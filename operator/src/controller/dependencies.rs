@@ -2,6 +2,7 @@
 //! would wait forever because they wait, in turn, for the task itself.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -35,25 +36,28 @@ pub(super) fn phases(store: &Store<McallTask>, task: &McallTask) -> Vec<(String,
 /// it (`[a, b, a]`), if there is one.
 pub(super) fn cycle(store: &Store<McallTask>, task: &McallTask) -> Option<Vec<String>> {
     let namespace = task.namespace().unwrap_or_default();
+    dependency_cycle(task, &|name| {
+        store.get(&ObjectRef::new(name).within(&namespace))
+    })
+}
+
+/// [`cycle`] with the tasks of `task`'s namespace looked up by name: the admission webhook
+/// calls it with the tasks it read from the API server, the controller with its cache.
+pub fn dependency_cycle(
+    task: &McallTask,
+    tasks: &dyn Fn(&str) -> Option<Arc<McallTask>>,
+) -> Option<Vec<String>> {
     let own = task.spec.dependencies.clone().unwrap_or_default();
     find_cycle(&task.name_any(), own, |name| {
-        store
-            .get(&ObjectRef::new(name).within(&namespace))
+        tasks(name)
             .filter(|dep| waits_for_dependencies(dep))
             .and_then(|dep| dep.spec.dependencies.clone())
     })
 }
 
-/// The cycle the task makes on its own, by naming itself in `spec.dependencies` (`[a, a]`): the
-/// one cycle that needs no other task to see, so admission can refuse it.
-pub fn own_cycle(task: &McallTask) -> Option<Vec<String>> {
-    let own = task.spec.dependencies.clone().unwrap_or_default();
-    find_cycle(&task.name_any(), own, |_| None)
-}
-
 /// Whether `task` is (or will be) waiting for its dependencies rather than running or done: a
 /// one-shot task not yet finished for its generation. A scheduled task never waits for them.
-fn waits_for_dependencies(task: &McallTask) -> bool {
+pub fn waits_for_dependencies(task: &McallTask) -> bool {
     let status = task.status.as_ref();
     let current = status.and_then(|s| s.observed_generation) == task.metadata.generation;
     task.spec.schedule.is_none()

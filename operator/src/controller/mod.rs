@@ -35,10 +35,10 @@ pub mod status;
 mod watch;
 
 pub use context::{RECONCILE_BACKOFF, count_failure};
-pub use decide::dependency_cycle_message;
-pub use dependencies::own_cycle;
+pub use decide::{COMMANDS_NOT_ALLOWED, dependency_cycle_message};
+pub use dependencies::{dependency_cycle, waits_for_dependencies};
 pub use executions::{Executions, TaskKey};
-pub use prepare::{Validation, validate_with};
+pub use prepare::{Validation, undefined_template_placeholder, validate_with};
 pub use report::EventSink;
 pub use report::writes::FIELD_MANAGER;
 pub use runtime::{Clients, leading_for, run, run_with};

@@ -72,6 +72,13 @@ pub fn validate_with(
     task: &McallTask,
     lookup: impl Fn(&str) -> Option<Arc<McallTask>>,
 ) -> Validation {
+    if let Some(error) = undefined_template_placeholder(&task.spec) {
+        return Validation {
+            invalid_spec: Some(error.to_string()),
+            input_unavailable: None,
+            uses_commands: false,
+        };
+    }
     let (spec, input_unavailable) = rendered_spec_with(task, lookup);
     let plan = TaskPlan::compile(task_request(&spec, ResolvedEnvironment::default()));
     let (invalid_spec, uses_commands) = match &plan {
@@ -85,6 +92,12 @@ pub fn validate_with(
         input_unavailable,
         uses_commands,
     }
+}
+
+/// A `${NAME}` in `inputTemplate` that no `inputSources` entry fills.
+pub fn undefined_template_placeholder(spec: &McallTaskSpec) -> Option<crate::inputs::InputError> {
+    let template = spec.input_template.as_deref()?;
+    crate::inputs::undefined_placeholder(template, spec.input_sources.as_deref().unwrap_or(&[]))
 }
 
 /// The spec with `inputTemplate` filled from `inputSources` (read from the cache), or the spec

@@ -6,9 +6,11 @@
 //!
 //! - [`validate`]: the checks (pure);
 //! - [`review`]: an AdmissionReview in, one out (pure);
+//! - [`dependencies`]: the tasks a McallTask's dependencies lead to, read for the cycle check;
 //! - [`serve`]: the HTTPS server every replica runs (its certificate reloaded when its files
 //!   change, see [`crate::https`]).
 
+pub mod dependencies;
 pub mod review;
 pub mod serve;
 pub mod validate;

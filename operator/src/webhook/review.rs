@@ -1,9 +1,14 @@
-//! One AdmissionReview in, one out. Pure: the HTTP server hands over the body and sends back
-//! what this returns.
+//! One AdmissionReview in, one out. Pure: the HTTP server hands over the body (and the tasks a
+//! McallTask's dependencies lead to, which it reads from the API server) and sends back what
+//! this returns.
+
+use std::sync::Arc;
 
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use mcall_generated::{McallTask, McallWorkflow};
+
+use crate::config::CommandPolicy;
 use serde::de::DeserializeOwned;
 
 use super::validate;
@@ -25,10 +30,25 @@ impl Kind {
 }
 
 /// What the operator's flags change about admission.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Settings {
     pub cross_namespace_templates: bool,
+    /// Where `cmd` tasks may run (`--command-namespaces`); elsewhere they are refused.
+    pub commands: CommandPolicy,
 }
+
+/// Judges specs alone: commands allowed everywhere, no cross-namespace templates.
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            cross_namespace_templates: false,
+            commands: CommandPolicy::All,
+        }
+    }
+}
+
+/// A task of the reviewed object's namespace, by name (`None`: none known).
+pub type Tasks<'a> = &'a dyn Fn(&str) -> Option<Arc<McallTask>>;
 
 /// A body that is not an AdmissionReview at all: answered with 400, as there is no review to
 /// answer in.
@@ -36,34 +56,83 @@ pub struct Settings {
 #[error("the body is not an AdmissionReview: {0}")]
 pub struct NotAReview(#[from] serde_json::Error);
 
-/// Judges the AdmissionReview in `body`, sent to `kind`'s endpoint; the response echoes the
-/// request's uid. A review without a request is answered `allowed: false` with why.
+/// Judges the AdmissionReview in `body`, sent to `kind`'s endpoint, knowing no other task.
 pub fn review(
     kind: Kind,
-    settings: Settings,
+    settings: &Settings,
     body: &[u8],
 ) -> Result<AdmissionReview<DynamicObject>, NotAReview> {
+    Ok(match parse(body)? {
+        Some(request) => answer(kind, settings, &request, &|_| None),
+        None => no_request(),
+    })
+}
+
+/// The request of the AdmissionReview in `body`; `None` when the review has none.
+pub fn parse(body: &[u8]) -> Result<Option<AdmissionRequest<DynamicObject>>, NotAReview> {
     let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(request) => request,
-        Err(_) => {
-            let response = AdmissionResponse::invalid("the AdmissionReview has no request");
-            return Ok(response.into_review());
-        }
-    };
-    let response = AdmissionResponse::from(&request);
-    let response = match judge(kind, settings, &request) {
+    Ok(review.try_into().ok())
+}
+
+/// The answer to a review without a request: `allowed: false`, saying so.
+pub fn no_request() -> AdmissionReview<DynamicObject> {
+    AdmissionResponse::invalid("the AdmissionReview has no request").into_review()
+}
+
+/// A McallTask's place and `spec.dependencies`: where the server starts reading the tasks a
+/// dependency cycle would run through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dependencies {
+    pub namespace: String,
+    pub name: String,
+    pub names: Vec<String>,
+}
+
+/// The reviewed McallTask's dependencies, when the request is judged and it has any.
+pub fn dependencies(request: &AdmissionRequest<DynamicObject>) -> Option<Dependencies> {
+    if !matches!(request.operation, Operation::Create | Operation::Update) {
+        return None;
+    }
+    let object = request.object.as_ref()?;
+    let names: Vec<String> = object.data["spec"]["dependencies"]
+        .as_array()?
+        .iter()
+        .filter_map(|name| name.as_str().map(str::to_owned))
+        .collect();
+    let namespace = request
+        .namespace
+        .clone()
+        .or(object.metadata.namespace.clone())?;
+    let name = object.metadata.name.clone()?;
+    (!names.is_empty()).then_some(Dependencies {
+        namespace,
+        name,
+        names,
+    })
+}
+
+/// Judges `request`, sent to `kind`'s endpoint, with `tasks` of its namespace known; the
+/// response echoes the request's uid.
+pub fn answer(
+    kind: Kind,
+    settings: &Settings,
+    request: &AdmissionRequest<DynamicObject>,
+    tasks: Tasks<'_>,
+) -> AdmissionReview<DynamicObject> {
+    let response = AdmissionResponse::from(request);
+    let response = match judge(kind, settings, request, tasks) {
         Ok(()) => response,
         Err(message) => response.deny(message),
     };
-    Ok(response.into_review())
+    response.into_review()
 }
 
 /// Why the request is refused, if it is.
 fn judge(
     kind: Kind,
-    settings: Settings,
+    settings: &Settings,
     request: &AdmissionRequest<DynamicObject>,
+    tasks: Tasks<'_>,
 ) -> Result<(), String> {
     // The registration sends only CREATE and UPDATE; anything else is let through so that a
     // wider registration can never keep anyone from deleting.
@@ -86,11 +155,8 @@ fn judge(
         return Ok(());
     }
     match kind {
-        Kind::McallTask => validate::task(&typed::<McallTask>(object, kind)?),
-        Kind::McallWorkflow => validate::workflow(
-            &typed::<McallWorkflow>(object, kind)?,
-            settings.cross_namespace_templates,
-        ),
+        Kind::McallTask => validate::task(&typed::<McallTask>(object, kind)?, settings, tasks),
+        Kind::McallWorkflow => validate::workflow(&typed::<McallWorkflow>(object, kind)?, settings),
     }
 }
 

@@ -9,10 +9,12 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use kube::Client;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::review::{Kind, Settings, review};
+use super::dependencies;
+use super::review::{self, Kind, Settings};
 use crate::https::{ReloadingCert, TlsListener, server_config};
 
 /// Where the API server sends McallTask reviews.
@@ -23,35 +25,58 @@ pub const WORKFLOW_PATH: &str = "/validate-mcallworkflow";
 /// A review carries the object and the old one, each up to the API server's 1.5 MiB.
 const MAX_BODY: usize = 8 << 20;
 
+/// What every review needs: the operator's flags, and the client that reads the tasks a
+/// McallTask's dependencies lead to (`None`: a cycle is judged within the task alone).
+#[derive(Clone)]
+struct Admission {
+    settings: Arc<Settings>,
+    client: Option<Client>,
+}
+
 /// The router, without TLS (the unit tests and the server share it).
-pub fn router(settings: Settings) -> Router {
+pub fn router(settings: Settings, client: Option<Client>) -> Router {
     Router::new()
         .route(TASK_PATH, post(handle_task))
         .route(WORKFLOW_PATH, post(handle_workflow))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(settings)
+        .with_state(Admission {
+            settings: Arc::new(settings),
+            client,
+        })
 }
 
-async fn handle_task(State(settings): State<Settings>, body: Bytes) -> Response {
-    respond(Kind::McallTask, settings, &body)
+async fn handle_task(State(admission): State<Admission>, body: Bytes) -> Response {
+    let request = match review::parse(&body) {
+        Ok(Some(request)) => request,
+        Ok(None) => return respond(Kind::McallTask, review::no_request()),
+        Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    };
+    let known = match (review::dependencies(&request), &admission.client) {
+        (Some(of), Some(client)) => dependencies::read(client, &of).await,
+        _ => Default::default(),
+    };
+    let tasks = |name: &str| known.get(name).cloned();
+    let answer = review::answer(Kind::McallTask, &admission.settings, &request, &tasks);
+    respond(Kind::McallTask, answer)
 }
 
-async fn handle_workflow(State(settings): State<Settings>, body: Bytes) -> Response {
-    respond(Kind::McallWorkflow, settings, &body)
-}
-
-fn respond(kind: Kind, settings: Settings, body: &[u8]) -> Response {
-    match review(kind, settings, body) {
-        Ok(answer) => {
-            if let Some(response) = answer.response.as_ref().filter(|r| !r.allowed) {
-                tracing::debug!(?kind, uid = %response.uid, message = %response.result.message, "admission refused");
-            }
-            match serde_json::to_vec(&answer) {
-                Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
-                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-            }
-        }
+async fn handle_workflow(State(admission): State<Admission>, body: Bytes) -> Response {
+    match review::review(Kind::McallWorkflow, &admission.settings, &body) {
+        Ok(answer) => respond(Kind::McallWorkflow, answer),
         Err(error) => (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    }
+}
+
+fn respond(
+    kind: Kind,
+    answer: kube::core::admission::AdmissionReview<kube::core::DynamicObject>,
+) -> Response {
+    if let Some(response) = answer.response.as_ref().filter(|r| !r.allowed) {
+        tracing::debug!(?kind, uid = %response.uid, message = %response.result.message, "admission refused");
+    }
+    match serde_json::to_vec(&answer) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
 
@@ -60,12 +85,13 @@ pub async fn serve(
     listener: TcpListener,
     cert: Arc<ReloadingCert>,
     settings: Settings,
+    client: Option<Client>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let listener = TlsListener::new(listener, Arc::new(server_config(cert)?))?;
     tracing::info!(%addr, "serving the admission webhook ({TASK_PATH}, {WORKFLOW_PATH})");
-    axum::serve(listener, router(settings))
+    axum::serve(listener, router(settings, client))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await?;
     Ok(())
@@ -81,7 +107,10 @@ mod tests {
 
     async fn post(path: &str, body: &'static str) -> (StatusCode, String) {
         let request = Request::post(path).body(Body::from(body)).unwrap();
-        let response = router(Settings::default()).oneshot(request).await.unwrap();
+        let response = router(Settings::default(), None)
+            .oneshot(request)
+            .await
+            .unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
             .await

@@ -1,29 +1,46 @@
-//! What admission refuses: the controllers' own checks, called here without a Kubernetes client,
-//! so a spec the webhook admits is one the controllers would run and a refusal says what the
-//! controller would have put in `status` (`field: problem`). Pure.
+//! What admission refuses: the controllers' own checks, called here without a Kubernetes client
+//! (the server hands over the tasks a dependency cycle would run through), so a spec the
+//! webhook admits is one the controllers would run and a refusal says what the controller
+//! would have put in `status` (`field: problem`). Pure.
 //!
-//! Left to the controllers, because only they see it: other tasks (a dependency cycle through
-//! several tasks, a template's source values), Secrets and ConfigMaps (`environmentFrom`), and a
+//! Left to the controllers: a template's source values (they come from runs), Secrets and
+//! ConfigMaps (`environmentFrom`: they may be applied after the task, as for a Pod), and a
 //! workflow step's `taskRef` template (it may be created after the workflow).
 
-use k8s_openapi::jiff::Timestamp;
-use mcall_generated::{McallTask, McallTaskSpec, McallWorkflow};
+use std::sync::Arc;
 
-use crate::controller::{dependency_cycle_message, own_cycle, validate_with};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use mcall_generated::{McallTask, McallTaskSpec, McallWorkflow, TaskType};
+
+use super::review::Settings;
+use crate::controller::{
+    COMMANDS_NOT_ALLOWED, dependency_cycle, dependency_cycle_message, validate_with,
+};
 use crate::schedule::Schedule;
 use crate::workflow::dag::{Dag, SpecProblem};
 use crate::workflow::observed::Observed;
 use crate::workflow::validate::{check_own_fields, check_template, step_compiles};
 
-/// The first problem of a McallTask, as `field: problem`.
-pub fn task(task: &McallTask) -> Result<(), String> {
-    if let Some(cycle) = own_cycle(task) {
+/// The first problem of a McallTask, as `field: problem`. `tasks` are the other tasks of its
+/// namespace that its dependencies lead to: a cycle through them is refused as the controller
+/// would report it.
+pub fn task(
+    task: &McallTask,
+    settings: &Settings,
+    tasks: &dyn Fn(&str) -> Option<Arc<McallTask>>,
+) -> Result<(), String> {
+    if let Some(cycle) = dependency_cycle(task, tasks) {
         return Err(dependency_cycle_message(&cycle));
     }
-    // No other task is known: a template whose sources have no value yet is not judged, as
-    // the controller does not judge it until they have one.
-    if let Some(message) = validate_with(task, |_| None).invalid_spec {
+    // A template's source values are not looked up: one that has no value yet is not judged,
+    // as the controller does not judge it until it has one.
+    let validation = validate_with(task, |_| None);
+    if let Some(message) = validation.invalid_spec {
         return Err(message);
+    }
+    if validation.uses_commands {
+        commands_allowed(settings, &task.namespace().unwrap_or_default(), "spec.type")?;
     }
     if let Some(expr) = &task.spec.schedule {
         Schedule::parse(expr, task.spec.time_zone.as_deref()).map_err(|e| e.to_string())?;
@@ -31,10 +48,27 @@ pub fn task(task: &McallTask) -> Result<(), String> {
     Ok(())
 }
 
-/// The first problem of a McallWorkflow, as `field: problem`. `cross_namespace_templates` is
-/// the operator's flag: a step naming another namespace's template is refused unless it is set.
-pub fn workflow(wf: &McallWorkflow, cross_namespace_templates: bool) -> Result<(), String> {
-    workflow_problem(wf, cross_namespace_templates).map_err(|p| p.to_string())
+/// Refuses commands in a namespace where the operator does not run them, as the controller
+/// would (`CommandsNotAllowed`).
+fn commands_allowed(settings: &Settings, namespace: &str, field: &str) -> Result<(), String> {
+    match settings.commands.allows(namespace) {
+        true => Ok(()),
+        false => Err(format!("{field}: {COMMANDS_NOT_ALLOWED}")),
+    }
+}
+
+/// The first problem of a McallWorkflow, as `field: problem`. A step naming another
+/// namespace's template is refused unless `settings.cross_namespace_templates`.
+pub fn workflow(wf: &McallWorkflow, settings: &Settings) -> Result<(), String> {
+    workflow_problem(wf, settings.cross_namespace_templates).map_err(|p| p.to_string())?;
+    let namespace = wf.namespace().unwrap_or_default();
+    for (i, step) in wf.spec.tasks.iter().enumerate() {
+        // A taskRef step's type is its template's, judged when its child is created.
+        if step.task_ref.is_none() && step.r#type == Some(TaskType::Cmd) {
+            commands_allowed(settings, &namespace, &format!("spec.tasks[{i}].type"))?;
+        }
+    }
+    Ok(())
 }
 
 fn workflow_problem(
@@ -90,9 +124,21 @@ mod tests {
         result.expect_err("refused")
     }
 
+    /// Judged alone, with commands allowed.
+    fn alone(t: &McallTask) -> Result<(), String> {
+        task(t, &Settings::default(), &|_| None)
+    }
+
+    fn no_commands() -> Settings {
+        Settings {
+            commands: crate::config::CommandPolicy::Namespaces(vec!["elsewhere".into()]),
+            ..Settings::default()
+        }
+    }
+
     #[test]
     fn a_valid_task_is_admitted() {
-        task(&task_of(
+        alone(&task_of(
             "  type: cmd\n  input: 'true'\n  schedule: '*/5 * * * *'\n",
         ))
         .unwrap();
@@ -118,9 +164,13 @@ mod tests {
                 "  type: cmd\n  input: 'true'\n  dependencies: [t]\n",
                 "spec.dependencies: t → t",
             ),
+            (
+                "  type: cmd\n  inputTemplate: 'echo ${X} ${Y}'\n  inputSources: [{name: X, taskRef: a}]\n",
+                "spec.inputTemplate: ${Y} names no inputSources entry",
+            ),
         ];
         for (yaml, field) in cases {
-            let message = refusal(task(&task_of(yaml)));
+            let message = refusal(alone(&task_of(yaml)));
             assert!(message.starts_with(field), "{yaml}: {message}");
         }
     }
@@ -128,7 +178,7 @@ mod tests {
     #[test]
     fn a_template_whose_sources_have_no_value_yet_is_admitted() {
         let yaml = "  type: get\n  inputTemplate: 'http://${HOST}/'\n  inputSources: [{name: HOST, taskRef: other, field: output}]\n";
-        task(&task_of(yaml)).unwrap();
+        alone(&task_of(yaml)).unwrap();
     }
 
     #[test]
@@ -154,16 +204,71 @@ mod tests {
                 "  tasks:\n  - {name: a, taskRef: {name: t, namespace: other}}\n",
                 "spec.tasks[0].taskRef.namespace",
             ),
+            (
+                "  tasks:\n  - {name: a, type: cmd, input: 'true'}\n  - {name: b, type: cmd, dependencies: [a], inputTemplate: 'echo ${V}', inputSources: [{name: W, taskRef: a}]}\n",
+                "spec.tasks[1]: step \"b\": spec.inputTemplate: ${V} names no inputSources entry",
+            ),
         ];
         for (yaml, field) in cases {
-            let message = refusal(workflow(&workflow_of(yaml), false));
+            let message = refusal(workflow(&workflow_of(yaml), &Settings::default()));
             assert!(message.starts_with(field), "{yaml}: {message}");
         }
     }
 
     #[test]
+    fn a_cycle_through_other_waiting_tasks_is_refused_and_a_finished_one_breaks_it() {
+        let mut b = task_of("  type: cmd\n  input: 'true'\n  dependencies: [c]\n");
+        b.metadata.name = Some("b".into());
+        let mut c = task_of("  type: cmd\n  input: 'true'\n  dependencies: [t]\n");
+        c.metadata.name = Some("c".into());
+        let t = task_of("  type: cmd\n  input: 'true'\n  dependencies: [b]\n");
+        let waiting = |name: &str| match name {
+            "b" => Some(Arc::new(b.clone())),
+            "c" => Some(Arc::new(c.clone())),
+            _ => None,
+        };
+        assert_eq!(
+            refusal(task(&t, &Settings::default(), &waiting)),
+            dependency_cycle_message(&["t".into(), "b".into(), "c".into(), "t".into()])
+        );
+        // c has succeeded for its generation: it waits for nothing, so t would run.
+        let mut done = c.clone();
+        done.metadata.generation = Some(1);
+        done.status = Some(mcall_generated::McallTaskStatus {
+            observed_generation: Some(1),
+            phase: Some(mcall_generated::Phase::Succeeded),
+            ..Default::default()
+        });
+        let finished = |name: &str| match name {
+            "b" => Some(Arc::new(b.clone())),
+            "c" => Some(Arc::new(done.clone())),
+            _ => None,
+        };
+        task(&t, &Settings::default(), &finished).unwrap();
+    }
+
+    #[test]
+    fn commands_are_refused_where_the_operator_does_not_run_them() {
+        let cmd = task_of("  type: cmd\n  input: 'true'\n");
+        assert_eq!(
+            refusal(task(&cmd, &no_commands(), &|_| None)),
+            format!("spec.type: {COMMANDS_NOT_ALLOWED}")
+        );
+        let get = task_of("  type: get\n  input: 'http://example.invalid/'\n");
+        task(&get, &no_commands(), &|_| None).unwrap();
+        let steps = workflow_of(
+            "  tasks:\n  - {name: a, type: get, input: 'http://x.invalid/'}\n  - {name: b, type: cmd, input: 'true'}\n",
+        );
+        assert!(
+            refusal(workflow(&steps, &no_commands())).starts_with("spec.tasks[1].type: "),
+            "the cmd step is named"
+        );
+        workflow(&steps, &Settings::default()).unwrap();
+    }
+
+    #[test]
     fn a_missing_template_is_left_to_the_controller() {
         let yaml = "  tasks:\n  - {name: a, taskRef: {name: not-yet}}\n";
-        workflow(&workflow_of(yaml), false).unwrap();
+        workflow(&workflow_of(yaml), &Settings::default()).unwrap();
     }
 }

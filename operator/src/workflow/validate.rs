@@ -99,6 +99,12 @@ pub fn step_compiles(o: &Observed<'_>, i: usize, step: &WorkflowTask) -> Result<
     let field = format!("spec.tasks[{i}]");
     let task = child::build(o.workflow, "r0", step, template.as_ref())
         .map_err(|problem| SpecProblem::at(&field, problem.0))?;
+    if let Some(error) = crate::controller::undefined_template_placeholder(&task.spec) {
+        return Err(SpecProblem::at(
+            &field,
+            format!("step {:?}: {error}", step.name),
+        ));
+    }
     if task.spec.input_template.is_some() {
         return Ok(());
     }

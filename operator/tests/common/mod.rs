@@ -3,6 +3,7 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod cluster;
+pub mod invalid;
 pub mod process;
 pub mod release;
 pub mod webhook;

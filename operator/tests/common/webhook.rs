@@ -58,6 +58,15 @@ pub struct Server {
 
 impl Server {
     pub async fn start(dir: &Path) -> Server {
+        Server::start_with(dir, Settings::default(), None).await
+    }
+
+    /// With the operator's flags and a client to read other tasks (as the binary has).
+    pub async fn start_with(
+        dir: &Path,
+        settings: Settings,
+        client: Option<kube::Client>,
+    ) -> Server {
         let cert = ReloadingCert::load(&dir.join("tls.crt"), &dir.join("tls.key")).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -65,7 +74,8 @@ impl Server {
         let handle = tokio::spawn(mcall::webhook::serve(
             listener,
             Arc::new(cert),
-            Settings::default(),
+            settings,
+            client,
             shutdown.clone(),
         ));
         Server {
@@ -169,6 +179,12 @@ pub fn task_yaml(name: &str, spec: serde_json::Value) -> String {
         .to_string()
 }
 
+/// A McallWorkflow with `spec` as a whole.
+pub fn workflow_spec_yaml(name: &str, spec: serde_json::Value) -> String {
+    json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallWorkflow", "metadata": {"name": name}, "spec": spec})
+        .to_string()
+}
+
 pub fn workflow_yaml(name: &str, tasks: serde_json::Value) -> String {
     json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallWorkflow", "metadata": {"name": name}, "spec": {"tasks": tasks}})
         .to_string()
@@ -216,6 +232,24 @@ pub fn assert_admitted(plane: &ControlPlane, namespace: &str, what: &str, manife
 pub async fn serving(dir: &Path, ca: &Ca, plane: &ControlPlane, namespace: &str) -> Server {
     ca.issue_into(dir);
     let server = Server::start(dir).await;
+    in_force(server, ca, plane, namespace)
+}
+
+/// [`serving`] with the operator's flags and a client.
+pub async fn serving_with(
+    dir: &Path,
+    ca: &Ca,
+    plane: &ControlPlane,
+    namespace: &str,
+    settings: Settings,
+    client: kube::Client,
+) -> Server {
+    ca.issue_into(dir);
+    let server = Server::start_with(dir, settings, Some(client)).await;
+    in_force(server, ca, plane, namespace)
+}
+
+fn in_force(server: Server, ca: &Ca, plane: &ControlPlane, namespace: &str) -> Server {
     register(
         plane,
         namespace,

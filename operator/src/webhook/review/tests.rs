@@ -28,7 +28,7 @@ fn request(operation: &str, kind: &str, object: Value, old: Option<Value>) -> Ve
 }
 
 fn answer(kind: Kind, body: &[u8]) -> Value {
-    let review = review(kind, Settings::default(), body).expect("a review");
+    let review = review(kind, &Settings::default(), body).expect("a review");
     serde_json::to_value(review).unwrap()
 }
 
@@ -155,7 +155,7 @@ fn a_review_without_a_request_is_refused_with_why() {
 
 #[test]
 fn a_body_that_is_not_a_review_is_an_error() {
-    let error = review(Kind::McallTask, Settings::default(), b"{not json").unwrap_err();
+    let error = review(Kind::McallTask, &Settings::default(), b"{not json").unwrap_err();
     assert!(
         error
             .to_string()
