@@ -10,6 +10,7 @@ use common::cluster::{eventually, kubectl, kubectl_apply, task_status, wait_phas
 use common::release::{
     DEV, SERIAL, cluster, install, pod_task, release_pods, shell_image, uninstall,
 };
+use mcall_tests::ControlPlane;
 
 #[test]
 fn commands_run_in_pods_of_their_own_with_the_same_semantics() {
@@ -238,95 +239,148 @@ fn commands_run_in_pods_of_their_own_with_the_same_semantics() {
     );
 }
 
-/// The operator stops while a task's command runs in its pod: the pod runs on, the next
-/// operator process follows it to its result (the same process: its marker), records it, and
-/// removes the pod; nothing runs twice.
-#[test]
-fn a_restarted_operator_adopts_the_running_pod() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (plane, image) = cluster();
-    let shell = shell_image(plane);
-    let _installed = install(plane, &DEV, image, &[]);
-    let ns = "mcall-pod-adopt";
-    kubectl(plane, &["create", "namespace", ns]);
-    let task = pod_task(
-        "adopted",
-        shell,
-        "echo marker-$RANDOM$RANDOM; sleep 12; echo done",
-        120,
+/// The running pods of `task`, once there are `count`, each with the marker its command
+/// printed first.
+fn running_with_markers(plane: &ControlPlane, ns: &str, task: &str, count: usize) -> Vec<String> {
+    let pods = eventually(
+        &format!("{count} pod(s) of {task} to run"),
+        Duration::from_secs(60),
+        || {
+            let pods = kubectl(
+                plane,
+                &[
+                    "-n",
+                    ns,
+                    "get",
+                    "pods",
+                    "-l",
+                    &format!("mcall.tz.io/task={task}"),
+                    "--field-selector=status.phase=Running",
+                    "-o",
+                    "jsonpath={.items[*].metadata.name}",
+                ],
+            );
+            let pods: Vec<String> = pods.split_whitespace().map(str::to_owned).collect();
+            (pods.len() == count).then_some(pods)
+        },
     );
-    kubectl_apply(plane, ns, &task);
-    let pod = eventually("the command's pod to run", Duration::from_secs(60), || {
-        let status = task_status(plane, ns, "adopted");
-        let pod = kubectl(
-            plane,
-            &[
-                "-n",
-                ns,
-                "get",
-                "pods",
-                "-l",
-                "mcall.tz.io/task=adopted",
-                "--field-selector=status.phase=Running",
-                "-o",
-                "jsonpath={.items[*].metadata.name}",
-            ],
-        );
-        (status["phase"] == "Running" && !pod.is_empty()).then_some(pod)
-    });
-    let marker = eventually("the command's marker", Duration::from_secs(30), || {
-        let log = kubectl(plane, &["-n", ns, "logs", &pod]);
-        log.lines()
-            .find(|l| l.starts_with("marker-"))
-            .map(str::to_owned)
-    });
+    pods.iter()
+        .map(|pod| {
+            eventually("the command's marker", Duration::from_secs(30), || {
+                let log = kubectl(plane, &["-n", ns, "logs", pod]);
+                log.lines()
+                    .find(|l| l.starts_with("marker-"))
+                    .map(str::to_owned)
+            })
+        })
+        .collect()
+}
+
+/// Ends the only operator pod: gracefully (it hands its runs over) or by force (it does not
+/// get to: its successor waits for the Lease to lapse).
+fn end_the_operator(plane: &ControlPlane, force: bool) {
     let operators = release_pods(plane, &DEV);
     assert_eq!(operators.len(), 1, "{operators:?}");
+    let mut args = vec!["-n", DEV.namespace, "delete", "pod", &operators[0]];
+    match force {
+        true => args.extend(["--grace-period=0", "--force"]),
+        false => args.push("--wait=true"),
+    }
+    kubectl(plane, &args);
+}
+
+fn event_reasons(plane: &ControlPlane, ns: &str, task: &str) -> String {
     kubectl(
-        plane,
-        &[
-            "-n",
-            DEV.namespace,
-            "delete",
-            "pod",
-            &operators[0],
-            "--wait=true",
-        ],
-    );
-    let status = wait_phase(plane, ns, "adopted");
-    assert_eq!(status["phase"], "Succeeded", "{status}");
-    let output = status["result"]["output"].as_str().unwrap_or_default();
-    assert!(
-        output.contains(&marker) && output.contains("done"),
-        "the result is the first process's: {marker} in {status}"
-    );
-    let reasons = kubectl(
         plane,
         &[
             "-n",
             ns,
             "get",
             "events",
-            "--field-selector=involvedObject.name=adopted",
+            &format!("--field-selector=involvedObject.name={task}"),
             "-o",
             "jsonpath={.items[*].reason}",
         ],
+    )
+}
+
+/// The operator stops while commands run in their pods: a one-shot task's and a scheduled
+/// run's (graceful stop), then a multi-input task's two (the operator pod deleted by force).
+/// The pods run on; the next operator process follows them to their results (the same
+/// processes: their markers), records them with an `Adopted` Event, and removes the pods;
+/// nothing runs twice.
+#[test]
+fn restarted_operators_adopt_running_pods() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (plane, image) = cluster();
+    let shell = shell_image(plane);
+    let _installed = install(plane, &DEV, image, &[]);
+    let ns = "mcall-pod-adopt";
+    kubectl(plane, &["create", "namespace", ns]);
+    let command = "echo marker-$RANDOM$RANDOM; sleep 12; echo done";
+    kubectl_apply(plane, ns, &pod_task("adopted", shell, command, 120));
+    // A scheduled task that ticks yearly, run now by its annotation.
+    let scheduled = format!(
+        "{}  schedule: '0 0 1 1 *'\n",
+        pod_task("ticking", shell, command, 120)
+    )
+    .replace(
+        "metadata:\n  name: ticking\n",
+        "metadata:\n  name: ticking\n  annotations: {mcall.tz.io/run-now: first}\n",
     );
-    assert!(reasons.contains("Adopted"), "{reasons}");
-    eventually("the adopted pod to go", Duration::from_secs(30), || {
-        let left = kubectl(
-            plane,
-            &[
-                "-n",
-                ns,
-                "get",
-                "pods",
-                "-l",
-                "mcall.tz.io/task=adopted",
-                "-o",
-                "name",
-            ],
+    kubectl_apply(plane, ns, &scheduled);
+    let one_shot = running_with_markers(plane, ns, "adopted", 1);
+    let ticked = running_with_markers(plane, ns, "ticking", 1);
+    end_the_operator(plane, false);
+
+    let status = wait_phase(plane, ns, "adopted");
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    let output = status["result"]["output"].as_str().unwrap_or_default();
+    assert!(
+        output.contains(&one_shot[0]) && output.contains("done"),
+        "the result is the first process's: {one_shot:?} in {status}"
+    );
+    let history = eventually(
+        "the scheduled run's record",
+        Duration::from_secs(60),
+        || {
+            let status = task_status(plane, ns, "ticking");
+            let history = status["history"].as_array().cloned().unwrap_or_default();
+            (!history.is_empty() && status["phase"] != "Running").then_some((status, history))
+        },
+    );
+    let (status, history) = history;
+    assert_eq!(history.len(), 1, "one run, not re-run: {status}");
+    assert_eq!(history[0]["phase"], "Succeeded", "{status}");
+    assert!(
+        status.to_string().contains(&ticked[0]),
+        "the scheduled result is the first process's: {ticked:?} in {status}"
+    );
+    for task in ["adopted", "ticking"] {
+        let reasons = event_reasons(plane, ns, task);
+        assert!(reasons.contains("Adopted"), "{task}: {reasons}");
+    }
+
+    // Two inputs at once; the operator gets no chance to hand them over.
+    let fanned = format!(
+        "apiVersion: mcall.tz.io/v1\nkind: McallTask\nmetadata:\n  name: fanned\nspec:\n  type: cmd\n  executionMode: parallel\n  timeout: 120\n  input: '[{{\"name\": \"a\", \"input\": \"{command}\"}}, {{\"name\": \"b\", \"input\": \"{command}\"}}]'\n  executor:\n    type: Pod\n    image: {shell}\n"
+    );
+    kubectl_apply(plane, ns, &fanned);
+    let markers = running_with_markers(plane, ns, "fanned", 2);
+    end_the_operator(plane, true);
+    let status = wait_phase(plane, ns, "fanned");
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    for marker in &markers {
+        assert!(
+            status.to_string().contains(marker),
+            "each input's result is the first process's: {marker} in {status}"
         );
+    }
+    let reasons = event_reasons(plane, ns, "fanned");
+    assert!(reasons.contains("Adopted"), "{reasons}");
+
+    eventually("the adopted pods to go", Duration::from_secs(30), || {
+        let left = kubectl(plane, &["-n", ns, "get", "pods", "-o", "name"]);
         left.is_empty().then_some(())
     });
     uninstall(plane, &DEV);

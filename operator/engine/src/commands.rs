@@ -62,6 +62,12 @@ pub type CommandFuture<'a> = Pin<Box<dyn Future<Output = CommandRun> + Send + 'a
 /// Runs `cmd` inputs.
 pub trait CommandRunner: Send + Sync {
     fn run<'a>(&'a self, command: Command<'a>, cancel: &'a CancellationToken) -> CommandFuture<'a>;
+
+    /// Whether retry `attempt` was started already, by the process this run is taken over
+    /// from: the engine then follows it at once instead of waiting out its backoff again.
+    fn started_already(&self, _attempt: u32) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(std::future::ready(false))
+    }
 }
 
 /// Commands as processes of this machine (the operator's own container, or `mcall run`'s

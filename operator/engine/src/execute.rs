@@ -1,6 +1,6 @@
 //! [`execute`]: attempts with retries and exponential backoff, and the final [`TaskOutcome`].
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +57,10 @@ pub async fn execute_with(
             return build(summary, retries);
         }
         let next = retries + 1;
-        let delay = limits.backoff().delay(next);
+        let delay = match commands.started_already(next).await {
+            true => Duration::ZERO,
+            false => limits.backoff().delay(next),
+        };
         let reason = plan.redact(summary.message.as_deref().unwrap_or("the attempt failed"));
         tracing::info!(retry = next, of = plan.retry_count, delay_ms = delay.as_millis() as u64, %reason, "attempt failed, retrying");
         tokio::select! {
@@ -241,6 +244,62 @@ mod tests {
     use crate::request::{TaskKind, TaskRequest};
 
     fn assert_send<T: Send>(_: &T) {}
+
+    /// Every attempt exits 1; `taken_over` says which retries a predecessor started.
+    struct FailingRunner {
+        taken_over: Vec<u32>,
+    }
+
+    impl CommandRunner for FailingRunner {
+        fn run<'a>(
+            &'a self,
+            _: crate::commands::Command<'a>,
+            _: &'a CancellationToken,
+        ) -> crate::commands::CommandFuture<'a> {
+            use std::os::unix::process::ExitStatusExt;
+            Box::pin(async {
+                crate::commands::CommandRun {
+                    end: crate::commands::CommandEnd::Exited(std::process::ExitStatus::from_raw(
+                        1 << 8,
+                    )),
+                    output: crate::commands::Captured::default(),
+                }
+            })
+        }
+
+        fn started_already(
+            &self,
+            attempt: u32,
+        ) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+            Box::pin(std::future::ready(self.taken_over.contains(&attempt)))
+        }
+    }
+
+    /// The virtual time two failing attempts take (the clock is paused: only backoffs count).
+    async fn time_for_two_attempts(runner: &FailingRunner) -> Duration {
+        let mut request = TaskRequest::new(TaskKind::Cmd, "false");
+        request.retry_count = 1;
+        let plan = TaskPlan::compile(request).unwrap();
+        let limits = Limits {
+            retry_base: Duration::from_secs(60),
+            ..Limits::default()
+        };
+        let start = Instant::now();
+        let outcome = execute_with(&plan, &limits, runner, CancellationToken::new(), &|_| {}).await;
+        assert_eq!((outcome.verdict, outcome.retries), (Verdict::Failed, 1));
+        start.elapsed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_a_predecessor_started_is_followed_without_waiting_its_backoff_again() {
+        let fresh = time_for_two_attempts(&FailingRunner { taken_over: vec![] }).await;
+        assert!(fresh >= Duration::from_secs(60), "{fresh:?}");
+        let replayed = time_for_two_attempts(&FailingRunner {
+            taken_over: vec![1],
+        })
+        .await;
+        assert_eq!(replayed, Duration::ZERO);
+    }
 
     #[test]
     fn the_execution_future_is_send() {

@@ -94,7 +94,10 @@ pub async fn execute(
     let mut outcome = match permit {
         Some(_) => {
             let outcome = Box::pin(run_engine(&run, &commands, &mut tracked, &mut claimed)).await;
-            record_execution(&run, &outcome);
+            // A run handed over is counted once, by the process that records its result.
+            if !commands.handed_over() {
+                record_execution(&run, &outcome);
+            }
             outcome
         }
         None => cancelled_before_start(),
@@ -137,7 +140,7 @@ pub async fn execute(
 /// no longer leads (after a pause past its lease, say).
 async fn may_start(run: &Run) -> bool {
     if let RunKind::Scheduled(scheduled_run) = &run.kind
-        && scheduled_run.claim != Claim::Now
+        && matches!(scheduled_run.claim, Claim::Ahead | Claim::Chained)
     {
         let (scheduled, claim) = (&scheduled_run.scheduled, scheduled_run.claim);
         let wait =
@@ -187,8 +190,11 @@ fn record_execution(run: &Run, outcome: &TaskOutcome) {
     let metrics = &run.ctx.metrics.executions;
     let task_type = run.task.spec.r#type.as_str();
     metrics.record(task_type, outcome.verdict.as_str(), outcome.duration);
+    // An adopted run started in the process before: its lateness is that process's.
     if let RunKind::Scheduled(ScheduledRun {
-        tick: Some(tick), ..
+        tick: Some(tick),
+        claim: Claim::Now | Claim::Ahead | Claim::Chained,
+        ..
     }) = &run.kind
     {
         let started = Timestamp::try_from(outcome.started_at).unwrap_or_else(|_| Timestamp::now());
@@ -219,20 +225,24 @@ fn record_result(run: &Run, outcome: &TaskOutcome) {
 }
 
 /// Where the run's commands run; a run's pods are named by its generation and scheduled time,
-/// so a successor process finds them. A one-shot run's pods are handed to the next leader when
-/// this process stops or loses the Lease; a scheduled run is not adopted (see `scheduled`):
-/// it drains and is cancelled as in-process runs are.
+/// so a successor process finds them. A run in pods is handed to the next leader when this
+/// process stops or loses the Lease, and replayed over its pods by that leader.
 fn commands(run: &Run) -> crate::executor::Commands {
-    let (scheduled, hand_over) = match &run.kind {
-        RunKind::Scheduled(scheduled) => (Some(scheduled.scheduled), None),
-        RunKind::OneShot => {
-            let ctx = run.ctx.clone();
-            let hand_over = crate::executor::HandOver {
-                stopping: run.ctx.shutdown.clone(),
-                now: Arc::new(move || ctx.shutdown.is_cancelled() || !ctx.leading.now()),
-            };
-            (None, Some(hand_over))
+    let ctx = run.ctx.clone();
+    let hand_over = crate::executor::HandOver {
+        stopping: run.ctx.shutdown.clone(),
+        now: Arc::new(move || ctx.shutdown.is_cancelled() || !ctx.leading.now()),
+    };
+    let recorded_running = || {
+        run.task.status.as_ref().is_some_and(|s| {
+            s.phase == Some(Phase::Running) && s.observed_generation == Some(run.generation)
+        })
+    };
+    let (scheduled, adopting) = match &run.kind {
+        RunKind::Scheduled(scheduled) => {
+            (Some(scheduled.scheduled), scheduled.claim == Claim::Adopted)
         }
+        RunKind::OneShot => (None, recorded_running()),
     };
     let of = crate::executor::pod::RunOf {
         task: run.task.clone(),
@@ -243,12 +253,14 @@ fn commands(run: &Run) -> crate::executor::Commands {
         ),
         generation: run.generation,
         cancelled: run.execution.token.clone(),
-        adopting: matches!(run.kind, RunKind::OneShot)
-            && run.task.status.as_ref().is_some_and(|s| {
-                s.phase == Some(Phase::Running) && s.observed_generation == Some(run.generation)
-            }),
+        adopting,
     };
-    crate::executor::commands_for(&run.ctx.client, &run.ctx.config.executor, of, hand_over)
+    crate::executor::commands_for(
+        &run.ctx.client,
+        &run.ctx.config.executor,
+        of,
+        Some(hand_over),
+    )
 }
 
 /// Runs the plan, recording retries as they happen and `Running` once it has gone on for

@@ -60,6 +60,7 @@ pub fn scheduled<'a>(ctx: &Context, facts: &'a Facts) -> scheduled::Observed<'a>
         last_ran: runs.last_ran,
         previous_process_until: ctx.liveness.previous_until,
         dependencies: dependencies::phases(&ctx.store, task),
+        runs_in_pods: crate::executor::runs_in_pods(&ctx.config.executor, task),
     }
 }
 

@@ -38,6 +38,10 @@ pub enum Claim {
     /// Claimed already, by the previous run's result (`status.claimedTick`); the run waits for
     /// its tick and for this process's Lease to vouch for it.
     Chained,
+    /// Claimed and recorded `Running` by the operator process that stopped during it: replayed
+    /// over the pods that process created (the Pod executor), which are followed, not started
+    /// again.
+    Adopted,
 }
 
 /// How many runs `status.history` keeps, per outcome (`spec.*RunsHistoryLimit`).

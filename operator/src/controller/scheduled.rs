@@ -36,6 +36,8 @@ const FIRST_RUN_SOON: Duration = Duration::from_secs(30);
 
 const RUN_INTERRUPTED: &str = "the operator stopped while this run was in progress; it is recorded as failed and not re-run, so a command never runs twice";
 
+const RUN_ADOPTED: &str = "the operator that started this run stopped; its pods are followed to their result (none is started twice)";
+
 /// Reasons a scheduled task is refused for as long as its spec stays as it is.
 const REJECTIONS: [Reason; 4] = [
     Reason::InvalidSchedule,
@@ -60,6 +62,8 @@ pub struct Observed<'a> {
     pub previous_process_until: Timestamp,
     /// The task's dependencies with their phase (`None`: no such task).
     pub dependencies: Vec<(String, Option<Phase>)>,
+    /// Whether its commands run in pods, which outlive the operator process that started them.
+    pub runs_in_pods: bool,
 }
 
 pub fn plan(observed: &Observed<'_>) -> Plan {
@@ -76,8 +80,11 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
     if let Some(s) = task.status.as_ref()
         && s.phase == Some(Phase::Running)
         && observed.active.is_none()
-        && s.current_run.is_some()
+        && let Some(current) = s.current_run.as_ref()
     {
+        if observed.runs_in_pods && s.observed_generation == Some(observed.generation) {
+            return adopt(observed, s, current.0);
+        }
         let interrupted = status::scheduled_interrupted(
             s,
             observed.generation,
@@ -92,6 +99,33 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         return plan;
     }
     plan_due(observed, &schedule)
+}
+
+/// The run a stopped operator process recorded `Running`, replayed here over its pods: the same
+/// run (its scheduled time names the pods), with its claim already written.
+fn adopt(observed: &Observed<'_>, status: &McallTaskStatus, scheduled: Timestamp) -> Plan {
+    let tick = status
+        .last_schedule_time
+        .as_ref()
+        .filter(|last| last.0 == scheduled)
+        .map(|_| scheduled);
+    let run = ScheduledRun {
+        scheduled,
+        tick,
+        run_now: None,
+        next: status.next_schedule_time.as_ref().map(|t| t.0),
+        cancel_previous: false,
+        limits: limits(observed.task),
+        claim: Claim::Adopted,
+    };
+    let wake = status
+        .next_schedule_time
+        .as_ref()
+        .map(|next| until(observed.now, next.0, CLAIM_LEAD));
+    Plan::idle()
+        .requeue_after(wake)
+        .then(Effect::Announce(Note::new(Reason::Adopted, RUN_ADOPTED)))
+        .then(Effect::start(RunKind::Scheduled(run), None))
 }
 
 /// Failed for `reason`, once per generation (no repeated writes).

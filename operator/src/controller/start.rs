@@ -83,7 +83,7 @@ async fn start_scheduled(
     let execution =
         ctx.executions
             .start_scheduled(key.clone(), &facts.uid, generation, run.scheduled);
-    let known = if run.claim == Claim::Chained {
+    let known = if matches!(run.claim, Claim::Chained | Claim::Adopted) {
         // Claimed already: nothing to write before the run. Its result goes onto the version
         // the run was decided on (read again on a conflict).
         Some(task.clone())

@@ -10,7 +10,10 @@
 //! deleted or changed, `Replace`) deletes its pods at once; a run this process hands over (it
 //! stops, or no longer leads) leaves them running for the next leader.
 
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
+use std::pin::Pin;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::HandOver;
 use super::pod_api::{STOPPED_CANCELLED, STOPPED_TIMEOUT, create_or_find, delete, logs, stop};
-use super::pod_spec::{EXECUTION_LABEL, PodRequest, label_value, pod, pod_name};
+use super::pod_spec::{
+    ATTEMPT_ANNOTATION, EXECUTION_LABEL, PodRequest, label_value, pod, pod_name,
+};
 use super::pod_status::{POD_DELETED, POD_REFUSED, Progress, UNSCHEDULABLE, progress};
 
 /// How often the pod's status is read while its command runs: often at first (most commands
@@ -67,13 +72,25 @@ pub struct PodCommands {
     hand_over: Option<HandOver>,
     /// Set when a pod was left running for the next leader.
     handed_over: AtomicBool,
-    /// For a replayed run: whether its predecessor created any pod of it (looked up once).
-    predecessor_pods: tokio::sync::OnceCell<bool>,
+    /// For a replayed run: the attempts its predecessor created pods for (looked up once;
+    /// `None`: the lookup failed).
+    predecessor_pods: tokio::sync::OnceCell<Option<BTreeSet<u32>>>,
 }
 
 impl CommandRunner for PodCommands {
     fn run<'a>(&'a self, command: Command<'a>, cancel: &'a CancellationToken) -> CommandFuture<'a> {
         Box::pin(self.run_pod(command, cancel))
+    }
+
+    /// A replayed run's retry whose pod the predecessor created: its backoff was waited out.
+    fn started_already(&self, attempt: u32) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(async move {
+            self.run.adopting
+                && self
+                    .predecessor_attempts()
+                    .await
+                    .is_some_and(|attempts| attempts.contains(&attempt))
+        })
     }
 }
 
@@ -142,7 +159,12 @@ impl PodCommands {
                     .to_owned(),
             });
         };
-        if self.run.adopting && !self.predecessor_created_pods(&api).await {
+        if self.run.adopting
+            && self
+                .predecessor_attempts()
+                .await
+                .is_some_and(BTreeSet::is_empty)
+        {
             return ended(CommandEnd::Failed {
                 error_code: Reason::Interrupted.to_string(),
                 message: "the operator stopped while this run was recorded running, and none \
@@ -177,24 +199,38 @@ impl PodCommands {
         CommandRun { end, output }
     }
 
-    /// Whether any pod of this run exists. A replayed run without one did not run in pods.
-    async fn predecessor_created_pods(&self, api: &Api<Pod>) -> bool {
-        let selector = format!("{EXECUTION_LABEL}={}", label_value(&self.run.key));
-        *self
-            .predecessor_pods
+    /// The attempts of this run that have a pod (any input). A replayed run without one did not
+    /// run in pods. `None`: unknown; following is safe then (a create finds an existing pod).
+    async fn predecessor_attempts(&self) -> Option<&BTreeSet<u32>> {
+        self.predecessor_pods
             .get_or_init(|| async {
-                let params = ListParams::default().labels(&selector).limit(1);
-                match api.list_metadata(&params).await {
-                    Ok(list) => !list.items.is_empty(),
-                    // Unknown: following is safe (a create finds an existing pod), and a
-                    // replay whose pods were never made is rare.
+                let task = &self.run.task;
+                let api: Api<Pod> =
+                    Api::namespaced(self.client.clone(), &task.namespace().unwrap_or_default());
+                let selector = format!("{EXECUTION_LABEL}={}", label_value(&self.run.key));
+                match api
+                    .list_metadata(&ListParams::default().labels(&selector))
+                    .await
+                {
+                    Ok(list) => Some(
+                        list.items
+                            .iter()
+                            .map(|pod| {
+                                pod.annotations()
+                                    .get(ATTEMPT_ANNOTATION)
+                                    .and_then(|a| a.parse().ok())
+                                    .unwrap_or(0)
+                            })
+                            .collect(),
+                    ),
                     Err(e) => {
                         tracing::warn!(error = %e, "listing the replayed run's pods");
-                        true
+                        None
                     }
                 }
             })
             .await
+            .as_ref()
     }
 
     /// Follows the pod until its command ends, the deadline passes or `cancel` fires.

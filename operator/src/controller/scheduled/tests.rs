@@ -43,6 +43,7 @@ fn observed(task: &McallTask, now: Timestamp) -> Observed<'_> {
         last_ran: None,
         previous_process_until: at(-3600),
         dependencies: Vec::new(),
+        runs_in_pods: false,
     }
 }
 
@@ -198,6 +199,57 @@ fn a_run_recorded_running_that_runs_nowhere_was_interrupted() {
         (Some(Phase::Failed), Some("Interrupted"))
     );
     assert_eq!(status.current_run, None);
+}
+
+#[test]
+fn a_run_recorded_running_in_pods_is_adopted_and_its_tick_stays_decided() {
+    let t = with_status(task(), |s| {
+        s.phase = Some(Phase::Running);
+        s.current_run = Some(MicroTime(at(0)));
+        s.last_schedule_time = Some(MicroTime(at(0)));
+        s.next_schedule_time = Some(MicroTime(at(MINUTE)));
+    });
+    let in_pods = Observed {
+        runs_in_pods: true,
+        ..observed(&t, at(10))
+    };
+    let plan = plan(&in_pods);
+    let [
+        Effect::Announce(note),
+        Effect::StartRun { kind, status: None },
+    ] = plan.effects.as_slice()
+    else {
+        panic!("expected an announced start, got {:?}", plan.effects);
+    };
+    assert_eq!(note.reason, Reason::Adopted);
+    let RunKind::Scheduled(run) = kind.as_ref() else {
+        panic!("a scheduled run");
+    };
+    assert_eq!(
+        (
+            run.scheduled,
+            run.tick,
+            run.next,
+            run.claim,
+            run.cancel_previous
+        ),
+        (at(0), Some(at(0)), Some(at(MINUTE)), Claim::Adopted, false)
+    );
+    assert_eq!(plan.requeue_after, Some(Duration::from_secs(49)));
+
+    // A run of an earlier generation: its spec is gone, so it is not replayed.
+    let mut changed = t.clone();
+    changed.metadata.generation = Some(2);
+    let older = Observed {
+        generation: 2,
+        runs_in_pods: true,
+        ..observed(&changed, at(10))
+    };
+    let (status, event) = written(&super::plan(&older));
+    assert_eq!(
+        (status.phase, event),
+        (Some(Phase::Failed), Some("Interrupted"))
+    );
 }
 
 #[test]
