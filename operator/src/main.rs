@@ -253,22 +253,9 @@ async fn operator(args: OperatorArgs) -> Result<()> {
     // Service's endpoints for a moment, and with failurePolicy Fail a webhook that stopped
     // first would refuse what the API server sends there meanwhile.
     let webhook_stop = CancellationToken::new();
-    let webhook = match webhook {
-        Some((listener, cert, settings)) => {
-            // Its own client: admission's reads never wait behind the controllers'.
-            let client = kube::client::ClientBuilder::try_from(kube_config.clone())?
-                .with_layer(&metrics.api_layer())
-                .build();
-            Some(tokio::spawn(mcall::webhook::serve(
-                listener,
-                cert,
-                settings,
-                Some(client),
-                webhook_stop.clone(),
-            )))
-        }
-        None => None,
-    };
+    let webhook = webhook
+        .map(|webhook| spawn_webhook(webhook, &kube_config, &metrics, &webhook_stop))
+        .transpose()?;
     let secure = match secure {
         Some(secure) => Some(serve_secure_metrics(
             secure,
@@ -298,6 +285,30 @@ async fn operator(args: OperatorArgs) -> Result<()> {
         secure.await??;
     }
     ran
+}
+
+/// Serves the admission webhook until `stop`, with a client of its own: admission's reads
+/// never wait behind the controllers'.
+fn spawn_webhook(
+    (listener, cert, settings): (
+        tokio::net::TcpListener,
+        std::sync::Arc<mcall::webhook::ReloadingCert>,
+        mcall::webhook::Settings,
+    ),
+    kube_config: &kube::Config,
+    metrics: &Metrics,
+    stop: &CancellationToken,
+) -> Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let client = kube::client::ClientBuilder::try_from(kube_config.clone())?
+        .with_layer(&metrics.api_layer())
+        .build();
+    Ok(tokio::spawn(mcall::webhook::serve(
+        listener,
+        cert,
+        settings,
+        Some(client),
+        stop.clone(),
+    )))
 }
 
 /// Serves the secured metrics until `shutdown`, each scraper reviewed through the API server.

@@ -12,7 +12,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 use mcall_engine::{Backoff, EngineEvent, TaskOutcome, TaskPlan, Verdict};
-use mcall_generated::{McallTask, Phase, Reason};
+use mcall_generated::{McallTask, Phase};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
@@ -21,11 +21,14 @@ use super::executions::{Execution, TaskKey};
 use super::outcome::{
     announcement, cancelled_before_start, outcome_status, refused_outcome, reports_as_current,
 };
+use super::report::publish;
 use super::report::writes::{Tracked, refused_as_invalid};
-use super::report::{Note, publish};
 use super::runs::{Claim, RunKind, ScheduledRun};
-use super::status;
 use crate::Result;
+
+mod progress;
+
+use progress::{announce_retry, status_writes};
 
 /// Tries to write a result: 400 ms after the first failure, doubling, at most 20 s apart (10 s
 /// with up to as much again of jitter), until it lands.
@@ -111,8 +114,16 @@ pub async fn execute(
         outcome.error_message =
             Some("cancelled: the operator shut down before the execution finished".into());
     }
+    let reported = Box::pin(report(&run, &mut tracked, &outcome)).await;
+    finish(&run, &commands, reported).await;
+    drop(permit);
+}
+
+/// After the report: the run's pods cleaned up, and the run forgotten here (a one-shot run whose
+/// result was written, or that ran and could not report, is not started again by this process).
+async fn finish(run: &Run, commands: &crate::executor::Commands, reported: Result<bool>) {
     let (ctx, key, execution) = (&run.ctx, &run.key, &run.execution);
-    match Box::pin(report(&run, &mut tracked, &outcome)).await {
+    match reported {
         Ok(true) => {
             commands.clean_up().await;
             ctx.executions.finish_reported(key, execution);
@@ -131,7 +142,6 @@ pub async fn execute(
             }
         }
     }
-    drop(permit);
 }
 
 /// Waits for a scheduled run's tick (and, for a tick claimed by an earlier result, for the
@@ -319,119 +329,6 @@ async fn run_engine(
         announce_retry(run, attempt, &reason);
     }
     outcome
-}
-
-/// Records `Running` once the run has gone on for [`CLAIM_AFTER`] (a one-shot run also
-/// records a `Started` Event then), and each retry as the engine announces it; never ends (the
-/// run's end drops it, a write in flight included: the report after it reads the task again on
-/// a conflict).
-async fn status_writes(
-    run: &Run,
-    tracked: &mut Tracked<McallTask>,
-    claimed: &mut bool,
-    events: &mut tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
-    started_at: Timestamp,
-) -> std::convert::Infallible {
-    let claim_timer = tokio::time::sleep(CLAIM_AFTER);
-    let mut claim_timer = std::pin::pin!(claim_timer);
-    let mut announced = false;
-    loop {
-        tokio::select! {
-            () = &mut claim_timer, if !announced && run.kind.writes_running_late() => {
-                announced = true;
-                // Events first: the run's end drops this future, a write in flight included.
-                if matches!(run.kind, RunKind::OneShot) {
-                    let note = format!("running {} input(s)", run.plan.inputs().len());
-                    publish(&run.ctx.events, run.task.as_ref(), &Note::new(Reason::Started, note));
-                }
-                if !*claimed {
-                    *claimed = write_running(run, tracked, started_at, None).await;
-                }
-            }
-            Some(event) = events.recv() => {
-                let EngineEvent::Retrying { attempt, at, reason } = event;
-                announce_retry(run, attempt, &reason);
-                let at = Timestamp::try_from(at).unwrap_or_else(|_| Timestamp::now());
-                let retry = (attempt, at, reason.as_str());
-                let written = if *claimed {
-                    write_retry(run, tracked, retry).await
-                } else {
-                    write_running(run, tracked, started_at, Some(retry)).await
-                };
-                *claimed |= written;
-            }
-            else => std::future::pending::<()>().await,
-        }
-    }
-}
-
-fn announce_retry(run: &Run, attempt: u32, reason: &str) {
-    let note = Note::new(
-        Reason::Retrying,
-        format!("attempt {attempt} after: {reason}"),
-    );
-    publish(&run.ctx.events, run.task.as_ref(), &note);
-}
-
-/// Records the run as `Running` (and the retry under way, if any). False when nothing was
-/// written: the write failed (logged; the result is still written at the end) or the run is no
-/// longer current.
-async fn write_running(
-    run: &Run,
-    tracked: &mut Tracked<McallTask>,
-    started_at: Timestamp,
-    retry: Option<(u32, Timestamp, &str)>,
-) -> bool {
-    let (ctx, key, execution, generation) = (&run.ctx, &run.key, &run.execution, run.generation);
-    let written = tracked
-        .write(|latest| {
-            ctx.executions.is_current(key, execution).then(|| {
-                let previous = latest.status.as_ref();
-                let running = match &run.kind {
-                    RunKind::OneShot => status::running(previous, generation, started_at),
-                    RunKind::Scheduled(scheduled) => {
-                        status::scheduled_running(previous, generation, started_at, scheduled)
-                    }
-                };
-                match retry {
-                    Some((attempt, at, reason)) => status::retrying(&running, attempt, at, reason),
-                    None => running,
-                }
-            })
-        })
-        .await;
-    logged(written, key, "recording the run as Running")
-}
-
-/// Records a retry on the status of the current, claimed run.
-async fn write_retry(
-    run: &Run,
-    tracked: &mut Tracked<McallTask>,
-    (attempt, at, reason): (u32, Timestamp, &str),
-) -> bool {
-    let (ctx, key, execution) = (&run.ctx, &run.key, &run.execution);
-    let written = tracked
-        .write(|latest| {
-            let running = latest
-                .status
-                .as_ref()
-                .filter(|s| s.phase == Some(Phase::Running));
-            running
-                .filter(|_| ctx.executions.is_current(key, execution))
-                .map(|current| status::retrying(current, attempt, at, reason))
-        })
-        .await;
-    logged(written, key, "recording a retry")
-}
-
-fn logged<T>(written: Result<Option<T>>, key: &TaskKey, what: &str) -> bool {
-    match written {
-        Ok(written) => written.is_some(),
-        Err(e) => {
-            tracing::debug!(namespace = key.namespace, name = key.name, error = %e, "{what} failed");
-            false
-        }
-    }
 }
 
 /// Writes the outcome onto the latest version of the task (reading it again only after a

@@ -13,8 +13,9 @@
 pub mod dependencies;
 pub mod review;
 pub mod serve;
+pub mod settings;
 pub mod validate;
 
 pub use crate::https::ReloadingCert;
-pub use review::Settings;
 pub use serve::{TASK_PATH, WORKFLOW_PATH, serve};
+pub use settings::Settings;

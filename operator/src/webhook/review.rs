@@ -8,7 +8,7 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use mcall_generated::{McallTask, McallWorkflow};
 
-use crate::config::CommandPolicy;
+pub use super::settings::Settings;
 use serde::de::DeserializeOwned;
 
 use super::validate;
@@ -25,24 +25,6 @@ impl Kind {
         match self {
             Kind::McallTask => "McallTask",
             Kind::McallWorkflow => "McallWorkflow",
-        }
-    }
-}
-
-/// What the operator's flags change about admission.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub cross_namespace_templates: bool,
-    /// Where `cmd` tasks may run (`--command-namespaces`); elsewhere they are refused.
-    pub commands: CommandPolicy,
-}
-
-/// Judges specs alone: commands allowed everywhere, no cross-namespace templates.
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            cross_namespace_templates: false,
-            commands: CommandPolicy::All,
         }
     }
 }

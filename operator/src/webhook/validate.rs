@@ -13,7 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use mcall_generated::{McallTask, McallTaskSpec, McallWorkflow, TaskType};
 
-use super::review::Settings;
+use super::settings::Settings;
 use crate::controller::{
     COMMANDS_NOT_ALLOWED, dependency_cycle, dependency_cycle_message, validate_with,
 };
