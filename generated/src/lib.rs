@@ -10,14 +10,14 @@
 )]
 
 mcall_macros::spec_guard!(
-    fingerprint = "23f20e848ea985bd593dc70650dd3816", dir = "../spec"
+    fingerprint = "d0cb43e506a2c0611bd5f70001126a48", dir = "../spec"
 );
 
 /// The API group of every kind.
 pub const API_GROUP: &str = "mcall.tz.io";
 
 /// Digest of the spec files this crate was generated from.
-pub const SPEC_FINGERPRINT: &str = "23f20e848ea985bd593dc70650dd3816";
+pub const SPEC_FINGERPRINT: &str = "d0cb43e506a2c0611bd5f70001126a48";
 
 pub mod types;
 pub mod reasons;

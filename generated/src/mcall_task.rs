@@ -201,7 +201,7 @@ pub struct McallTaskSpec {
         extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
     )]
     pub input_sources: Option<Vec<InputSource>>,
-    /// Input with `${NAME}` placeholders filled from `inputSources`. A `${NAME}` that names no source is refused; a shell variable is written `$NAME` (other `${...}` forms pass through).
+    /// Input with `${NAME}` placeholders filled from `inputSources`. A `${NAME}` that names neither a source nor a variable of `environment` or `environmentFrom` is refused; another shell variable is written `$NAME` (other `${...}` forms pass through).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 65536))]
     pub input_template: Option<String>,

@@ -72,11 +72,16 @@ fn substitute(template: &str, values: &[(&str, String)]) -> String {
     rendered
 }
 
-/// The first `${NAME}` of `template` that names no source, as the error admission and the
-/// controllers report. NAME has the shape of a source name (a shell identifier); other `${…}`
-/// (`${X:-default}`, `${#X}`) are shell syntax and pass through. A shell variable in a
-/// template is written `$NAME`: a `${NAME}` no source fills is a typo waiting to run.
-pub fn undefined_placeholder(template: &str, sources: &[InputSource]) -> Option<InputError> {
+/// The first `${NAME}` of `template` that names neither a source nor one of `variables` (the
+/// task's `environment` and `environmentFrom`, which the command's shell expands), as the
+/// error admission and the controllers report. NAME has the shape of a source name (a shell
+/// identifier); other `${…}` (`${X:-default}`, `${#X}`) are shell syntax and pass through. Any
+/// other shell variable is written `$NAME`: a `${NAME}` nothing fills is a typo waiting to run.
+pub fn undefined_placeholder(
+    template: &str,
+    sources: &[InputSource],
+    variables: &[&str],
+) -> Option<InputError> {
     let mut rest = template;
     while let Some(start) = rest.find("${") {
         let after = &rest[start + 2..];
@@ -84,13 +89,16 @@ pub fn undefined_placeholder(template: &str, sources: &[InputSource]) -> Option<
         let Some(name) = after.find('}').map(|end| &after[..end]) else {
             break;
         };
-        if is_identifier(name) && !sources.iter().any(|s| s.name == name) {
+        if is_identifier(name)
+            && !sources.iter().any(|s| s.name == name)
+            && !variables.contains(&name)
+        {
             let defined: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
             return Some(InputError {
                 field: "spec.inputTemplate".to_owned(),
                 message: format!(
-                    "${{{name}}} names no inputSources entry (there are: {}); a shell variable \
-                     is written ${name}",
+                    "${{{name}}} names no inputSources entry (there are: {}) and no variable of \
+                     environment or environmentFrom; another shell variable is written ${name}",
                     match defined.is_empty() {
                         true => "none".to_owned(),
                         false => defined.join(", "),
@@ -194,21 +202,31 @@ mod tests {
     #[test]
     fn a_placeholder_naming_no_source_is_refused_and_shell_syntax_is_not() {
         let sources = [source("HOST", "db", ResultField::Output)];
-        let err = undefined_placeholder("nc -z ${HOST} ${PORT}", &sources).unwrap();
+        let err = undefined_placeholder("nc -z ${HOST} ${PORT}", &sources, &[]).unwrap();
         assert_eq!(err.field, "spec.inputTemplate");
         assert_eq!(
             err.message,
-            "${PORT} names no inputSources entry (there are: HOST); a shell variable is written $PORT"
+            "${PORT} names no inputSources entry (there are: HOST) and no variable of environment \
+             or environmentFrom; another shell variable is written $PORT"
         );
         for fine in [
             "nc -z ${HOST} $PORT",
             "echo ${HOST:-localhost} ${#HOST} ${1} ${} ${HOST",
             "echo $${HOST}",
         ] {
-            assert_eq!(undefined_placeholder(fine, &sources), None, "{fine}");
+            assert_eq!(undefined_placeholder(fine, &sources, &[]), None, "{fine}");
         }
+        // The task's own variables, which its shell expands.
+        assert_eq!(
+            undefined_placeholder(
+                "curl -H \"Authorization: ${TOKEN}\" ${HOST}",
+                &sources,
+                &["TOKEN"]
+            ),
+            None
+        );
         assert!(
-            undefined_placeholder("${_x}", &[])
+            undefined_placeholder("${_x}", &[], &[])
                 .unwrap()
                 .message
                 .contains("(there are: none)")

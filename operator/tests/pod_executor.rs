@@ -289,19 +289,30 @@ fn end_the_operator(plane: &ControlPlane, force: bool) {
     kubectl(plane, &args);
 }
 
-fn event_reasons(plane: &ControlPlane, ns: &str, task: &str) -> String {
-    kubectl(
-        plane,
-        &[
-            "-n",
-            ns,
-            "get",
-            "events",
-            &format!("--field-selector=involvedObject.name={task}"),
-            "-o",
-            "jsonpath={.items[*].reason}",
-        ],
-    )
+/// Waits for an Event of `reason` about `task` (Events are published apart from the status).
+fn await_event(plane: &ControlPlane, ns: &str, task: &str, reason: &str) {
+    eventually(
+        &format!("a {reason} Event of {task}"),
+        Duration::from_secs(30),
+        || {
+            let reasons = kubectl(
+                plane,
+                &[
+                    "-n",
+                    ns,
+                    "get",
+                    "events",
+                    &format!("--field-selector=involvedObject.name={task}"),
+                    "-o",
+                    "jsonpath={.items[*].reason}",
+                ],
+            );
+            reasons
+                .split_whitespace()
+                .any(|r| r == reason)
+                .then_some(())
+        },
+    );
 }
 
 /// The operator stops while commands run in their pods: a one-shot task's and a scheduled
@@ -357,8 +368,7 @@ fn restarted_operators_adopt_running_pods() {
         "the scheduled result is the first process's: {ticked:?} in {status}"
     );
     for task in ["adopted", "ticking"] {
-        let reasons = event_reasons(plane, ns, task);
-        assert!(reasons.contains("Adopted"), "{task}: {reasons}");
+        await_event(plane, ns, task, "Adopted");
     }
 
     // Two inputs at once; the operator gets no chance to hand them over.
@@ -376,9 +386,11 @@ fn restarted_operators_adopt_running_pods() {
             "each input's result is the first process's: {marker} in {status}"
         );
     }
-    let reasons = event_reasons(plane, ns, "fanned");
-    assert!(reasons.contains("Adopted"), "{reasons}");
+    await_event(plane, ns, "fanned", "Adopted");
 
+    // Still one record of the scheduled run, some 20 s after it was adopted.
+    let history = task_status(plane, ns, "ticking")["history"].clone();
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
     eventually("the adopted pods to go", Duration::from_secs(30), || {
         let left = kubectl(plane, &["-n", ns, "get", "pods", "-o", "name"]);
         left.is_empty().then_some(())

@@ -31,9 +31,9 @@ pub struct Observed<'a> {
     pub input_unavailable: Option<String>,
     /// Whether the task runs commands in a namespace where they are not allowed.
     pub commands_forbidden: bool,
-    /// Whether its commands run in pods, which outlive the operator process that started them:
-    /// a run interrupted by a restart can be adopted.
-    pub runs_in_pods: bool,
+    /// Whether every input is a command run in a pod, which outlives the operator process that
+    /// started it: a run interrupted by a restart can be adopted.
+    pub all_inputs_in_pods: bool,
     pub now: Timestamp,
 }
 
@@ -100,7 +100,7 @@ pub fn decide(observed: &Observed<'_>, policy: Policy) -> Decision {
         // Only a run this operator would still start: no pod of a spec it now refuses, or of a
         // namespace where commands are no longer allowed.
         Some(Decision::Interrupted)
-            if observed.runs_in_pods
+            if observed.all_inputs_in_pods
                 && !observed.commands_forbidden
                 && observed.invalid_spec.is_none() =>
         {
@@ -291,7 +291,7 @@ mod tests {
     fn running_in_pods_but_not_here_is_adopted() {
         let s = status(Phase::Running, 1);
         let o = Observed {
-            runs_in_pods: true,
+            all_inputs_in_pods: true,
             ..observed(Some(&s))
         };
         assert_eq!(decide(&o, GRACE), Decision::Adopt);
@@ -307,7 +307,7 @@ mod tests {
         assert_eq!(decide(&invalid, GRACE), Decision::Interrupted);
         let finished = status(Phase::Failed, 1);
         let o = Observed {
-            runs_in_pods: true,
+            all_inputs_in_pods: true,
             ..observed(Some(&finished))
         };
         assert_eq!(decide(&o, GRACE), Decision::Idle, "a recorded result stays");

@@ -6,6 +6,7 @@
 //! again. A scheduled run's tick was claimed before it started (see `start`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -84,28 +85,29 @@ pub async fn execute(
     }
     // A one-shot run, or a scheduled one claimed by an earlier result, records `Running` only
     // once it lasts; other scheduled runs wrote their claim as `Running`.
-    let mut claimed = !run.kind.writes_running_late();
-    if permit.is_none() && !claimed {
+    let claimed = Arc::new(AtomicBool::new(!run.kind.writes_running_late()));
+    if permit.is_none() && !claimed.load(Ordering::Relaxed) {
         // Cancelled before it started and nothing was written: a replaced or deleted task has
         // nothing to report, and after a shutdown the task simply runs on the next start.
         run.ctx.executions.finish(&run.key, &run.execution);
         return;
     }
-    let commands = commands(&run);
+    let commands = commands(&run, &claimed);
     // Boxed, like the report below: a spawned future is allocated at its largest, and a thousand
     // runs waiting for a slot should each hold a few hundred bytes, not the engine's state.
-    let mut outcome = match permit {
+    let (mut outcome, handed_over) = match permit {
         Some(_) => {
-            let outcome = Box::pin(run_engine(&run, &commands, &mut tracked, &mut claimed)).await;
-            // A run handed over is counted once, by the process that records its result.
-            if !commands.handed_over() {
+            let outcome = Box::pin(run_engine(&run, &commands, &mut tracked, &claimed)).await;
+            // Asked once: a run handed over is counted, and reported, by its successor alone.
+            let handed_over = commands.handed_over();
+            if !handed_over {
                 record_execution(&run, &outcome);
             }
-            outcome
+            (outcome, handed_over)
         }
-        None => cancelled_before_start(),
+        None => (cancelled_before_start(), false),
     };
-    if commands.handed_over() {
+    if handed_over {
         // Its pods run on; the next leader adopts them and records the result.
         run.ctx.executions.finish(&run.key, &run.execution);
         return;
@@ -150,7 +152,10 @@ async fn finish(run: &Run, commands: &crate::executor::Commands, reported: Resul
 /// no longer leads (after a pause past its lease, say).
 async fn may_start(run: &Run) -> bool {
     if let RunKind::Scheduled(scheduled_run) = &run.kind
-        && matches!(scheduled_run.claim, Claim::Ahead | Claim::Chained)
+        && matches!(
+            scheduled_run.claim,
+            Claim::Ahead | Claim::Chained | Claim::Adopted
+        )
     {
         let (scheduled, claim) = (&scheduled_run.scheduled, scheduled_run.claim);
         let wait =
@@ -236,12 +241,22 @@ fn record_result(run: &Run, outcome: &TaskOutcome) {
 
 /// Where the run's commands run; a run's pods are named by its generation and scheduled time,
 /// so a successor process finds them. A run in pods is handed to the next leader when this
-/// process stops or loses the Lease, and replayed over its pods by that leader.
-fn commands(run: &Run) -> crate::executor::Commands {
-    let ctx = run.ctx.clone();
+/// process stops or loses the Lease, and replayed over its pods by that leader: a one-shot run
+/// always (a fresh start of its generation finds its pods too), a scheduled run once it is
+/// recorded `Running` (`claimed`) and is the task's current run (the successor adopts that
+/// one only; others drain and are cancelled as in-process runs are).
+fn commands(run: &Run, claimed: &Arc<AtomicBool>) -> crate::executor::Commands {
+    let (ctx, claimed) = (run.ctx.clone(), claimed.clone());
+    let (key, execution) = (run.key.clone(), run.execution.clone());
+    let one_shot = matches!(run.kind, RunKind::OneShot);
     let hand_over = crate::executor::HandOver {
         stopping: run.ctx.shutdown.clone(),
-        now: Arc::new(move || ctx.shutdown.is_cancelled() || !ctx.leading.now()),
+        now: Arc::new(move || {
+            (ctx.shutdown.is_cancelled() || !ctx.leading.now())
+                && (one_shot
+                    || claimed.load(Ordering::Relaxed)
+                        && ctx.executions.is_current(&key, &execution))
+        }),
     };
     let recorded_running = || {
         run.task.status.as_ref().is_some_and(|s| {
@@ -279,7 +294,7 @@ async fn run_engine(
     run: &Run,
     commands: &crate::executor::Commands,
     tracked: &mut Tracked<McallTask>,
-    claimed: &mut bool,
+    claimed: &AtomicBool,
 ) -> TaskOutcome {
     let started_at = Timestamp::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<EngineEvent>();

@@ -37,7 +37,7 @@ pub fn observed(status: Option<&McallTaskStatus>) -> Observed<'_> {
         invalid_spec: None,
         input_unavailable: None,
         commands_forbidden: false,
-        runs_in_pods: false,
+        all_inputs_in_pods: false,
         now: at(0),
     }
 }

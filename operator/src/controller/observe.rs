@@ -31,7 +31,8 @@ pub fn one_shot<'a>(
         dependencies,
         dependency_cycle,
         commands_forbidden: commands_forbidden(ctx, facts, &validation),
-        runs_in_pods: crate::executor::runs_in_pods(&ctx.config.executor, task),
+        all_inputs_in_pods: validation.only_commands
+            && crate::executor::runs_in_pods(&ctx.config.executor, task),
         invalid_spec: validation.invalid_spec,
         input_unavailable: validation.input_unavailable,
         now: facts.now,
@@ -60,7 +61,8 @@ pub fn scheduled<'a>(ctx: &Context, facts: &'a Facts) -> scheduled::Observed<'a>
         last_ran: runs.last_ran,
         previous_process_until: ctx.liveness.previous_until,
         dependencies: dependencies::phases(&ctx.store, task),
-        runs_in_pods: crate::executor::runs_in_pods(&ctx.config.executor, task),
+        all_inputs_in_pods: validation.only_commands
+            && crate::executor::runs_in_pods(&ctx.config.executor, task),
     }
 }
 

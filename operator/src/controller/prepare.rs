@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, ResourceExt};
-use mcall_engine::TaskPlan;
+use mcall_engine::{TaskKind, TaskPlan};
 use mcall_generated::{KeyReference, McallTask, McallTaskSpec, Reason, TaskType};
 
 use super::context::Context;
@@ -59,6 +59,9 @@ pub struct Validation {
     pub input_unavailable: Option<String>,
     /// Whether the task runs commands.
     pub uses_commands: bool,
+    /// Whether every input is a command: an HTTP request is not adopted after a restart (it
+    /// has no pod to follow, and sending it again could repeat a POST).
+    pub only_commands: bool,
 }
 
 pub fn validate(store: &Store<McallTask>, task: &McallTask) -> Validation {
@@ -75,29 +78,47 @@ pub fn validate_with(
     if let Some(error) = undefined_template_placeholder(&task.spec) {
         return Validation {
             invalid_spec: Some(error.to_string()),
-            input_unavailable: None,
-            uses_commands: false,
+            ..Validation::default()
         };
     }
     let (spec, input_unavailable) = rendered_spec_with(task, lookup);
     let plan = TaskPlan::compile(task_request(&spec, ResolvedEnvironment::default()));
-    let (invalid_spec, uses_commands) = match &plan {
+    let is_cmd = task.spec.r#type == TaskType::Cmd;
+    let (invalid_spec, uses_commands, only_commands) = match &plan {
         // Until the template is filled the input is not known, so it cannot be judged yet.
-        Err(_) if input_unavailable.is_some() => (None, task.spec.r#type == TaskType::Cmd),
-        Ok(p) => (None, p.uses_commands()),
-        Err(e) => (Some(e.to_string()), false),
+        Err(_) if input_unavailable.is_some() => (None, is_cmd, is_cmd),
+        Ok(p) => (
+            None,
+            p.uses_commands(),
+            p.inputs().iter().all(|i| i.kind == TaskKind::Cmd),
+        ),
+        Err(e) => (Some(e.to_string()), false, false),
     };
     Validation {
         invalid_spec,
         input_unavailable,
         uses_commands,
+        only_commands,
     }
 }
 
-/// A `${NAME}` in `inputTemplate` that no `inputSources` entry fills.
+/// A `${NAME}` in `inputTemplate` that no `inputSources` entry and no variable of the task's
+/// environment fills.
 pub fn undefined_template_placeholder(spec: &McallTaskSpec) -> Option<crate::inputs::InputError> {
     let template = spec.input_template.as_deref()?;
-    crate::inputs::undefined_placeholder(template, spec.input_sources.as_deref().unwrap_or(&[]))
+    let variables: Vec<&str> = spec
+        .environment
+        .iter()
+        .flat_map(|env| env.keys().map(String::as_str))
+        .chain(
+            spec.environment_from
+                .iter()
+                .flatten()
+                .map(|from| from.name.as_str()),
+        )
+        .collect();
+    let sources = spec.input_sources.as_deref().unwrap_or(&[]);
+    crate::inputs::undefined_placeholder(template, sources, &variables)
 }
 
 /// The spec with `inputTemplate` filled from `inputSources` (read from the cache), or the spec

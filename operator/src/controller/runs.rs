@@ -40,7 +40,7 @@ pub enum Claim {
     Chained,
     /// Claimed and recorded `Running` by the operator process that stopped during it: replayed
     /// over the pods that process created (the Pod executor), which are followed, not started
-    /// again.
+    /// again. Its claim is written again unchanged, on the version the adoption was decided on.
     Adopted,
 }
 

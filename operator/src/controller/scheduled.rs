@@ -62,8 +62,9 @@ pub struct Observed<'a> {
     pub previous_process_until: Timestamp,
     /// The task's dependencies with their phase (`None`: no such task).
     pub dependencies: Vec<(String, Option<Phase>)>,
-    /// Whether its commands run in pods, which outlive the operator process that started them.
-    pub runs_in_pods: bool,
+    /// Whether every input is a command run in a pod, which outlives the operator process that
+    /// started it: a run interrupted by a restart can be adopted.
+    pub all_inputs_in_pods: bool,
 }
 
 pub fn plan(observed: &Observed<'_>) -> Plan {
@@ -82,7 +83,13 @@ pub fn plan(observed: &Observed<'_>) -> Plan {
         && observed.active.is_none()
         && let Some(current) = s.current_run.as_ref()
     {
-        if observed.runs_in_pods && s.observed_generation == Some(observed.generation) {
+        // A run this process finished is not replayed: its result may not be in the cache yet
+        // (the write below then conflicts), or could not be written.
+        let ran_here = observed.last_ran.is_some_and(|last| last >= current.0);
+        if observed.all_inputs_in_pods
+            && !ran_here
+            && s.observed_generation == Some(observed.generation)
+        {
             return adopt(observed, s, current.0);
         }
         let interrupted = status::scheduled_interrupted(

@@ -83,7 +83,7 @@ async fn start_scheduled(
     let execution =
         ctx.executions
             .start_scheduled(key.clone(), &facts.uid, generation, run.scheduled);
-    let known = if matches!(run.claim, Claim::Chained | Claim::Adopted) {
+    let known = if run.claim == Claim::Chained {
         // Claimed already: nothing to write before the run. Its result goes onto the version
         // the run was decided on (read again on a conflict).
         Some(task.clone())
@@ -136,12 +136,21 @@ async fn claim(
     task: &Arc<McallTask>,
     run: &ScheduledRun,
 ) -> Result<Option<Arc<McallTask>>> {
-    let started = if run.claim == Claim::Ahead {
-        run.scheduled
-    } else {
-        Timestamp::now()
+    let running = match run.claim {
+        // Recorded Running already, by the process it is adopted from: written again as it
+        // is, on the version it was decided on, so a cache that had not seen this run's
+        // result yet cannot replay it.
+        Claim::Adopted => task.status.clone().unwrap_or_default(),
+        Claim::Ahead => {
+            status::scheduled_running(task.status.as_ref(), facts.generation, run.scheduled, run)
+        }
+        Claim::Now | Claim::Chained => status::scheduled_running(
+            task.status.as_ref(),
+            facts.generation,
+            Timestamp::now(),
+            run,
+        ),
     };
-    let running = status::scheduled_running(task.status.as_ref(), facts.generation, started, run);
     let precondition = task.resource_version();
     let name = &facts.key.name;
     let version =

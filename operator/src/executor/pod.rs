@@ -168,8 +168,9 @@ impl PodCommands {
             return ended(CommandEnd::Failed {
                 error_code: Reason::Interrupted.to_string(),
                 message: "the operator stopped while this run was recorded running, and none \
-                          of its pods exist: it ran in the operator's own process (its executor \
-                          changed since), so it is not run again"
+                          of its pods exist: it stopped before creating them, or ran in the \
+                          operator's own process (its executor changed since); it is not run \
+                          again, so no command runs twice"
                     .to_owned(),
             });
         }
@@ -335,9 +336,16 @@ fn has_ended(pod: &Pod) -> bool {
 }
 
 /// Fires when this process stops, for a run handed over then; never otherwise.
+/// Fires when this process stops and the run is to be handed over (a run that is not, say a
+/// scheduled run not yet recorded `Running`, drains as in-process runs do).
 async fn stopping(hand_over: Option<&HandOver>) {
     match hand_over {
-        Some(hand_over) => hand_over.stopping.cancelled().await,
+        Some(hand_over) => {
+            hand_over.stopping.cancelled().await;
+            if !(hand_over.now)() {
+                std::future::pending::<()>().await;
+            }
+        }
         None => std::future::pending().await,
     }
 }

@@ -15,14 +15,32 @@ use crate::controller::waits_for_dependencies;
 
 /// Reads beyond this are not made: a chain that long is judged with what was read.
 const MAX_READS: usize = 64;
-/// The reads' share of the API server's `timeoutSeconds` for the webhook (5 s in prod).
-const BUDGET: Duration = Duration::from_secs(2);
+/// The most the reads may take: half the time the API server gives the webhook (its
+/// `timeoutSeconds`, sent as `?timeout=`), at most this.
+const MAX_BUDGET: Duration = Duration::from_secs(2);
 
-/// The tasks reachable from `of.names`, by name. A read that fails or runs out of time is left
-/// out: the controller still finds a cycle admission missed.
-pub async fn read(client: &Client, of: &Dependencies) -> HashMap<String, Arc<McallTask>> {
+/// How long the reads may take, from the `timeout` the API server puts in the webhook's URL
+/// (`5s`): half of it, at most [`MAX_BUDGET`]; [`MAX_BUDGET`] when there is none.
+pub fn budget(query: Option<&str>) -> Duration {
+    let timeout = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("timeout="))
+        .and_then(|value| value.strip_suffix('s'))
+        .and_then(|seconds| seconds.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    timeout.map_or(MAX_BUDGET, |t| (t / 2).min(MAX_BUDGET))
+}
+
+/// The tasks reachable from `of.names`, by name. A read that fails or runs out of `budget` is
+/// left out: the controller still finds a cycle admission missed.
+pub async fn read(
+    client: &Client,
+    of: &Dependencies,
+    budget: Duration,
+) -> HashMap<String, Arc<McallTask>> {
     let api: Api<McallTask> = Api::namespaced(client.clone(), &of.namespace);
-    let deadline = tokio::time::Instant::now() + BUDGET;
+    let deadline = tokio::time::Instant::now() + budget;
     let mut known = HashMap::new();
     // The reviewed task itself is never read: the cycle check stops where it started.
     let mut seen: HashSet<String> = HashSet::from([of.name.clone()]);
@@ -47,10 +65,23 @@ pub async fn read(client: &Client, of: &Dependencies) -> HashMap<String, Arc<Mca
                 tracing::warn!(task = %of.name, dependency = %name, %error, "reading a dependency for admission failed");
             }
             Err(_) => {
-                tracing::warn!(task = %of.name, "reading dependencies took over {BUDGET:?}; judged with those read");
+                tracing::warn!(task = %of.name, "reading dependencies took over {budget:?}; judged with those read");
                 break;
             }
         }
     }
     known
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reads_take_half_the_api_servers_timeout_at_most_two_seconds() {
+        assert_eq!(budget(Some("timeout=1s")), Duration::from_millis(500));
+        assert_eq!(budget(Some("x=1&timeout=10s")), MAX_BUDGET);
+        assert_eq!(budget(None), MAX_BUDGET);
+        assert_eq!(budget(Some("timeout=soon")), MAX_BUDGET);
+    }
 }

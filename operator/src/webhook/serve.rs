@@ -45,14 +45,20 @@ pub fn router(settings: Settings, client: Option<Client>) -> Router {
         })
 }
 
-async fn handle_task(State(admission): State<Admission>, body: Bytes) -> Response {
+async fn handle_task(
+    State(admission): State<Admission>,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Response {
     let request = match review::parse(&body) {
         Ok(Some(request)) => request,
         Ok(None) => return respond(Kind::McallTask, review::no_request()),
         Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
     };
     let known = match (review::dependencies(&request), &admission.client) {
-        (Some(of), Some(client)) => dependencies::read(client, &of).await,
+        (Some(of), Some(client)) => {
+            dependencies::read(client, &of, dependencies::budget(uri.query())).await
+        }
         _ => Default::default(),
     };
     let tasks = |name: &str| known.get(name).cloned();

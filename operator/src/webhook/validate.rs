@@ -30,7 +30,11 @@ pub fn task(
     settings: &Settings,
     tasks: &dyn Fn(&str) -> Option<Arc<McallTask>>,
 ) -> Result<(), String> {
-    if let Some(cycle) = dependency_cycle(task, tasks) {
+    // A scheduled task never waits for its dependencies (each tick is gated on them), so it
+    // closes no cycle, as the controller judges it.
+    if task.spec.schedule.is_none()
+        && let Some(cycle) = dependency_cycle(task, tasks)
+    {
         return Err(dependency_cycle_message(&cycle));
     }
     // A template's source values are not looked up: one that has no value yet is not judged,
@@ -63,8 +67,9 @@ pub fn workflow(wf: &McallWorkflow, settings: &Settings) -> Result<(), String> {
     workflow_problem(wf, settings.cross_namespace_templates).map_err(|p| p.to_string())?;
     let namespace = wf.namespace().unwrap_or_default();
     for (i, step) in wf.spec.tasks.iter().enumerate() {
-        // A taskRef step's type is its template's, judged when its child is created.
-        if step.task_ref.is_none() && step.r#type == Some(TaskType::Cmd) {
+        // A step's own type overrides its template's; a template's own type is judged by the
+        // controller, as the template may not exist yet.
+        if step.r#type == Some(TaskType::Cmd) {
             commands_allowed(settings, &namespace, &format!("spec.tasks[{i}].type"))?;
         }
     }

@@ -1,6 +1,8 @@
 //! What a run writes while it goes on: `Running` once it lasts (a one-shot run) and each retry
 //! as the engine announces it, with their Events.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use k8s_openapi::jiff::Timestamp;
 use mcall_engine::EngineEvent;
 use mcall_generated::{McallTask, Phase, Reason};
@@ -20,7 +22,7 @@ use crate::controller::status;
 pub(super) async fn status_writes(
     run: &Run,
     tracked: &mut Tracked<McallTask>,
-    claimed: &mut bool,
+    claimed: &AtomicBool,
     events: &mut tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
     started_at: Timestamp,
 ) -> std::convert::Infallible {
@@ -36,8 +38,9 @@ pub(super) async fn status_writes(
                     let note = format!("running {} input(s)", run.plan.inputs().len());
                     publish(&run.ctx.events, run.task.as_ref(), &Note::new(Reason::Started, note));
                 }
-                if !*claimed {
-                    *claimed = write_running(run, tracked, started_at, None).await;
+                if !claimed.load(Ordering::Relaxed) {
+                    let written = write_running(run, tracked, started_at, None).await;
+                    claimed.store(written, Ordering::Relaxed);
                 }
             }
             Some(event) = events.recv() => {
@@ -45,12 +48,12 @@ pub(super) async fn status_writes(
                 announce_retry(run, attempt, &reason);
                 let at = Timestamp::try_from(at).unwrap_or_else(|_| Timestamp::now());
                 let retry = (attempt, at, reason.as_str());
-                let written = if *claimed {
+                let written = if claimed.load(Ordering::Relaxed) {
                     write_retry(run, tracked, retry).await
                 } else {
                     write_running(run, tracked, started_at, Some(retry)).await
                 };
-                *claimed |= written;
+                claimed.fetch_or(written, Ordering::Relaxed);
             }
             else => std::future::pending::<()>().await,
         }

@@ -148,7 +148,7 @@ fn a_new_task_starts_after_the_preludes_effects() {
 fn a_run_interrupted_in_pods_is_started_again_to_adopt_them_with_an_event() {
     let running = status(Phase::Running, 1);
     let o = Observed {
-        runs_in_pods: true,
+        all_inputs_in_pods: true,
         ..observed(Some(&running))
     };
     let plan = plan(no_prelude(), &o, GRACE);

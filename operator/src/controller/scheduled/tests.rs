@@ -43,7 +43,7 @@ fn observed(task: &McallTask, now: Timestamp) -> Observed<'_> {
         last_ran: None,
         previous_process_until: at(-3600),
         dependencies: Vec::new(),
-        runs_in_pods: false,
+        all_inputs_in_pods: false,
     }
 }
 
@@ -210,7 +210,7 @@ fn a_run_recorded_running_in_pods_is_adopted_and_its_tick_stays_decided() {
         s.next_schedule_time = Some(MicroTime(at(MINUTE)));
     });
     let in_pods = Observed {
-        runs_in_pods: true,
+        all_inputs_in_pods: true,
         ..observed(&t, at(10))
     };
     let plan = plan(&in_pods);
@@ -237,12 +237,21 @@ fn a_run_recorded_running_in_pods_is_adopted_and_its_tick_stays_decided() {
     );
     assert_eq!(plan.requeue_after, Some(Duration::from_secs(49)));
 
+    // A run this process finished, its result not in the cache yet: not replayed.
+    let finished_here = Observed {
+        last_ran: Some(at(0)),
+        all_inputs_in_pods: true,
+        ..observed(&t, at(10))
+    };
+    let (_, event) = written(&super::plan(&finished_here));
+    assert_eq!(event, Some("Interrupted"), "written onto the version read");
+
     // A run of an earlier generation: its spec is gone, so it is not replayed.
     let mut changed = t.clone();
     changed.metadata.generation = Some(2);
     let older = Observed {
         generation: 2,
-        runs_in_pods: true,
+        all_inputs_in_pods: true,
         ..observed(&changed, at(10))
     };
     let (status, event) = written(&super::plan(&older));
