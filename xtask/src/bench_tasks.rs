@@ -96,8 +96,12 @@ pub fn release_on_fresh_plane(root: &Path) -> Result<(std::path::PathBuf, Contro
     Ok((binary, plane))
 }
 
-/// Builds the release `mcall` binary; its path.
+/// Builds the release `mcall` binary; its path. `MCALL_BENCH_OPERATOR` names another binary
+/// instead (an earlier commit's, to compare before and after a change in one sitting).
 pub fn release_binary(root: &Path) -> Result<std::path::PathBuf> {
+    if let Some(binary) = std::env::var_os("MCALL_BENCH_OPERATOR") {
+        return Ok(binary.into());
+    }
     let args = [
         "build",
         "--release",
