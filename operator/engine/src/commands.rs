@@ -64,7 +64,8 @@ pub trait CommandRunner: Send + Sync {
     fn run<'a>(&'a self, command: Command<'a>, cancel: &'a CancellationToken) -> CommandFuture<'a>;
 
     /// Whether retry `attempt` was started already, by the process this run is taken over
-    /// from: the engine then follows it at once instead of waiting out its backoff again.
+    /// from: the engine then follows it at once, without waiting out its backoff or announcing
+    /// it again.
     fn started_already(&self, _attempt: u32) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
         Box::pin(std::future::ready(false))
     }

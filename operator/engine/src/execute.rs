@@ -57,7 +57,10 @@ pub async fn execute_with(
             return build(summary, retries);
         }
         let next = retries + 1;
-        let delay = match commands.started_already(next).await {
+        // A retry the predecessor of a taken-over run started: its backoff was waited out, and
+        // it was announced, then.
+        let taken_over = commands.started_already(next).await;
+        let delay = match taken_over {
             true => Duration::ZERO,
             false => limits.backoff().delay(next),
         };
@@ -81,11 +84,13 @@ pub async fn execute_with(
         retries = next;
         let at = SystemTime::now();
         last_retry_at = Some(at);
-        observer(EngineEvent::Retrying {
-            attempt: retries,
-            at,
-            reason,
-        });
+        if !taken_over {
+            observer(EngineEvent::Retrying {
+                attempt: retries,
+                at,
+                reason,
+            });
+        }
     }
 }
 
@@ -285,13 +290,24 @@ mod tests {
             ..Limits::default()
         };
         let start = Instant::now();
-        let outcome = execute_with(&plan, &limits, runner, CancellationToken::new(), &|_| {}).await;
+        let announced = std::sync::atomic::AtomicU32::new(0);
+        let observer = |_| {
+            announced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        let outcome =
+            execute_with(&plan, &limits, runner, CancellationToken::new(), &observer).await;
         assert_eq!((outcome.verdict, outcome.retries), (Verdict::Failed, 1));
+        let expected = u32::from(runner.taken_over.is_empty());
+        assert_eq!(
+            announced.into_inner(),
+            expected,
+            "Retrying announced by whoever started it"
+        );
         start.elapsed()
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_retry_a_predecessor_started_is_followed_without_waiting_its_backoff_again() {
+    async fn a_retry_a_predecessor_started_is_followed_without_waiting_or_announcing_it_again() {
         let fresh = time_for_two_attempts(&FailingRunner { taken_over: vec![] }).await;
         assert!(fresh >= Duration::from_secs(60), "{fresh:?}");
         let replayed = time_for_two_attempts(&FailingRunner {
