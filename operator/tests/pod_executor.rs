@@ -246,19 +246,17 @@ fn running_with_markers(plane: &ControlPlane, ns: &str, task: &str, count: usize
         &format!("{count} pod(s) of {task} to run"),
         Duration::from_secs(60),
         || {
-            let pods = kubectl(
+            let selector = format!("mcall.tz.io/task={task}");
+            let pods = get_jsonpath(
                 plane,
+                ns,
                 &[
-                    "-n",
-                    ns,
-                    "get",
                     "pods",
                     "-l",
-                    &format!("mcall.tz.io/task={task}"),
+                    &selector,
                     "--field-selector=status.phase=Running",
-                    "-o",
-                    "jsonpath={.items[*].metadata.name}",
                 ],
+                "{.items[*].metadata.name}",
             );
             let pods: Vec<String> = pods.split_whitespace().map(str::to_owned).collect();
             (pods.len() == count).then_some(pods)
@@ -291,28 +289,27 @@ fn end_the_operator(plane: &ControlPlane, force: bool) {
 
 /// Waits for an Event of `reason` about `task` (Events are published apart from the status).
 fn await_event(plane: &ControlPlane, ns: &str, task: &str, reason: &str) {
+    let about = format!("--field-selector=involvedObject.name={task}");
     eventually(
         &format!("a {reason} Event of {task}"),
         Duration::from_secs(30),
         || {
-            let reasons = kubectl(
-                plane,
-                &[
-                    "-n",
-                    ns,
-                    "get",
-                    "events",
-                    &format!("--field-selector=involvedObject.name={task}"),
-                    "-o",
-                    "jsonpath={.items[*].reason}",
-                ],
-            );
+            let reasons = get_jsonpath(plane, ns, &["events", &about], "{.items[*].reason}");
             reasons
                 .split_whitespace()
                 .any(|r| r == reason)
                 .then_some(())
         },
     );
+}
+
+/// `kubectl get <what> -o jsonpath=<path>` in `ns`.
+fn get_jsonpath(plane: &ControlPlane, ns: &str, what: &[&str], path: &str) -> String {
+    let output = format!("jsonpath={path}");
+    let mut args = vec!["-n", ns, "get"];
+    args.extend_from_slice(what);
+    args.extend(["-o", output.as_str()]);
+    kubectl(plane, &args)
 }
 
 /// The operator stops while commands run in their pods: a one-shot task's and a scheduled
