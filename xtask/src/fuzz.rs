@@ -25,6 +25,8 @@ pub struct Options<'a> {
     pub target: Option<&'a str>,
     pub seconds: u64,
     pub executions: Option<u64>,
+    /// Go on from the last run's queue and counts (`fuzz/out/<target>`) instead of the seeds.
+    pub resume: bool,
     pub list: bool,
 }
 
@@ -46,13 +48,14 @@ pub fn run(root: &Path, options: &Options<'_>) -> Result<()> {
     let tools = Tools::ensure()?;
     let binary = tools.build(root)?;
     let out = root.join("fuzz/out").join(target);
-    if out.exists() {
+    let resume = options.resume && out.join("default/fuzzer_stats").exists();
+    if out.exists() && !resume {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
     }
     // AFL++ creates its output directory but not the parents.
     std::fs::create_dir_all(root.join("fuzz/out")).context("creating fuzz/out")?;
     let started = Instant::now();
-    tools.fuzz(root, target, &binary, &out, options)?;
+    tools.fuzz(root, target, &binary, &out, options, resume)?;
     let stats = read_stats(&out.join("default/fuzzer_stats"))?;
     let report = Report::new(target, &stats, started.elapsed().as_secs())?;
     let saved = save_findings(root, target, &out)?;
@@ -195,6 +198,8 @@ impl Tools {
         Ok(self.target_dir.join("fuzz/mcall-fuzz"))
     }
 
+    /// AFL++ on `target` for `options.seconds`, or until `options.executions` in all (a resumed
+    /// run counts its predecessors' too: AFL++ restores them from its stats).
     fn fuzz(
         &self,
         root: &Path,
@@ -202,12 +207,16 @@ impl Tools {
         binary: &Path,
         out: &Path,
         options: &Options<'_>,
+        resume: bool,
     ) -> Result<()> {
-        let corpus = root.join("fuzz/corpus").join(target);
+        let input = match resume {
+            true => PathBuf::from("-"),
+            false => root.join("fuzz/corpus").join(target),
+        };
         let mut command = self.command();
         command
             .args(["afl", "fuzz", "-i"])
-            .arg(&corpus)
+            .arg(&input)
             .arg("-o")
             .arg(out)
             .args(["-V", &options.seconds.to_string()]);

@@ -112,9 +112,14 @@ enum Command {
         /// How long to fuzz, in seconds.
         #[arg(long, default_value_t = 60)]
         time: u64,
-        /// Stop after about this many executions (e.g. 10000000), if --time has not run out.
+        /// Stop after about this many executions (e.g. 10000000), if --time has not run out;
+        /// with --resume, counting the earlier runs' executions.
         #[arg(long)]
         execs: Option<u64>,
+        /// Go on from the last run of the target (its queue and counts in fuzz/out/) instead of
+        /// starting again from the seeds.
+        #[arg(long)]
+        resume: bool,
         /// List the targets and what each covers.
         #[arg(long)]
         list: bool,
@@ -179,6 +184,7 @@ fn main() -> Result<()> {
             target,
             time,
             execs,
+            resume,
             list,
         } => fuzz::run(
             &root,
@@ -186,6 +192,7 @@ fn main() -> Result<()> {
                 target: target.as_deref(),
                 seconds: time,
                 executions: execs,
+                resume,
                 list,
             },
         ),
