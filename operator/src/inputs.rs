@@ -2,7 +2,6 @@
 //! `inputTemplate` is replaced by them to form the input. Pure: the caller looks tasks up.
 
 use mcall_generated::{InputSource, McallTaskStatus, ResultField};
-use serde_json_path::JsonPath;
 
 /// Why the input could not be formed; the message names the field and the source.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -141,9 +140,9 @@ fn value_of<'a>(
     let (Some(raw), Some(path)) = (raw.clone(), source.json_path.as_deref()) else {
         return Ok(raw);
     };
-    let path = JsonPath::parse(path).map_err(|e| InputError {
+    let path = mcall_engine::parse_json_path(path).map_err(|message| InputError {
         field: format!("{field}.jsonPath"),
-        message: format!("invalid JSONPath: {e}"),
+        message,
     })?;
     let Ok(json) = serde_json::from_str::<serde_json::Value>(&raw) else {
         return Ok(None);

@@ -50,6 +50,7 @@ pub use execute::{execute, execute_with};
 pub use expect::{Expectation, Subject, parse_expectation};
 pub use fanout::PARALLEL_INPUTS;
 pub use invalid::InvalidSpec;
+pub use json_check::parse_json_path;
 pub use judge::{Ended, judge_ended};
 pub use outcome::{EngineEvent, InputOutcome, Limits, TaskOutcome, Verdict};
 pub use plan::{InputPlan, TaskPlan};
