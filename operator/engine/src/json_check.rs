@@ -33,8 +33,44 @@ pub fn parse_json_path(path: &str) -> Result<JsonPath, String> {
             "invalid JSONPath {path:?}: it ends inside a \\u escape"
         ));
     }
+    let depth = nesting(path);
+    if depth > MAX_NESTING {
+        return Err(format!(
+            "invalid JSONPath {path:?}: brackets and parentheses nest {depth} deep, at most \
+             {MAX_NESTING}"
+        ));
+    }
     JsonPath::parse(path)
         .map_err(|e| format!("invalid JSONPath {path:?}: {}", e.to_string().trim()))
+}
+
+/// How deep `(` and `[` may nest in a JSONPath. The parser descends recursively, many frames a
+/// level: about 900 levels overflowed an 8 MiB stack (an abort, not a panic; found by the
+/// `template` fuzz target), and the operator's threads have less. Real paths nest 2 or 3 deep.
+pub const MAX_NESTING: usize = 16;
+
+/// The deepest nesting of `(` and `[` outside string literals.
+fn nesting(path: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut chars = path.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(_), '\\') => {
+                chars.next();
+            }
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(' | '[') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (None, ')' | ']') => depth = depth.saturating_sub(1),
+            (None, _) => {}
+        }
+    }
+    deepest
 }
 
 /// Whether the parser would run out of input inside a `\u` escape: the path ends with `\u`,
@@ -134,6 +170,26 @@ mod tests {
             assert!(!error.contains("escape"), "{path}: {error}");
         }
         parse_json_path(r#"$["\u00e9\uD83D\uDE00"]"#).unwrap();
+    }
+
+    #[test]
+    fn a_path_nested_too_deep_is_refused_and_the_deepest_allowed_parses_on_a_small_stack() {
+        let nested = |depth: usize| format!("$[?{}@.a{}]", "(".repeat(depth), ")".repeat(depth));
+        let error = parse_json_path(&nested(MAX_NESTING)).unwrap_err();
+        assert!(error.contains("nest 17 deep, at most 16"), "{error}");
+        assert!(parse_json_path(&format!("$[?{}", "(".repeat(5000))).is_err());
+        // Brackets and parentheses inside strings do not count.
+        parse_json_path(&format!("$['{}']", "([".repeat(100))).unwrap();
+        // At the limit (the filter's `[` is one level), with room to spare on a 256 KiB stack,
+        // an eighth of a tokio worker's.
+        let deepest = nested(MAX_NESTING - 1);
+        let parsed = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || parse_json_path(&deepest).map(|_| ()))
+            .unwrap()
+            .join()
+            .unwrap();
+        parsed.unwrap();
     }
 
     const DOC: &str = r#"{"status":"ok","code":200,"ratio":1.0,"items":[{"id":1},{"id":2}],
