@@ -4,13 +4,17 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::cluster::{eventually, kubectl, kubectl_apply, task_status, wait_phase};
+use common::cluster::{
+    eventually, eventually_or, gate, kubectl, kubectl_apply, task_status, wait_phase,
+};
 use common::release::{
     DEV, SERIAL, cluster, install, pod_task, release_pods, shell_image, uninstall,
 };
 use mcall_tests::ControlPlane;
+use mcall_tests::node::NODE_IP;
 
 #[test]
 fn commands_run_in_pods_of_their_own_with_the_same_semantics() {
@@ -240,7 +244,9 @@ fn commands_run_in_pods_of_their_own_with_the_same_semantics() {
 }
 
 /// The running pods of `task`, once there are `count`, each with the marker its command
-/// printed first.
+/// printed first; returns once the task is recorded `Running` too. (A run stopped before that
+/// is not adopted but started afresh by the next operator, which finds and follows its pods
+/// all the same: the Event is `Started`, not `Adopted`.)
 fn running_with_markers(plane: &ControlPlane, ns: &str, task: &str, count: usize) -> Vec<String> {
     let pods = eventually(
         &format!("{count} pod(s) of {task} to run"),
@@ -262,7 +268,8 @@ fn running_with_markers(plane: &ControlPlane, ns: &str, task: &str, count: usize
             (pods.len() == count).then_some(pods)
         },
     );
-    pods.iter()
+    let markers = pods
+        .iter()
         .map(|pod| {
             eventually("the command's marker", Duration::from_secs(30), || {
                 let log = kubectl(plane, &["-n", ns, "logs", pod]);
@@ -271,7 +278,13 @@ fn running_with_markers(plane: &ControlPlane, ns: &str, task: &str, count: usize
                     .map(str::to_owned)
             })
         })
-        .collect()
+        .collect::<Vec<String>>();
+    eventually(
+        &format!("{task} recorded Running"),
+        Duration::from_secs(30),
+        || (task_status(plane, ns, task)["phase"] == "Running").then_some(()),
+    );
+    markers
 }
 
 /// Ends the only operator pod: gracefully (it hands its runs over) or by force (it does not
@@ -287,20 +300,33 @@ fn end_the_operator(plane: &ControlPlane, force: bool) {
     kubectl(plane, &args);
 }
 
-/// Waits for an Event of `reason` about `task` (Events are published apart from the status).
+/// Waits for an Event of `reason` about `task` (Events are published apart from the status);
+/// panics with the task's status, its Events and the operator's log if none comes.
 fn await_event(plane: &ControlPlane, ns: &str, task: &str, reason: &str) {
     let about = format!("--field-selector=involvedObject.name={task}");
-    eventually(
+    let reasons = || get_jsonpath(plane, ns, &["events", &about], "{.items[*].reason}");
+    let seen = eventually_or(
         &format!("a {reason} Event of {task}"),
         Duration::from_secs(30),
         || {
-            let reasons = get_jsonpath(plane, ns, &["events", &about], "{.items[*].reason}");
-            reasons
+            reasons()
                 .split_whitespace()
                 .any(|r| r == reason)
                 .then_some(())
         },
     );
+    if seen.is_none() {
+        let selector = format!("app.kubernetes.io/instance={}", DEV.release);
+        let log = kubectl(
+            plane,
+            &["-n", DEV.namespace, "logs", "-l", &selector, "--tail=200"],
+        );
+        panic!(
+            "no {reason} Event of {task}: Events {}, status {}\noperator log:\n{log}",
+            reasons(),
+            task_status(plane, ns, task)
+        );
+    }
 }
 
 /// `kubectl get <what> -o jsonpath=<path>` in `ns`.
@@ -314,9 +340,11 @@ fn get_jsonpath(plane: &ControlPlane, ns: &str, what: &[&str], path: &str) -> St
 
 /// The operator stops while commands run in their pods: a one-shot task's and a scheduled
 /// run's (graceful stop), then a multi-input task's two (the operator pod deleted by force).
-/// The pods run on; the next operator process follows them to their results (the same
-/// processes: their markers), records them with an `Adopted` Event, and removes the pods;
-/// nothing runs twice.
+/// The pods run on; the next operator process adopts them (an `Adopted` Event), follows them to
+/// their results (the same processes: their markers), records them, and removes the pods;
+/// nothing runs twice. The commands wait on a gate the test opens only once the successor has
+/// adopted them: a command that ended before its operator stopped would be recorded by that
+/// operator, and prove nothing.
 #[test]
 fn restarted_operators_adopt_running_pods() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -325,12 +353,15 @@ fn restarted_operators_adopt_running_pods() {
     let _installed = install(plane, &DEV, image, &[]);
     let ns = "mcall-pod-adopt";
     kubectl(plane, &["create", "namespace", ns]);
-    let command = "echo marker-$RANDOM$RANDOM; sleep 12; echo done";
-    kubectl_apply(plane, ns, &pod_task("adopted", shell, command, 120));
+    let (port, open) = gate();
+    let command = format!(
+        "echo marker-$RANDOM$RANDOM; until wget -q -O /dev/null http://{NODE_IP}:{port}/; do sleep 1; done; echo done"
+    );
+    kubectl_apply(plane, ns, &pod_task("adopted", shell, &command, 120));
     // A scheduled task that ticks yearly, run now by its annotation.
     let scheduled = format!(
         "{}  schedule: '0 0 1 1 *'\n",
-        pod_task("ticking", shell, command, 120)
+        pod_task("ticking", shell, &command, 120)
     )
     .replace(
         "metadata:\n  name: ticking\n",
@@ -340,6 +371,10 @@ fn restarted_operators_adopt_running_pods() {
     let one_shot = running_with_markers(plane, ns, "adopted", 1);
     let ticked = running_with_markers(plane, ns, "ticking", 1);
     end_the_operator(plane, false);
+    for task in ["adopted", "ticking"] {
+        await_event(plane, ns, task, "Adopted");
+    }
+    open.store(true, Ordering::SeqCst);
 
     let status = wait_phase(plane, ns, "adopted");
     assert_eq!(status["phase"], "Succeeded", "{status}");
@@ -364,17 +399,17 @@ fn restarted_operators_adopt_running_pods() {
         status.to_string().contains(&ticked[0]),
         "the scheduled result is the first process's: {ticked:?} in {status}"
     );
-    for task in ["adopted", "ticking"] {
-        await_event(plane, ns, task, "Adopted");
-    }
 
     // Two inputs at once; the operator gets no chance to hand them over.
     let fanned = format!(
         "apiVersion: mcall.tz.io/v1\nkind: McallTask\nmetadata:\n  name: fanned\nspec:\n  type: cmd\n  executionMode: parallel\n  timeout: 120\n  input: '[{{\"name\": \"a\", \"input\": \"{command}\"}}, {{\"name\": \"b\", \"input\": \"{command}\"}}]'\n  executor:\n    type: Pod\n    image: {shell}\n"
     );
+    open.store(false, Ordering::SeqCst);
     kubectl_apply(plane, ns, &fanned);
     let markers = running_with_markers(plane, ns, "fanned", 2);
     end_the_operator(plane, true);
+    await_event(plane, ns, "fanned", "Adopted");
+    open.store(true, Ordering::SeqCst);
     let status = wait_phase(plane, ns, "fanned");
     assert_eq!(status["phase"], "Succeeded", "{status}");
     for marker in &markers {
@@ -383,9 +418,8 @@ fn restarted_operators_adopt_running_pods() {
             "each input's result is the first process's: {marker} in {status}"
         );
     }
-    await_event(plane, ns, "fanned", "Adopted");
 
-    // Still one record of the scheduled run, some 20 s after it was adopted.
+    // Still one record of the scheduled run, after another failover.
     let history = task_status(plane, ns, "ticking")["history"].clone();
     assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
     eventually("the adopted pods to go", Duration::from_secs(30), || {

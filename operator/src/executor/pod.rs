@@ -335,7 +335,6 @@ fn has_ended(pod: &Pod) -> bool {
     matches!(phase, Some("Succeeded" | "Failed")) || terminated
 }
 
-/// Fires when this process stops, for a run handed over then; never otherwise.
 /// Fires when this process stops and the run is to be handed over (a run that is not, say a
 /// scheduled run not yet recorded `Running`, drains as in-process runs do).
 async fn stopping(hand_over: Option<&HandOver>) {

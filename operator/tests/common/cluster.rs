@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,10 +90,28 @@ pub fn wait_phase(plane: &ControlPlane, namespace: &str, name: &str) -> Value {
 pub type Seen = Arc<Mutex<HashMap<String, usize>>>;
 
 pub fn recorder() -> (u16, Seen) {
-    let listener = TcpListener::bind((NODE_IP, 0)).expect("bind on the node address");
-    let port = listener.local_addr().unwrap().port();
     let seen: Seen = Arc::default();
     let log = seen.clone();
+    let port = serve_on_node(move |path| {
+        *log.lock().unwrap().entry(path).or_default() += 1;
+        true
+    });
+    (port, seen)
+}
+
+/// An HTTP server on the node address that answers 503 until `open` is set, 200 after: a
+/// command in a pod waits on it (`until wget …`) so that it cannot end before the test lets it.
+pub fn gate() -> (u16, Arc<AtomicBool>) {
+    let open = Arc::new(AtomicBool::new(false));
+    let opened = open.clone();
+    let port = serve_on_node(move |_| opened.load(Ordering::SeqCst));
+    (port, open)
+}
+
+/// Serves HTTP on the node address, one request per connection: `answer(path)` says 200 or 503.
+fn serve_on_node(answer: impl Fn(String) -> bool + Send + 'static) -> u16 {
+    let listener = TcpListener::bind((NODE_IP, 0)).expect("bind on the node address");
+    let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut stream = stream;
@@ -100,12 +119,14 @@ pub fn recorder() -> (u16, Seen) {
             let n = stream.read(&mut buf).unwrap_or(0);
             let head = String::from_utf8_lossy(&buf[..n]);
             let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-            *log.lock().unwrap().entry(path).or_default() += 1;
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let response: &[u8] = match answer(path) {
+                true => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                false => b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            };
+            let _ = stream.write_all(response);
         }
     });
-    (port, seen)
+    port
 }
 
 /// A Service `recorder` on port 80 whose endpoint is the recorder at the node address.

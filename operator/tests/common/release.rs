@@ -65,8 +65,6 @@ pub const PROD: Env = Env {
     namespace: "mcall-system",
 };
 
-/// `helm upgrade --install` with the environment's values and the imported image, waiting for
-/// the rollout (pods Ready through their readiness probe).
 /// An installed release, uninstalled when dropped: a test that fails must not leave an operator
 /// watching every namespace behind for the next one.
 pub struct Installed<'a> {
@@ -92,6 +90,8 @@ impl Drop for Installed<'_> {
     }
 }
 
+/// `helm upgrade --install` with the environment's values and the imported image, waiting for
+/// the rollout (pods Ready through their readiness probe).
 pub fn install<'a>(
     plane: &'a ControlPlane,
     env: &Env,
