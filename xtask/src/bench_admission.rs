@@ -2,7 +2,9 @@
 //! it. The release operator serves the webhook on loopback (a throwaway CA), registered for the
 //! `bench` namespace only, and watches no namespace (nothing runs: only admission is measured).
 //! McallTasks are created one at a time, valid ones and ones the webhook refuses (an invalid
-//! regex), then in `bench-raw` (not registered) for the same creates without a webhook. The
+//! regex), valid ones with two `dependencies` (whose closure the webhook reads from the API
+//! server, to refuse a cycle), then in `bench-raw` (not registered) for the same creates
+//! without a webhook. The
 //! API server's `apiserver_admission_webhook_admission_duration_seconds` histogram gives the
 //! share of reviews answered within 5 ms (its first bucket); the bench's own timings of the
 //! creates give p50/p99 with and without the webhook.
@@ -43,6 +45,8 @@ pub fn run(root: &Path) -> Result<String> {
         .args(["operator", "--kubeconfig"])
         .arg(plane.kubeconfig_path())
         .args(["--namespaces", "nothing-watched-here"])
+        // The tasks are cmd tasks: admission refuses them outside commandNamespaces.
+        .args(["--command-namespaces", "bench"])
         .args(["--port", &health.to_string(), "--bind-address", "127.0.0.1"])
         .arg("--webhook-cert-file")
         .arg(certs.join("tls.crt"))
@@ -113,11 +117,18 @@ fn register(plane: &ControlPlane, port: u16, ca_pem: &str) -> Result<()> {
     Ok(())
 }
 
-fn task(name: &str, expect: &str) -> Result<DynamicObject> {
+/// The tasks every dependent task depends on (created by the first series).
+const DEPENDENCIES: [&str; 2] = ["ok-0", "ok-1"];
+
+fn task(name: &str, expect: &str, dependencies: &[&str]) -> Result<DynamicObject> {
+    let mut spec = json!({"type": "cmd", "input": "echo ok", "expect": expect});
+    if !dependencies.is_empty() {
+        spec["dependencies"] = json!(dependencies);
+    }
     Ok(serde_json::from_value(json!({
         "apiVersion": "mcall.tz.io/v1", "kind": "McallTask",
         "metadata": {"name": name},
-        "spec": {"type": "cmd", "input": "echo ok", "expect": expect}
+        "spec": spec
     }))?)
 }
 
@@ -129,7 +140,7 @@ async fn measure(plane: &ControlPlane) -> Result<String> {
     // The registration takes effect within a moment: the first refusal says it does.
     let deadline = Instant::now() + Duration::from_secs(60);
     while registered
-        .create(&PostParams::default(), &task("probe", "regex:(")?)
+        .create(&PostParams::default(), &task("probe", "regex:(", &[])?)
         .await
         .is_ok()
     {
@@ -140,23 +151,28 @@ async fn measure(plane: &ControlPlane) -> Result<String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let before = histogram(&client).await?;
-    let admitted = creates(&registered, "ok", "ok", true).await?;
-    let refused = creates(&registered, "bad", "regex:(", false).await?;
-    let unregistered = creates(&raw, "raw", "ok", true).await?;
+    let admitted = creates(&registered, "ok", "ok", &[], true).await?;
+    let refused = creates(&registered, "bad", "regex:(", &[], false).await?;
+    let plain = histogram(&client).await?;
+    let dependent = creates(&registered, "dep", "ok", &DEPENDENCIES, true).await?;
     let after = histogram(&client).await?;
-    let within = |rejected: &str| share_within(&before, &after, rejected);
+    let unregistered = creates(&raw, "raw", "ok", &[], true).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let (a50, a99) = percentiles(&admitted);
     let (r50, r99) = percentiles(&refused);
+    let (d50, d99) = percentiles(&dependent);
     let (u50, u99) = percentiles(&unregistered);
     Ok(format!(
-        "{{\n  \"benchmark\": \"admission\",\n  \"creates\": {CREATES},\n  \"admitted_within_5ms_share\": {:.4},\n  \"refused_within_5ms_share\": {:.4},\n  \"create_with_webhook_p50_ms\": {:.2},\n  \"create_with_webhook_p99_ms\": {:.2},\n  \"create_refused_p50_ms\": {:.2},\n  \"create_refused_p99_ms\": {:.2},\n  \"create_without_webhook_p50_ms\": {:.2},\n  \"create_without_webhook_p99_ms\": {:.2}\n}}\n",
-        within("false"),
-        within("true"),
+        "{{\n  \"benchmark\": \"admission\",\n  \"creates\": {CREATES},\n  \"admitted_within_5ms_share\": {:.4},\n  \"refused_within_5ms_share\": {:.4},\n  \"dependent_within_5ms_share\": {:.4},\n  \"create_with_webhook_p50_ms\": {:.2},\n  \"create_with_webhook_p99_ms\": {:.2},\n  \"create_refused_p50_ms\": {:.2},\n  \"create_refused_p99_ms\": {:.2},\n  \"create_dependent_p50_ms\": {:.2},\n  \"create_dependent_p99_ms\": {:.2},\n  \"create_without_webhook_p50_ms\": {:.2},\n  \"create_without_webhook_p99_ms\": {:.2}\n}}\n",
+        share_within(&before, &plain, "false"),
+        share_within(&before, &plain, "true"),
+        share_within(&plain, &after, "false"),
         ms(a50),
         ms(a99),
         ms(r50),
         ms(r99),
+        ms(d50),
+        ms(d99),
         ms(u50),
         ms(u99),
     ))
@@ -167,11 +183,12 @@ async fn creates(
     api: &Api<DynamicObject>,
     prefix: &str,
     expect: &str,
+    dependencies: &[&str],
     admit: bool,
 ) -> Result<Vec<Duration>> {
     let mut times = Vec::with_capacity(CREATES);
     for i in 0..CREATES {
-        let object = task(&format!("{prefix}-{i}"), expect)?;
+        let object = task(&format!("{prefix}-{i}"), expect, dependencies)?;
         let started = Instant::now();
         let created = api.create(&PostParams::default(), &object).await;
         times.push(started.elapsed());

@@ -3,17 +3,18 @@
 //! dependencies are followed, as in the controller's check; most tasks have none and cost no
 //! read.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::api::GetParams;
 use kube::{Api, Client};
 use mcall_generated::McallTask;
 
 use super::review::Dependencies;
 use crate::controller::waits_for_dependencies;
 
-/// Reads beyond this are not made: a chain that long is judged with what was read.
+/// Reads beyond this are not made: a closure that large is judged with what was read.
 const MAX_READS: usize = 64;
 /// The most the reads may take: half the time the API server gives the webhook (its
 /// `timeoutSeconds`, sent as `?timeout=`), at most this.
@@ -32,8 +33,10 @@ pub fn budget(query: Option<&str>) -> Duration {
     timeout.map_or(MAX_BUDGET, |t| (t / 2).min(MAX_BUDGET))
 }
 
-/// The tasks reachable from `of.names`, by name. A read that fails or runs out of `budget` is
-/// left out: the controller still finds a cycle admission missed.
+/// The tasks reachable from `of.names`, by name, read a level at a time (each level's reads at
+/// once) from the API server's cache (`resourceVersion=0`: no quorum read from etcd; a task
+/// created a moment ago may be missed, as may one whose read fails or runs out of `budget`,
+/// and the controller still finds a cycle admission missed).
 pub async fn read(
     client: &Client,
     of: &Dependencies,
@@ -44,33 +47,56 @@ pub async fn read(
     let mut known = HashMap::new();
     // The reviewed task itself is never read: the cycle check stops where it started.
     let mut seen: HashSet<String> = HashSet::from([of.name.clone()]);
-    let mut queue: VecDeque<String> = of.names.iter().cloned().collect();
-    while let Some(name) = queue.pop_front() {
-        if !seen.insert(name.clone()) {
-            continue;
-        }
-        if seen.len() > MAX_READS + 1 {
-            tracing::info!(task = %of.name, "more than {MAX_READS} dependencies to read; judged with those read");
+    let mut level = unseen(&mut seen, of.names.iter().cloned(), &of.name);
+    while !level.is_empty() {
+        let reads = futures::future::join_all(level.iter().map(|name| read_one(&api, name)));
+        let Ok(read) = tokio::time::timeout_at(deadline, reads).await else {
+            tracing::warn!(task = %of.name, "reading dependencies took over {budget:?}; judged with those read");
             break;
+        };
+        let mut next = Vec::new();
+        for (name, task) in level.into_iter().zip(read) {
+            let Some(task) = task else { continue };
+            if waits_for_dependencies(&task) {
+                next.extend(task.spec.dependencies.clone().unwrap_or_default());
+            }
+            known.insert(name, Arc::new(task));
         }
-        match tokio::time::timeout_at(deadline, api.get_opt(&name)).await {
-            Ok(Ok(Some(task))) => {
-                if waits_for_dependencies(&task) {
-                    queue.extend(task.spec.dependencies.clone().unwrap_or_default());
-                }
-                known.insert(name, Arc::new(task));
-            }
-            Ok(Ok(None)) => {}
-            Ok(Err(error)) => {
-                tracing::warn!(task = %of.name, dependency = %name, %error, "reading a dependency for admission failed");
-            }
-            Err(_) => {
-                tracing::warn!(task = %of.name, "reading dependencies took over {budget:?}; judged with those read");
-                break;
-            }
-        }
+        level = unseen(&mut seen, next.into_iter(), &of.name);
     }
     known
+}
+
+/// The names not read yet, marked seen; none once [`MAX_READS`] are (a chain that long is
+/// judged with what was read).
+fn unseen(
+    seen: &mut HashSet<String>,
+    names: impl Iterator<Item = String>,
+    reviewed: &str,
+) -> Vec<String> {
+    let mut level = Vec::new();
+    for name in names {
+        if seen.len() > MAX_READS {
+            tracing::info!(task = %reviewed, "more than {MAX_READS} dependencies to read; judged with those read");
+            break;
+        }
+        if seen.insert(name.clone()) {
+            level.push(name);
+        }
+    }
+    level
+}
+
+/// One dependency; `None` when it does not exist or cannot be read (logged).
+async fn read_one(api: &Api<McallTask>, name: &str) -> Option<McallTask> {
+    match api.get_with(name, &GetParams::any()).await {
+        Ok(task) => Some(task),
+        Err(kube::Error::Api(status)) if status.code == 404 => None,
+        Err(error) => {
+            tracing::warn!(dependency = %name, %error, "reading a dependency for admission failed");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -83,5 +109,23 @@ mod tests {
         assert_eq!(budget(Some("x=1&timeout=10s")), MAX_BUDGET);
         assert_eq!(budget(None), MAX_BUDGET);
         assert_eq!(budget(Some("timeout=soon")), MAX_BUDGET);
+    }
+
+    #[test]
+    fn each_task_is_read_once_the_reviewed_one_never_and_at_most_max_reads_in_all() {
+        let names = |list: &[&str]| list.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let mut seen = HashSet::from(["me".to_owned()]);
+        let first = unseen(&mut seen, names(&["a", "b", "a", "me"]).into_iter(), "me");
+        assert_eq!(first, names(&["a", "b"]));
+        let second = unseen(&mut seen, names(&["b", "c"]).into_iter(), "me");
+        assert_eq!(second, names(&["c"]));
+        let many = (0..100).map(|i| format!("t{i}"));
+        let third = unseen(&mut seen, many, "me");
+        assert_eq!(
+            third.len(),
+            MAX_READS - 3,
+            "64 reads in all: a, b, c and 61 more"
+        );
+        assert!(unseen(&mut seen, names(&["z"]).into_iter(), "me").is_empty());
     }
 }
