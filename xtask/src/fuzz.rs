@@ -27,6 +27,8 @@ pub struct Options<'a> {
     pub executions: Option<u64>,
     /// Go on from the last run's queue and counts (`fuzz/out/<target>`) instead of the seeds.
     pub resume: bool,
+    /// AFL++ instances at once: `default` (the main one, `-M`) and secondaries `s1`, `s2`, …
+    pub jobs: u32,
     pub list: bool,
 }
 
@@ -56,8 +58,7 @@ pub fn run(root: &Path, options: &Options<'_>) -> Result<()> {
     std::fs::create_dir_all(root.join("fuzz/out")).context("creating fuzz/out")?;
     let started = Instant::now();
     tools.fuzz(root, target, &binary, &out, options, resume)?;
-    let stats = read_stats(&out.join("default/fuzzer_stats"))?;
-    let report = Report::new(target, &stats, started.elapsed().as_secs())?;
+    let report = Report::new(target, &instance_stats(&out)?, started.elapsed().as_secs())?;
     let saved = save_findings(root, target, &out)?;
     report.record(root)?;
     println!("{}", report.summary());
@@ -199,7 +200,9 @@ impl Tools {
     }
 
     /// AFL++ on `target` for `options.seconds`, or until `options.executions` in all (a resumed
-    /// run counts its predecessors' too: AFL++ restores them from its stats).
+    /// run counts its predecessors' too: AFL++ restores them from its stats), in
+    /// `options.jobs` instances: `default` leads (`-M`), the others follow (`-S s<n>`); each
+    /// runs until its share of the executions still to make.
     fn fuzz(
         &self,
         root: &Path,
@@ -209,39 +212,102 @@ impl Tools {
         options: &Options<'_>,
         resume: bool,
     ) -> Result<()> {
-        let input = match resume {
-            true => PathBuf::from("-"),
-            false => root.join("fuzz/corpus").join(target),
+        let done = match resume {
+            true => instance_stats(out)?,
+            false => Vec::new(),
         };
-        let mut command = self.command();
-        command
-            .args(["afl", "fuzz", "-i"])
-            .arg(&input)
-            .arg("-o")
-            .arg(out)
-            .args(["-V", &options.seconds.to_string()]);
-        if let Some(executions) = options.executions {
-            command.args(["-E", &executions.to_string()]);
+        let remaining = options.executions.map(|total| {
+            let so_far: u64 = done.iter().map(|s| s.executions).sum();
+            total.saturating_sub(so_far).div_ceil(u64::from(options.jobs))
+        });
+        let mut children = Vec::new();
+        for job in 0..options.jobs {
+            let name = match job {
+                0 => "default".to_owned(),
+                n => format!("s{n}"),
+            };
+            // An instance that ran before resumes from its own queue; a new one from the seeds.
+            let earlier = done.iter().find(|s| s.name == name);
+            let input = match earlier {
+                Some(_) => PathBuf::from("-"),
+                None => root.join("fuzz/corpus").join(target),
+            };
+            let role = if job == 0 { "-M" } else { "-S" };
+            let mut command = self.command();
+            command
+                .args(["afl", "fuzz", "-i"])
+                .arg(&input)
+                .arg("-o")
+                .arg(out)
+                .args([role, &name])
+                .args(["-V", &options.seconds.to_string()]);
+            if let Some(remaining) = remaining {
+                let own = earlier.map_or(0, |s| s.executions);
+                command.args(["-E", &(own + remaining).to_string()]);
+            }
+            command
+                .args(["-t", &HANG_MS.to_string(), "--"])
+                .arg(binary)
+                .arg(target)
+                .current_dir(root)
+                // Plain status lines instead of the curses screen; no CPU pinning on a shared
+                // machine; the host's core_pattern and CPU governor are not ours to change.
+                .env("AFL_NO_UI", "1")
+                .env("AFL_NO_AFFINITY", "1")
+                .env("AFL_SKIP_CPUFREQ", "1")
+                .env("AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES", "1");
+            if job > 0 {
+                // The main instance's status lines are enough.
+                command.stdout(std::process::Stdio::null());
+            }
+            children.push((name, command.spawn().context("running `cargo afl fuzz`")?));
         }
-        let status = command
-            .args(["-t", &HANG_MS.to_string(), "--"])
-            .arg(binary)
-            .arg(target)
-            .current_dir(root)
-            // Plain status lines instead of the curses screen; no CPU pinning on a shared
-            // machine; the host's core_pattern and CPU governor are not ours to change.
-            .env("AFL_NO_UI", "1")
-            .env("AFL_NO_AFFINITY", "1")
-            .env("AFL_SKIP_CPUFREQ", "1")
-            .env("AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES", "1")
-            .status()
-            .context("running `cargo afl fuzz`")?;
-        ensure!(status.success(), "`cargo afl fuzz` failed ({status})");
+        let mut failed = Vec::new();
+        for (name, mut child) in children {
+            let status = child.wait().context("waiting for `cargo afl fuzz`")?;
+            if !status.success() {
+                failed.push(format!("{name}: {status}"));
+            }
+        }
+        ensure!(failed.is_empty(), "`cargo afl fuzz` failed ({})", failed.join(", "));
         Ok(())
     }
 }
 
 // === Results ===
+
+/// One AFL++ instance's `fuzzer_stats`.
+struct InstanceStats {
+    name: String,
+    executions: u64,
+    stats: BTreeMap<String, String>,
+}
+
+/// The stats of every instance that ran in `out` (`default`, `s1`, …), `default` first.
+fn instance_stats(out: &Path) -> Result<Vec<InstanceStats>> {
+    let mut instances = Vec::new();
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(instances);
+    };
+    for entry in entries.flatten() {
+        let path = entry.path().join("fuzzer_stats");
+        if !path.exists() {
+            continue;
+        }
+        let stats = read_stats(&path)?;
+        let executions = stats
+            .get("execs_done")
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{}: no execs_done", path.display()))?;
+        instances.push(InstanceStats {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            executions,
+            stats,
+        });
+    }
+    instances.sort_by_key(|i| (i.name != "default", i.name.clone()));
+    Ok(instances)
+}
 
 fn read_stats(path: &Path) -> Result<BTreeMap<String, String>> {
     let text =
@@ -258,8 +324,12 @@ fn read_stats(path: &Path) -> Result<BTreeMap<String, String>> {
 fn save_findings(root: &Path, target: &str, out: &Path) -> Result<Vec<PathBuf>> {
     let keep = root.join("fuzz/crashes").join(target);
     let mut saved = Vec::new();
-    for kind in ["crashes", "hangs"] {
-        let Ok(entries) = std::fs::read_dir(out.join("default").join(kind)) else {
+    let instances = instance_stats(out)?;
+    let dirs = instances.iter().flat_map(|i| {
+        ["crashes", "hangs"].map(|kind| (kind, i.name.as_str(), out.join(&i.name).join(kind)))
+    });
+    for (kind, instance, dir) in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
         for entry in entries.flatten() {
@@ -269,7 +339,7 @@ fn save_findings(root: &Path, target: &str, out: &Path) -> Result<Vec<PathBuf>> 
                 continue;
             }
             std::fs::create_dir_all(&keep)?;
-            let to = keep.join(format!("{kind}-{}", name.to_string_lossy()));
+            let to = keep.join(format!("{kind}-{instance}-{}", name.to_string_lossy()));
             std::fs::copy(entry.path(), &to)
                 .with_context(|| format!("copying {}", entry.path().display()))?;
             saved.push(to);
@@ -280,6 +350,8 @@ fn save_findings(root: &Path, target: &str, out: &Path) -> Result<Vec<PathBuf>> 
 
 struct Report {
     target: String,
+    /// AFL++ instances counted (`--jobs`, now or in an earlier run resumed).
+    jobs: usize,
     executions: u64,
     seconds: u64,
     crashes: u64,
@@ -290,24 +362,37 @@ struct Report {
 }
 
 impl Report {
-    fn new(target: &str, stats: &BTreeMap<String, String>, wall: u64) -> Result<Report> {
-        let number = |key: &str| -> Result<u64> {
+    /// All instances together: executions, crashes and hangs summed, the slowest input of
+    /// any, the run time of the longest; the corpus and coverage of the main one.
+    fn new(target: &str, instances: &[InstanceStats], wall: u64) -> Result<Report> {
+        let main = instances
+            .first()
+            .context("AFL++ left no fuzzer_stats")?;
+        let number = |stats: &BTreeMap<String, String>, key: &str| -> Result<u64> {
             stats
                 .get(key)
                 .with_context(|| format!("fuzzer_stats has no {key}"))?
                 .parse()
                 .with_context(|| format!("fuzzer_stats: {key} is not a number"))
         };
+        let (mut crashes, mut hangs, mut slowest_ms, mut seconds) = (0, 0, 0, 0);
+        for instance in instances {
+            crashes += number(&instance.stats, "saved_crashes")?;
+            hangs += number(&instance.stats, "saved_hangs")?;
+            slowest_ms = slowest_ms.max(number(&instance.stats, "slowest_exec_ms")?);
+            // AFL++'s run_time excludes its start-up (calibrating the seeds).
+            seconds = seconds.max(number(&instance.stats, "run_time").unwrap_or(wall));
+        }
         Ok(Report {
             target: target.to_owned(),
-            executions: number("execs_done")?,
-            // AFL++'s run_time excludes its start-up (calibrating the seeds).
-            seconds: number("run_time").unwrap_or(wall).max(1),
-            crashes: number("saved_crashes")?,
-            hangs: number("saved_hangs")?,
-            slowest_ms: number("slowest_exec_ms")?,
-            corpus: number("corpus_count")?,
-            coverage: stats.get("bitmap_cvg").cloned().unwrap_or_default(),
+            jobs: instances.len(),
+            executions: instances.iter().map(|i| i.executions).sum(),
+            seconds: seconds.max(1),
+            crashes,
+            hangs,
+            slowest_ms,
+            corpus: number(&main.stats, "corpus_count")?,
+            coverage: main.stats.get("bitmap_cvg").cloned().unwrap_or_default(),
         })
     }
 
@@ -318,11 +403,13 @@ impl Report {
     fn summary(&self) -> String {
         let projected = (10_000_000 / self.rate().max(1)) / 60;
         format!(
-            "{}: {} executions in {} s ({} exec/s; 10 M would take ~{projected} min), {} crashes, \
-             {} hangs (> {HANG_MS} ms), slowest input {} ms, corpus {} inputs, edge coverage {}",
+            "{}: {} executions in {} s by {} instance(s) ({} exec/s; 10 M would take ~{projected} \
+             min), {} crashes, {} hangs (> {HANG_MS} ms), slowest input {} ms, corpus {} inputs, \
+             edge coverage {}",
             self.target,
             self.executions,
             self.seconds,
+            self.jobs,
             self.rate(),
             self.crashes,
             self.hangs,
@@ -335,9 +422,10 @@ impl Report {
     /// `bench/results/fuzz-<target>.json` and the target's row in BENCHMARKS.md.
     fn record(&self, root: &Path) -> Result<()> {
         let json = format!(
-            "{{\n  \"benchmark\": \"fuzz\",\n  \"target\": \"{}\",\n  \"fuzzer\": \"cargo-afl {CARGO_AFL_VERSION} (AFL++)\",\n  \"seconds\": {},\n  \"executions\": {},\n  \"exec_per_s\": {},\n  \"crashes\": {},\n  \"hangs\": {},\n  \"slowest_exec_ms\": {},\n  \"corpus_count\": {},\n  \"edge_coverage\": \"{}\"\n}}\n",
+            "{{\n  \"benchmark\": \"fuzz\",\n  \"target\": \"{}\",\n  \"fuzzer\": \"cargo-afl {CARGO_AFL_VERSION} (AFL++)\",\n  \"seconds\": {},\n  \"instances\": {},\n  \"executions\": {},\n  \"exec_per_s\": {},\n  \"crashes\": {},\n  \"hangs\": {},\n  \"slowest_exec_ms\": {},\n  \"corpus_count\": {},\n  \"edge_coverage\": \"{}\"\n}}\n",
             self.target,
             self.seconds,
+            self.jobs,
             self.executions,
             self.rate(),
             self.crashes,
@@ -350,8 +438,12 @@ impl Report {
         std::fs::create_dir_all(&dir).context("creating bench/results")?;
         let file = dir.join(format!("fuzz-{}.json", self.target));
         std::fs::write(&file, json).with_context(|| format!("writing {}", file.display()))?;
+        let instances = match self.jobs {
+            1 => String::new(),
+            n => format!(", {n} instances"),
+        };
         let row = format!(
-            "| fuzz {} ({} s, cargo-afl) | {} exec/s | slowest {} ms | {} executions, {} crashes, {} hangs; goal ≥ 10 M executions, 0 crashes, no input > 100 ms |",
+            "| fuzz {} ({} s, cargo-afl{instances}) | {} exec/s | slowest {} ms | {} executions, {} crashes, {} hangs; goal ≥ 10 M executions, 0 crashes, no input > 100 ms |",
             self.target,
             self.seconds,
             self.rate(),

@@ -120,6 +120,10 @@ enum Command {
         /// starting again from the seeds.
         #[arg(long)]
         resume: bool,
+        /// AFL++ instances on the target at once (one per core), sharing their finds; their
+        /// executions are counted together.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+        jobs: u32,
         /// List the targets and what each covers.
         #[arg(long)]
         list: bool,
@@ -185,6 +189,7 @@ fn main() -> Result<()> {
             time,
             execs,
             resume,
+            jobs,
             list,
         } => fuzz::run(
             &root,
@@ -193,6 +198,7 @@ fn main() -> Result<()> {
                 seconds: time,
                 executions: execs,
                 resume,
+                jobs,
                 list,
             },
         ),
