@@ -305,9 +305,10 @@ fn end_the_operator(plane: &ControlPlane, force: bool) {
 fn await_event(plane: &ControlPlane, ns: &str, task: &str, reason: &str) {
     let about = format!("--field-selector=involvedObject.name={task}");
     let reasons = || get_jsonpath(plane, ns, &["events", &about], "{.items[*].reason}");
+    // From the operator's deletion: its successor starts (a new pod) and takes the Lease first.
     let seen = eventually_or(
         &format!("a {reason} Event of {task}"),
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         || {
             reasons()
                 .split_whitespace()

@@ -50,16 +50,18 @@ pub fn run(root: &Path, options: &Options<'_>) -> Result<()> {
     let tools = Tools::ensure()?;
     let binary = tools.build(root)?;
     let out = root.join("fuzz/out").join(target);
-    let resume = options.resume && out.join("default/fuzzer_stats").exists();
+    let resume = options.resume && !instance_stats(&out)?.is_empty();
     if out.exists() && !resume {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
     }
     // AFL++ creates its output directory but not the parents.
     std::fs::create_dir_all(root.join("fuzz/out")).context("creating fuzz/out")?;
     let started = Instant::now();
-    tools.fuzz(root, target, &binary, &out, options, resume)?;
-    let report = Report::new(target, &instance_stats(&out)?, started.elapsed().as_secs())?;
+    let fuzzed = tools.fuzz(root, target, &binary, &out, options, resume);
+    // Whatever the instances found is kept even when one of them failed.
     let saved = save_findings(root, target, &out)?;
+    fuzzed?;
+    let report = Report::new(target, &instance_stats(&out)?, started.elapsed().as_secs())?;
     report.record(root)?;
     println!("{}", report.summary());
     ensure!(
@@ -218,9 +220,11 @@ impl Tools {
         };
         let remaining = options.executions.map(|total| {
             let so_far: u64 = done.iter().map(|s| s.executions).sum();
-            total.saturating_sub(so_far).div_ceil(u64::from(options.jobs))
+            total
+                .saturating_sub(so_far)
+                .div_ceil(u64::from(options.jobs))
         });
-        let mut children = Vec::new();
+        let mut instances = Instances::default();
         for job in 0..options.jobs {
             let name = match job {
                 0 => "default".to_owned(),
@@ -232,15 +236,18 @@ impl Tools {
                 Some(_) => PathBuf::from("-"),
                 None => root.join("fuzz/corpus").join(target),
             };
-            let role = if job == 0 { "-M" } else { "-S" };
             let mut command = self.command();
             command
                 .args(["afl", "fuzz", "-i"])
                 .arg(&input)
                 .arg("-o")
-                .arg(out)
-                .args([role, &name])
-                .args(["-V", &options.seconds.to_string()]);
+                .arg(out);
+            // A single instance runs as before (no -M: it trims and picks its seeds as AFL++
+            // does by default); several share their finds through the main one.
+            if options.jobs > 1 {
+                command.args([if job == 0 { "-M" } else { "-S" }, &name]);
+            }
+            command.args(["-V", &options.seconds.to_string()]);
             if let Some(remaining) = remaining {
                 let own = earlier.map_or(0, |s| s.executions);
                 command.args(["-E", &(own + remaining).to_string()]);
@@ -257,20 +264,79 @@ impl Tools {
                 .env("AFL_SKIP_CPUFREQ", "1")
                 .env("AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES", "1");
             if job > 0 {
-                // The main instance's status lines are enough.
-                command.stdout(std::process::Stdio::null());
+                // The main instance's lines on the console; the others' in a file each.
+                std::fs::create_dir_all(out)?;
+                let log = std::fs::File::create(out.join(format!("{name}.log")))?;
+                command.stdout(log.try_clone()?).stderr(log);
             }
-            children.push((name, command.spawn().context("running `cargo afl fuzz`")?));
+            instances.spawn(name, command)?;
         }
-        let mut failed = Vec::new();
-        for (name, mut child) in children {
-            let status = child.wait().context("waiting for `cargo afl fuzz`")?;
-            if !status.success() {
-                failed.push(format!("{name}: {status}"));
-            }
-        }
-        ensure!(failed.is_empty(), "`cargo afl fuzz` failed ({})", failed.join(", "));
+        instances.wait()
+    }
+}
+
+/// The AFL++ instances of a run, each in a process group of its own (cargo-afl runs afl-fuzz
+/// as its child): when one fails, or this process cannot go on, the others are interrupted
+/// rather than left fuzzing.
+#[derive(Default)]
+struct Instances {
+    running: Vec<(String, std::process::Child)>,
+}
+
+impl Instances {
+    fn spawn(&mut self, name: String, mut command: Command) -> Result<()> {
+        use std::os::unix::process::CommandExt as _;
+        let child = command
+            .process_group(0)
+            .spawn()
+            .context("running `cargo afl fuzz`")?;
+        self.running.push((name, child));
         Ok(())
+    }
+
+    /// Until every instance has ended; the first failure interrupts the others.
+    fn wait(mut self) -> Result<()> {
+        let (mut failed, mut interrupted) = (Vec::new(), false);
+        while !self.running.is_empty() {
+            let mut still = Vec::new();
+            for (name, mut child) in std::mem::take(&mut self.running) {
+                match child.try_wait().context("waiting for `cargo afl fuzz`")? {
+                    Some(status) if !status.success() => failed.push(format!("{name}: {status}")),
+                    Some(_) => {}
+                    None => still.push((name, child)),
+                }
+            }
+            self.running = still;
+            if !failed.is_empty() && !interrupted {
+                self.interrupt();
+                interrupted = true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        ensure!(
+            failed.is_empty(),
+            "`cargo afl fuzz` failed ({})",
+            failed.join(", ")
+        );
+        Ok(())
+    }
+
+    /// SIGINT to each running instance's group: AFL++ writes its stats and stops.
+    fn interrupt(&self) {
+        for (_, child) in &self.running {
+            let _ = Command::new("kill")
+                .args(["-INT", "--", &format!("-{}", child.id())])
+                .status();
+        }
+    }
+}
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        self.interrupt();
+        for (_, child) in &mut self.running {
+            let _ = child.wait();
+        }
     }
 }
 
@@ -365,9 +431,7 @@ impl Report {
     /// All instances together: executions, crashes and hangs summed, the slowest input of
     /// any, the run time of the longest; the corpus and coverage of the main one.
     fn new(target: &str, instances: &[InstanceStats], wall: u64) -> Result<Report> {
-        let main = instances
-            .first()
-            .context("AFL++ left no fuzzer_stats")?;
+        let main = instances.first().context("AFL++ left no fuzzer_stats")?;
         let number = |stats: &BTreeMap<String, String>, key: &str| -> Result<u64> {
             stats
                 .get(key)

@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use kube::api::GetParams;
 use kube::{Api, Client};
 use mcall_generated::McallTask;
@@ -16,6 +17,8 @@ use crate::controller::waits_for_dependencies;
 
 /// Reads beyond this are not made: a closure that large is judged with what was read.
 const MAX_READS: usize = 64;
+/// Reads in flight at once (each may open a connection of its own).
+const READS_AT_ONCE: usize = 8;
 /// The most the reads may take: half the time the API server gives the webhook (its
 /// `timeoutSeconds`, sent as `?timeout=`), at most this.
 const MAX_BUDGET: Duration = Duration::from_secs(2);
@@ -45,30 +48,44 @@ pub async fn read(
     let api: Api<McallTask> = Api::namespaced(client.clone(), &of.namespace);
     let deadline = tokio::time::Instant::now() + budget;
     let mut known = HashMap::new();
-    // The reviewed task itself is never read: the cycle check stops where it started.
-    let mut seen: HashSet<String> = HashSet::from([of.name.clone()]);
+    let mut seen = seen_before_reading(&of.name);
     let mut level = unseen(&mut seen, of.names.iter().cloned(), &of.name);
     while !level.is_empty() {
-        let reads = futures::future::join_all(level.iter().map(|name| read_one(&api, name)));
-        let Ok(read) = tokio::time::timeout_at(deadline, reads).await else {
-            tracing::warn!(task = %of.name, "reading dependencies took over {budget:?}; judged with those read");
-            break;
-        };
+        // Each read on its own deadline: those that made it are kept when others run late.
+        let (api, reviewed) = (&api, of.name.as_str());
+        let reads = level.clone().into_iter().map(move |name| async move {
+            tokio::time::timeout_at(deadline, read_one(api, reviewed, &name)).await
+        });
+        let read: Vec<_> = futures::stream::iter(reads)
+            .buffered(READS_AT_ONCE)
+            .collect()
+            .await;
+        let late = read.iter().any(Result::is_err);
         let mut next = Vec::new();
         for (name, task) in level.into_iter().zip(read) {
-            let Some(task) = task else { continue };
+            let Ok(Some(task)) = task else { continue };
             if waits_for_dependencies(&task) {
                 next.extend(task.spec.dependencies.clone().unwrap_or_default());
             }
             known.insert(name, Arc::new(task));
+        }
+        if late {
+            tracing::warn!(task = %of.name, "reading dependencies took over {budget:?}; judged with those read");
+            break;
         }
         level = unseen(&mut seen, next.into_iter(), &of.name);
     }
     known
 }
 
-/// The names not read yet, marked seen; none once [`MAX_READS`] are (a chain that long is
-/// judged with what was read).
+/// The names the reads start from having seen: the reviewed task itself, which is never read
+/// (the cycle check stops where it started).
+fn seen_before_reading(reviewed: &str) -> HashSet<String> {
+    HashSet::from([reviewed.to_owned()])
+}
+
+/// The names not read yet, marked seen; none beyond [`MAX_READS`] in all (a closure that large
+/// is judged with what was read).
 fn unseen(
     seen: &mut HashSet<String>,
     names: impl Iterator<Item = String>,
@@ -76,24 +93,27 @@ fn unseen(
 ) -> Vec<String> {
     let mut level = Vec::new();
     for name in names {
+        if seen.contains(&name) {
+            continue;
+        }
+        // `seen` holds the reviewed task besides the reads.
         if seen.len() > MAX_READS {
             tracing::info!(task = %reviewed, "more than {MAX_READS} dependencies to read; judged with those read");
             break;
         }
-        if seen.insert(name.clone()) {
-            level.push(name);
-        }
+        seen.insert(name.clone());
+        level.push(name);
     }
     level
 }
 
-/// One dependency; `None` when it does not exist or cannot be read (logged).
-async fn read_one(api: &Api<McallTask>, name: &str) -> Option<McallTask> {
+/// One dependency of `reviewed`; `None` when it does not exist or cannot be read (logged).
+async fn read_one(api: &Api<McallTask>, reviewed: &str, name: &str) -> Option<McallTask> {
     match api.get_with(name, &GetParams::any()).await {
         Ok(task) => Some(task),
         Err(kube::Error::Api(status)) if status.code == 404 => None,
         Err(error) => {
-            tracing::warn!(dependency = %name, %error, "reading a dependency for admission failed");
+            tracing::warn!(task = %reviewed, dependency = %name, %error, "reading a dependency for admission failed");
             None
         }
     }
@@ -114,7 +134,7 @@ mod tests {
     #[test]
     fn each_task_is_read_once_the_reviewed_one_never_and_at_most_max_reads_in_all() {
         let names = |list: &[&str]| list.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
-        let mut seen = HashSet::from(["me".to_owned()]);
+        let mut seen = seen_before_reading("me");
         let first = unseen(&mut seen, names(&["a", "b", "a", "me"]).into_iter(), "me");
         assert_eq!(first, names(&["a", "b"]));
         let second = unseen(&mut seen, names(&["b", "c"]).into_iter(), "me");

@@ -115,6 +115,8 @@ fn serve_on_node(answer: impl Fn(String) -> bool + Send + 'static) -> u16 {
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut stream = stream;
+            // A client that sends nothing does not hold up the others for long.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
             let mut buf = [0u8; 2048];
             let n = stream.read(&mut buf).unwrap_or(0);
             let head = String::from_utf8_lossy(&buf[..n]);
