@@ -29,6 +29,8 @@ pub struct Options<'a> {
     pub resume: bool,
     /// AFL++ instances at once: `default` (the main one, `-M`) and secondaries `s1`, `s2`, …
     pub jobs: u32,
+    /// Record what `fuzz/out/<target>` holds, without building or fuzzing.
+    pub record_only: bool,
     pub list: bool,
 }
 
@@ -47,9 +49,14 @@ pub fn run(root: &Path, options: &Options<'_>) -> Result<()> {
         targets.contains_key(target),
         "no fuzz target {target:?}; cargo xtask fuzz --list shows them"
     );
+    let out = root.join("fuzz/out").join(target);
+    if options.record_only {
+        let saved = save_findings(root, target, &out)?;
+        record(root, target, &out, 0)?;
+        return report_findings(root, target, &saved);
+    }
     let tools = Tools::ensure()?;
     let binary = tools.build(root)?;
-    let out = root.join("fuzz/out").join(target);
     let resume = options.resume && !instance_stats(&out)?.is_empty();
     if out.exists() && !resume {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
@@ -61,9 +68,27 @@ pub fn run(root: &Path, options: &Options<'_>) -> Result<()> {
     // Whatever the instances found is kept even when one of them failed.
     let saved = save_findings(root, target, &out)?;
     fuzzed?;
-    let report = Report::new(target, &instance_stats(&out)?, started.elapsed().as_secs())?;
+    record(root, target, &out, started.elapsed().as_secs())?;
+    report_findings(root, target, &saved)
+}
+
+/// The run's record from the instances' stats in `out`; `wall`: how long this process fuzzed
+/// (used only when AFL++ has no run time of its own).
+fn record(root: &Path, target: &str, out: &Path, wall: u64) -> Result<()> {
+    let instances = instance_stats(out)?;
+    ensure!(
+        !instances.is_empty(),
+        "{} holds no run of {target}",
+        out.display()
+    );
+    let report = Report::new(target, &instances, wall)?;
     report.record(root)?;
     println!("{}", report.summary());
+    Ok(())
+}
+
+/// Fails naming the findings, if any.
+fn report_findings(root: &Path, target: &str, saved: &[PathBuf]) -> Result<()> {
     ensure!(
         saved.is_empty(),
         "{target}: {} crash(es) or hang(s), copied to {}; reproduce with `cargo run -p mcall-fuzz -- {target} <file>`",

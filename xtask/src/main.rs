@@ -124,6 +124,10 @@ enum Command {
         /// executions are counted together.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
         jobs: u32,
+        /// Build and fuzz nothing: record what fuzz/out/<target> holds (a run interrupted, or
+        /// made by hand with cargo afl fuzz) in bench/results/ and BENCHMARKS.md.
+        #[arg(long, conflicts_with_all = ["resume", "execs", "jobs"])]
+        record: bool,
         /// List the targets and what each covers.
         #[arg(long)]
         list: bool,
@@ -190,6 +194,7 @@ fn main() -> Result<()> {
             execs,
             resume,
             jobs,
+            record,
             list,
         } => fuzz::run(
             &root,
@@ -199,6 +204,7 @@ fn main() -> Result<()> {
                 executions: execs,
                 resume,
                 jobs,
+                record_only: record,
                 list,
             },
         ),
