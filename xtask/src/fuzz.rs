@@ -81,7 +81,8 @@ fn record(root: &Path, target: &str, out: &Path, wall: u64) -> Result<()> {
         "{} holds no run of {target}",
         out.display()
     );
-    let report = Report::new(target, &instances, wall)?;
+    let slowest = replay_slowest(root, target, out, &instances)?;
+    let report = Report::new(target, &instances, wall, slowest)?;
     report.record(root)?;
     println!("{}", report.summary());
     Ok(())
@@ -439,6 +440,60 @@ fn save_findings(root: &Path, target: &str, out: &Path) -> Result<Vec<PathBuf>> 
     Ok(saved)
 }
 
+/// The slowest input of the instances' queues, timed by a plain release build of the targets
+/// (`mcall-fuzz <target> --slowest`): AFL++'s own `slowest_exec_ms` stays 0 even when its
+/// calibration shows inputs of half a second, and its instrumented build is several times
+/// slower than the code users run.
+struct Slowest {
+    inputs: u64,
+    micros: u64,
+    file: String,
+}
+
+fn replay_slowest(
+    root: &Path,
+    target: &str,
+    out: &Path,
+    instances: &[InstanceStats],
+) -> Result<Slowest> {
+    crate::run_command(
+        root,
+        "cargo",
+        &["build", "--release", "--quiet", "-p", "mcall-fuzz"],
+    )?;
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    // Relative to the root: the record names the slowest file without this machine's paths.
+    let out = out.strip_prefix(root).unwrap_or(out);
+    let queues = instances.iter().map(|i| out.join(&i.name).join("queue"));
+    let output = Command::new(target_dir.join("release/mcall-fuzz"))
+        .current_dir(root)
+        .arg(target)
+        .arg("--slowest")
+        .args(queues)
+        .output()
+        .context("running mcall-fuzz --slowest")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "mcall-fuzz --slowest failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let field = |line: &str, n: usize| line.split_whitespace().nth(n).map(str::to_owned);
+    let inputs = text.lines().find(|l| l.starts_with("inputs "));
+    let slowest = text
+        .lines()
+        .filter(|l| l.starts_with("slowest "))
+        .filter_map(|l| Some((field(l, 1)?.parse::<u64>().ok()?, field(l, 2)?)))
+        .max_by_key(|(micros, _)| *micros);
+    let (micros, file) = slowest.unwrap_or_default();
+    Ok(Slowest {
+        inputs: inputs.and_then(|l| field(l, 1)?.parse().ok()).unwrap_or(0),
+        micros,
+        file,
+    })
+}
+
 struct Report {
     target: String,
     /// AFL++ instances counted (`--jobs`, now or in an earlier run resumed).
@@ -447,15 +502,20 @@ struct Report {
     seconds: u64,
     crashes: u64,
     hangs: u64,
-    slowest_ms: u64,
+    slowest: Slowest,
     corpus: u64,
     coverage: String,
 }
 
 impl Report {
-    /// All instances together: executions, crashes and hangs summed, the slowest input of
-    /// any, the run time of the longest; the corpus and coverage of the main one.
-    fn new(target: &str, instances: &[InstanceStats], wall: u64) -> Result<Report> {
+    /// All instances together: executions, crashes and hangs summed, the run time of the
+    /// longest; the corpus and coverage of the main one; the slowest input replayed.
+    fn new(
+        target: &str,
+        instances: &[InstanceStats],
+        wall: u64,
+        slowest: Slowest,
+    ) -> Result<Report> {
         let main = instances.first().context("AFL++ left no fuzzer_stats")?;
         let number = |stats: &BTreeMap<String, String>, key: &str| -> Result<u64> {
             stats
@@ -464,11 +524,10 @@ impl Report {
                 .parse()
                 .with_context(|| format!("fuzzer_stats: {key} is not a number"))
         };
-        let (mut crashes, mut hangs, mut slowest_ms, mut seconds) = (0, 0, 0, 0);
+        let (mut crashes, mut hangs, mut seconds) = (0, 0, 0);
         for instance in instances {
             crashes += number(&instance.stats, "saved_crashes")?;
             hangs += number(&instance.stats, "saved_hangs")?;
-            slowest_ms = slowest_ms.max(number(&instance.stats, "slowest_exec_ms")?);
             // AFL++'s run_time excludes its start-up (calibrating the seeds).
             seconds = seconds.max(number(&instance.stats, "run_time").unwrap_or(wall));
         }
@@ -479,7 +538,7 @@ impl Report {
             seconds: seconds.max(1),
             crashes,
             hangs,
-            slowest_ms,
+            slowest,
             corpus: number(&main.stats, "corpus_count")?,
             coverage: main.stats.get("bitmap_cvg").cloned().unwrap_or_default(),
         })
@@ -493,8 +552,8 @@ impl Report {
         let projected = (10_000_000 / self.rate().max(1)) / 60;
         format!(
             "{}: {} executions in {} s by {} instance(s) ({} exec/s; 10 M would take ~{projected} \
-             min), {} crashes, {} hangs (> {HANG_MS} ms), slowest input {} ms, corpus {} inputs, \
-             edge coverage {}",
+             min), {} crashes, {} hangs (> {HANG_MS} ms), slowest input {:.1} ms of {} replayed \
+             ({}), corpus {} inputs, edge coverage {}",
             self.target,
             self.executions,
             self.seconds,
@@ -502,16 +561,22 @@ impl Report {
             self.rate(),
             self.crashes,
             self.hangs,
-            self.slowest_ms,
+            self.slowest_ms(),
+            self.slowest.inputs,
+            self.slowest.file,
             self.corpus,
             self.coverage
         )
     }
 
+    fn slowest_ms(&self) -> f64 {
+        self.slowest.micros as f64 / 1000.0
+    }
+
     /// `bench/results/fuzz-<target>.json` and the target's row in BENCHMARKS.md.
     fn record(&self, root: &Path) -> Result<()> {
         let json = format!(
-            "{{\n  \"benchmark\": \"fuzz\",\n  \"target\": \"{}\",\n  \"fuzzer\": \"cargo-afl {CARGO_AFL_VERSION} (AFL++)\",\n  \"seconds\": {},\n  \"instances\": {},\n  \"executions\": {},\n  \"exec_per_s\": {},\n  \"crashes\": {},\n  \"hangs\": {},\n  \"slowest_exec_ms\": {},\n  \"corpus_count\": {},\n  \"edge_coverage\": \"{}\"\n}}\n",
+            "{{\n  \"benchmark\": \"fuzz\",\n  \"target\": \"{}\",\n  \"fuzzer\": \"cargo-afl {CARGO_AFL_VERSION} (AFL++)\",\n  \"seconds\": {},\n  \"instances\": {},\n  \"executions\": {},\n  \"exec_per_s\": {},\n  \"crashes\": {},\n  \"hangs\": {},\n  \"slowest_input_ms\": {:.1},\n  \"slowest_input\": {:?},\n  \"inputs_replayed\": {},\n  \"corpus_count\": {},\n  \"edge_coverage\": \"{}\"\n}}\n",
             self.target,
             self.seconds,
             self.jobs,
@@ -519,7 +584,9 @@ impl Report {
             self.rate(),
             self.crashes,
             self.hangs,
-            self.slowest_ms,
+            self.slowest_ms(),
+            self.slowest.file,
+            self.slowest.inputs,
             self.corpus,
             self.coverage
         );
@@ -532,11 +599,12 @@ impl Report {
             n => format!(", {n} instances"),
         };
         let row = format!(
-            "| fuzz {} ({} s, cargo-afl{instances}) | {} exec/s | slowest {} ms | {} executions, {} crashes, {} hangs; goal ≥ 10 M executions, 0 crashes, no input > 100 ms |",
+            "| fuzz {} ({} s, cargo-afl{instances}) | {} exec/s | slowest input {:.1} ms (release replay of {} queue inputs) | {} executions, {} crashes, {} hangs; goal ≥ 10 M executions, 0 crashes, no input > 100 ms |",
             self.target,
             self.seconds,
             self.rate(),
-            self.slowest_ms,
+            self.slowest_ms(),
+            self.slowest.inputs,
             self.executions,
             self.crashes,
             self.hangs
