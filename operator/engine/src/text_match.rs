@@ -4,9 +4,8 @@
 //! Compiling here (not at match time) is what lets a bad regex become an `InvalidSpec` before
 //! anything runs.
 
-use regex::{Regex, RegexBuilder};
+use regex::Regex;
 
-use crate::expect::one_line;
 use crate::request::{BodyMatch, OutputMatch};
 
 /// One comparison of an output with an expected text.
@@ -190,10 +189,7 @@ impl ValueMatcher {
 }
 
 fn compile_regex(pattern: &str, case_sensitive: bool) -> Result<Regex, String> {
-    RegexBuilder::new(pattern)
-        .case_insensitive(!case_sensitive)
-        .build()
-        .map_err(|e| format!("invalid regex {pattern:?}: {}", one_line(&e)))
+    crate::expect::user_regex(pattern, case_sensitive)
 }
 
 /// Quotes an expected value for a message, shortened so a 64 KiB expectation cannot flood it.
