@@ -41,6 +41,7 @@ mod redact;
 mod request;
 mod runner;
 mod text_match;
+mod user_regex;
 
 pub use backoff::Backoff;
 pub use commands::{

@@ -7,6 +7,7 @@
 use regex::Regex;
 
 use crate::request::{BodyMatch, OutputMatch};
+use crate::user_regex::user_regex;
 
 /// One comparison of an output with an expected text.
 #[derive(Clone, Debug)]
@@ -44,7 +45,7 @@ impl TextMatcher {
             OutputMatch::Exact => Mode::Exact(text()),
             OutputMatch::StartsWith => Mode::StartsWith(text()),
             OutputMatch::EndsWith => Mode::EndsWith(text()),
-            OutputMatch::Regex => Mode::Regex(compile_regex(expected, case_sensitive)?),
+            OutputMatch::Regex => Mode::Regex(user_regex(expected, case_sensitive)?),
         };
         Ok(TextMatcher {
             mode,
@@ -168,7 +169,7 @@ pub(crate) enum ValueMatcher {
 impl ValueMatcher {
     pub(crate) fn parse(source: &str) -> Result<Self, String> {
         match source.strip_prefix("regex:") {
-            Some(pattern) => compile_regex(pattern, true).map(ValueMatcher::Regex),
+            Some(pattern) => user_regex(pattern, true).map(ValueMatcher::Regex),
             None => Ok(ValueMatcher::Exact(source.to_owned())),
         }
     }
@@ -186,10 +187,6 @@ impl ValueMatcher {
             ValueMatcher::Regex(r) => format!("matching regex {}", quote(r.as_str())),
         }
     }
-}
-
-fn compile_regex(pattern: &str, case_sensitive: bool) -> Result<Regex, String> {
-    crate::expect::user_regex(pattern, case_sensitive)
 }
 
 /// Quotes an expected value for a message, shortened so a 64 KiB expectation cannot flood it.
