@@ -280,12 +280,7 @@ fn commands(run: &Run, claimed: &Arc<AtomicBool>) -> crate::executor::Commands {
         cancelled: run.execution.token.clone(),
         adopting,
     };
-    crate::executor::commands_for(
-        &run.ctx.client,
-        &run.ctx.config.executor,
-        of,
-        Some(hand_over),
-    )
+    crate::executor::commands_for(&run.ctx.client, &run.ctx.config.executor, of, hand_over)
 }
 
 /// Runs the plan, recording retries as they happen and `Running` once it has gone on for

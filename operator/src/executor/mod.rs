@@ -58,6 +58,17 @@ pub struct HandOver {
     pub now: Arc<dyn Fn() -> bool + Send + Sync>,
 }
 
+impl HandOver {
+    /// Fires when this process stops and the run is to be handed over (a run that is not, say a
+    /// scheduled run not yet recorded `Running`, drains as in-process runs do).
+    async fn when_stopping(&self) {
+        self.stopping.cancelled().await;
+        if !(self.now)() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// The runner of one run's commands, and what is done with its pods once its result is written.
 pub enum Commands {
     Local(LocalCommands),
@@ -97,12 +108,12 @@ impl Commands {
 }
 
 /// The runner for one run of `run.task`; `hand_over`: how its pods are left to the next
-/// leader, `None` for runs that are not (a cancel then deletes them).
+/// leader.
 pub fn commands_for(
     client: &Client,
     defaults: &ExecutorDefaults,
     run: pod::RunOf,
-    hand_over: Option<HandOver>,
+    hand_over: HandOver,
 ) -> Commands {
     if !runs_in_pods(defaults, &run.task) {
         return Commands::Local(LocalCommands);

@@ -69,7 +69,7 @@ pub struct PodCommands {
     run: RunOf,
     /// The executor's image, else the operator's default.
     image: Option<String>,
-    hand_over: Option<HandOver>,
+    hand_over: HandOver,
     /// Set when a pod was left running for the next leader.
     handed_over: AtomicBool,
     /// For a replayed run: the attempts its predecessor created pods for (looked up once;
@@ -99,7 +99,7 @@ impl PodCommands {
         client: Client,
         run: RunOf,
         image: Option<String>,
-        hand_over: Option<HandOver>,
+        hand_over: HandOver,
     ) -> PodCommands {
         PodCommands {
             client,
@@ -128,13 +128,12 @@ impl PodCommands {
 
     /// Fires when this process stops and the run is handed over.
     pub async fn stopping(&self) {
-        stopping(self.hand_over.as_ref()).await;
+        self.hand_over.when_stopping().await;
     }
 
     /// Whether this process hands the run over: it stops, or no longer leads.
     fn handing_over(&self) -> bool {
-        self.handed_over.load(Ordering::Relaxed)
-            || self.hand_over.as_ref().is_some_and(|h| (h.now)())
+        self.handed_over.load(Ordering::Relaxed) || (self.hand_over.now)()
     }
 
     async fn run_pod(&self, command: Command<'_>, cancel: &CancellationToken) -> CommandRun {
@@ -246,7 +245,7 @@ impl PodCommands {
         let since = Instant::now();
         loop {
             tokio::select! {
-                () = stopping(self.hand_over.as_ref()) => return self.leave(name),
+                () = self.hand_over.when_stopping() => return self.leave(name),
                 () = cancel.cancelled() => return self.cancelled(api, name, last.as_ref()).await,
                 () = tokio::time::sleep_until(deadline) => {
                     stop(api, name, last.as_ref(), STOPPED_TIMEOUT).await;
@@ -333,20 +332,6 @@ fn has_ended(pod: &Pod) -> bool {
                 .any(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
         });
     matches!(phase, Some("Succeeded" | "Failed")) || terminated
-}
-
-/// Fires when this process stops and the run is to be handed over (a run that is not, say a
-/// scheduled run not yet recorded `Running`, drains as in-process runs do).
-async fn stopping(hand_over: Option<&HandOver>) {
-    match hand_over {
-        Some(hand_over) => {
-            hand_over.stopping.cancelled().await;
-            if !(hand_over.now)() {
-                std::future::pending::<()>().await;
-            }
-        }
-        None => std::future::pending().await,
-    }
 }
 
 fn ended(end: CommandEnd) -> CommandRun {
