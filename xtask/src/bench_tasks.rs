@@ -3,6 +3,7 @@
 //! create→Succeeded latency (p50/p99), completed tasks per second, the raw rate at which a
 //! minimal client can patch McallTask status on the same plane (the ceiling), and operator RSS.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -154,25 +155,7 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
     tokio::time::sleep(Duration::from_secs(2)).await; // operator caches sync
 
     // Watch first, so no Succeeded transition is missed.
-    let done = Arc::new(tokio::sync::Mutex::new(std::collections::HashMap::<
-        String,
-        Instant,
-    >::new()));
-    let watch = {
-        let done = done.clone();
-        let stream = watcher(tasks.clone(), watcher::Config::default()).applied_objects();
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Ok(Some(task)) = stream.try_next().await {
-                if task.data["status"]["phase"] == "Succeeded" {
-                    done.lock()
-                        .await
-                        .entry(task.name_any())
-                        .or_insert_with(Instant::now);
-                }
-            }
-        })
-    };
+    let (done, watch) = watch_succeeded(&tasks);
 
     // Low load first: one task at a time, each waited for, so the latency is the operator's own.
     let (low_p50, low_max) = low_load(&tasks, &done).await?;
@@ -180,38 +163,8 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
 
     let requests_before = request_counts(&client).await?;
     let start = Instant::now();
-    let created: Vec<(String, Instant)> = futures::stream::iter(0..count)
-        .map(|i| {
-            let tasks = tasks.clone();
-            async move {
-                let spec = if i % 2 == 0 {
-                    json!({"type": "cmd", "input": "true"})
-                } else {
-                    json!({"type": "get", "input": format!("http://127.0.0.1:{http_port}/")})
-                };
-                let name = format!("t-{i}");
-                let task: DynamicObject = serde_json::from_value(json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "metadata": {"name": name}, "spec": spec}))?;
-                let t0 = Instant::now();
-                tasks.create(&PostParams::default(), &task).await?;
-                Ok::<_, anyhow::Error>((name, t0))
-            }
-        })
-        .buffer_unordered(32)
-        .try_collect()
-        .await?;
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let burst_done = |done: &std::collections::HashMap<String, Instant>| {
-        done.keys().filter(|k| k.starts_with("t-")).count()
-    };
-    while burst_done(&*done.lock().await) < count {
-        if Instant::now() > deadline {
-            bail!(
-                "only {} of {count} tasks succeeded within 300 s",
-                burst_done(&*done.lock().await)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let created = create_burst(&tasks, count, http_port).await?;
+    await_burst(&done, count).await?;
     let total = start.elapsed();
     let last_succeeded = Instant::now();
     watch.abort();
@@ -233,13 +186,7 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
         count,
         |_| true,
     ));
-    let done = done.lock().await;
-    let mut latencies: Vec<f64> = created
-        .iter()
-        .map(|(name, t0)| done[name].duration_since(*t0).as_secs_f64() * 1000.0)
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    let (p50, p99) = burst_latencies(&created, &*done.lock().await);
     let rss_mib = rss_kib(operator_pid).unwrap_or(0) as f64 / 1024.0;
     let rss_split = rss_split_json(operator_pid);
     let throughput = count as f64 / total.as_secs_f64();
@@ -261,20 +208,90 @@ async fn measure(plane: &ControlPlane, count: usize, operator_pid: u32) -> Resul
 
     Ok(format!(
         "{{\n  \"benchmark\": \"tasks\",\n  \"low_load_p50_ms\": {low_p50:.1},\n  \"low_load_max_ms\": {low_max:.1},\n  \"tasks\": {count},\n  \"p50_ms\": {:.1},\n  \"p99_ms\": {:.1},\n  \"tasks_per_second\": {throughput:.1},\n  \"succeeded_events\": {events_published},\n  \"events_trail_s\": {events_trail_s:.2},\n  \"api_requests_per_task\": {requests},\n  \"raw_status_writes_per_second\": {raw_rate:.1},\n  \"raw_apply_per_second\": {:.1},\n  \"raw_merge_patch_per_second\": {:.1},\n  \"raw_replace_per_second\": {:.1},\n  \"raw_event_creates_per_second\": {:.1},\n  \"raw_task_creates_per_second\": {:.1},\n  \"operator_rss_mib\": {rss_mib:.1},\n  \"operator_rss_settled_mib\": {settled_mib:.1},\n  \"operator_peak_rss_mib\": {peak_mib:.1},\n  {rss_split}\n}}\n",
-        pct(0.5),
-        pct(0.99),
-        raw.apply,
-        raw.merge,
-        raw.replace,
-        raw.events,
-        raw.creates,
+        p50, p99, raw.apply, raw.merge, raw.replace, raw.events, raw.creates,
     ))
+}
+
+/// When each task (by name) was first seen Succeeded.
+type Succeeded = Arc<tokio::sync::Mutex<HashMap<String, Instant>>>;
+
+/// Starts recording when tasks turn Succeeded; abort the handle to stop.
+fn watch_succeeded(tasks: &Api<DynamicObject>) -> (Succeeded, tokio::task::JoinHandle<()>) {
+    let done = Succeeded::default();
+    let stream = watcher(tasks.clone(), watcher::Config::default()).applied_objects();
+    let recorded = done.clone();
+    let watch = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Ok(Some(task)) = stream.try_next().await {
+            if task.data["status"]["phase"] == "Succeeded" {
+                recorded
+                    .lock()
+                    .await
+                    .entry(task.name_any())
+                    .or_insert_with(Instant::now);
+            }
+        }
+    });
+    (done, watch)
+}
+
+/// Creates the burst's `count` tasks `t-0…`, 32 in flight, alternately a cmd `true` and a get
+/// of the loopback server: each name with the moment its create was sent.
+async fn create_burst(
+    tasks: &Api<DynamicObject>,
+    count: usize,
+    http_port: u16,
+) -> Result<Vec<(String, Instant)>> {
+    futures::stream::iter(0..count)
+        .map(|i| async move {
+            let spec = if i % 2 == 0 {
+                json!({"type": "cmd", "input": "true"})
+            } else {
+                json!({"type": "get", "input": format!("http://127.0.0.1:{http_port}/")})
+            };
+            let name = format!("t-{i}");
+            let task: DynamicObject = serde_json::from_value(json!({"apiVersion": "mcall.tz.io/v1", "kind": "McallTask", "metadata": {"name": name}, "spec": spec}))?;
+            let t0 = Instant::now();
+            tasks.create(&PostParams::default(), &task).await?;
+            Ok::<_, anyhow::Error>((name, t0))
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await
+}
+
+/// Waits until all `count` burst tasks have been seen Succeeded, at most 300 s.
+async fn await_burst(done: &Succeeded, count: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let burst_done =
+        |done: &HashMap<String, Instant>| done.keys().filter(|k| k.starts_with("t-")).count();
+    while burst_done(&*done.lock().await) < count {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {count} tasks succeeded within 300 s",
+                burst_done(&*done.lock().await)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Creation → Succeeded of the burst's tasks, in ms: p50 and p99.
+fn burst_latencies(created: &[(String, Instant)], done: &HashMap<String, Instant>) -> (f64, f64) {
+    let mut latencies: Vec<f64> = created
+        .iter()
+        .map(|(name, t0)| done[name].duration_since(*t0).as_secs_f64() * 1000.0)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    (pct(0.5), pct(0.99))
 }
 
 /// Creation → Succeeded seen (`done`), in ms, of 20 tasks created one at a time: p50 and max.
 async fn low_load(
     tasks: &Api<DynamicObject>,
-    done: &tokio::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    done: &tokio::sync::Mutex<HashMap<String, Instant>>,
 ) -> Result<(f64, f64)> {
     let mut low_load = Vec::new();
     for i in 0..20 {
