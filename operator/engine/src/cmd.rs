@@ -77,11 +77,9 @@ fn signal_group(pgid: Pid, signal: Signal) {
     }
 }
 
-pub(crate) async fn run_command(
-    script: &str,
-    settings: &CmdSettings<'_>,
-    cancel: &CancellationToken,
-) -> CmdRun {
+/// `/bin/sh -c script` in a process group of its own, with only the inherited variables and
+/// the task's environment, no stdin, and its output piped.
+fn shell(script: &str, settings: &CmdSettings<'_>) -> Command {
     let mut command = Command::new("/bin/sh");
     command.arg("-c").arg(script).env_clear();
     for key in INHERITED_ENV {
@@ -99,20 +97,27 @@ pub(crate) async fn run_command(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match command.spawn() {
+    command
+}
+
+fn spawn_failed(reason: String) -> CmdRun {
+    CmdRun {
+        end: CmdEnd::SpawnFailed(reason),
+        output: Captured::default(),
+    }
+}
+
+pub(crate) async fn run_command(
+    script: &str,
+    settings: &CmdSettings<'_>,
+    cancel: &CancellationToken,
+) -> CmdRun {
+    let mut child = match shell(script, settings).spawn() {
         Ok(child) => child,
-        Err(e) => {
-            return CmdRun {
-                end: CmdEnd::SpawnFailed(e.to_string()),
-                output: Captured::default(),
-            };
-        }
+        Err(e) => return spawn_failed(e.to_string()),
     };
     let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) else {
-        return CmdRun {
-            end: CmdEnd::SpawnFailed("the shell exited before it could be tracked".to_owned()),
-            output: Captured::default(),
-        };
+        return spawn_failed("the shell exited before it could be tracked".to_owned());
     };
     let pgid = Pid::from_raw(pid);
     let _guard = GroupGuard(pgid);

@@ -53,6 +53,22 @@ pub(crate) fn keep_bytes(plan: &TaskPlan, limits: &Limits) -> usize {
         .saturating_add(plan.redactor.longest())
 }
 
+fn cancelled_before_start(input: &InputPlan) -> InputResult {
+    InputResult {
+        name: input.name.clone(),
+        verdict: Verdict::Cancelled,
+        error_code: Some(CANCELLED.to_owned()),
+        message: Some(format!(
+            "{} was cancelled before it started",
+            describe_input(input)
+        )),
+        http_status: None,
+        output: Captured::default(),
+        duration: Duration::ZERO,
+        response_time: None,
+    }
+}
+
 pub(crate) async fn run_input(
     plan: &TaskPlan,
     input: &InputPlan,
@@ -66,19 +82,7 @@ pub(crate) async fn run_input(
     let keep = keep_bytes(plan, limits);
     if cancel.is_cancelled() {
         // Nothing started, so nothing to kill: say so without spawning.
-        return InputResult {
-            name: input.name.clone(),
-            verdict: Verdict::Cancelled,
-            error_code: Some(CANCELLED.to_owned()),
-            message: Some(format!(
-                "{} was cancelled before it started",
-                describe_input(input)
-            )),
-            http_status: None,
-            output: Captured::default(),
-            duration: Duration::ZERO,
-            response_time: None,
-        };
+        return cancelled_before_start(input);
     }
     let (judged, output, response_time) = match input.kind {
         TaskKind::Cmd => {
