@@ -14,24 +14,7 @@ impl Lowerer {
         module: &Module,
     ) -> Option<Schema> {
         if let Some(target) = &node.reference {
-            if node.ty.is_some() {
-                self.error(file, path, "set either type or ref, not both");
-                return None;
-            }
-            if !self.shared.contains(target) {
-                let known: Vec<_> = self.shared.iter().cloned().collect();
-                self.error(
-                    file,
-                    path,
-                    format!(
-                        "unknown type reference {target:?} (types of api.yaml: {})",
-                        known.join(", ")
-                    ),
-                );
-                return None;
-            }
-            self.check_keys(file, path, node, "ref");
-            return Some(Schema::Named(target.clone()));
+            return self.lower_reference(file, path, node, target);
         }
         let Some(ty) = node.ty.as_deref() else {
             self.error(file, path, "missing type (or ref)");
@@ -48,27 +31,7 @@ impl Lowerer {
                 min_length: node.min_length,
                 max_length: node.max_length,
             }),
-            "integer" => {
-                let format = match node.format.as_deref() {
-                    None | Some("int64") => IntFormat::Int64,
-                    Some("int32") => IntFormat::Int32,
-                    Some(other) => {
-                        self.error(
-                            file,
-                            &format!("{path}.format"),
-                            format!("{other:?} is not int32 or int64"),
-                        );
-                        return None;
-                    }
-                };
-                Schema::Integer {
-                    format,
-                    range: Range {
-                        minimum: node.minimum.clone(),
-                        maximum: node.maximum.clone(),
-                    },
-                }
-            }
+            "integer" => self.lower_integer(file, path, node)?,
             "number" => Schema::Number {
                 range: Range {
                     minimum: node.minimum.clone(),
@@ -89,81 +52,159 @@ impl Lowerer {
                 self.lower_object(file, path, node, &name, module);
                 return Some(Schema::Named(name));
             }
-            "list" => {
-                let Some(items) = &node.items else {
-                    self.error(file, path, "a list needs items");
-                    return None;
-                };
-                self.check_nested(file, &format!("{path}.items"), items);
-                let items = self.lower_schema(
-                    file,
-                    &format!("{path}.items"),
-                    items,
-                    &format!("{name_hint}Item"),
-                    module,
-                )?;
-                let list_type = match node.list_type.as_deref() {
-                    None => None,
-                    Some("atomic") => Some(ListType::Atomic),
-                    Some("set") => Some(ListType::Set),
-                    Some("map") => Some(ListType::Map),
-                    Some(other) => {
-                        self.error(
-                            file,
-                            &format!("{path}.listType"),
-                            format!("{other:?} is not atomic, set or map"),
-                        );
-                        None
-                    }
-                };
-                let map_keys = node.list_map_keys.clone().unwrap_or_default();
-                if (list_type == Some(ListType::Map)) == map_keys.is_empty() {
-                    self.error(
-                        file,
-                        path,
-                        "listMapKeys is required with listType map, and only allowed with it",
-                    );
-                }
-                if list_type == Some(ListType::Map) {
-                    self.pending.push(Pending::ListMapKeys {
-                        file: file.into(),
-                        path: path.into(),
-                        items: items.clone(),
-                        keys: map_keys.clone(),
-                    });
-                }
-                Schema::List(Box::new(ListSchema {
-                    items,
-                    min_items: node.min_items,
-                    max_items: node.max_items,
-                    list_type,
-                    map_keys,
-                }))
-            }
-            "map" => {
-                let Some(values) = &node.values else {
-                    self.error(file, path, "a map needs values");
-                    return None;
-                };
-                self.check_nested(file, &format!("{path}.values"), values);
-                let values = self.lower_schema(
-                    file,
-                    &format!("{path}.values"),
-                    values,
-                    &format!("{name_hint}Value"),
-                    module,
-                )?;
-                Schema::Map {
-                    values: Box::new(values),
-                    max_properties: node.max_properties,
-                }
-            }
+            "list" => self.lower_list(file, path, node, name_hint, module)?,
+            "map" => self.lower_map(file, path, node, name_hint, module)?,
             other => {
                 self.error(file, path, format!("unknown type {other:?} (expected string, integer, number, boolean, datetime, microtime, json, enum, object, list or map, or a ref)"));
                 return None;
             }
         };
         self.check_keys(file, path, node, ty);
+        self.check_rules(file, path, node);
+        Some(schema)
+    }
+
+    /// `ref: Name`: one of api.yaml's shared types, and nothing else on the node.
+    fn lower_reference(
+        &mut self,
+        file: &str,
+        path: &str,
+        node: &raw::Node,
+        target: &str,
+    ) -> Option<Schema> {
+        if node.ty.is_some() {
+            self.error(file, path, "set either type or ref, not both");
+            return None;
+        }
+        if !self.shared.contains(target) {
+            let known: Vec<_> = self.shared.iter().cloned().collect();
+            self.error(
+                file,
+                path,
+                format!(
+                    "unknown type reference {target:?} (types of api.yaml: {})",
+                    known.join(", ")
+                ),
+            );
+            return None;
+        }
+        self.check_keys(file, path, node, "ref");
+        Some(Schema::Named(target.to_owned()))
+    }
+
+    fn lower_integer(&mut self, file: &str, path: &str, node: &raw::Node) -> Option<Schema> {
+        let format = match node.format.as_deref() {
+            None | Some("int64") => IntFormat::Int64,
+            Some("int32") => IntFormat::Int32,
+            Some(other) => {
+                self.error(
+                    file,
+                    &format!("{path}.format"),
+                    format!("{other:?} is not int32 or int64"),
+                );
+                return None;
+            }
+        };
+        Some(Schema::Integer {
+            format,
+            range: Range {
+                minimum: node.minimum.clone(),
+                maximum: node.maximum.clone(),
+            },
+        })
+    }
+
+    fn lower_list(
+        &mut self,
+        file: &str,
+        path: &str,
+        node: &raw::Node,
+        name_hint: &str,
+        module: &Module,
+    ) -> Option<Schema> {
+        let Some(items) = &node.items else {
+            self.error(file, path, "a list needs items");
+            return None;
+        };
+        self.check_nested(file, &format!("{path}.items"), items);
+        let items = self.lower_schema(
+            file,
+            &format!("{path}.items"),
+            items,
+            &format!("{name_hint}Item"),
+            module,
+        )?;
+        let list_type = self.list_type(file, path, node);
+        let map_keys = node.list_map_keys.clone().unwrap_or_default();
+        if (list_type == Some(ListType::Map)) == map_keys.is_empty() {
+            self.error(
+                file,
+                path,
+                "listMapKeys is required with listType map, and only allowed with it",
+            );
+        }
+        if list_type == Some(ListType::Map) {
+            self.pending.push(Pending::ListMapKeys {
+                file: file.into(),
+                path: path.into(),
+                items: items.clone(),
+                keys: map_keys.clone(),
+            });
+        }
+        Some(Schema::List(Box::new(ListSchema {
+            items,
+            min_items: node.min_items,
+            max_items: node.max_items,
+            list_type,
+            map_keys,
+        })))
+    }
+
+    fn list_type(&mut self, file: &str, path: &str, node: &raw::Node) -> Option<ListType> {
+        match node.list_type.as_deref() {
+            None => None,
+            Some("atomic") => Some(ListType::Atomic),
+            Some("set") => Some(ListType::Set),
+            Some("map") => Some(ListType::Map),
+            Some(other) => {
+                self.error(
+                    file,
+                    &format!("{path}.listType"),
+                    format!("{other:?} is not atomic, set or map"),
+                );
+                None
+            }
+        }
+    }
+
+    fn lower_map(
+        &mut self,
+        file: &str,
+        path: &str,
+        node: &raw::Node,
+        name_hint: &str,
+        module: &Module,
+    ) -> Option<Schema> {
+        let Some(values) = &node.values else {
+            self.error(file, path, "a map needs values");
+            return None;
+        };
+        self.check_nested(file, &format!("{path}.values"), values);
+        let values = self.lower_schema(
+            file,
+            &format!("{path}.values"),
+            values,
+            &format!("{name_hint}Value"),
+            module,
+        )?;
+        Some(Schema::Map {
+            values: Box::new(values),
+            max_properties: node.max_properties,
+        })
+    }
+
+    /// A pattern that compiles, and no minimum above its maximum.
+    fn check_rules(&mut self, file: &str, path: &str, node: &raw::Node) {
         if let Some(p) = &node.pattern
             && let Err(e) = regex::Regex::new(p)
         {
@@ -198,7 +239,6 @@ impl Lowerer {
                 );
             }
         }
-        Some(schema)
     }
 
     /// List items and map values are not fields: defaults, `required` and field rules mean nothing there.
