@@ -25,13 +25,7 @@ const KINDS_DIR: &str = "kinds/";
 /// Parses and validates the spec into the IR, or returns every problem found.
 pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
     let mut cx = Lowerer::default();
-    for name in files.files.keys() {
-        let known = [API_FILE, RBAC_FILE, ENVIRONMENTS_FILE, REASONS_FILE].contains(&name.as_str())
-            || is_kind_file(name);
-        if !known {
-            cx.error(name, "(file)", "unknown spec file: expected api.yaml, rbac.yaml, environments.yaml, reasons.yaml or kinds/<kind>.yaml");
-        }
-    }
+    cx.check_file_names(files);
     let api: Option<raw::ApiFile> = cx.load(files, API_FILE);
     let rbac: Option<raw::RbacFile> = cx.load(files, RBAC_FILE);
     let environments: Option<raw::EnvironmentsFile> = cx.load(files, ENVIRONMENTS_FILE);
@@ -52,30 +46,7 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
     }
 
     cx.kind_names = kind_files.iter().map(|(_, k)| k.kind.clone()).collect();
-    let mut group = String::new();
-    if let Some(api) = api {
-        if !is_dns_subdomain(&api.group) || !api.group.contains('.') {
-            cx.error(
-                API_FILE,
-                "group",
-                format!(
-                    "{:?} is not a DNS subdomain with a dot, e.g. mcall.tz.io",
-                    api.group
-                ),
-            );
-        }
-        group = api.group;
-        cx.shared = api.types.keys().cloned().collect();
-        for (name, node) in &api.types {
-            cx.lower_named(
-                API_FILE,
-                &format!("types.{name}"),
-                node,
-                name,
-                &Module::Shared,
-            );
-        }
-    }
+    let group = api.map(|api| cx.lower_api(api)).unwrap_or_default();
 
     let mut kinds = Vec::new();
     for (file, kind) in &kind_files {
@@ -83,23 +54,7 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
             kinds.push(k);
         }
     }
-    let (mut seen_plurals, mut seen_kinds) = (BTreeSet::new(), BTreeSet::new());
-    for k in &kinds {
-        if !seen_plurals.insert(k.plural.clone()) {
-            cx.error(
-                &k.file,
-                "plural",
-                format!("plural {:?} is used by two kinds", k.plural),
-            );
-        }
-        if !seen_kinds.insert(k.kind.clone()) {
-            cx.error(
-                &k.file,
-                "kind",
-                format!("kind {:?} is declared by two files", k.kind),
-            );
-        }
-    }
+    cx.check_unique_kinds(&kinds);
 
     // Checks that need every type to be known.
     cx.resolve_includes(&kinds);
@@ -134,6 +89,64 @@ pub fn parse(files: &SpecFiles) -> Result<Ir, SpecErrors> {
         settings: settings.expect("no errors, so environments.yaml loaded"),
         reasons: reasons.expect("no errors, so reasons.yaml loaded"),
     })
+}
+
+impl Lowerer {
+    fn check_file_names(&mut self, files: &SpecFiles) {
+        for name in files.files.keys() {
+            let known = [API_FILE, RBAC_FILE, ENVIRONMENTS_FILE, REASONS_FILE]
+                .contains(&name.as_str())
+                || is_kind_file(name);
+            if !known {
+                self.error(name, "(file)", "unknown spec file: expected api.yaml, rbac.yaml, environments.yaml, reasons.yaml or kinds/<kind>.yaml");
+            }
+        }
+    }
+
+    /// api.yaml: the group (returned) and the shared types.
+    fn lower_api(&mut self, api: raw::ApiFile) -> String {
+        if !is_dns_subdomain(&api.group) || !api.group.contains('.') {
+            self.error(
+                API_FILE,
+                "group",
+                format!(
+                    "{:?} is not a DNS subdomain with a dot, e.g. mcall.tz.io",
+                    api.group
+                ),
+            );
+        }
+        self.shared = api.types.keys().cloned().collect();
+        for (name, node) in &api.types {
+            self.lower_named(
+                API_FILE,
+                &format!("types.{name}"),
+                node,
+                name,
+                &Module::Shared,
+            );
+        }
+        api.group
+    }
+
+    fn check_unique_kinds(&mut self, kinds: &[Kind]) {
+        let (mut seen_plurals, mut seen_kinds) = (BTreeSet::new(), BTreeSet::new());
+        for k in kinds {
+            if !seen_plurals.insert(k.plural.clone()) {
+                self.error(
+                    &k.file,
+                    "plural",
+                    format!("plural {:?} is used by two kinds", k.plural),
+                );
+            }
+            if !seen_kinds.insert(k.kind.clone()) {
+                self.error(
+                    &k.file,
+                    "kind",
+                    format!("kind {:?} is declared by two files", k.kind),
+                );
+            }
+        }
+    }
 }
 
 /// A check that must wait until every type has been declared.

@@ -5,35 +5,7 @@ use super::*;
 impl Lowerer {
     pub(super) fn lower_kind(&mut self, file: &str, k: &raw::KindFile) -> Option<Kind> {
         let errors_before = self.errors.len();
-        if !naming::is_plain_ident(&k.kind) || !k.kind.starts_with(|c: char| c.is_ascii_uppercase())
-        {
-            self.error(
-                file,
-                "kind",
-                format!("{:?} is not a PascalCase kind name", k.kind),
-            );
-        }
-        for (what, value) in [("plural", &k.plural), ("singular", &k.singular)] {
-            if !naming::is_dns_label(value) || value.contains('-') {
-                self.error(
-                    file,
-                    what,
-                    format!("{value:?} must be lowercase letters and digits"),
-                );
-            }
-        }
-        if k.plural == k.singular {
-            self.error(file, "plural", "plural and singular must differ");
-        }
-        for (i, s) in k.short_names.iter().chain(&k.categories).enumerate() {
-            if !naming::is_dns_label(s) {
-                self.error(
-                    file,
-                    &format!("shortNames/categories[{i}]"),
-                    format!("{s:?} must be a lowercase DNS label"),
-                );
-            }
-        }
+        self.check_names(file, k);
         let namespaced = match k.scope.as_str() {
             "Namespaced" => true,
             "Cluster" => false,
@@ -46,29 +18,7 @@ impl Lowerer {
                 true
             }
         };
-        let [version] = k.versions.as_slice() else {
-            self.error(file, "versions", format!("exactly one version is supported (found {}); several versions need a conversion webhook, which mcall does not have", k.versions.len()));
-            return None;
-        };
-        let version_ok =
-            regex::Regex::new(r"^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$").expect("static");
-        if !version_ok.is_match(&version.name) {
-            self.error(
-                file,
-                "versions[0].name",
-                format!(
-                    "{:?} is not a Kubernetes version name such as v1",
-                    version.name
-                ),
-            );
-        }
-        if !version.served || !version.storage {
-            self.error(
-                file,
-                "versions[0]",
-                "the only version must be served and the storage version",
-            );
-        }
+        let version = self.the_version(file, k)?;
         let module = Module::Kind(naming::module_name(&k.kind));
         let spec_type = self.lower_root(
             file,
@@ -118,6 +68,67 @@ impl Lowerer {
             status_type,
             module: naming::module_name(&k.kind),
         })
+    }
+
+    /// The kind, plural, singular, short names and categories: the names Kubernetes accepts.
+    fn check_names(&mut self, file: &str, k: &raw::KindFile) {
+        if !naming::is_plain_ident(&k.kind) || !k.kind.starts_with(|c: char| c.is_ascii_uppercase())
+        {
+            self.error(
+                file,
+                "kind",
+                format!("{:?} is not a PascalCase kind name", k.kind),
+            );
+        }
+        for (what, value) in [("plural", &k.plural), ("singular", &k.singular)] {
+            if !naming::is_dns_label(value) || value.contains('-') {
+                self.error(
+                    file,
+                    what,
+                    format!("{value:?} must be lowercase letters and digits"),
+                );
+            }
+        }
+        if k.plural == k.singular {
+            self.error(file, "plural", "plural and singular must differ");
+        }
+        for (i, s) in k.short_names.iter().chain(&k.categories).enumerate() {
+            if !naming::is_dns_label(s) {
+                self.error(
+                    file,
+                    &format!("shortNames/categories[{i}]"),
+                    format!("{s:?} must be a lowercase DNS label"),
+                );
+            }
+        }
+    }
+
+    /// The kind's one version (several would need a conversion webhook), served and stored.
+    fn the_version<'k>(&mut self, file: &str, k: &'k raw::KindFile) -> Option<&'k raw::Version> {
+        let [version] = k.versions.as_slice() else {
+            self.error(file, "versions", format!("exactly one version is supported (found {}); several versions need a conversion webhook, which mcall does not have", k.versions.len()));
+            return None;
+        };
+        let version_ok =
+            regex::Regex::new(r"^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$").expect("static");
+        if !version_ok.is_match(&version.name) {
+            self.error(
+                file,
+                "versions[0].name",
+                format!(
+                    "{:?} is not a Kubernetes version name such as v1",
+                    version.name
+                ),
+            );
+        }
+        if !version.served || !version.storage {
+            self.error(
+                file,
+                "versions[0]",
+                "the only version must be served and the storage version",
+            );
+        }
+        Some(version)
     }
 
     /// The spec or status node of a kind: always an object.
