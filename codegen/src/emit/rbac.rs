@@ -76,8 +76,20 @@ subjects:
 "#,
     );
     if !ir.rbac.operator_namespace_rules.is_empty() {
-        out.push_str(
-            r#"---
+        operator_namespace_role(&mut out, &ir.rbac.operator_namespace_rules);
+    }
+    if !ir.rbac.cluster_rules.is_empty() {
+        cluster_role(&mut out, &ir.rbac.cluster_rules);
+    }
+    out.push_str("{{- end }}\n");
+    GeneratedFiles::from([(format!("{CHART_DIR}/templates/rbac.yaml").into(), out)])
+}
+
+/// `{fullname}-operator` in the release namespace: what only the operator's own namespace needs
+/// (the leader-election Lease).
+fn operator_namespace_role(out: &mut String, operator_namespace_rules: &[RbacRule]) {
+    out.push_str(
+        r#"---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata:
@@ -86,10 +98,10 @@ metadata:
   labels:
     {{- include "mcall-operator.labels" . | nindent 4 }}
 "#,
-        );
-        rules(&mut out, &ir.rbac.operator_namespace_rules);
-        out.push_str(
-            r#"---
+    );
+    rules(out, operator_namespace_rules);
+    out.push_str(
+        r#"---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata:
@@ -106,13 +118,7 @@ subjects:
     name: {{ $serviceAccount }}
     namespace: {{ .Release.Namespace }}
 "#,
-        );
-    }
-    if !ir.rbac.cluster_rules.is_empty() {
-        cluster_role(&mut out, &ir.rbac.cluster_rules);
-    }
-    out.push_str("{{- end }}\n");
-    GeneratedFiles::from([(format!("{CHART_DIR}/templates/rbac.yaml").into(), out)])
+    );
 }
 
 /// `{fullname}-cluster`: rules a Role cannot grant, so a ClusterRole in every mode.
