@@ -166,37 +166,11 @@ impl Lowerer {
     }
 
     pub(super) fn lower_settings(&mut self, file: &raw::EnvironmentsFile) -> Settings {
-        let mut fields = Vec::new();
-        for (name, node) in &file.settings {
-            let path = format!("settings.{name}");
-            if !naming::is_json_field_name(name) {
-                self.error(
-                    ENVIRONMENTS_FILE,
-                    &path,
-                    format!("setting name {name:?} must be lowerCamelCase ASCII"),
-                );
-                continue;
-            }
-            if name == "global" {
-                self.error(
-                    ENVIRONMENTS_FILE,
-                    &path,
-                    "`global` is Helm's own value (shared with subcharts); choose another name",
-                );
-                continue;
-            }
-            let ident = naming::field_ident(name).unwrap_or_else(|| name.clone());
-            if let Some(f) = self.lower_field(
-                ENVIRONMENTS_FILE,
-                &path,
-                name,
-                ident,
-                node,
-                &Module::Settings,
-            ) {
-                fields.push(f);
-            }
-        }
+        let fields: Vec<_> = file
+            .settings
+            .iter()
+            .filter_map(|(name, node)| self.lower_setting(name, node))
+            .collect();
         // Environment values are checked against the settings once their types exist.
         self.check_pending();
         self.check_chart_settings(&fields);
@@ -214,7 +188,6 @@ impl Lowerer {
                 def: TypeDef::Object(root),
             },
         );
-        let mut environments = BTreeMap::new();
         if file.environments.is_empty() {
             self.error(
                 ENVIRONMENTS_FILE,
@@ -222,50 +195,90 @@ impl Lowerer {
                 "declare at least one environment",
             );
         }
-        for (name, env) in &file.environments {
-            let path = format!("environments.{name}");
-            if !naming::is_dns_label(name) {
-                self.error(
-                    ENVIRONMENTS_FILE,
-                    &path,
-                    format!("environment name {name:?} must be a lowercase DNS label"),
-                );
-            }
-            for (what, value) in [
-                ("namespace", &env.namespace),
-                ("releaseName", &env.release_name),
-            ] {
-                if !naming::is_dns_label(value) {
-                    self.error(
-                        ENVIRONMENTS_FILE,
-                        &format!("{path}.{what}"),
-                        format!("{value:?} must be a lowercase DNS label"),
-                    );
-                }
-            }
-            let values = serde_json::Value::Object(env.values.clone());
-            for (p, message) in values::check(
-                &types,
-                &Schema::Named("Values".into()),
-                &values,
-                &format!("{path}.values"),
-                Completeness::Partial,
-            ) {
-                self.error(ENVIRONMENTS_FILE, &p, message);
-            }
-            environments.insert(
-                name.clone(),
-                Environment {
-                    name: name.clone(),
-                    namespace: env.namespace.clone(),
-                    release_name: env.release_name.clone(),
-                    values: env.values.clone(),
-                },
-            );
-        }
+        let environments = file
+            .environments
+            .iter()
+            .map(|(name, env)| (name.clone(), self.lower_environment(&types, name, env)))
+            .collect();
         Settings {
             fields,
             environments,
+        }
+    }
+
+    /// One chart value: its name must suit Helm and JSON, its schema is a field's.
+    fn lower_setting(&mut self, name: &str, node: &raw::Node) -> Option<Field> {
+        let path = format!("settings.{name}");
+        if !naming::is_json_field_name(name) {
+            self.error(
+                ENVIRONMENTS_FILE,
+                &path,
+                format!("setting name {name:?} must be lowerCamelCase ASCII"),
+            );
+            return None;
+        }
+        if name == "global" {
+            self.error(
+                ENVIRONMENTS_FILE,
+                &path,
+                "`global` is Helm's own value (shared with subcharts); choose another name",
+            );
+            return None;
+        }
+        let ident = naming::field_ident(name).unwrap_or_else(|| name.to_owned());
+        self.lower_field(
+            ENVIRONMENTS_FILE,
+            &path,
+            name,
+            ident,
+            node,
+            &Module::Settings,
+        )
+    }
+
+    /// One environment: its names, and its values checked against the settings (`types` holds
+    /// them as the object `Values`).
+    fn lower_environment(
+        &mut self,
+        types: &BTreeMap<String, TypeDecl>,
+        name: &str,
+        env: &raw::Environment,
+    ) -> Environment {
+        let path = format!("environments.{name}");
+        if !naming::is_dns_label(name) {
+            self.error(
+                ENVIRONMENTS_FILE,
+                &path,
+                format!("environment name {name:?} must be a lowercase DNS label"),
+            );
+        }
+        for (what, value) in [
+            ("namespace", &env.namespace),
+            ("releaseName", &env.release_name),
+        ] {
+            if !naming::is_dns_label(value) {
+                self.error(
+                    ENVIRONMENTS_FILE,
+                    &format!("{path}.{what}"),
+                    format!("{value:?} must be a lowercase DNS label"),
+                );
+            }
+        }
+        let values = serde_json::Value::Object(env.values.clone());
+        for (p, message) in values::check(
+            types,
+            &Schema::Named("Values".into()),
+            &values,
+            &format!("{path}.values"),
+            Completeness::Partial,
+        ) {
+            self.error(ENVIRONMENTS_FILE, &p, message);
+        }
+        Environment {
+            name: name.to_owned(),
+            namespace: env.namespace.clone(),
+            release_name: env.release_name.clone(),
+            values: env.values.clone(),
         }
     }
 }
