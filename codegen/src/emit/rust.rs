@@ -189,50 +189,10 @@ fn struct_item(ir: &Ir, o: &ObjectType, kind: Option<&Kind>, uses: &mut Uses) ->
     let mut default_fns = Vec::new();
     let mut default_values = Vec::new();
     for f in &o.fields {
-        let ident = Ident::new_raw_or_plain(&f.ident);
-        let field_doc = docs(f.documentation().as_deref());
-        let ty = rust_type(ir, &f.schema, uses);
-        let optional = !f.required && f.default.is_none();
-        let ty = if optional {
-            quote! { Option<#ty> }
-        } else {
-            ty
-        };
-        let mut serde_args = Vec::new();
-        if naming::serde_camel_case(&f.ident) != f.name {
-            let wire = &f.name;
-            serde_args.push(quote! { rename = #wire });
-        }
-        match &f.default {
-            Some(Value::Bool(false)) => {
-                serde_args.push(quote! { default });
-                default_values.push(quote! { #ident: false });
-            }
-            Some(value) => {
-                let fn_name = format!(
-                    "default_{}_{}",
-                    o.name.to_snake_case(),
-                    f.ident.trim_start_matches("r#")
-                );
-                let fn_ident = format_ident!("{}", fn_name);
-                let expr = default_expr(ir, &f.schema, value);
-                default_fns.push(quote! { fn #fn_ident() -> #ty { #expr } });
-                serde_args.push(quote! { default = #fn_name });
-                default_values.push(quote! { #ident: #fn_ident() });
-            }
-            None if optional => {
-                serde_args.push(quote! { default, skip_serializing_if = "Option::is_none" });
-                default_values.push(quote! { #ident: None });
-            }
-            None => {}
-        }
-        let serde_attr = if serde_args.is_empty() {
-            quote!()
-        } else {
-            quote! { #[serde(#(#serde_args),*)] }
-        };
-        let schemars_attr = schemars_attr(&f.schema, &f.rules);
-        fields.push(quote! { #field_doc #serde_attr #schemars_attr pub #ident: #ty });
+        let item = struct_field(ir, o, f, uses);
+        fields.push(item.field);
+        default_fns.extend(item.default_fn);
+        default_values.extend(item.default_value);
     }
     let struct_rules = if o.rules.is_empty() {
         quote!()
@@ -256,7 +216,9 @@ fn struct_item(ir: &Ir, o: &ObjectType, kind: Option<&Kind>, uses: &mut Uses) ->
     let default_impl = (!has_required && !derivable).then(|| {
         quote! {
             impl Default for #name {
-                fn default() -> Self { Self { #(#default_values,)* } }
+                fn default() -> Self {
+                    Self { #(#default_values,)* }
+                }
             }
         }
     });
@@ -269,6 +231,68 @@ fn struct_item(ir: &Ir, o: &ObjectType, kind: Option<&Kind>, uses: &mut Uses) ->
         pub struct #name { #(#fields,)* }
         #default_impl
         #(#default_fns)*
+    }
+}
+
+/// One field of a struct, with what its defaults need.
+struct FieldItem {
+    /// The field with its docs and serde and schemars attributes.
+    field: TokenStream,
+    /// The function serde calls for a default that is not the type's own.
+    default_fn: Option<TokenStream>,
+    /// The field's initialiser in a hand-written `Default` impl.
+    default_value: Option<TokenStream>,
+}
+
+fn struct_field(ir: &Ir, o: &ObjectType, f: &Field, uses: &mut Uses) -> FieldItem {
+    let ident = Ident::new_raw_or_plain(&f.ident);
+    let field_doc = docs(f.documentation().as_deref());
+    let ty = rust_type(ir, &f.schema, uses);
+    let optional = !f.required && f.default.is_none();
+    let ty = if optional {
+        quote! { Option<#ty> }
+    } else {
+        ty
+    };
+    let mut serde_args = Vec::new();
+    if naming::serde_camel_case(&f.ident) != f.name {
+        let wire = &f.name;
+        serde_args.push(quote! { rename = #wire });
+    }
+    let mut default_fn = None;
+    let default_value = match &f.default {
+        Some(Value::Bool(false)) => {
+            serde_args.push(quote! { default });
+            Some(quote! { #ident: false })
+        }
+        Some(value) => {
+            let fn_name = format!(
+                "default_{}_{}",
+                o.name.to_snake_case(),
+                f.ident.trim_start_matches("r#")
+            );
+            let fn_ident = format_ident!("{}", fn_name);
+            let expr = default_expr(ir, &f.schema, value);
+            default_fn = Some(quote! { fn #fn_ident() -> #ty { #expr } });
+            serde_args.push(quote! { default = #fn_name });
+            Some(quote! { #ident: #fn_ident() })
+        }
+        None if optional => {
+            serde_args.push(quote! { default, skip_serializing_if = "Option::is_none" });
+            Some(quote! { #ident: None })
+        }
+        None => None,
+    };
+    let serde_attr = if serde_args.is_empty() {
+        quote!()
+    } else {
+        quote! { #[serde(#(#serde_args),*)] }
+    };
+    let schemars_attr = schemars_attr(&f.schema, &f.rules);
+    FieldItem {
+        field: quote! { #field_doc #serde_attr #schemars_attr pub #ident: #ty },
+        default_fn,
+        default_value,
     }
 }
 

@@ -100,26 +100,7 @@ pub fn schema(types: &Types, node: &Schema, dialect: Dialect) -> Map<String, Val
             }
             None => unreachable!("the IR resolves every type name"),
         },
-        Schema::List(list) => {
-            set("type", json!("array"));
-            set("items", Value::Object(schema(types, &list.items, dialect)));
-            if let Some(n) = list.min_items {
-                set("minItems", json!(n));
-            }
-            if let Some(n) = list.max_items {
-                set("maxItems", json!(n));
-            }
-            if dialect == Dialect::Crd {
-                if let Some(t) = list.list_type {
-                    set("x-kubernetes-list-type", json!(t.as_str()));
-                }
-                if !list.map_keys.is_empty() {
-                    set("x-kubernetes-list-map-keys", json!(list.map_keys));
-                }
-            } else if list.list_type == Some(ListType::Set) {
-                set("uniqueItems", json!(true));
-            }
-        }
+        Schema::List(list) => return list_schema(types, list, dialect),
         Schema::Map {
             values,
             max_properties,
@@ -133,6 +114,32 @@ pub fn schema(types: &Types, node: &Schema, dialect: Dialect) -> Map<String, Val
                 set("maxProperties", json!(n));
             }
         }
+    }
+    out
+}
+
+fn list_schema(types: &Types, list: &ListSchema, dialect: Dialect) -> Map<String, Value> {
+    let mut out = Map::new();
+    let mut set = |k: &str, v: Value| {
+        out.insert(k.to_owned(), v);
+    };
+    set("type", json!("array"));
+    set("items", Value::Object(schema(types, &list.items, dialect)));
+    if let Some(n) = list.min_items {
+        set("minItems", json!(n));
+    }
+    if let Some(n) = list.max_items {
+        set("maxItems", json!(n));
+    }
+    if dialect == Dialect::Crd {
+        if let Some(t) = list.list_type {
+            set("x-kubernetes-list-type", json!(t.as_str()));
+        }
+        if !list.map_keys.is_empty() {
+            set("x-kubernetes-list-map-keys", json!(list.map_keys));
+        }
+    } else if list.list_type == Some(ListType::Set) {
+        set("uniqueItems", json!(true));
     }
     out
 }
