@@ -29,6 +29,30 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// after the grace period).
 pub(crate) use crate::commands::CommandEnd as CmdEnd;
 pub(crate) use crate::commands::CommandRun as CmdRun;
+use crate::commands::{Command as RunnerCommand, CommandFuture, CommandRunner};
+
+/// Commands as processes of this machine (the operator's own container, or `mcall run`'s
+/// shell): `/bin/sh -c` in a process group of their own, killed as a whole.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LocalCommands;
+
+impl CommandRunner for LocalCommands {
+    fn run<'a>(
+        &'a self,
+        command: RunnerCommand<'a>,
+        cancel: &'a CancellationToken,
+    ) -> CommandFuture<'a> {
+        Box::pin(async move {
+            let settings = CmdSettings {
+                environment: command.environment,
+                keep: command.keep,
+                deadline: command.deadline,
+                kill_grace: command.kill_grace,
+            };
+            run_command(command.script, &settings, cancel).await
+        })
+    }
+}
 
 /// What [`run_command`] needs besides the script.
 pub(crate) struct CmdSettings<'a> {

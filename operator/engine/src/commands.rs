@@ -1,4 +1,4 @@
-//! Where `cmd` inputs run: in this process's machine ([`LocalCommands`], `/bin/sh -c` in a
+//! Where `cmd` inputs run: in this process's machine ([`LocalCommands`](crate::LocalCommands), `/bin/sh -c` in a
 //! process group, see `cmd`), or wherever a [`CommandRunner`] the caller brings puts them (the
 //! operator's pod executor). The engine judges what comes back the same way for both.
 
@@ -68,24 +68,5 @@ pub trait CommandRunner: Send + Sync {
     /// it again.
     fn started_already(&self, _attempt: u32) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
         Box::pin(std::future::ready(false))
-    }
-}
-
-/// Commands as processes of this machine (the operator's own container, or `mcall run`'s
-/// shell): `/bin/sh -c` in a process group of their own, killed as a whole.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct LocalCommands;
-
-impl CommandRunner for LocalCommands {
-    fn run<'a>(&'a self, command: Command<'a>, cancel: &'a CancellationToken) -> CommandFuture<'a> {
-        Box::pin(async move {
-            let settings = crate::cmd::CmdSettings {
-                environment: command.environment,
-                keep: command.keep,
-                deadline: command.deadline,
-                kill_grace: command.kill_grace,
-            };
-            crate::cmd::run_command(command.script, &settings, cancel).await
-        })
     }
 }

@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::{CommandRunner, LocalCommands};
+use crate::cmd::LocalCommands;
+use crate::commands::CommandRunner;
 use crate::fanout::run_attempt;
 use crate::judge::{CANCELLED, TIMEOUT};
 use crate::outcome::{EngineEvent, InputOutcome, Limits, TaskOutcome, Verdict};

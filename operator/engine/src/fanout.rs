@@ -14,14 +14,7 @@ use crate::judge::seconds;
 use crate::outcome::{Limits, Verdict};
 use crate::plan::TaskPlan;
 use crate::request::ExecutionMode;
-use crate::runner::{InputResult, run_input};
-
-/// Which attempt runs (0 = the first, n = retry n) and when it must have ended.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Attempt {
-    pub number: u32,
-    pub deadline: Instant,
-}
+use crate::runner::{Attempt, InputResult, run_input};
 
 /// Runs attempt `number` of the plan's inputs.
 pub(crate) async fn run_attempt(

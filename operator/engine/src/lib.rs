@@ -44,9 +44,8 @@ mod text_match;
 mod user_regex;
 
 pub use backoff::Backoff;
-pub use commands::{
-    Captured, Command, CommandEnd, CommandFuture, CommandRun, CommandRunner, LocalCommands,
-};
+pub use cmd::LocalCommands;
+pub use commands::{Captured, Command, CommandEnd, CommandFuture, CommandRun, CommandRunner};
 pub use execute::{execute, execute_with};
 pub use expect::{Expectation, Subject, parse_expectation};
 pub use fanout::PARALLEL_INPUTS;

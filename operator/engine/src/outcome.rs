@@ -89,7 +89,7 @@ pub enum EngineEvent {
     },
 }
 
-/// The result of [`crate::execute`].
+/// The result of executing a plan (the `execute` function).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskOutcome {
     /// Succeeded, Failed or Cancelled (never Skipped).

@@ -7,12 +7,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capture::Captured;
 use crate::commands::{Command, CommandRunner};
-use crate::fanout::Attempt;
 use crate::http::{HttpSettings, run_http};
 use crate::judge::{CANCELLED, describe_input, judge_cmd, judge_http};
 use crate::outcome::{Limits, Verdict};
 use crate::plan::{InputPlan, TaskPlan};
 use crate::request::TaskKind;
+
+/// Which attempt runs (0 = the first, n = retry n) and when it must have ended.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Attempt {
+    pub number: u32,
+    pub deadline: Instant,
+}
 
 /// One input's result within an attempt. Text is raw here; redaction happens when reporting.
 #[derive(Clone, Debug)]
