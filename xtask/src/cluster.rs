@@ -84,7 +84,7 @@ pub fn up(root: &Path, no_node: bool) -> Result<()> {
 
 /// Stops the control plane; fine when nothing runs.
 pub fn down(root: &Path) -> Result<()> {
-    crate::demo::stop_operator(root)?;
+    crate::demo_operator::stop(root)?;
     let dir = state_dir(root);
     let stopped = ControlPlane::stop_detached(&dir)
         .with_context(|| format!("stopping the control plane in {}", dir.display()))?;

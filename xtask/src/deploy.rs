@@ -44,7 +44,7 @@ pub fn run(root: &Path, options: &Options<'_>) -> Result<()> {
         Some(kubeconfig) => (kubeconfig.to_path_buf(), None),
         None => {
             // Its operator would run the smoke task (and every other) as well.
-            crate::demo::stop_operator(root)?;
+            crate::demo_operator::stop(root)?;
             crate::cluster::up(root, false)?;
             let socket = crate::cluster::containerd_socket(root).context(
                 "the local cluster has no node (was it started with `cargo xtask up --no-node`? \

@@ -15,6 +15,7 @@ mod bench_workflow;
 mod ci;
 mod cluster;
 mod demo;
+mod demo_operator;
 mod deploy;
 mod fuzz;
 mod generate;
