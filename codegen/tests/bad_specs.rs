@@ -28,6 +28,16 @@ const CASES: &[Case] = &[
         problem: "default does not fit the field: expected an integer, found the string \"three\"",
     },
     Case {
+        name: "map without values",
+        edit: Replace(
+            KIND,
+            "          description: Free labels.\n          values:\n            type: string\n",
+            "          description: Free labels.\n",
+        ),
+        path: "versions[0].spec.fields.tags",
+        problem: "a map needs values",
+    },
+    Case {
         name: "default outside the range",
         edit: Replace(KIND, "default: 3", "default: 11"),
         path: "versions[0].spec.fields.size.default",

@@ -122,18 +122,13 @@ impl Lowerer {
         name_hint: &str,
         module: &Module,
     ) -> Option<Schema> {
-        let Some(items) = &node.items else {
-            self.error(file, path, "a list needs items");
-            return None;
+        let element = Element {
+            node: node.items.as_deref(),
+            key: "items",
+            container: "a list",
+            suffix: "Item",
         };
-        self.check_nested(file, &format!("{path}.items"), items);
-        let items = self.lower_schema(
-            file,
-            &format!("{path}.items"),
-            items,
-            &format!("{name_hint}Item"),
-            module,
-        )?;
+        let items = self.lower_element(file, path, element, name_hint, module)?;
         let list_type = self.list_type(file, path, node);
         let map_keys = node.list_map_keys.clone().unwrap_or_default();
         if (list_type == Some(ListType::Map)) == map_keys.is_empty() {
@@ -185,22 +180,45 @@ impl Lowerer {
         name_hint: &str,
         module: &Module,
     ) -> Option<Schema> {
-        let Some(values) = &node.values else {
-            self.error(file, path, "a map needs values");
-            return None;
+        let element = Element {
+            node: node.values.as_deref(),
+            key: "values",
+            container: "a map",
+            suffix: "Value",
         };
-        self.check_nested(file, &format!("{path}.values"), values);
-        let values = self.lower_schema(
-            file,
-            &format!("{path}.values"),
-            values,
-            &format!("{name_hint}Value"),
-            module,
-        )?;
+        let values = self.lower_element(file, path, element, name_hint, module)?;
         Some(Schema::Map {
             values: Box::new(values),
             max_properties: node.max_properties,
         })
+    }
+
+    /// A list's items or a map's values: required, not a field, named after the container.
+    fn lower_element(
+        &mut self,
+        file: &str,
+        path: &str,
+        element: Element<'_>,
+        name_hint: &str,
+        module: &Module,
+    ) -> Option<Schema> {
+        let Some(node) = element.node else {
+            self.error(
+                file,
+                path,
+                format!("{} needs {}", element.container, element.key),
+            );
+            return None;
+        };
+        let path = format!("{path}.{}", element.key);
+        self.check_nested(file, &path, node);
+        self.lower_schema(
+            file,
+            &path,
+            node,
+            &format!("{name_hint}{}", element.suffix),
+            module,
+        )
     }
 
     /// A pattern that compiles, and no minimum above its maximum.
@@ -299,4 +317,15 @@ impl Lowerer {
             );
         }
     }
+}
+
+/// What a list holds (`items`) or a map (`values`).
+struct Element<'a> {
+    node: Option<&'a raw::Node>,
+    /// The key in the spec.
+    key: &'static str,
+    /// For the error when it is missing: "a list", "a map".
+    container: &'static str,
+    /// Appended to the container's type name for an inline object or enum.
+    suffix: &'static str,
 }
