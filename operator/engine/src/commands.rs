@@ -1,6 +1,7 @@
-//! Where `cmd` inputs run: in this process's machine ([`LocalCommands`](crate::LocalCommands), `/bin/sh -c` in a
-//! process group, see `cmd`), or wherever a [`CommandRunner`] the caller brings puts them (the
-//! operator's pod executor). The engine judges what comes back the same way for both.
+//! Where `cmd` inputs run: in this process's machine
+//! ([`LocalCommands`](crate::LocalCommands), `/bin/sh -c` in a process group, see `cmd`), or
+//! wherever a [`CommandRunner`] the caller brings puts them (the operator's pod executor). The
+//! engine judges what comes back the same way for both.
 
 use std::collections::BTreeMap;
 use std::future::Future;
